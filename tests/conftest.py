@@ -1,0 +1,29 @@
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real Huatuo26M-Lite rows and the course's test file beside the checkout."""
+    if not (SHARED_DATA / "huatuo26m_lite_sample500.jsonl").exists():
+        pytest.skip(f"real data not found at {SHARED_DATA} (the folder ../shared/data beside the checkout)")
+    return SHARED_DATA
+
+
+def fake_snakemake(input=None, output=None, params=None, log=None, rule="test"):
+    """A stand-in for the `snakemake` object a `script:` receives, for calling a stage's main()."""
+    return SimpleNamespace(
+        input=SimpleNamespace(**(input or {})),
+        output=SimpleNamespace(**(output or {})),
+        params=SimpleNamespace(**(params or {})),
+        log=list(log or []),
+        rule=rule,
+    )
