@@ -1,0 +1,23 @@
+rule baseline_answers:
+    input:
+        test=f"{RESULTS}/data/test.jsonl",
+        model=lambda wc: (
+            [f"{RESULTS}/models/{config['baseline']['model']}/manifest.json"]
+            if config["baseline"]["source"] == "model"
+            else []
+        ),
+    output:
+        f"{RESULTS}/baseline/answers.jsonl",
+    params:
+        baseline=config["baseline"],
+        generation=config["generation"],
+        quantization=config["quantization"],
+        device=config["device"],
+    log:
+        f"{LOGS}/baseline_answers.log",
+    resources:
+        gpu=1 if config["baseline"]["source"] == "model" else 0,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/baseline_answers.py"

@@ -1,0 +1,97 @@
+# Helpers shared by the rule files: paths, per-setting lookups and early checks.
+import os
+
+RESULTS = f"results/{config['run']}"
+LOGS = f"{RESULTS}/logs"
+SETTINGS = list(config["settings"])
+MODELS = list(config["models"])
+
+
+def check_config():
+    """Cross-references the schema cannot express, reported with the key that is wrong."""
+    problems = []
+    for name, setting in config["settings"].items():
+        if setting["model"] not in config["models"]:
+            problems.append(
+                f"settings.{name}.model: '{setting['model']}' is not a key of models ({', '.join(MODELS)})"
+            )
+    for name, model in config["models"].items():
+        if (model["source"] == "build") != ("build" in model):
+            problems.append(f"models.{name}: 'build:' is needed exactly when source is 'build'")
+    baseline = config["baseline"]
+    if baseline["source"] == "model" and baseline.get("model") not in config["models"]:
+        problems.append(f"baseline.model: '{baseline.get('model')}' is not a key of models")
+    if baseline["source"] == "openai" and not baseline.get("model"):
+        problems.append("baseline.model: the OpenAI chat model to ask is missing")
+    if baseline["source"] == "file" and config["test"]["source"] == "heldout":
+        problems.append(
+            "baseline.source: 'file' needs test.source to be a course file with baseline answers"
+        )
+    if config["judge"]["backend"] == "reference" and config["test"]["source"] != "heldout":
+        problems.append(
+            "judge.backend: 'reference' needs reference answers, i.e. test.source: heldout"
+        )
+    if problems:
+        raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+
+
+check_config()
+
+
+LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+
+
+def local_data_source():
+    """A local data file is an input (its edits rerun the DAG); a hub dataset id is not."""
+    source = config["data"]["source"]
+    return [source] if source.endswith(LOCAL_DATA_SUFFIXES) or os.path.exists(source) else []
+
+
+def setting_params(wildcards):
+    """What determines a setting's adapter (its display title does not)."""
+    setting = config["settings"][wildcards.setting]
+    return {key: value for key, value in setting.items() if key != "title"}
+
+
+def train_split(wildcards):
+    variant = config["settings"][wildcards.setting]["data"]
+    return f"{RESULTS}/data/train_augmented.jsonl" if variant == "augmented" else f"{RESULTS}/data/train.jsonl"
+
+
+def setting_model(wildcards):
+    return f"{RESULTS}/models/{config['settings'][wildcards.setting]['model']}/manifest.json"
+
+
+def test_source():
+    """The course file is an input (its edits rerun the test set); 'heldout' draws from the split."""
+    source = config["test"]["source"]
+    return [] if source == "heldout" else [source]
+
+
+def model_source_input(wildcards):
+    """A built model learns its tokenizer from the train split; hub and local models need nothing."""
+    return [f"{RESULTS}/data/train.jsonl"] if config["models"][wildcards.model]["source"] == "build" else []
+
+
+def api_key_envs(rule_names):
+    """Environment variables that the jobs about to run read their OpenAI-compatible keys from."""
+    envs = set()
+    if "judge_pairwise" in rule_names and config["judge"]["backend"] == "openai":
+        envs.add(config["judge"].get("api_key_env", "OPENAI_API_KEY"))
+    if "baseline_answers" in rule_names and config["baseline"]["source"] == "openai":
+        envs.add(config["baseline"].get("api_key_env", "OPENAI_API_KEY"))
+    return sorted(envs)
+
+
+onstart:
+    # Before any GPU hour is spent: the keys the run will need later must be set now.
+    missing = [
+        env
+        for env in api_key_envs({job.rule.name for job in workflow.dag.needrun_jobs()})
+        if not os.environ.get(env)
+    ]
+    if missing:
+        raise WorkflowError(
+            f"environment variable {', '.join(missing)} is not set; the judge/baseline "
+            "stage of this config calls an OpenAI-compatible API with it (see judge.api_key_env)"
+        )

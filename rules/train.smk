@@ -1,0 +1,22 @@
+rule train_adapter:
+    input:
+        model=setting_model,
+        train=train_split,
+        val=f"{RESULTS}/data/val.jsonl",
+    output:
+        adapter=directory(f"{RESULTS}/adapters/{{setting}}"),
+        loss=f"{RESULTS}/losses/{{setting}}.csv",
+    params:
+        setting=setting_params,
+        quantization=config["quantization"],
+        device=config["device"],
+        # Checkpoints live outside the output, so a killed job's are kept and resumed from.
+        checkpoints=lambda wc: f"{RESULTS}/checkpoints/{wc.setting}",
+    log:
+        f"{LOGS}/train_adapter/{{setting}}.log",
+    resources:
+        gpu=1,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/train_adapter.py"

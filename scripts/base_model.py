@@ -1,0 +1,119 @@
+"""Stage base model: resolve a hub model (fetched once, pinned to its commit) or a local folder,
+or build a tiny Qwen3-architecture model: a byte-level BPE tokenizer trained on the train split,
+a ChatML template that honours `enable_thinking` as Qwen3's does, and seeded random weights.
+Writes models/<name>/manifest.json, which training and generation load from."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+from common import PipelineError, atomic_dir, log, read_jsonl, run_stage, write_json
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+
+# Qwen3's template reduced to plain chat: the last assistant turn carries a (possibly empty)
+# think block, and with enable_thinking=False the generation prompt ends in an empty one, so the
+# prompt alone is a prefix of prompt + answer, in training and in generation alike.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if message.role == 'assistant' and loop.last %}"
+    "{{- '<|im_start|>assistant\\n<think>\\n' + (message.reasoning_content or '').strip('\\n')"
+    " + '\\n</think>\\n\\n' + message.content.lstrip('\\n') + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+    "{%- endif %}"
+)
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (as Qwen's) learned from the given texts."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:2] + SPECIAL_TOKENS[3:],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=2048,
+    )
+
+
+def build_tiny_model(train: list[dict], shape: dict, out_dir: str | os.PathLike) -> int:
+    """Tokenizer + seeded random Qwen3ForCausalLM saved in Hugging Face format; returns #params."""
+    tokenizer = train_tokenizer([t for r in train for t in (r["question"], r["answer"])], shape["vocab_size"])
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=shape["hidden_size"],
+        intermediate_size=shape["intermediate_size"],
+        num_hidden_layers=shape["num_hidden_layers"],
+        num_attention_heads=shape["num_attention_heads"],
+        num_key_value_heads=shape["num_key_value_heads"],
+        head_dim=shape["head_dim"],
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(shape["seed"])
+    model = Qwen3ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return sum(p.numel() for p in model.parameters())
+
+
+def fetch_hub_model(repo_id: str, revision: str | None) -> str:
+    """Download once (in a CPU job, not the GPU one) and return the commit it resolved to."""
+    from huggingface_hub import snapshot_download
+
+    log.info("Fetching %s at revision %s from the hub", repo_id, revision)
+    path = snapshot_download(repo_id, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.jinja"])
+    return Path(path).name  # snapshots/<commit sha>
+
+
+def resolve_model(model: dict, train_path: str | None, out_dir: Path) -> dict:
+    source = model["source"]
+    if source == "build":
+        with atomic_dir(out_dir / "weights") as tmp:
+            n_params = build_tiny_model(read_jsonl(train_path), model["build"], tmp)
+        return {"source": "build", "path": str(out_dir / "weights"), "revision": None, "parameters": n_params}
+    if os.path.isdir(source):
+        if not os.path.exists(os.path.join(source, "config.json")):
+            raise PipelineError(f"models: local model folder '{source}' has no config.json")
+        return {"source": source, "path": os.path.abspath(source), "revision": None}
+    return {"source": source, "path": source, "revision": fetch_hub_model(source, model.get("revision"))}
+
+
+def main(smk):
+    manifest_path = Path(smk.output[0])
+    train = smk.input.train[0] if smk.input.train else None
+    manifest = resolve_model(smk.params.model, train, manifest_path.parent)
+    write_json(manifest_path, manifest)
+    log.info("Base model ready: %s", manifest)
+
+
+if "snakemake" in globals():
+    run_stage(main, snakemake)  # noqa: F821

@@ -1,0 +1,28 @@
+"""Stage generate: each setting's answers to the test questions: the 4-bit base model with the
+setting's LoRA adapter, batched, greedy by default, thinking off."""
+
+from __future__ import annotations
+
+from peft import PeftModel
+
+from common import log, read_jsonl, run_stage, write_jsonl
+from qlora import answer_questions, load_quantized_model, load_tokenizer
+
+
+def generate_answers(model_manifest, adapter_dir, test, generation, quantization, device) -> list[dict]:
+    tokenizer = load_tokenizer(model_manifest)
+    model = PeftModel.from_pretrained(load_quantized_model(model_manifest, quantization, device), adapter_dir)
+    answers = answer_questions(model, tokenizer, [t["question"] for t in test], generation)
+    return [{"id": t["id"], **a, "generation": generation} for t, a in zip(test, answers)]
+
+
+def main(smk):
+    p = smk.params
+    records = generate_answers(smk.input.model, smk.input.adapter, read_jsonl(smk.input.test),
+                               p.generation, p.quantization, p.device)
+    write_jsonl(smk.output[0], records)
+    log.info("Wrote %d answers to %s", len(records), smk.output[0])
+
+
+if "snakemake" in globals():
+    run_stage(main, snakemake)  # noqa: F821

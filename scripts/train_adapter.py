@@ -1,0 +1,147 @@
+"""Stage train: one QLoRA adapter per setting. The base model in 4-bit NF4 (bitsandbytes), a LoRA
+adapter (peft), TRL's SFTTrainer with the loss on the answer only and the chat template rendered
+with thinking off. Checkpoints every `save_steps`; a re-run after a killed job resumes from the
+last one. Writes the adapter folder and the per-step train / per-eval validation loss CSV."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+from datasets import Dataset
+from peft import LoraConfig
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
+
+from common import CHAT_TEMPLATE_KWARGS, atomic_dir, chat_prompt, log, read_jsonl, run_stage, write_json, write_text
+from qlora import load_quantized_model, load_tokenizer
+
+
+def sft_dataset(records: list[dict]) -> Dataset:
+    """Conversational prompt-completion rows: TRL masks the prompt, so only the answer is learned."""
+    return Dataset.from_list([
+        {
+            "prompt": chat_prompt(r["question"]),
+            "completion": [{"role": "assistant", "content": r["answer"]}],
+            "chat_template_kwargs": CHAT_TEMPLATE_KWARGS,
+        }
+        for r in records
+    ])
+
+
+def lora_config(lora: dict) -> LoraConfig:
+    return LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]), bias="none", task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(training: dict, output_dir: str, device: str) -> SFTConfig:
+    """The study's hyperparameters under current names: transformers 4's warmup_ratio is a
+    float warmup_steps below 1, group_by_length is train_sampling_strategy='group_by_length'."""
+    return SFTConfig(
+        output_dir=output_dir,
+        num_train_epochs=training["epochs"],
+        per_device_train_batch_size=training["batch_size"],
+        per_device_eval_batch_size=training["batch_size"],
+        gradient_accumulation_steps=training["grad_accum"],
+        learning_rate=training["lr"],
+        weight_decay=training["weight_decay"],
+        warmup_steps=training["warmup_ratio"],
+        lr_scheduler_type=training["scheduler"],
+        optim=training["optimizer"],
+        bf16=training["bf16"],
+        train_sampling_strategy="group_by_length" if training["group_by_length"] else "random",
+        gradient_checkpointing=training["gradient_checkpointing"],
+        gradient_checkpointing_kwargs={"use_reentrant": False} if training["gradient_checkpointing"] else None,
+        eval_strategy="steps",
+        eval_steps=training["eval_steps"],
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=training["save_steps"],
+        save_total_limit=2,
+        seed=training["seed"],
+        max_length=training["max_length"],
+        completion_only_loss=True,
+        use_cpu=device == "cpu",
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+
+
+def run_fingerprint(*parts) -> str:
+    """Checkpoints are only resumed by a run with the same setting, data and base model."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, (str, Path)) and Path(part).is_file():
+            digest.update(Path(part).read_bytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def loss_rows(log_history: list[dict]) -> list[dict]:
+    rows = []
+    for entry in log_history:
+        for key, split in (("loss", "train"), ("eval_loss", "val")):
+            if key in entry:
+                rows.append({"step": entry["step"], "epoch": round(entry.get("epoch", 0.0), 4),
+                             "split": split, "loss": entry[key]})
+    return rows
+
+
+def loss_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["step", "epoch", "split", "loss"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def train_adapter(model_manifest, train_path, val_path, setting, quantization, device, checkpoint_dir, callbacks=()):
+    """Train (or resume) and return the trainer; checkpoints under checkpoint_dir/<fingerprint>."""
+    fingerprint = run_fingerprint(setting, quantization, model_manifest, train_path, val_path)
+    output_dir = Path(checkpoint_dir) / fingerprint
+    tokenizer = load_tokenizer(model_manifest)
+    model = load_quantized_model(model_manifest, quantization, device)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(setting["training"], str(output_dir), device),
+        train_dataset=sft_dataset(read_jsonl(train_path)),
+        eval_dataset=sft_dataset(read_jsonl(val_path)),
+        processing_class=tokenizer,
+        peft_config=lora_config(setting["lora"]),
+        callbacks=list(callbacks),
+    )
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last:
+        log.info("Resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
+    return trainer
+
+
+def main(smk):
+    trainer = train_adapter(
+        smk.input.model, smk.input.train, smk.input.val, smk.params.setting,
+        smk.params.quantization, smk.params.device, smk.params.checkpoints,
+    )
+    with atomic_dir(smk.output.adapter) as tmp:
+        trainer.model.save_pretrained(tmp)
+        state = trainer.state
+        write_json(tmp / "train_stats.json", {
+            "global_step": state.global_step,
+            "epochs": state.epoch,
+            "train_runtime_s": next((e["train_runtime"] for e in reversed(state.log_history) if "train_runtime" in e), None),
+            "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        })
+    write_text(smk.output.loss, loss_csv(loss_rows(trainer.state.log_history)))
+    shutil.rmtree(smk.params.checkpoints, ignore_errors=True)  # done: nothing left to resume
+    log.info("Adapter saved to %s after %d steps", smk.output.adapter, trainer.state.global_step)
+
+
+if "snakemake" in globals():
+    run_stage(main, snakemake)  # noqa: F821
