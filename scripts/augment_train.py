@@ -11,8 +11,7 @@ random.Random seeded with an int or a string (string seeds are hashed with SHA-5
 over lists in a fixed order (file order, token order, sorted positions), never over a set.
 """
 
-from __future__ import annotations
-
+# No `from __future__` import: Snakemake prepends a preamble to a `script:`, so it would not be first.
 import importlib.util
 import logging
 import random
@@ -171,7 +170,8 @@ def synonym_replace(
     A word is replaceable where jieba tags it as a content word, it has a synonym that is not
     protected, it is pure Chinese (no digits, no latin), it is not protected and its position
     does not overlap an occurrence of a protected term. Every replaceable occurrence of a chosen
-    word gets the same synonym. Returns (new question, [(word, synonym), ...] in question order);
+    word gets the same synonym; a synonym that would form a protected term with its neighbours
+    is dropped. Returns (new question, [(word, synonym), ...] in question order);
     no replaceable word -> (question, [])."""
     tokens = [(p.word, p.flag) for p in jb.posseg.lcut(question)]
     blocked = protected_spans(question, protected)
@@ -195,12 +195,24 @@ def synonym_replace(
     candidates = [w for w, opts in options.items() if opts]  # dict order = first occurrence: stable
     if not candidates:
         return question, []
-    chosen = [candidates[i] for i in sorted(rng.sample(range(len(candidates)), min(max_words, len(candidates))))]
-    mapping = {word: rng.choice(options[word]) for word in chosen}
-    new_question = "".join(
-        mapping.get(word, word) if ok else word for (word, _), ok in zip(tokens, eligible)
-    )
-    return new_question, [(word, mapping[word]) for word in chosen]
+    picked = sorted(rng.sample(range(len(candidates)), min(max_words, len(candidates))))
+    chosen = [candidates[i] for i in picked]
+    picks = [(word, rng.choice(options[word])) for word in chosen]
+
+    def render(mapping: dict[str, str]) -> str:
+        return "".join(mapping.get(word, word) if ok else word for (word, _), ok in zip(tokens, eligible))
+
+    # A synonym must not form a protected term with its neighbours (这个病|应该 -> 这个病|理应
+    # reads 病理): such a pick is dropped, so protected terms occur exactly as often as before.
+    counts = [question.count(term) for term in protected]
+    mapping: dict[str, str] = {}
+    for word, synonym in picks:
+        trial = render({**mapping, word: synonym})
+        if [trial.count(term) for term in protected] == counts:
+            mapping[word] = synonym
+    if not mapping:
+        return question, []
+    return render(mapping), list(mapping.items())
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,16 +225,21 @@ def check_config(cfg: dict) -> dict:
     try:
         ratio, seed = float(cfg["ratio"]), cfg["seed"]
     except (KeyError, TypeError, ValueError) as e:
-        raise PipelineError(f"augmentation config needs a numeric ratio and an integer seed ({e!r})") from None
+        raise PipelineError(
+            f"augmentation config needs a numeric ratio and an integer seed ({e!r})"
+        ) from None
     max_words = cfg.get("max_words_per_question", DEFAULT_MAX_WORDS)
     min_freq = cfg.get("min_word_freq", DEFAULT_MIN_WORD_FREQ)
     if not 0.0 <= ratio <= 1.0:
         raise PipelineError(f"augmentation.ratio must be between 0 and 1, got {ratio}")
-    for name, value, low in (("seed", seed, None), ("max_words_per_question", max_words, 1),
-                             ("min_word_freq", min_freq, 0)):
+    for name, value, low in (
+        ("seed", seed, None),
+        ("max_words_per_question", max_words, 1),
+        ("min_word_freq", min_freq, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-            raise PipelineError(f"augmentation.{name} must be an integer{f' >= {low}' if low is not None else ''}, "
-                                f"got {value!r}")
+            bound = f" >= {low}" if low is not None else ""
+            raise PipelineError(f"augmentation.{name} must be an integer{bound}, got {value!r}")
     return {"ratio": ratio, "seed": seed, "max_words_per_question": max_words, "min_word_freq": min_freq}
 
 

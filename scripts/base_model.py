@@ -3,7 +3,6 @@ or build a tiny Qwen3-architecture model: a byte-level BPE tokenizer trained on 
 a ChatML template that honours `enable_thinking` as Qwen3's does, and seeded random weights.
 Writes models/<name>/manifest.json, which training and generation load from."""
 
-from __future__ import annotations
 
 import os
 from pathlib import Path

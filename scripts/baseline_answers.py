@@ -1,7 +1,6 @@
 """Stage baseline answers: what each setting is compared with. From the course file (ChatGPT's
 answers), from an OpenAI-compatible chat model, or from a local model (e.g. the untuned base)."""
 
-from __future__ import annotations
 
 import os
 

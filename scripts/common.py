@@ -1,7 +1,6 @@
 """Helpers shared by the stage programs: JSON Lines I/O, atomic writes, text normalisation,
 user-facing errors and the Snakemake glue."""
 
-from __future__ import annotations
 
 import contextlib
 import json

@@ -1,7 +1,6 @@
 """Stage generate: each setting's answers to the test questions: the 4-bit base model with the
 setting's LoRA adapter, batched, greedy by default, thinking off."""
 
-from __future__ import annotations
 
 from peft import PeftModel
 

@@ -10,7 +10,6 @@ Backends:
              reference answer (the demo's judge; needs test.source: heldout).
 """
 
-from __future__ import annotations
 
 import os
 import re

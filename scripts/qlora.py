@@ -1,7 +1,6 @@
 """Loading a base model the QLoRA way (4-bit NF4, double quantisation, bf16/fp32 compute) and
 answering questions with it: shared by training, generation and the model baseline."""
 
-from __future__ import annotations
 
 import os
 

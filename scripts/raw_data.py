@@ -1,7 +1,6 @@
 """Stage raw: Huatuo26M-Lite from the Hugging Face hub (by id and revision) or from a local
 .jsonl/.json/.parquet/.csv file, written as results/<run>/data/raw.jsonl."""
 
-from __future__ import annotations
 
 import os
 from pathlib import Path

@@ -2,7 +2,6 @@
 the rest into train / val / held-out with a seed. Counts of what was dropped and why go to a
 stats JSON."""
 
-from __future__ import annotations
 
 import random
 from collections import Counter

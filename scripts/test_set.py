@@ -2,7 +2,6 @@
 drawn from the held-out split. A test question that also appears in train or val stops the
 run: the comparison would measure memorisation."""
 
-from __future__ import annotations
 
 import json
 import random

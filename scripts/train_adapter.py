@@ -3,7 +3,6 @@ adapter (peft), TRL's SFTTrainer with the loss on the answer only and the chat t
 with thinking off. Checkpoints every `save_steps`; a re-run after a killed job resumes from the
 last one. Writes the adapter folder and the per-step train / per-eval validation loss CSV."""
 
-from __future__ import annotations
 
 import csv
 import hashlib

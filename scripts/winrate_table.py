@@ -5,7 +5,6 @@ question, invalid judge replies included, so an unparseable reply is never a sil
 win_rate_ties_half = (wins + ties / 2) / n is given beside it.
 """
 
-from __future__ import annotations
 
 import math
 from typing import Mapping

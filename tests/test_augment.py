@@ -192,6 +192,16 @@ def test_synonym_replace_never_touches_protected(jb, synonyms):
         assert "饮食" in new and "经常" in new
 
 
+def test_synonym_replace_never_forms_a_protected_term(jb, synonyms):
+    q = "这个病应该怎么治？"  # 应该 -> 理应 would read 病理
+    seen = set()
+    for seed in range(40):
+        new, replaced = A.synonym_replace(q, random.Random(seed), jb, synonyms, ["病理"], 3)
+        assert "病理" not in new
+        seen |= {s for _, s in replaced}
+    assert seen and "理应" not in seen
+
+
 def test_synonym_replace_limits_and_skips(jb, synonyms):
     q = QUESTIONS[0]
     for seed in range(10):
@@ -362,3 +372,9 @@ def test_real_rows(shared_data, jb, synonyms, protected):
     assert stats["n_train"] == 500 and stats["n_selected"] == 150
     assert 0.25 * 500 <= stats["n_changed"] <= 0.31 * 500
     assert stats["words_replaced"] >= 2 * stats["n_changed"]
+
+
+def test_script_runs_after_a_snakemake_preamble():
+    # Snakemake prepends code to a `script:`; a `from __future__` import would then be a SyntaxError.
+    source = (REPO / "scripts" / "augment_train.py").read_text(encoding="utf-8")
+    compile("import sys\n" + source, "augment_train.py", "exec")

@@ -1,0 +1,139 @@
+"""Tiny Qwen3 build, 4-bit loading, QLoRA training (answer-only loss, resume) and generation,
+through the real transformers / bitsandbytes / peft / TRL code on the CPU."""
+
+import csv
+
+import bitsandbytes as bnb
+import pytest
+from transformers import TrainerCallback
+
+import base_model
+import generate_answers
+import train_adapter
+from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, read_json, write_json, write_jsonl
+from qlora import check_device, load_quantized_model, load_tokenizer
+
+SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 400, "seed": 0}
+QUANT = {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
+QA = [("我最近总是头晕，血压有点高，需要吃药吗？", "建议先连续测量一周血压，如果超过140/90，请到心血管内科就诊。"),
+      ("孩子发烧三十八度五，需要去医院吗？", "可以先物理降温，多喝水；精神差或持续高热请及时就医。"),
+      ("胃总是反酸烧心是怎么回事？", "可能是胃食管反流，少吃辛辣油腻，睡前不要进食，必要时做胃镜。"),
+      ("脸上长湿疹很痒怎么办？", "避免抓挠和热水烫洗，保持皮肤湿润，可以在医生指导下外用药膏。")]
+SETTING = {
+    "model": "tiny", "data": "original",
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+    "training": {"epochs": 1, "batch_size": 2, "grad_accum": 2, "lr": 1e-2, "weight_decay": 0.0,
+                 "warmup_ratio": 0.1, "scheduler": "cosine", "optimizer": "adamw_torch", "bf16": False,
+                 "group_by_length": True, "gradient_checkpointing": True, "eval_steps": 3,
+                 "max_length": 128, "save_steps": 2, "seed": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    rows = [{"id": i, "question": f"{q}（{i}）", "answer": a} for i in range(6) for q, a in QA]
+    write_jsonl(root / "train.jsonl", rows[:20])
+    write_jsonl(root / "val.jsonl", rows[20:])
+    manifest = base_model.resolve_model({"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m")
+    write_json(root / "m" / "manifest.json", manifest)
+    return root
+
+
+def test_build_writes_a_qwen3_model_and_its_tokenizer(tiny):
+    manifest = read_json(tiny / "m" / "manifest.json")
+    assert manifest["source"] == "build" and manifest["parameters"] > 10_000
+    tokenizer = load_tokenizer(str(tiny / "m" / "manifest.json"))
+    assert len(tokenizer) <= SHAPE["vocab_size"] and tokenizer.eos_token == "<|im_end|>"
+    text = QA[0][1]
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text  # byte-level BPE round-trips Chinese
+    assert read_json(tiny / "m" / "weights" / "config.json")["model_type"] == "qwen3"
+
+
+def test_chat_template_honours_enable_thinking_like_qwen3(tiny):
+    tokenizer = load_tokenizer(str(tiny / "m" / "manifest.json"))
+    prompt = tokenizer.apply_chat_template(chat_prompt("问？"), tokenize=False, add_generation_prompt=True,
+                                           **CHAT_TEMPLATE_KWARGS)
+    assert prompt == "<|im_start|>user\n问？<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    thinking = tokenizer.apply_chat_template(chat_prompt("问？"), tokenize=False, add_generation_prompt=True)
+    assert thinking.endswith("<|im_start|>assistant\n")
+    full = tokenizer.apply_chat_template(chat_prompt("问？") + [{"role": "assistant", "content": "答。"}],
+                                         tokenize=False, **CHAT_TEMPLATE_KWARGS)
+    assert full == prompt + "答。<|im_end|>\n"  # the prompt is a prefix: the answer-only mask is exact
+
+
+def test_quantized_load_is_nf4_with_double_quant(tiny):
+    model = load_quantized_model(str(tiny / "m" / "manifest.json"), QUANT, "cpu")
+    proj = model.model.layers[0].self_attn.q_proj
+    assert isinstance(proj, bnb.nn.Linear4bit)
+    assert proj.weight.quant_state.quant_type == "nf4" and proj.weight.quant_state.nested
+
+
+def test_cuda_config_without_gpu_stops_clearly():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(PipelineError, match="device: 'cuda' but no CUDA GPU is visible"):
+        check_device("cuda")
+
+
+def test_dataset_masks_the_prompt():
+    ds = train_adapter.sft_dataset([{"question": "问？", "answer": "答。"}])
+    assert ds[0]["prompt"] == [{"role": "user", "content": "问？"}]
+    assert ds[0]["completion"] == [{"role": "assistant", "content": "答。"}]
+    assert ds[0]["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+class KillAt(TrainerCallback):
+    """Stands in for a job killed mid-training (after a checkpoint was written)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("killed")
+
+
+def test_train_answer_only_loss_and_resume(tiny, caplog):
+    caplog.set_level("INFO", logger="pipeline")
+    args = (str(tiny / "m" / "manifest.json"), str(tiny / "train.jsonl"), str(tiny / "val.jsonl"), SETTING,
+            QUANT, "cpu", str(tiny / "ckpt"))
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter.train_adapter(*args, callbacks=[KillAt(3)])
+    assert list((tiny / "ckpt").glob("*/checkpoint-2"))
+    trainer = train_adapter.train_adapter(*args)
+    assert "Resuming from" in caplog.text and "checkpoint-2" in caplog.text
+    assert trainer.state.global_step == 5  # 20 rows / (2 x 2), rounded up
+    sample = trainer.train_dataset[0]
+    n_prompt = next(i for i, label in enumerate(sample["labels"]) if label != -100)
+    assert all(label != -100 for label in sample["labels"][n_prompt:])
+    tokenizer = load_tokenizer(str(tiny / "m" / "manifest.json"))
+    assert tokenizer.decode(sample["input_ids"][:n_prompt]).endswith("<think>\n\n</think>\n\n")
+    rows = train_adapter.loss_rows(trainer.state.log_history)
+    train_steps = [r["step"] for r in rows if r["split"] == "train"]
+    assert train_steps == [1, 2, 3, 4, 5]  # steps 1-2 restored from the checkpoint's history
+    assert [r["step"] for r in rows if r["split"] == "val"] == [3, 5]  # every eval_steps, and at the end
+    text = train_adapter.loss_csv(rows)
+    parsed = list(csv.DictReader(text.splitlines()))
+    assert parsed[0].keys() == {"step", "epoch", "split", "loss"} and float(parsed[0]["loss"]) > 0
+
+    trainer.model.save_pretrained(tiny / "adapter")
+    test = [{"id": "q1", "question": QA[0][0]}, {"id": "q2", "question": QA[1][0]}]
+    gen = {"max_new_tokens": 8, "do_sample": False, "batch_size": 2}
+    records = generate_answers.generate_answers(str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test,
+                                                gen, QUANT, "cpu")
+    assert [r["id"] for r in records] == ["q1", "q2"]
+    assert all(0 < r["answer_tokens"] <= 8 and r["prompt_tokens"] > 5 for r in records)
+    again = generate_answers.generate_answers(str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test,
+                                              gen, QUANT, "cpu")
+    assert [r["answer"] for r in again] == [r["answer"] for r in records]  # greedy is deterministic
+
+
+def test_checkpoint_fingerprint_changes_with_data(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("1"), b.write_text("2")
+    assert train_adapter.run_fingerprint(SETTING, a) != train_adapter.run_fingerprint(SETTING, b)
+    assert train_adapter.run_fingerprint(SETTING, a) == train_adapter.run_fingerprint(SETTING, a)
