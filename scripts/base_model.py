@@ -1,6 +1,7 @@
 """Stage base model: resolve a hub model (fetched once, pinned to its commit) or a local folder,
 or build a tiny Qwen3-architecture model: a byte-level BPE tokenizer trained on the train split,
-a ChatML template that honours `enable_thinking` as Qwen3's does, and seeded random weights.
+a ChatML template that honours `enable_thinking` as Qwen3's does, and seeded random weights,
+optionally given a short plain-text pretraining pass on the train split.
 Writes models/<name>/manifest.json, which training and generation load from."""
 
 
@@ -58,9 +59,33 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     )
 
 
-def build_tiny_model(train: list[dict], shape: dict, out_dir: str | os.PathLike) -> int:
-    """Tokenizer + seeded random Qwen3ForCausalLM saved in Hugging Face format; returns #params."""
-    tokenizer = train_tokenizer([t for r in train for t in (r["question"], r["answer"])], shape["vocab_size"])
+def pretrain(model, tokenizer, texts: list[str], epochs: int, lr: float, block: int = 128, batch: int = 16) -> list[float]:
+    """A short causal-LM pass over plain text (no chat markup), so the tiny base model has some
+    language for the adapters to build on, as a real base model has. Returns the epoch losses."""
+    ids = [i for t in texts for i in tokenizer(t + tokenizer.eos_token)["input_ids"]]
+    blocks = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for epoch in range(epochs):
+        order, total = torch.randperm(len(blocks)), 0.0
+        for start in range(0, len(blocks), batch):
+            x = blocks[order[start : start + batch]]
+            loss = model(input_ids=x, labels=x).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            total += loss.item() * len(x)
+        losses.append(total / len(blocks))
+        log.info("pretrain epoch %d: loss %.3f", epoch + 1, losses[-1])
+    return losses
+
+
+def build_tiny_model(train: list[dict], shape: dict, out_dir: str | os.PathLike) -> dict:
+    """Tokenizer + seeded Qwen3ForCausalLM (random, then optionally pretrained on the train text)
+    saved in Hugging Face format; returns what the manifest records of it."""
+    texts = [t for r in train for t in (r["question"], r["answer"])]
+    tokenizer = train_tokenizer(texts, shape["vocab_size"])
     config = Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=shape["hidden_size"],
@@ -77,11 +102,12 @@ def build_tiny_model(train: list[dict], shape: dict, out_dir: str | os.PathLike)
     )
     torch.manual_seed(shape["seed"])
     model = Qwen3ForCausalLM(config)
+    pretrain_losses = pretrain(model, tokenizer, texts, shape.get("pretrain_epochs", 0), shape.get("pretrain_lr", 1e-3))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    return sum(p.numel() for p in model.parameters())
+    return {"parameters": sum(p.numel() for p in model.parameters()), "pretrain_losses": pretrain_losses}
 
 
 def fetch_hub_model(repo_id: str, revision: str | None) -> str:
@@ -97,8 +123,8 @@ def resolve_model(model: dict, train_path: str | None, out_dir: Path) -> dict:
     source = model["source"]
     if source == "build":
         with atomic_dir(out_dir / "weights") as tmp:
-            n_params = build_tiny_model(read_jsonl(train_path), model["build"], tmp)
-        return {"source": "build", "path": str(out_dir / "weights"), "revision": None, "parameters": n_params}
+            built = build_tiny_model(read_jsonl(train_path), model["build"], tmp)
+        return {"source": "build", "path": str(out_dir / "weights"), "revision": None, **built}
     if os.path.isdir(source):
         if not os.path.exists(os.path.join(source, "config.json")):
             raise PipelineError(f"models: local model folder '{source}' has no config.json")

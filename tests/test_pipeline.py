@@ -1,0 +1,148 @@
+"""The whole demo DAG through Snakemake in a copy of the repo, then what reruns after a change,
+the study's DAG as a dry run, and the config errors a user can make."""
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, SHARED_DATA
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+DEMO = ["--configfile", "config/demo.yaml"]
+COPIED = ["Snakefile", "rules", "scripts", "config", "envs", "paper", "data/demo", "data/protected_terms.txt"]
+
+
+def copy_repo(dest):
+    for name in COPIED:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def snakemake(cwd, *args, env=None, check=True):
+    run_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=run_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(cwd, *args, env=None) -> dict[str, int]:
+    """Rule -> job count of a dry run (its 'Job stats' table); {} when nothing is to be done."""
+    proc = snakemake(cwd, "-n", "--cores", "1", *args, env=env)
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def overlay(cwd, name, data):
+    (cwd / name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return name
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One real demo run for the module (a few minutes on two cores)."""
+    root = copy_repo(tmp_path_factory.mktemp("demo"))
+    snakemake(root, "--cores", "2", *DEMO)
+    return root
+
+
+def test_demo_writes_the_table_and_the_paper(demo_run):
+    results = demo_run / "results" / "demo"
+    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["setting"] for r in rows] == ["setting1", "setting2", "setting3", "setting4"]
+    for r in rows:
+        n, wins, ties, losses, invalid = (int(r[k]) for k in ("n", "wins", "ties", "losses", "invalid"))
+        assert n == 12 and wins + ties + losses + invalid == n
+        assert float(r["win_rate"]) == pytest.approx(wins / n)
+    tex = (results / "paper" / "paper.tex").read_text(encoding="utf-8")
+    for r in rows:
+        assert f"{100 * float(r['win_rate']):.1f}" in tex
+    assert "loss_curves.pdf" in tex
+    assert (results / "paper" / "loss_curves.pdf").read_bytes().startswith(b"%PDF")
+    for setting in ("setting1", "setting4"):
+        with open(results / "losses" / f"{setting}.csv", encoding="utf-8") as f:
+            losses = list(csv.DictReader(f))
+        assert {r["split"] for r in losses} == {"train", "val"}
+    stats = yaml.safe_load((results / "data" / "split_stats.json").read_text())
+    assert stats["dropped"]["malformed"] >= 1 and stats["dropped"]["duplicate_question"] >= 1
+    assert (results / "adapters" / "setting2" / "adapter_config.json").exists()
+    assert not (results / "checkpoints" / "setting1").exists()  # cleaned up once the adapter is saved
+
+
+def test_finished_run_has_nothing_to_do(demo_run):
+    assert planned_jobs(demo_run, *DEMO) == {}
+
+
+def test_judge_temperature_reruns_only_judging_and_after(demo_run):
+    name = overlay(demo_run, "judge_t.yaml", {"judge": {"temperature": 0.7}})
+    jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
+    assert jobs == {"judge_pairwise": 4, "winrate_table": 1, "render_paper": 1, "all": 1}
+
+
+def test_augmentation_ratio_reruns_only_the_augmented_setting(demo_run):
+    name = overlay(demo_run, "ratio.yaml", {"augmentation": {"ratio": 0.5}})
+    jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
+    assert jobs == {"augment_train": 1, "train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1,
+                    "winrate_table": 1, "render_paper": 1, "all": 1}
+    out = snakemake(demo_run, "-n", "--cores", "1", "--configfile", "config/demo.yaml", name).stdout
+    assert "adapters/setting3" in out and "adapters/setting1" not in out
+
+
+def test_a_fifth_setting_needs_no_code(demo_run):
+    demo = yaml.safe_load((demo_run / "config" / "demo.yaml").read_text(encoding="utf-8"))
+    fifth = {**demo["settings"]["setting1"], "title": "Higher rank", "lora": {**demo["settings"]["setting1"]["lora"], "r": 16}}
+    name = overlay(demo_run, "fifth.yaml", {"settings": {"setting5": fifth}})
+    jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
+    assert jobs == {"train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1, "winrate_table": 1,
+                    "render_paper": 1, "all": 1}
+
+
+def test_openai_judge_without_key_stops_before_any_job(demo_run):
+    name = overlay(demo_run, "openai.yaml", {"judge": {"backend": "openai", "model": "gpt-4o",
+                                                       "api_key_env": "PIPELINE_TEST_KEY"}})
+    env = {k: v for k, v in os.environ.items() if k != "PIPELINE_TEST_KEY"}
+    before = (demo_run / "results/demo/verdicts/setting1.jsonl").stat().st_mtime_ns
+    proc = subprocess.run([*SNAKEMAKE, "--cores", "1", "--configfile", "config/demo.yaml", name],
+                          cwd=demo_run, capture_output=True, text=True, env=env)
+    assert proc.returncode != 0
+    assert "environment variable PIPELINE_TEST_KEY is not set" in proc.stdout + proc.stderr
+    assert (demo_run / "results/demo/verdicts/setting1.jsonl").stat().st_mtime_ns == before
+    assert planned_jobs(demo_run, "--configfile", "config/demo.yaml", name, env=env)["judge_pairwise"] == 4
+
+
+def test_study_dag_dry_run_offline_without_key(tmp_path):
+    if not (SHARED_DATA / "zh_med.json").exists():
+        pytest.skip(f"the course file is not at {SHARED_DATA}")
+    root = copy_repo(tmp_path)
+    shutil.copy(SHARED_DATA / "zh_med.json", root / "data" / "zh_med.json")
+    env = {"OPENAI_API_KEY": "", "HF_HUB_OFFLINE": "1"}
+    jobs = planned_jobs(root, "--resources", "gpu=1", env=env)
+    assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 1, "augment_train": 1, "base_model": 2,
+                    "train_adapter": 4, "generate_answers": 4, "baseline_answers": 1, "judge_pairwise": 4,
+                    "winrate_table": 1, "render_paper": 1, "all": 1}
+    out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env=env).stdout
+    assert "results/study/models/qwen3-14b/manifest.json" in out
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"judge": {"temprature": 0.2}}, "'temprature' was unexpected"),
+    ({"splits": {"seed": "seven"}}, "'seven' is not of type 'integer'"),
+    ({"settings": {"setting1": {"model": "no-such-model"}}}, "settings.setting1.model: 'no-such-model' is not a key of models"),
+])
+def test_bad_config_stops_naming_the_key(tmp_path, change, message):
+    root = copy_repo(tmp_path)
+    name = overlay(root, "bad.yaml", change)
+    proc = snakemake(root, "-n", "--cores", "1", "--configfile", "config/demo.yaml", name, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
