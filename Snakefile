@@ -28,8 +28,12 @@ include: "rules/aggregate.smk"
 include: "rules/paper.smk"
 
 
+onstart:
+    require_api_keys()
+
+
 rule all:
+    default_target: True
     input:
         f"{RESULTS}/tables/winrate.csv",
         f"{RESULTS}/paper/paper.tex",
-    default_target: True

@@ -4,13 +4,16 @@ rule winrate_table:
     output:
         csv=f"{RESULTS}/tables/winrate.csv",
         json=f"{RESULTS}/tables/winrate.json",
-    params:
-        settings=[{"name": s, "title": config["settings"][s].get("title", s)} for s in SETTINGS],
     log:
         f"{LOGS}/winrate_table.log",
-    resources:
-        gpu=0,
     conda:
         "../envs/judge.yaml"
+    resources:
+        gpu=0,
+    params:
+        settings=[
+            {"name": s, "title": config["settings"][s].get("title", s)}
+            for s in SETTINGS
+        ],
     script:
         "../scripts/winrate_table.py"

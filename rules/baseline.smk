@@ -8,16 +8,16 @@ rule baseline_answers:
         ),
     output:
         f"{RESULTS}/baseline/answers.jsonl",
+    log:
+        f"{LOGS}/baseline_answers.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1 if config["baseline"]["source"] == "model" else 0,
     params:
         baseline=config["baseline"],
         generation=config["generation"],
         quantization=config["quantization"],
         device=config["device"],
-    log:
-        f"{LOGS}/baseline_answers.log",
-    resources:
-        gpu=1 if config["baseline"]["source"] == "model" else 0,
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/baseline_answers.py"

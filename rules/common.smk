@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: paths, per-setting lookups and early checks.
+# Helpers shared by the rule files (paths, per-setting lookups, early checks).
 import os
 
 RESULTS = f"results/{config['run']}"
@@ -17,17 +17,24 @@ def check_config():
             )
     for name, model in config["models"].items():
         if (model["source"] == "build") != ("build" in model):
-            problems.append(f"models.{name}: 'build:' is needed exactly when source is 'build'")
+            problems.append(
+                f"models.{name}: 'build:' is needed exactly when source is 'build'"
+            )
     baseline = config["baseline"]
     if baseline["source"] == "model" and baseline.get("model") not in config["models"]:
-        problems.append(f"baseline.model: '{baseline.get('model')}' is not a key of models")
+        problems.append(
+            f"baseline.model: '{baseline.get('model')}' is not a key of models"
+        )
     if baseline["source"] == "openai" and not baseline.get("model"):
         problems.append("baseline.model: the OpenAI chat model to ask is missing")
     if baseline["source"] == "file" and config["test"]["source"] == "heldout":
         problems.append(
             "baseline.source: 'file' needs test.source to be a course file with baseline answers"
         )
-    if config["judge"]["backend"] == "reference" and config["test"]["source"] != "heldout":
+    if (
+        config["judge"]["backend"] == "reference"
+        and config["test"]["source"] != "heldout"
+    ):
         problems.append(
             "judge.backend: 'reference' needs reference answers, i.e. test.source: heldout"
         )
@@ -44,7 +51,11 @@ LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 def local_data_source():
     """A local data file is an input (its edits rerun the DAG); a hub dataset id is not."""
     source = config["data"]["source"]
-    return [source] if source.endswith(LOCAL_DATA_SUFFIXES) or os.path.exists(source) else []
+    return (
+        [source]
+        if source.endswith(LOCAL_DATA_SUFFIXES) or os.path.exists(source)
+        else []
+    )
 
 
 def setting_params(wildcards):
@@ -55,7 +66,11 @@ def setting_params(wildcards):
 
 def train_split(wildcards):
     variant = config["settings"][wildcards.setting]["data"]
-    return f"{RESULTS}/data/train_augmented.jsonl" if variant == "augmented" else f"{RESULTS}/data/train.jsonl"
+    return (
+        f"{RESULTS}/data/train_augmented.jsonl"
+        if variant == "augmented"
+        else f"{RESULTS}/data/train.jsonl"
+    )
 
 
 def setting_model(wildcards):
@@ -70,7 +85,11 @@ def test_source():
 
 def model_source_input(wildcards):
     """A built model learns its tokenizer from the train split; hub and local models need nothing."""
-    return [f"{RESULTS}/data/train.jsonl"] if config["models"][wildcards.model]["source"] == "build" else []
+    return (
+        [f"{RESULTS}/data/train.jsonl"]
+        if config["models"][wildcards.model]["source"] == "build"
+        else []
+    )
 
 
 def api_key_envs(rule_names):
@@ -83,13 +102,10 @@ def api_key_envs(rule_names):
     return sorted(envs)
 
 
-onstart:
-    # Before any GPU hour is spent: the keys the run will need later must be set now.
-    missing = [
-        env
-        for env in api_key_envs({job.rule.name for job in workflow.dag.needrun_jobs()})
-        if not os.environ.get(env)
-    ]
+def require_api_keys():
+    """Before any GPU hour is spent: the keys that the jobs about to run need must be set now."""
+    rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    missing = [env for env in api_key_envs(rules_to_run) if not os.environ.get(env)]
     if missing:
         raise WorkflowError(
             f"environment variable {', '.join(missing)} is not set; the judge/baseline "

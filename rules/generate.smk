@@ -5,15 +5,15 @@ rule generate_answers:
         test=f"{RESULTS}/data/test.jsonl",
     output:
         f"{RESULTS}/generations/{{setting}}.jsonl",
+    log:
+        f"{LOGS}/generate_answers/{{setting}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
     params:
         generation=config["generation"],
         quantization=config["quantization"],
         device=config["device"],
-    log:
-        f"{LOGS}/generate_answers/{{setting}}.log",
-    resources:
-        gpu=1,
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/generate_answers.py"

@@ -5,14 +5,14 @@ rule judge_pairwise:
         answers=f"{RESULTS}/generations/{{setting}}.jsonl",
     output:
         verdicts=f"{RESULTS}/verdicts/{{setting}}.jsonl",
+    log:
+        f"{LOGS}/judge_pairwise/{{setting}}.log",
+    conda:
+        "../envs/judge.yaml"
+    resources:
+        gpu=0,
     params:
         judge=config["judge"],
         setting=lambda wc: wc.setting,
-    log:
-        f"{LOGS}/judge_pairwise/{{setting}}.log",
-    resources:
-        gpu=0,
-    conda:
-        "../envs/judge.yaml"
     script:
         "../scripts/judge_pairwise.py"

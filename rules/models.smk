@@ -3,13 +3,13 @@ rule base_model:
         train=model_source_input,
     output:
         f"{RESULTS}/models/{{model}}/manifest.json",
-    params:
-        model=lambda wc: config["models"][wc.model],
     log:
         f"{LOGS}/base_model/{{model}}.log",
-    resources:
-        gpu=0,
     conda:
         "../envs/train.yaml"
+    resources:
+        gpu=0,
+    params:
+        model=lambda wc: config["models"][wc.model],
     script:
         "../scripts/base_model.py"

@@ -10,13 +10,13 @@ rule render_paper:
     output:
         tex=f"{RESULTS}/paper/paper.tex",
         figure=f"{RESULTS}/paper/loss_curves.pdf",
-    params:
-        config={k: v for k, v in config.items() if k != "recipes"},
     log:
         f"{LOGS}/render_paper.log",
-    resources:
-        gpu=0,
     conda:
         "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    params:
+        config={k: v for k, v in config.items() if k != "recipes"},
     script:
         "../scripts/render_paper.py"

@@ -3,13 +3,13 @@ rule raw_data:
         local_data_source(),
     output:
         f"{RESULTS}/data/raw.jsonl",
-    params:
-        data=config["data"],
     log:
         f"{LOGS}/raw_data.log",
-    resources:
-        gpu=0,
     conda:
         "../envs/data.yaml"
+    resources:
+        gpu=0,
+    params:
+        data=config["data"],
     script:
         "../scripts/raw_data.py"

@@ -6,13 +6,13 @@ rule split_data:
         val=f"{RESULTS}/data/val.jsonl",
         heldout=f"{RESULTS}/data/heldout.jsonl",
         stats=f"{RESULTS}/data/split_stats.json",
-    params:
-        splits=config["splits"],
     log:
         f"{LOGS}/split_data.log",
-    resources:
-        gpu=0,
     conda:
         "../envs/data.yaml"
+    resources:
+        gpu=0,
+    params:
+        splits=config["splits"],
     script:
         "../scripts/split_data.py"

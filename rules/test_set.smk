@@ -6,13 +6,13 @@ rule test_set:
         val=f"{RESULTS}/data/val.jsonl",
     output:
         f"{RESULTS}/data/test.jsonl",
-    params:
-        test=config["test"],
     log:
         f"{LOGS}/test_set.log",
-    resources:
-        gpu=0,
     conda:
         "../envs/data.yaml"
+    resources:
+        gpu=0,
+    params:
+        test=config["test"],
     script:
         "../scripts/test_set.py"

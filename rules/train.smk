@@ -6,17 +6,17 @@ rule train_adapter:
     output:
         adapter=directory(f"{RESULTS}/adapters/{{setting}}"),
         loss=f"{RESULTS}/losses/{{setting}}.csv",
+    log:
+        f"{LOGS}/train_adapter/{{setting}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
     params:
         setting=setting_params,
         quantization=config["quantization"],
         device=config["device"],
         # Checkpoints live outside the output, so a killed job's are kept and resumed from.
         checkpoints=lambda wc: f"{RESULTS}/checkpoints/{wc.setting}",
-    log:
-        f"{LOGS}/train_adapter/{{setting}}.log",
-    resources:
-        gpu=1,
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/train_adapter.py"
