@@ -29,7 +29,7 @@ include: "rules/paper.smk"
 
 
 onstart:
-    require_api_keys()
+    preflight_checks()
 
 
 rule all:

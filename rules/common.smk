@@ -78,9 +78,10 @@ def setting_model(wildcards):
 
 
 def test_source():
-    """The course file is an input (its edits rerun the test set); 'heldout' draws from the split."""
+    """The course file is an input, so that its edits rerun the test set. While it is absent a
+    dry run still shows the whole DAG; a real run stops first (preflight_checks)."""
     source = config["test"]["source"]
-    return [] if source == "heldout" else [source]
+    return [source] if source != "heldout" and os.path.exists(source) else []
 
 
 def model_source_input(wildcards):
@@ -102,12 +103,22 @@ def api_key_envs(rule_names):
     return sorted(envs)
 
 
-def require_api_keys():
-    """Before any GPU hour is spent: the keys that the jobs about to run need must be set now."""
+def preflight_checks():
+    """Before any GPU hour is spent: what the jobs about to run will need later must be here now."""
     rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
     missing = [env for env in api_key_envs(rules_to_run) if not os.environ.get(env)]
     if missing:
         raise WorkflowError(
             f"environment variable {', '.join(missing)} is not set; the judge/baseline "
             "stage of this config calls an OpenAI-compatible API with it (see judge.api_key_env)"
+        )
+    source = config["test"]["source"]
+    if (
+        "test_set" in rules_to_run
+        and source != "heldout"
+        and not os.path.exists(source)
+    ):
+        raise WorkflowError(
+            f"test.source: the course file '{source}' does not exist; put the course's JSON list "
+            "of [question, baseline_answer] there or point test.source at it"
         )

@@ -122,10 +122,7 @@ def test_openai_judge_without_key_stops_before_any_job(demo_run):
 
 
 def test_study_dag_dry_run_offline_without_key(tmp_path):
-    if not (SHARED_DATA / "zh_med.json").exists():
-        pytest.skip(f"the course file is not at {SHARED_DATA}")
     root = copy_repo(tmp_path)
-    shutil.copy(SHARED_DATA / "zh_med.json", root / "data" / "zh_med.json")
     env = {"OPENAI_API_KEY": "", "HF_HUB_OFFLINE": "1"}
     jobs = planned_jobs(root, "--resources", "gpu=1", env=env)
     assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 1, "augment_train": 1, "base_model": 2,
@@ -133,6 +130,32 @@ def test_study_dag_dry_run_offline_without_key(tmp_path):
                     "winrate_table": 1, "render_paper": 1, "all": 1}
     out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env=env).stdout
     assert "results/study/models/qwen3-14b/manifest.json" in out
+
+
+def test_study_run_without_course_file_stops_before_any_job(tmp_path):
+    root = copy_repo(tmp_path)
+    proc = snakemake(root, "--cores", "1", "--resources", "gpu=1", env={"OPENAI_API_KEY": "sk-test"}, check=False)
+    assert proc.returncode != 0
+    assert "test.source: the course file 'data/zh_med.json' does not exist" in proc.stdout + proc.stderr
+    assert not (root / "results").exists()
+
+
+def test_study_dry_run_uses_the_course_file_when_present(tmp_path):
+    if not (SHARED_DATA / "zh_med.json").exists():
+        pytest.skip(f"the course file is not at {SHARED_DATA}")
+    root = copy_repo(tmp_path)
+    shutil.copy(SHARED_DATA / "zh_med.json", root / "data" / "zh_med.json")
+    out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env={"HF_HUB_OFFLINE": "1"}).stdout
+    assert re.search(r"rule test_set:\n\s+input: data/zh_med.json", out)
+
+
+def test_workflow_lints_clean():
+    for args in ([], DEMO):
+        proc = snakemake(REPO, "--lint", *args)
+        assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr
 
 
 @pytest.mark.parametrize("change, message", [
