@@ -34,9 +34,9 @@ def answers_from_openai(test: list[dict], baseline: dict) -> list[str]:
 
 
 def answers_from_model(test: list[dict], manifest: str, generation: dict, quantization: dict, device: str) -> list[str]:
-    from qlora import answer_questions, load_quantized_model, load_tokenizer  # torch only where needed
+    from qlora import answer_questions, load_generation_model, load_tokenizer  # torch only where needed
 
-    model = load_quantized_model(manifest, quantization, device)
+    model = load_generation_model(manifest, quantization, device)
     return [a["answer"] for a in answer_questions(model, load_tokenizer(manifest), [t["question"] for t in test], generation)]
 
 

@@ -2,15 +2,13 @@
 setting's LoRA adapter, batched, greedy by default, thinking off."""
 
 
-from peft import PeftModel
-
 from common import log, read_jsonl, run_stage, write_jsonl
-from qlora import answer_questions, load_quantized_model, load_tokenizer
+from qlora import answer_questions, load_generation_model, load_tokenizer
 
 
 def generate_answers(model_manifest, adapter_dir, test, generation, quantization, device) -> list[dict]:
     tokenizer = load_tokenizer(model_manifest)
-    model = PeftModel.from_pretrained(load_quantized_model(model_manifest, quantization, device), adapter_dir)
+    model = load_generation_model(model_manifest, quantization, device, adapter_dir)
     answers = answer_questions(model, tokenizer, [t["question"] for t in test], generation)
     return [{"id": t["id"], **a, "generation": generation} for t, a in zip(test, answers)]
 

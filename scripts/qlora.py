@@ -54,6 +54,19 @@ def load_quantized_model(manifest_path: str, quantization: dict, device: str):
     )
 
 
+def load_generation_model(manifest_path: str, quantization: dict, device: str, adapter_dir: str | None = None):
+    """The model that answers: the NF4 base dequantised once to the compute dtype, with the
+    adapter (if any) merged into it. Each weight is then exactly what the 4-bit path dequantises
+    in every matmul, but decoding runs as a plain dense model: several times faster than NF4 with
+    an unmerged adapter (bench/RESULTS.md), at the memory of the unquantised model."""
+    from peft import PeftModel
+
+    model = load_quantized_model(manifest_path, quantization, device).dequantize()
+    if adapter_dir:
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    return model.eval()
+
+
 @torch.inference_mode()
 def answer_questions(model, tokenizer, questions: list[str], generation: dict) -> list[dict]:
     """Batched answers (thinking off), with prompt and answer token counts."""

@@ -1,0 +1,204 @@
+"""Training and generation speed of the pipeline's paths against the stock ones, on a GPU.
+
+Builds a Qwen3-4B- or Qwen3-14B-shaped model from the published config with random weights
+(the same compute as the real weights), then for each recipe of the study config trains the
+QLoRA adapter for --steps optimiser steps after --warmup steps, once through the stock path
+(SFTTrainer as the course notebook configures it) and once through the pipeline's CUDA path
+(train_adapter.speedups), on the same synthetic examples with Huatuo26M-Lite-like lengths.
+Prints tokens/s (real, unpadded tokens), model FLOPs utilisation, peak GPU memory and the losses;
+with --generation also batched greedy decoding, stock (NF4 + unmerged LoRA) against the
+pipeline's (dequantised + merged, and with a static cache), and how many greedy tokens agree.
+
+    python bench/train_bench.py --model 4b --recipes setting1,setting4 --generation --out bench/h100_4b.json
+"""
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from datasets import Dataset
+from transformers import Qwen3Config, Qwen3ForCausalLM, TrainerCallback
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import base_model  # noqa: E402
+import qlora  # noqa: E402
+import train_adapter  # noqa: E402
+from common import read_jsonl, setup_logging, write_json  # noqa: E402
+
+# The published config.json of Qwen/Qwen3-4B and Qwen/Qwen3-14B (hub, 2025).
+SHAPES = {
+    "4b": dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+               num_key_value_heads=8, tie_word_embeddings=True),
+    "14b": dict(hidden_size=5120, intermediate_size=17408, num_hidden_layers=40, num_attention_heads=40,
+                num_key_value_heads=8, tie_word_embeddings=False),
+}
+COMMON = dict(vocab_size=151936, head_dim=128, max_position_embeddings=40960, rope_theta=1_000_000, rms_norm_eps=1e-6)
+H100_BF16_DENSE_TFLOPS = 989.4  # NVIDIA H100 SXM datasheet, dense (no sparsity)
+
+
+def build_model(size: str, out: Path, tokenizer) -> tuple[str, int]:
+    config = Qwen3Config(**SHAPES[size], **COMMON, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Qwen3ForCausalLM._from_config(config, dtype=torch.bfloat16)
+    non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    del model
+    torch.cuda.empty_cache()
+    write_json(out / "manifest.json", {"source": f"random Qwen3-{size} shape", "path": str(out), "revision": None})
+    return str(out / "manifest.json"), non_embedding
+
+
+def synthetic_examples(n: int, seed: int) -> Dataset:
+    """Prompt 30-90 tokens (chat markup included), answer log-normal (median ~80) capped at 480:
+    about 165 tokens per example, as Huatuo26M-Lite's questions and answers under Qwen's tokenizer."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(n):
+        prompt = int(torch.randint(30, 91, (1,), generator=g))
+        answer = int(min(480, max(8, math.exp(4.4 + 0.6 * float(torch.randn(1, generator=g))))))
+        ids = torch.randint(1000, 150000, (prompt + answer,), generator=g).tolist()
+        rows.append({"input_ids": ids, "completion_mask": [0] * prompt + [1] * answer})
+    return Dataset.from_list(rows)
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.times, self.tokens, self.losses = [], [], []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        torch.cuda.synchronize()
+        self.times.append(time.perf_counter())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.tokens.append(logs["num_tokens"])
+            self.losses.append(float(logs["loss"]))
+
+
+def train_run(manifest, tokenizer, data, setting, quantization, path, steps, warmup, non_embedding, work):
+    model = qlora.load_quantized_model(manifest, quantization, "cuda")
+    timer = StepTimer()
+    trainer = train_adapter.build_trainer(
+        model, tokenizer, data, None, setting, "cuda", str(work / f"out-{path}"), callbacks=[timer],
+        fast=path == "pipeline", max_steps=warmup + steps, eval_strategy="no", save_strategy="no",
+        num_train_epochs=1,
+    )
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.train()
+    seconds = timer.times[-1] - timer.times[warmup - 1]
+    tokens = timer.tokens[-1] - timer.tokens[warmup - 1]
+    tps = tokens / seconds
+    result = {
+        "path": path,
+        "micro_batch": trainer.args.per_device_train_batch_size,
+        "grad_accum": trainer.args.gradient_accumulation_steps,
+        "liger": trainer.args.use_liger_kernel,
+        "tokens_per_s": round(tps, 1),
+        # 4 x non-embedding parameters per token: forward 2N, backward to the activations 2N
+        # (the frozen base gets no weight gradients); recomputation is not counted as useful.
+        "mfu": round(4 * non_embedding * tps / (H100_BF16_DENSE_TFLOPS * 1e12), 4),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "losses": [round(x, 4) for x in timer.losses],
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+    if path == "pipeline":
+        trainer.model.save_pretrained(work / "adapter")
+    del trainer, model
+    torch.cuda.empty_cache()
+    return result
+
+
+def generation_runs(manifest, tokenizer, quantization, adapter, questions, new_tokens):
+    from peft import PeftModel
+
+    gen = {"max_new_tokens": new_tokens, "do_sample": False, "batch_size": len(questions)}
+    variants = {
+        "stock NF4 + unmerged LoRA": lambda: PeftModel.from_pretrained(
+            qlora.load_quantized_model(manifest, quantization, "cuda"), adapter).eval(),
+        "pipeline: dequantised + merged": lambda: qlora.load_generation_model(manifest, quantization, "cuda", adapter),
+    }
+    results, reference = [], None
+    for name, load in variants.items():
+        model = load()
+        model.generation_config.min_new_tokens = new_tokens  # random weights may emit EOS early
+        for batched in (False, True):
+            qs = questions if batched else questions[:4]
+            g = {**gen, "batch_size": len(qs) if batched else 1}
+            qlora.answer_questions(model, tokenizer, qs[:1], {**g, "max_new_tokens": 8})  # warm-up
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            answers = qlora.answer_questions(model, tokenizer, qs, g)
+            torch.cuda.synchronize()
+            seconds = time.perf_counter() - t
+            row = {"path": name, "batched": batched, "prompts": len(qs),
+                   "tokens_per_s": round(sum(a["answer_tokens"] for a in answers) / seconds, 1)}
+            ids = [tokenizer(a["answer"], add_special_tokens=False)["input_ids"] for a in answers]
+            if batched and reference is None:
+                reference = ids
+            elif batched:
+                prefix = [next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y)))
+                          for x, y in zip(ids, reference)]
+                row["greedy_prefix_match_tokens"] = prefix
+                row["identical_answers"] = sum(x == y for x, y in zip(ids, reference))
+            results.append(row)
+        del model
+        torch.cuda.empty_cache()
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=list(SHAPES), default="4b")
+    parser.add_argument("--recipes", default="setting1,setting4")
+    parser.add_argument("--paths", default="stock,pipeline")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--generation", action="store_true")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--work", default="/tmp/bench")
+    parser.add_argument("--out", default="bench/result.json")
+    args = parser.parse_args()
+    setup_logging()
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    work = Path(args.work)
+    rows = [r for r in read_jsonl(REPO / "data/demo/huatuo_lite_demo.jsonl") if isinstance(r.get("question"), str)]
+    tokenizer = base_model.train_tokenizer([t for r in rows for t in (r["question"], r["answer"])], 3000)
+    manifest, non_embedding = build_model(args.model, work / f"qwen3-{args.model}", tokenizer)
+    report = {"gpu": torch.cuda.get_device_name(0), "model": f"Qwen3-{args.model} shape, random weights",
+              "non_embedding_parameters": non_embedding, "steps": args.steps, "warmup": args.warmup,
+              "versions": {m: __import__(m).__version__ for m in
+                           ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets")},
+              "training": [], "generation": []}
+    for name in args.recipes.split(","):
+        setting = config["settings"][name]
+        t = setting["training"]
+        data = synthetic_examples((args.steps + args.warmup) * t["batch_size"] * t["grad_accum"], seed=0)
+        for path in args.paths.split(","):
+            result = train_run(manifest, tokenizer, data, setting, config["quantization"], path, args.steps,
+                               args.warmup, non_embedding, work)
+            report["training"].append({"recipe": name, **result})
+            print(json.dumps(report["training"][-1]), flush=True)
+    if args.generation:
+        questions = [r["question"] for r in rows[:20]]
+        report["generation"] = generation_runs(manifest, tokenizer, config["quantization"], str(work / "adapter"),
+                                               questions, args.new_tokens)
+        for row in report["generation"]:
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+    write_json(args.out, report)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
