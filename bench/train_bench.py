@@ -91,8 +91,8 @@ def train_run(manifest, tokenizer, data, setting, quantization, path, steps, war
     timer = StepTimer()
     trainer = train_adapter.build_trainer(
         model, tokenizer, data, None, setting, "cuda", str(work / f"out-{path}"), callbacks=[timer],
-        fast=path == "pipeline", max_steps=warmup + steps, eval_strategy="no", save_strategy="no",
-        num_train_epochs=1,
+        fast=path != "stock", max_steps=warmup + steps, eval_strategy="no", save_strategy="no",
+        num_train_epochs=1, **({"torch_compile": True} if path == "pipeline+compile" else {}),
     )
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -125,34 +125,36 @@ def generation_runs(manifest, tokenizer, quantization, adapter, questions, new_t
 
     gen = {"max_new_tokens": new_tokens, "do_sample": False, "batch_size": len(questions)}
     variants = {
-        "stock NF4 + unmerged LoRA": lambda: PeftModel.from_pretrained(
-            qlora.load_quantized_model(manifest, quantization, "cuda"), adapter).eval(),
-        "pipeline: dequantised + merged": lambda: qlora.load_generation_model(manifest, quantization, "cuda", adapter),
+        "stock NF4 + unmerged LoRA": (lambda: PeftModel.from_pretrained(
+            qlora.load_quantized_model(manifest, quantization, "cuda"), adapter).eval(), None),
+        "pipeline: dequantised + merged": (lambda: qlora.load_generation_model(manifest, quantization, "cuda", adapter), None),
+        "pipeline + static cache (compiled)": (
+            lambda: qlora.load_generation_model(manifest, quantization, "cuda", adapter), "static"),
     }
     results, reference = [], None
-    for name, load in variants.items():
+    for name, (load, cache) in variants.items():
         model = load()
         model.generation_config.min_new_tokens = new_tokens  # random weights may emit EOS early
-        for batched in (False, True):
-            qs = questions if batched else questions[:4]
-            g = {**gen, "batch_size": len(qs) if batched else 1}
-            qlora.answer_questions(model, tokenizer, qs[:1], {**g, "max_new_tokens": 8})  # warm-up
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            answers = qlora.answer_questions(model, tokenizer, qs, g)
-            torch.cuda.synchronize()
-            seconds = time.perf_counter() - t
-            row = {"path": name, "batched": batched, "prompts": len(qs),
-                   "tokens_per_s": round(sum(a["answer_tokens"] for a in answers) / seconds, 1)}
-            ids = [tokenizer(a["answer"], add_special_tokens=False)["input_ids"] for a in answers]
-            if batched and reference is None:
-                reference = ids
-            elif batched:
-                prefix = [next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y)))
-                          for x, y in zip(ids, reference)]
-                row["greedy_prefix_match_tokens"] = prefix
-                row["identical_answers"] = sum(x == y for x, y in zip(ids, reference))
-            results.append(row)
+        model.generation_config.cache_implementation = cache
+        t = time.perf_counter()
+        qlora.answer_questions(model, tokenizer, questions, gen)  # warm-up (and compilation) on the same shapes
+        warmup_s = time.perf_counter() - t
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        answers = qlora.answer_questions(model, tokenizer, questions, gen)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - t
+        row = {"path": name, "prompts": len(questions), "first_call_s": round(warmup_s, 1),
+               "tokens_per_s": round(sum(a["answer_tokens"] for a in answers) / seconds, 1)}
+        ids = [tokenizer(a["answer"], add_special_tokens=False)["input_ids"] for a in answers]
+        if reference is None:
+            reference = ids
+        else:
+            prefix = [next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y)))
+                      for x, y in zip(ids, reference)]
+            row["greedy_prefix_match_tokens"] = prefix
+            row["identical_answers"] = sum(x == y for x, y in zip(ids, reference))
+        results.append(row)
         del model
         torch.cuda.empty_cache()
     return results
@@ -165,6 +167,7 @@ def main():
     parser.add_argument("--paths", default="stock,pipeline")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile-recipes", default="", help="recipes also timed with torch.compile")
     parser.add_argument("--generation", action="store_true")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--work", default="/tmp/bench")
@@ -185,7 +188,7 @@ def main():
         setting = config["settings"][name]
         t = setting["training"]
         data = synthetic_examples((args.steps + args.warmup) * t["batch_size"] * t["grad_accum"], seed=0)
-        for path in args.paths.split(","):
+        for path in args.paths.split(",") + (["pipeline+compile"] if name in args.compile_recipes.split(",") else []):
             result = train_run(manifest, tokenizer, data, setting, config["quantization"], path, args.steps,
                                args.warmup, non_embedding, work)
             report["training"].append({"recipe": name, **result})
