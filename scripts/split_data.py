@@ -25,7 +25,7 @@ def validate_row(row: dict, path: str, line: int) -> dict:
             raise DataError(path, line, field, "empty after trimming whitespace")
     for field, types in OPTIONAL_FIELDS.items():
         value = row.get(field)
-        if value is not None and not isinstance(value, types) or isinstance(value, bool):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
             raise DataError(path, line, field, f"unexpected type {type(value).__name__}")
     clean = {**row, "question": row["question"].strip(), "answer": row["answer"].strip()}
     clean["id"] = row.get("id") if row.get("id") is not None else line
