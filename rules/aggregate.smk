@@ -4,6 +4,7 @@ rule winrate_table:
     output:
         csv=f"{RESULTS}/tables/winrate.csv",
         json=f"{RESULTS}/tables/winrate.json",
+        pairwise=f"{RESULTS}/tables/pairwise.csv",
     log:
         f"{LOGS}/winrate_table.log",
     conda:
@@ -15,5 +16,6 @@ rule winrate_table:
             {"name": s, "title": config["settings"][s].get("title", s)}
             for s in SETTINGS
         ],
+        prices=config["judge"].get("price_per_million"),
     script:
         "../scripts/winrate_table.py"

@@ -12,7 +12,9 @@ rule judge_pairwise:
     resources:
         gpu=0,
     params:
-        judge=config["judge"],
+        # Prices only feed the table's cost estimate: changing them reruns the table alone.
+        judge={k: v for k, v in config["judge"].items() if k != "price_per_million"},
         setting=lambda wc: wc.setting,
+        cache_dir=config["judge"].get("cache_dir") or f"{RESULTS}/judge_cache",
     script:
         "../scripts/judge_pairwise.py"

@@ -1,22 +1,31 @@
 """Pairwise LLM judging of one setting's answers against the baseline's answers.
 
-For every test question the judge sees the setting's answer as Assistant 1 and the baseline's
-answer as Assistant 2, and ends its reply with one of three labels; the label becomes the
-setting's verdict: better -> win, worse -> loss, equal -> tie, no label -> invalid.
+Every test question is judged twice, the setting's answer once as Assistant 1 and once as
+Assistant 2 (ORDERS). The judge ends each reply with one of three labels about Assistant 1; the
+label is read from the reply's last non-empty line only (an answer under judgement that quotes a
+label cannot change it), and a reply without one is asked once more, then recorded as invalid.
+Each order gives the setting an outcome (win, loss, tie or invalid); the verdict follows
+FastChat's MT-bench rule: the same outcome both ways stands, two different ones make a tie, and
+an invalid order makes the verdict invalid (counted as such, never a silent tie). `consistent`
+says whether the two orders agreed (null when one is invalid).
 
-Backends:
-  openai     an OpenAI-compatible chat-completions endpoint (the study's judge).
+Backends, both through the same two-order path:
+  openai     an OpenAI-compatible chat-completions endpoint (the study's judge), cached, with
+             retries, optionally through the Batch API (judge_api.py).
   reference  offline: character-level ROUGE-L F1 of each answer against the test row's
-             reference answer (the demo's judge; needs test.source: heldout).
+             reference answer (the demo's judge; needs test.source: heldout). Symmetric.
+
+One record per question in verdicts/<setting>.jsonl, with per order the label, the outcome and
+every call (reply and token usage), and per question the usage totals the win-rate table sums.
 """
 
 
-import os
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from common import DataError, PipelineError, iter_jsonl, log, normalize_text, run_stage, write_jsonl
+from judge_api import ChatJudge, Reply
 
 JUDGE_PROMPT = (
     "We would like to request your feedback on the two AI assistants in response to the user "
@@ -31,18 +40,18 @@ JUDGE_PROMPT = (
 )
 
 BACKENDS = ("openai", "reference")
-LABELS = ("better", "worse", "equal")
-# The label as seen from Assistant 1 (the setting), which is what the verdict is about.
-VERDICT_OF_LABEL = {"better": "win", "worse": "loss", "equal": "tie", None: "invalid"}
+# Which answer is Assistant 1: the setting's, then the baseline's.
+ORDERS = ("setting_first", "baseline_first")
+# The label (about Assistant 1) as an outcome for the setting, in each order.
+OUTCOME = {
+    "setting_first": {"better": "win", "worse": "loss", "equal": "tie", None: "invalid"},
+    "baseline_first": {"better": "loss", "worse": "win", "equal": "tie", None: "invalid"},
+}
 LABEL_TEXT = {
     "better": "Assistant 1 is better than Assistant 2",
     "worse": "Assistant 1 is worse than Assistant 2",
     "equal": "Assistant 1 is equal to Assistant 2",
 }
-
-DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
-DEFAULT_MAX_RETRIES = 5
-DEFAULT_TIMEOUT_S = 120.0
 
 
 # --------------------------------------------------------------------------- prompt and label
@@ -80,8 +89,12 @@ def parse_label(reply: str | None) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def verdict_of(label: str | None) -> str:
-    return VERDICT_OF_LABEL[label]
+def verdict_of(outcome1: str, outcome2: str) -> str:
+    """The setting's verdict from its outcomes in the two orders (FastChat's MT-bench rule):
+    the same both ways stands, two different ones make a tie; an invalid one makes it invalid."""
+    if "invalid" in (outcome1, outcome2):
+        return "invalid"
+    return outcome1 if outcome1 == outcome2 else "tie"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -98,11 +111,20 @@ class Item:
     reference: str | None = None
 
 
-@dataclass
-class Judgement:
-    reply: str
-    label: str | None
-    usage: dict = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+@dataclass(frozen=True)
+class Pair:
+    """What one judge call compares: the question and the two answers, in the order shown."""
+
+    question: str
+    answer1: str
+    answer2: str
+    reference: str | None = None
+
+
+def pairs_of(item: Item) -> list[Pair]:
+    """The item's two calls, in ORDERS."""
+    s, b = item.setting_answer, item.baseline_answer
+    return [Pair(item.question, s, b, item.reference), Pair(item.question, b, s, item.reference)]
 
 
 def _require_str(path, lineno, record, key, allow_none=False):
@@ -189,75 +211,6 @@ def check_judge(judge: dict) -> str:
     return backend
 
 
-# --------------------------------------------------------------------------- openai backend
-
-
-def api_key_from_env(judge: dict) -> str:
-    env = judge.get("api_key_env") or DEFAULT_API_KEY_ENV
-    key = os.environ.get(env)
-    if not key:
-        raise PipelineError(f"judge.api_key_env: environment variable {env} is not set")
-    return key
-
-
-def make_client(judge: dict, api_key: str):
-    import openai
-
-    return openai.OpenAI(
-        base_url=judge.get("base_url") or None,
-        api_key=api_key,
-        max_retries=int(judge.get("max_retries", DEFAULT_MAX_RETRIES)),
-        timeout=float(judge.get("timeout", DEFAULT_TIMEOUT_S)),
-    )
-
-
-def request_kwargs(judge: dict, messages: list[dict]) -> dict:
-    kwargs = {"model": judge["model"], "messages": messages, "temperature": judge.get("temperature", 0.0)}
-    if judge.get("max_tokens") is not None:
-        kwargs["max_tokens"] = int(judge["max_tokens"])
-    return kwargs
-
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
-
-
-def call_judge(client, judge: dict, messages: list[dict], api_key: str = "") -> Judgement:
-    """One chat-completions call; the reply's text, its label and the token usage."""
-    import openai
-
-    try:
-        response = client.chat.completions.create(**request_kwargs(judge, messages))
-    except openai.AuthenticationError as e:
-        raise PipelineError(f"judge: the API rejected the key (HTTP {e.status_code}); check judge.api_key_env") from None
-    except openai.APIStatusError as e:
-        raise PipelineError(f"judge: request failed with HTTP {e.status_code}: {_scrub(str(e), api_key)}") from None
-    except openai.APIError as e:
-        raise PipelineError(f"judge: request failed: {_scrub(str(e), api_key)}") from None
-    reply = (response.choices[0].message.content or "") if response.choices else ""
-    usage = getattr(response, "usage", None)
-    return Judgement(
-        reply=reply,
-        label=parse_label(reply),
-        usage={
-            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-        },
-    )
-
-
-def judge_openai(items: list[Item], judge: dict, desc: str = "judge") -> list[Judgement]:
-    from tqdm import tqdm
-
-    api_key = api_key_from_env(judge)  # before any call
-    client = make_client(judge, api_key)
-    log.info("judging %d pairs with %s at %s", len(items), judge["model"], judge.get("base_url") or "(default)")
-    return [
-        call_judge(client, judge, build_messages(it.question, it.setting_answer, it.baseline_answer), api_key)
-        for it in tqdm(items, desc=desc, unit="call")
-    ]
-
-
 # --------------------------------------------------------------------------- reference backend
 
 
@@ -282,64 +235,125 @@ def reference_label(score1: float, score2: float, tie_margin: float) -> str:
     return "better" if diff > 0 else "worse"
 
 
-def judge_reference(items: list[Item], judge: dict) -> list[Judgement]:
+class ReferenceJudge:
+    """Replies like an LLM judge would, its last line a label, from ROUGE-L against the reference."""
+
+    def __init__(self, judge: dict):
+        self.tie_margin = float(judge.get("tie_margin", 0.0) or 0.0)
+        self.scorer = reference_scorer()
+
+    def ask(self, pairs: list[Pair], attempt: int = 0) -> list[Reply]:
+        return [self.reply(pair) for pair in pairs]
+
+    def reply(self, pair: Pair) -> Reply:
+        s1 = self.scorer.score(pair.reference, pair.answer1)["rougeL"].fmeasure
+        s2 = self.scorer.score(pair.reference, pair.answer2)["rougeL"].fmeasure
+        label = reference_label(s1, s2, self.tie_margin)
+        return Reply(
+            f"Character ROUGE-L F1 against the reference: Assistant 1 = {s1:.4f}, Assistant 2 = {s2:.4f} "
+            f"(tie margin {self.tie_margin:g}).\n{LABEL_TEXT[label]}"
+        )
+
+
+class OpenAIJudge:
+    """The study's judge prompt, sent through judge_api.ChatJudge (cache, retries, batch)."""
+
+    def __init__(self, judge: dict, cache_dir: str, desc: str):
+        self.chat = ChatJudge(judge, cache_dir, desc)
+
+    def ask(self, pairs: list[Pair], attempt: int = 0) -> list[Reply]:
+        return self.chat.ask([build_messages(p.question, p.answer1, p.answer2) for p in pairs], attempt)
+
+
+def make_judge(judge: dict, items: list[Item], cache_dir: str, setting: str):
+    if judge["backend"] == "openai":
+        return OpenAIJudge(judge, cache_dir, desc=f"judge {setting}")
     missing = [it.id for it in items if not it.reference]
     if missing:
         raise PipelineError(
             f"the reference judge needs a reference answer for every test row (test id {missing[0]!r} has none); "
             "set test.source: heldout, or use judge.backend: openai"
         )
-    tie_margin = float(judge.get("tie_margin", 0.0) or 0.0)
-    scorer = reference_scorer()
-    out = []
-    for it in items:
-        s1 = scorer.score(it.reference, it.setting_answer)["rougeL"].fmeasure
-        s2 = scorer.score(it.reference, it.baseline_answer)["rougeL"].fmeasure
-        label = reference_label(s1, s2, tie_margin)
-        reply = (
-            f"Character ROUGE-L F1 against the reference: Assistant 1 = {s1:.4f}, Assistant 2 = {s2:.4f} "
-            f"(tie margin {tie_margin:g}).\n{LABEL_TEXT[label]}"
-        )
-        out.append(Judgement(reply=reply, label=label))
-    return out
+    return ReferenceJudge(judge)
 
 
-# --------------------------------------------------------------------------- records and main
+# --------------------------------------------------------------------------- both orders
 
 
-def verdict_record(item: Item, setting: str, judge: dict, judgement: Judgement) -> dict:
+def ask_with_label_retry(judge, pairs: list[Pair]) -> list[list[Reply]]:
+    """Every call's replies: the first, and a second where the first has no label."""
+    calls = [[reply] for reply in judge.ask(pairs, attempt=0)]
+    again = [i for i, replies in enumerate(calls) if parse_label(replies[0].content) is None]
+    if again:
+        log.warning("%d judge replies had no label in their last line: asking those once more", len(again))
+        for i, reply in zip(again, judge.ask([pairs[i] for i in again], attempt=1)):
+            calls[i].append(reply)
+    return calls
+
+
+def order_record(order: str, replies: list[Reply]) -> dict:
+    label = parse_label(replies[-1].content)
+    return {
+        "order": order,
+        "label": label,
+        "outcome": OUTCOME[order][label],
+        "calls": [
+            {
+                "reply": r.content,
+                "label": parse_label(r.content),
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+            }
+            for r in replies
+        ],
+    }
+
+
+def verdict_record(item: Item, setting: str, judge: dict, orders: list[dict]) -> dict:
+    first, second = (o["outcome"] for o in orders)
+    calls = [call for o in orders for call in o["calls"]]
     return {
         "id": item.id,
         "setting": setting,
         "question": item.question,
         "setting_answer": item.setting_answer,
         "baseline_answer": item.baseline_answer,
-        "verdict": verdict_of(judgement.label),
-        "label": judgement.label,
+        "verdict": verdict_of(first, second),
+        "consistent": None if "invalid" in (first, second) else first == second,
+        "orders": orders,
         "judge": {"backend": judge["backend"], "model": judge.get("model")},
-        "reply": judgement.reply,
-        "usage": dict(judgement.usage),
+        "usage": {
+            "prompt_tokens": sum(c["prompt_tokens"] for c in calls),
+            "completion_tokens": sum(c["completion_tokens"] for c in calls),
+            "calls": len(calls),
+        },
     }
 
 
-def run_judge(items: list[Item], judge: dict, setting: str) -> list[Judgement]:
-    if judge["backend"] == "openai":
-        return judge_openai(items, judge, desc=f"judge {setting}")
-    return judge_reference(items, judge)
+def judge_items(items: list[Item], judge_cfg: dict, judge, setting: str) -> list[dict]:
+    """One verdict record per item, from both orders of each."""
+    pairs = [pair for item in items for pair in pairs_of(item)]
+    calls = ask_with_label_retry(judge, pairs)
+    records = []
+    for i, item in enumerate(items):
+        orders = [order_record(order, calls[2 * i + k]) for k, order in enumerate(ORDERS)]
+        records.append(verdict_record(item, setting, judge_cfg, orders))
+    return records
 
 
 def main(smk) -> None:
-    judge = dict(smk.params.judge)
-    check_judge(judge)
+    judge_cfg = dict(smk.params.judge)
+    check_judge(judge_cfg)
     setting = str(smk.params.setting)
     items = load_items(smk.input.test, smk.input.baseline, smk.input.answers)
-    judgements = run_judge(items, judge, setting)
-    records = [verdict_record(it, setting, judge, j) for it, j in zip(items, judgements)]
+    judge = make_judge(judge_cfg, items, str(smk.params.cache_dir), setting)
+    records = judge_items(items, judge_cfg, judge, setting)
     write_jsonl(smk.output.verdicts, records)
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("win", "tie", "loss", "invalid")}
-    log.info("%s: %d verdicts %s", setting, len(records), counts)
+    consistent = [r["consistent"] for r in records if r["consistent"] is not None]
+    log.info("%s: %d verdicts %s; the two orders agree on %d of %d", setting, len(records), counts, sum(consistent), len(consistent))
     if counts["invalid"]:
-        log.warning("%s: %d judge replies had no label in their last line (verdict 'invalid')", setting, counts["invalid"])
+        log.warning("%s: %d verdicts invalid (a judge reply without a label in its last line, twice)", setting, counts["invalid"])
 
 
 if "snakemake" in globals():

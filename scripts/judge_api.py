@@ -1,0 +1,341 @@
+"""The judge's OpenAI-compatible calls: chat completions one by one (with retries) or all at once
+through the Batch API, every answer cached on disk so that no call is ever paid for twice.
+
+Retries (tenacity; the client's own are off, so that one policy governs every request): HTTP
+408, 409, 429 and 5xx, timeouts, dropped connections and 200 responses that are not a chat
+completion are retried up to `judge.max_retries` times, waiting what the server's
+`retry-after-ms` or `Retry-After` header asks, else exponential backoff with jitter starting at
+`judge.backoff_base` seconds. Other errors, a 429 for an exhausted quota and a Retry-After beyond
+MAX_RETRY_AFTER_S stop at once with one line (the finished calls stay cached: rerun later).
+
+Cache: one JSON file per call, `<cache>/<k[:2]>/<k>.json`, where k is the SHA-256 of the base URL,
+the request body (model, messages, temperature, max_tokens) and the attempt number (a reply
+without a label is asked once more: a second attempt at the same request, cached apart). Each
+entry is written atomically as soon as its reply arrives and holds the reply and its token usage,
+nothing else: not the key, not the base URL.
+
+Batch (`judge.batch: true`): the uncached calls go into one JSONL file, uploaded with the Files
+API and run as one batch (24h window, half price). Its state (input file id, batch id, the cache
+keys it answers) is saved under `<cache>/batches/` as soon as each id exists, so a killed run
+polls the same batch again instead of paying for a second one; the replies land in the cache.
+"""
+
+
+import email.utils
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import openai
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tqdm import tqdm
+
+from common import PipelineError, log, read_json, write_json
+
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+MAX_BACKOFF_S = 60.0
+# A longer wait is a spent quota rather than a hiccup: stop, and let the user rerun later.
+MAX_RETRY_AFTER_S = 300.0
+BATCH_ENDPOINT = "/v1/chat/completions"
+BATCH_DONE = ("completed", "failed", "expired", "cancelled")
+
+
+@dataclass(frozen=True)
+class Reply:
+    content: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class MalformedReply(Exception):
+    """A 200 response that is not a chat completion (cut-off JSON from a proxy, say)."""
+
+
+def reply_of(body: object) -> Reply:
+    """The text and token usage of a chat-completions response body; empty content is ''."""
+    try:
+        content = body["choices"][0]["message"].get("content") or ""
+        usage = body.get("usage") or {}
+        if not isinstance(content, str):
+            raise TypeError
+        return Reply(content, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        raise MalformedReply("the response is not a chat completion") from None
+
+
+def complete(client: openai.OpenAI, body: dict) -> Reply:
+    # The raw text, parsed here: the client would hand a non-completion back as if it were one.
+    raw = client.chat.completions.with_raw_response.create(**body)
+    try:
+        data = json.loads(raw.text)
+    except json.JSONDecodeError:
+        raise MalformedReply("the response is not valid JSON") from None
+    return reply_of(data)
+
+
+def request_body(judge: dict, messages: list[dict]) -> dict:
+    body = {"model": judge["model"], "messages": messages, "temperature": float(judge.get("temperature", 0.0))}
+    if judge.get("max_tokens") is not None:
+        body["max_tokens"] = int(judge["max_tokens"])
+    return body
+
+
+def api_key_from_env(judge: dict) -> str:
+    env = judge.get("api_key_env") or DEFAULT_API_KEY_ENV
+    key = os.environ.get(env)
+    if not key:
+        raise PipelineError(f"judge.api_key_env: environment variable {env} is not set")
+    return key
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def retry_after_s(exc: BaseException | None) -> float | None:
+    """Seconds the server asked to wait: retry-after-ms, else Retry-After (seconds or HTTP date)."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    headers = exc.response.headers
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return max(0.0, float(headers[name]) / scale)
+        except (KeyError, ValueError):
+            pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(headers["retry-after"]).timestamp() - time.time())
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (openai.APIConnectionError, MalformedReply)):  # timeouts are connection errors
+        return True
+    if not isinstance(exc, openai.APIStatusError) or exc.code == "insufficient_quota":
+        return False
+    if (retry_after_s(exc) or 0.0) > MAX_RETRY_AFTER_S:
+        return False
+    return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+
+
+def describe(exc: BaseException, api_key: str) -> str:
+    """One line about a failed request; error bodies may echo the key, so it is masked."""
+    if isinstance(exc, openai.APIStatusError):
+        detail = exc.body.get("message") if isinstance(exc.body, dict) else None
+        text = f"HTTP {exc.status_code}: {detail or exc.message}"
+    elif isinstance(exc, openai.APITimeoutError):
+        text = "the request timed out"
+    else:
+        text = str(exc)
+    return text.replace(api_key, "***") if api_key else text
+
+
+def retrying(judge: dict, api_key: str) -> Retrying:
+    base = float(judge.get("backoff_base", 1.0))
+    backoff = wait_exponential_jitter(multiplier=base, max=MAX_BACKOFF_S, jitter=base)
+
+    def wait(state) -> float:
+        asked = retry_after_s(state.outcome.exception())
+        return backoff(state) if asked is None else asked
+
+    def before_sleep(state) -> None:
+        exc = state.outcome.exception()
+        log.warning("judge: %s; retry %d in %.2f s", describe(exc, api_key), state.attempt_number, state.next_action.sleep)
+
+    return Retrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait,
+        stop=stop_after_attempt(int(judge.get("max_retries", 5)) + 1),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+# --------------------------------------------------------------------------- cache
+
+
+class Cache:
+    """One JSON file per judge call, named by the hash of everything that determines its reply."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    @staticmethod
+    def key(base_url: str, body: dict, attempt: int) -> str:
+        blob = json.dumps({"base_url": base_url, "body": body, "attempt": attempt}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Reply | None:
+        try:
+            return Reply(**read_json(self.path(key))["reply"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):  # unreadable (a disk fault): ask again
+            log.warning("judge cache: ignoring unreadable entry %s", self.path(key))
+            return None
+
+    def put(self, key: str, reply: Reply) -> None:
+        write_json(self.path(key), {"reply": asdict(reply)})
+
+
+# --------------------------------------------------------------------------- the judge
+
+
+class ChatJudge:
+    """Asks an OpenAI-compatible server, through the cache, one by one or as a batch."""
+
+    def __init__(self, judge: dict, cache_dir: str | os.PathLike, desc: str = "judge"):
+        self.judge, self.desc = judge, desc
+        self.api_key = api_key_from_env(judge)  # before any call
+        self.client = openai.OpenAI(
+            base_url=judge.get("base_url") or None,
+            api_key=self.api_key,
+            max_retries=0,
+            timeout=float(judge.get("timeout", 120.0)),
+        )
+        self.base_url = str(self.client.base_url).rstrip("/")
+        self.cache = Cache(cache_dir)
+
+    def ask(self, conversations: list[list[dict]], attempt: int = 0) -> list[Reply]:
+        """One reply per conversation, in order; only what the cache lacks is asked."""
+        bodies = [request_body(self.judge, messages) for messages in conversations]
+        keys = [self.cache.key(self.base_url, body, attempt) for body in bodies]
+        replies = {key: reply for key in set(keys) if (reply := self.cache.get(key)) is not None}
+        todo = {key: body for key, body in zip(keys, bodies) if key not in replies}
+        log.info("%s: %d calls (attempt %d): %d cached, %d to ask", self.desc, len(keys), attempt + 1, len(replies), len(todo))
+        if todo:
+            replies.update(self._batch(todo) if self.judge.get("batch") else self._one_by_one(todo))
+        return [replies[key] for key in keys]
+
+    def _call(self, fn, *args, **kwargs):
+        """fn with retries; an error that remains becomes one line that does not hold the key."""
+        try:
+            return retrying(self.judge, self.api_key)(fn, *args, **kwargs)
+        except openai.AuthenticationError as e:
+            raise PipelineError(f"judge: the API rejected the key (HTTP {e.status_code}); check judge.api_key_env") from None
+        except (openai.APIError, MalformedReply) as e:
+            wait = retry_after_s(e)
+            if wait is not None and wait > MAX_RETRY_AFTER_S:
+                hint = f" (the server asks to wait {wait:.0f} s: rerun then; the calls made so far are cached)"
+            elif is_transient(e):
+                hint = f" (still failing after {self.judge.get('max_retries', 5)} retries)"
+            else:
+                hint = ""
+            raise PipelineError(f"judge: request failed with {describe(e, self.api_key)}{hint}") from None
+
+    def _one_by_one(self, todo: dict[str, dict]) -> dict[str, Reply]:
+        def one(key: str) -> tuple[str, Reply]:
+            reply = self._call(complete, self.client, todo[key])
+            self.cache.put(key, reply)  # at once, so that a killed run keeps what it paid for
+            return key, reply
+
+        replies = {}
+        pool = ThreadPoolExecutor(max_workers=int(self.judge.get("concurrency", 4)))
+        try:
+            futures = [pool.submit(one, key) for key in todo]
+            for future in tqdm(as_completed(futures), total=len(futures), desc=self.desc, unit="call"):
+                key, reply = future.result()
+                replies[key] = reply
+        finally:
+            pool.shutdown(cancel_futures=True)
+        return replies
+
+    # ----------------------------------------------------------------------- batch
+
+    def _batch(self, todo: dict[str, dict]) -> dict[str, Reply]:
+        folder = self.cache.folder / "batches"
+        for path in sorted(folder.glob("*.json")):
+            state = read_json(path)
+            if todo.keys() & set(state["keys"]):
+                log.info("%s: resuming batch %s (%s)", self.desc, state["batch_id"] or "not yet created", path)
+                self._run_batch(path, state)
+        missing = {key: body for key, body in todo.items() if self.cache.get(key) is None}
+        if missing:
+            self._run_batch(*self._upload_batch(folder, missing))
+        return {key: self.cache.get(key) for key in todo}
+
+    def _upload_batch(self, folder: Path, todo: dict[str, dict]) -> tuple[Path, dict]:
+        lines = [
+            json.dumps({"custom_id": key, "method": "POST", "url": BATCH_ENDPOINT, "body": body}, ensure_ascii=False)
+            for key, body in todo.items()
+        ]
+        uploaded = self._call(
+            self.client.files.create,
+            file=("judge_batch.jsonl", ("\n".join(lines) + "\n").encode("utf-8"), "application/jsonl"),
+            purpose="batch",
+        )
+        path = folder / f"{hashlib.sha256(''.join(sorted(todo)).encode()).hexdigest()[:16]}.json"
+        state = {"keys": sorted(todo), "input_file_id": uploaded.id, "batch_id": None}
+        write_json(path, state)
+        return path, state
+
+    def _run_batch(self, path: Path, state: dict) -> None:
+        if state["batch_id"] is None:
+            batch = self._call(
+                self.client.batches.create,
+                input_file_id=state["input_file_id"],
+                endpoint=BATCH_ENDPOINT,
+                completion_window="24h",
+            )
+            state = {**state, "batch_id": batch.id}
+            write_json(path, state)
+            log.info("%s: submitted batch %s with %d requests (state in %s)", self.desc, batch.id, len(state["keys"]), path)
+        batch = self._poll(state["batch_id"], len(state["keys"]))
+        answered, errors = self._collect(batch, set(state["keys"]))
+        path.unlink()  # the batch is over: what it did not answer goes into a new one next run
+        unanswered = len(state["keys"]) - len(answered)
+        if unanswered:
+            first = f" (first error: {errors[0]})" if errors else ""
+            raise PipelineError(
+                f"judge: batch {batch.id} ended '{batch.status}' with {unanswered} of {len(state['keys'])} "
+                f"requests unanswered{first}; rerun to submit them again".replace(self.api_key, "***")
+            )
+
+    def _poll(self, batch_id: str, total: int):
+        interval = float(self.judge.get("batch_poll_interval", 60.0))
+        status = None
+        with tqdm(total=total, desc=f"{self.desc} (batch)", unit="call") as bar:
+            while True:
+                batch = self._call(self.client.batches.retrieve, batch_id)
+                if batch.status != status:
+                    status = batch.status
+                    log.info("%s: batch %s is %s", self.desc, batch_id, status)
+                counts = batch.request_counts
+                if counts is not None:
+                    bar.update(counts.completed + counts.failed - bar.n)
+                if status in BATCH_DONE:
+                    return batch
+                time.sleep(interval)
+
+    def _collect(self, batch, keys: set[str]) -> tuple[set[str], list[str]]:
+        """Cache the batch's answers to `keys`; return the keys answered and the errors seen."""
+        answered = set()
+        errors = [e.message for e in batch.errors.data or []] if batch.errors else []
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            for line in self._call(self.client.files.content, file_id).text.splitlines():
+                try:
+                    row = json.loads(line)
+                    key, response = row["custom_id"], row.get("response") or {}
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if key not in keys:  # custom_id names a cache file: take only our own
+                    continue
+                if response.get("status_code") != 200:
+                    errors.append(json.dumps(row.get("error") or response.get("body"), ensure_ascii=False))
+                    continue
+                try:
+                    reply = reply_of(response.get("body"))
+                except MalformedReply as e:
+                    errors.append(str(e))
+                    continue
+                self.cache.put(key, reply)
+                answered.add(key)
+        return answered, errors

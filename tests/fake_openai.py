@@ -1,0 +1,241 @@
+"""A loopback OpenAI-compatible server for the judge's tests: chat completions, Files and
+Batches, in their wire formats, with scripted faults. Not a test module (no test_ prefix).
+
+The judge it plays quotes both answers, then ends with a label chosen by `decide` (default: the
+longer answer is better, equal lengths are equal). Faults are scripted per conversation, keyed
+by (question, Assistant 1's answer): a list of actions used by that conversation's successive
+requests, after which it gets the normal reply. Actions:
+  ("status", code, headers)   an HTTP error with an OpenAI error body
+  ("sleep", seconds)          answer late (past the client's timeout)
+  ("drop",)                   close the connection without answering
+  ("raw", bytes)              a 200 whose body is these bytes (malformed JSON, say)
+  ("reply", text)             a chat completion with this text ("" for empty content)
+"""
+
+import email.parser
+import email.policy
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LABEL = {
+    "better": "Assistant 1 is better than Assistant 2",
+    "worse": "Assistant 1 is worse than Assistant 2",
+    "equal": "Assistant 1 is equal to Assistant 2",
+}
+_CONTENT = re.compile(r"\n\nQuestion: (.*)\n\nAssistant1: (.*)\n\nAssistant2: (.*)\Z", re.S)
+
+
+def longer_is_better(question: str, answer1: str, answer2: str) -> str:
+    if len(answer1) == len(answer2):
+        return "equal"
+    return "better" if len(answer1) > len(answer2) else "worse"
+
+
+def conversation(body: dict) -> tuple[str, str, str]:
+    """(question, answer1, answer2) of a judge request body."""
+    return _CONTENT.search(body["messages"][0]["content"]).groups()
+
+
+class FakeOpenAI(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, faults=None, decide=longer_is_better, batch_polls=2, batch_line_status=None):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.faults = {key: list(actions) for key, actions in (faults or {}).items()}
+        self.decide = decide
+        self.batch_polls = batch_polls  # GETs of a batch before it completes
+        self.batch_line_status = batch_line_status or {}  # (question, answer1) -> HTTP status in the batch
+        self.requests: list[dict] = []
+        self.asked: Counter = Counter()  # (question, answer1) -> chat requests, batch lines included
+        self.on_request = None  # called with each request before it is answered
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address
+        return f"http://{host}:{port}/v1"
+
+    def count(self, method: str, prefix: str) -> int:
+        return sum(r["method"] == method and r["path"].startswith(prefix) for r in self.requests)
+
+    def reply_text(self, body: dict) -> str:
+        question, a1, a2 = conversation(body)
+        choice = self.decide(question, a1, a2)  # a label's name, or any other last line
+        return f"Assistant 1 wrote:\n{a1}\nAssistant 2 wrote:\n{a2}\nMy verdict follows.\n{LABEL.get(choice, choice)}"
+
+    def completion(self, body: dict, text: str) -> dict:
+        return {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": len(body["messages"][0]["content"]),
+                "completion_tokens": len(text),
+                "total_tokens": len(body["messages"][0]["content"]) + len(text),
+            },
+        }
+
+    def next_action(self, body: dict):
+        key = conversation(body)[:2]
+        with self.lock:
+            self.asked[key] += 1
+            actions = self.faults.get(key)
+            return actions.pop(0) if actions else ("reply", self.reply_text(body))
+
+    # ----------------------------------------------------------------------- batches
+
+    def batch_output(self, batch: dict) -> tuple[str, str]:
+        out, err = [], []
+        for line in self.files[batch["input_file_id"]].decode("utf-8").splitlines():
+            request = json.loads(line)
+            key = conversation(request["body"])[:2]
+            with self.lock:
+                self.asked[key] += 1
+            status = self.batch_line_status.get(key, 200)
+            if status == 200:
+                body = self.completion(request["body"], self.reply_text(request["body"]))
+                out.append({"id": "r", "custom_id": request["custom_id"], "response": {"status_code": 200, "body": body}, "error": None})
+            else:
+                error = {"error": {"message": "server error", "type": "server_error"}}
+                err.append({"id": "r", "custom_id": request["custom_id"], "response": {"status_code": status, "body": error}, "error": None})
+        return "".join(json.dumps(r) + "\n" for r in out), "".join(json.dumps(r) + "\n" for r in err)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _record(self, body):
+        request = {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+        with self.server.lock:
+            self.server.requests.append(request)
+        if self.server.on_request:
+            return self.server.on_request(request)
+        return None
+
+    def _send(self, status: int, payload, headers=None, raw: bytes | None = None):
+        data = raw if raw is not None else json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _drop(self):
+        self.close_connection = True
+
+    def do_POST(self):  # noqa: N802
+        data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.endswith("/files"):
+            return self._upload(data)
+        body = json.loads(data)
+        if self._record(body) == "drop":
+            return self._drop()
+        if self.path.endswith("/batches"):
+            return self._create_batch(body)
+        action = self.server.next_action(body)
+        kind = action[0]
+        if kind == "status":
+            code, headers = action[1], dict(action[2] if len(action) > 2 else {})
+            # Like OpenAI's 401 body, the message echoes the key: the judge must mask it.
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            error = {"error": {"message": f"scripted HTTP {code} for key {key}", "type": "server_error",
+                               "code": headers.pop("x-error-code", None)}}
+            return self._send(code, error, headers)
+        if kind == "sleep":
+            time.sleep(action[1])
+            action = ("reply", self.server.reply_text(body))
+            kind = "reply"
+        if kind == "drop":
+            return self._drop()
+        if kind == "raw":
+            return self._send(200, None, raw=action[1])
+        try:
+            self._send(200, self.server.completion(body, action[1]))
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
+            pass
+
+    def do_GET(self):  # noqa: N802
+        if self._record(None) == "drop":
+            return self._drop()
+        match = re.fullmatch(r"/v1/batches/([\w-]+)", self.path)
+        if match:
+            return self._poll_batch(match.group(1))
+        match = re.fullmatch(r"/v1/files/([\w-]+)/content", self.path)
+        if match:
+            data = self.server.files[match.group(1)]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
+        return self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+    def _upload(self, data: bytes):
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + data
+        )
+        fields = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+        content = fields["file"].get_payload(decode=True)
+        if self._record({"purpose": fields["purpose"].get_content(), "file": content.decode("utf-8")}) == "drop":
+            return self._drop()
+        with self.server.lock:
+            file_id = f"file-{len(self.server.files) + 1}"
+            self.server.files[file_id] = content
+        return self._send(200, {"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
+                                "filename": "judge_batch.jsonl", "purpose": "batch", "status": "processed"})
+
+    def _create_batch(self, body: dict):
+        total = len(self.server.files[body["input_file_id"]].splitlines())
+        with self.server.lock:
+            batch_id = f"batch_{len(self.server.batches) + 1}"
+            batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                     "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
+                     "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": 0,
+                     "request_counts": {"total": total, "completed": 0, "failed": 0}, "polls": 0}
+            self.server.batches[batch_id] = batch
+        return self._send(200, {k: v for k, v in batch.items() if k != "polls"})
+
+    def _poll_batch(self, batch_id: str):
+        server = self.server
+        batch = server.batches[batch_id]
+        batch["polls"] += 1
+        if batch["status"] != "completed":
+            if batch["polls"] <= server.batch_polls:
+                batch["status"] = "in_progress"
+                batch["request_counts"]["completed"] = batch["polls"] - 1
+            else:
+                out, err = server.batch_output(batch)
+                for text, name in ((out, "output_file_id"), (err, "error_file_id")):
+                    if text:
+                        file_id = f"file-{len(server.files) + 1}"
+                        server.files[file_id] = text.encode("utf-8")
+                        batch[name] = file_id
+                total = batch["request_counts"]["total"]
+                failed = len(err.splitlines())
+                batch.update(status="completed", request_counts={"total": total, "completed": total - failed, "failed": failed})
+        return self._send(200, {k: v for k, v in batch.items() if k != "polls"})
+
+
+def start(**kwargs) -> FakeOpenAI:
+    server = FakeOpenAI(**kwargs)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    return server
+
+
+def stop(server: FakeOpenAI) -> None:
+    server.shutdown()
+    server.server_close()
