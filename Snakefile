@@ -36,4 +36,4 @@ rule all:
     default_target: True
     input:
         f"{RESULTS}/tables/winrate.csv",
-        f"{RESULTS}/paper/paper.tex",
+        f"{RESULTS}/paper/paper.pdf",

@@ -1,11 +1,19 @@
-"""Paper stage: render paper/paper.tex.j2 into results/<run>/paper/paper.tex (Table 1 from the
-win-rate table, the study's design from the config, a case study) and draw the loss curves
-into loss_curves.pdf beside it. The PDF build (xelatex) is a later stage."""
+"""Paper stage: render paper/paper.tex.j2 from the run's numbers (design from the config, Table 1
+from the win-rate table, paired tests, figures, case study, generated analysis, provenance) and
+compile it with latexmk -xelatex into results/<run>/paper/paper.pdf. Everything is built in a
+temporary folder beside the outputs and moved into place only once the PDF exists."""
 
 
+import ast
+import csv
+import functools
 import math
 import os
 import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -14,9 +22,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from common import DataError, PipelineError, atomic_path, log, read_json, read_jsonl, run_stage, write_text  # noqa: E402
+from common import DataError, PipelineError, log, read_json, read_jsonl, run_stage  # noqa: E402
+from provenance import check_no_secrets, collect as collect_provenance  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "paper" / "paper.tex.j2"
 
@@ -24,6 +34,16 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "paper" / "paper.tex.j2"
 PUBLISHED_WIN_RATES = {"setting1": 75, "setting2": 90, "setting3": 80, "setting4": 80}
 
 EXCERPT_CHARS = 300
+ALPHA = 0.05  # every test in the paper, uncorrected for multiple comparisons (the paper says so)
+
+APT_PACKAGES = "latexmk texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk"
+LATEXMK = ["latexmk", "-xelatex", "-interaction=nonstopmode", "-halt-on-error"]
+LATEX_TIMEOUT_S = 300
+
+# ctex's `ubuntu` fontset typesets with Noto CJK, whose PDFs carry ToUnicode maps, so every PDF
+# library extracts the Chinese text (Fandol's lack them: only poppler can); the figures use it too.
+CJK_FAMILY = "Noto Sans CJK SC"
+CJK_FONT_FILES = ("NotoSansCJK-Regular.ttc", "NotoSansCJKsc-Regular.otf", "NotoSansCJKSC-Regular.otf")
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -37,9 +57,11 @@ _LATEX_SPECIALS = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
-_LATEX_TABLE = str.maketrans(_LATEX_SPECIALS)
+# Control characters (which models do emit) cannot be typeset and stop xelatex: dropped.
+_CONTROL = {c: None for c in [*range(0x20), 0x7F] if chr(c) not in "\t\n\r"}
+_LATEX_TABLE = str.maketrans({**_LATEX_SPECIALS, **_CONTROL})
 
-# \includegraphics takes its file name verbatim, so the one unescaped value must be plain.
+# \includegraphics takes file names verbatim: the figures' names, the only unescaped values, must be plain.
 _SAFE_FIGURE_PATH = re.compile(r"[A-Za-z0-9._/-]+")
 
 
@@ -80,45 +102,160 @@ def render_paper(context: Mapping[str, Any], template: str | os.PathLike = TEMPL
 
 
 # ---------------------------------------------------------------------------------------------
-# Loss curves
+# Building the PDF
+
+
+def check_build_tools() -> None:
+    """latexmk, xelatex and the Noto CJK fonts, checked before anything is read or written."""
+    missing = [tool for tool in ("latexmk", "xelatex") if shutil.which(tool) is None]
+    if missing:
+        raise PipelineError(
+            f"{' and '.join(missing)} not found on PATH: the paper's PDF is built with latexmk -xelatex. "
+            f"Install the Debian/Ubuntu packages {APT_PACKAGES} (sudo apt-get install -y {APT_PACKAGES})")
+    cjk_font()
+
+
+def _latex_errors(log_path: Path, stdout: str) -> str:
+    """The '!' lines of the LaTeX log with the two lines after each (where TeX shows the spot)."""
+    if log_path.exists():
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        errors = [i for i, line in enumerate(lines) if line.startswith("!")]
+        if errors:
+            return "\n".join("\n".join(lines[i:i + 3]) for i in errors[:5])
+    return "\n".join(stdout.splitlines()[-20:])
+
+
+def compile_pdf(tex: Path, timeout_s: int = LATEX_TIMEOUT_S) -> Path:
+    """latexmk runs xelatex as often as the cross-references need; its by-products stay in tex's
+    folder (a temporary one, in main)."""
+    try:
+        proc = subprocess.run([*LATEXMK, tex.name], cwd=tex.parent, capture_output=True, text=True,
+                              errors="replace", stdin=subprocess.DEVNULL, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise PipelineError(f"latexmk did not finish {tex.name} within {timeout_s} s") from None
+    pdf = tex.with_suffix(".pdf")
+    if proc.returncode != 0 or not pdf.exists():
+        raise PipelineError(f"xelatex failed on {tex.name}:\n{_latex_errors(tex.with_suffix('.log'), proc.stdout)}")
+    return pdf
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+@functools.cache
+def cjk_font() -> str:
+    """Register Noto Sans CJK with matplotlib (it is not a default font) and return its family."""
+    for path in font_manager.findSystemFonts():
+        if Path(path).name in CJK_FONT_FILES:
+            font_manager.fontManager.addfont(path)
+            return CJK_FAMILY
+    raise PipelineError(f"the font {CJK_FAMILY} (Debian package fonts-noto-cjk) is not installed; the paper "
+                        f"and its figures need it for Chinese text. Install {APT_PACKAGES} "
+                        f"(sudo apt-get install -y {APT_PACKAGES})")
+
+
+def _figure_rc() -> dict:
+    return {"font.family": "sans-serif", "font.sans-serif": [cjk_font(), "DejaVu Sans"],
+            "axes.unicode_minus": False, "pdf.fonttype": 3}
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> None:
+    # No creation date: the same numbers give the same bytes.
+    fig.savefig(path, format="pdf", metadata={"CreationDate": None})
 
 
 def plot_loss_curves(loss_frames: Mapping[str, pd.DataFrame], path: str | os.PathLike) -> None:
     """One panel per setting (keyed by its label): train loss solid, validation loss dashed,
-    against the optimiser step. A setting without validation rows gets its train curve only.
-    Written atomically (temp file beside `path`, then rename)."""
+    against the optimiser step. A setting without validation rows gets its train curve only."""
     if not loss_frames:
         raise PipelineError("no loss curves to plot (no settings)")
     n = len(loss_frames)
     ncols = 1 if n == 1 else 2
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(6.4 if ncols == 2 else 4.8, 2.6 * nrows + 0.4), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, (label, frame) in zip(axes, loss_frames.items()):
-        missing = {"step", "split", "loss"} - set(frame.columns)
-        if missing:
-            raise PipelineError(f"loss curve of {label}: missing column(s) {sorted(missing)}")
-        drawn = False
-        for split, style, name in (("train", "-", "train"), ("val", "--", "validation")):
-            rows = frame[frame["split"] == split][["step", "loss"]].dropna().sort_values("step")
-            if rows.empty:
-                continue
-            ax.plot(rows["step"], rows["loss"], linestyle=style, label=name,
-                    marker="o" if len(rows) == 1 else None, markersize=3)
-            drawn = True
-        if drawn:
-            ax.legend(fontsize=7)
-        else:
-            ax.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(str(label), fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.set_ylabel("loss", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    with atomic_path(path, suffix=".pdf") as tmp:
-        # No creation date: the same curves give the same bytes.
-        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None})
+    with matplotlib.rc_context(_figure_rc()):
+        fig = Figure(figsize=(6.4 if ncols == 2 else 4.8, 2.6 * nrows + 0.4), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, (label, frame) in zip(axes, loss_frames.items()):
+            missing = {"step", "split", "loss"} - set(frame.columns)
+            if missing:
+                raise PipelineError(f"loss curve of {label}: missing column(s) {sorted(missing)}")
+            drawn = False
+            for split, style, name in (("train", "-", "train"), ("val", "--", "validation")):
+                rows = frame[frame["split"] == split][["step", "loss"]].dropna().sort_values("step")
+                if rows.empty:
+                    continue
+                ax.plot(rows["step"], rows["loss"], linestyle=style, label=name,
+                        marker="o" if len(rows) == 1 else None, markersize=3)
+                drawn = True
+            if drawn:
+                ax.legend(fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title("\n".join(textwrap.wrap(str(label), 40)), fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+            ax.set_ylabel("loss", fontsize=8)
+            ax.tick_params(labelsize=7)
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        _save(fig, path)
+
+
+def _axis_label(row: Mapping) -> str:
+    return f"Setting {row['k']}\n" + "\n".join(textwrap.wrap(row["title"], 26))
+
+
+def plot_win_rates(results: Sequence[Mapping], path: str | os.PathLike) -> None:
+    """Win rate per setting with its 95% Wilson interval, and the study's published rate where
+    there is one; settings without judged answers keep their row, empty."""
+    with matplotlib.rc_context(_figure_rc()):
+        fig = Figure(figsize=(6.4, 0.75 * len(results) + 1.2), layout="constrained")
+        ax = fig.subplots()
+        ys = list(range(len(results)))[::-1]
+        scored = [(y, r) for y, r in zip(ys, results) if r["win_rate"] is not None]
+        if scored:
+            rates = [100 * r["win_rate"] for _, r in scored]
+            low = [rate - 100 * r["ci_low"] for rate, (_, r) in zip(rates, scored)]
+            high = [100 * r["ci_high"] - rate for rate, (_, r) in zip(rates, scored)]
+            ax.errorbar(rates, [y for y, _ in scored], xerr=[low, high], fmt="o", capsize=4,
+                        label="ours, with 95% Wilson interval")
+        published = [(y, r["published_value"]) for y, r in zip(ys, results) if r["published_value"] is not None]
+        if published:
+            ax.scatter([p for _, p in published], [y for y, _ in published], marker="D", facecolors="none",
+                       edgecolors="black", zorder=3, label="published by the study")
+        ax.set_yticks(ys, [_axis_label(r) for r in results], fontsize=8)
+        ax.set_xlim(0, 100)
+        ax.set_ylim(-0.6, len(results) - 0.4)
+        ax.set_xlabel("win rate against the baseline (%)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        _save(fig, path)
+
+
+def plot_answer_lengths(results: Sequence[Mapping], path: str | os.PathLike) -> None:
+    """Mean answer length of each setting beside the baseline's on the same questions."""
+    with matplotlib.rc_context(_figure_rc()):
+        fig = Figure(figsize=(6.4, 0.75 * len(results) + 1.2), layout="constrained")
+        ax = fig.subplots()
+        ys = list(range(len(results)))[::-1]
+        height = 0.38
+
+        def bar(offset, key, label):
+            rows = [(y, r[key]) for y, r in zip(ys, results) if r[key] is not None]
+            ax.barh([y + offset for y, _ in rows], [v for _, v in rows], height=height, label=label)
+
+        bar(height / 2, "mean_answer_chars", "setting")
+        bar(-height / 2, "baseline_mean_answer_chars", "baseline")
+        ax.set_yticks(ys, [_axis_label(r) for r in results], fontsize=8)
+        ax.set_xlabel("mean answer length (characters)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.legend(fontsize=7, loc="lower right")
+        _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
 
 
 def read_loss_csv(path: str | os.PathLike) -> pd.DataFrame:
@@ -136,8 +273,39 @@ def read_loss_csv(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
+PAIRWISE_COLUMNS = ("setting_a", "setting_b", "n", "a_better", "b_better", "p_value")
+
+
+def read_pairwise_csv(path: str | os.PathLike) -> list[dict]:
+    """tables/pairwise.csv: one row per pair of settings, counts as ints and p_value a float."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in PAIRWISE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(path, 1, missing[0], "missing column")
+        rows = []
+        for lineno, row in enumerate(reader, 2):
+            try:
+                rows.append({"setting_a": row["setting_a"], "setting_b": row["setting_b"],
+                             **{k: int(row[k]) for k in ("n", "a_better", "b_better")},
+                             "p_value": float(row["p_value"])})
+            except ValueError as e:
+                raise DataError(path, lineno, None, f"not a number ({e})") from None
+    return rows
+
+
+def read_judge_prompt(judge_program: str | os.PathLike) -> str:
+    """JUDGE_PROMPT of the judge's program, read without importing it (its API client is not
+    in the paper's environment): the prompt shown is the one the judge sends."""
+    tree = ast.parse(Path(judge_program).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "JUDGE_PROMPT" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise PipelineError(f"{judge_program}: no JUDGE_PROMPT string")
+
+
 # ---------------------------------------------------------------------------------------------
-# Context
+# Context: formatting
 
 
 def _fmt(value: Any) -> str:
@@ -156,6 +324,28 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _pct(fraction: float | None) -> str:
+    return "--" if fraction is None else f"{100 * fraction:.1f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "--"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_phrase(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _significant(p: float | None) -> bool:
+    return p is not None and p < ALPHA
+
+
+def _count(value: Any) -> str:
+    return "--" if value is None else f"{value:,}"
+
+
 def _oneline(text: Any) -> str:
     """Collapse whitespace: a blank line inside a LaTeX argument would end the paragraph."""
     return " ".join(str(text).split())
@@ -170,6 +360,24 @@ def _need(mapping: Any, key: str, where: str) -> Any:
     if not isinstance(mapping, Mapping) or key not in mapping:
         raise PipelineError(f"{where}: missing key '{key}'")
     return mapping[key]
+
+
+def _fraction(row: Mapping, key: str, where: str) -> float | None:
+    value = _need(row, key, where)
+    if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+        raise PipelineError(f"{where}: {key} must be a number in [0, 1], got {value!r}")
+    return value
+
+
+def _settings_list(settings: Sequence[int]) -> str:
+    """'setting 2', 'settings 1 and 3', 'settings 1, 3 and 4'."""
+    if len(settings) == 1:
+        return f"setting {settings[0]}"
+    return "settings " + ", ".join(str(k) for k in settings[:-1]) + f" and {settings[-1]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Context: design
 
 
 def _warmup(training: Mapping) -> str:
@@ -229,7 +437,24 @@ def _hparam_rows(settings: list[dict]) -> list[dict]:
     ]
 
 
-def _result_rows(winrate: Sequence[Mapping], settings: list[dict]) -> list[dict]:
+def _split_text(split_stats: Mapping) -> dict:
+    where = "split stats"
+    dropped = _need(split_stats, "dropped", where) or {}
+    reasons = [f"{n} {reason.replace('_', ' ')}" for reason, n in dropped.items() if n]
+    return {
+        "n_raw": _need(split_stats, "n_raw", where),
+        "n_kept": _need(split_stats, "n_kept", where),
+        "dropped": "; ".join(reasons) if reasons else "none",
+        "seed": _need(split_stats, "seed", where),
+        **{k: _need(split_stats, k, where) for k in ("n_train", "n_val", "n_heldout")},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Context: results and analysis
+
+
+def _result_rows(winrate: Sequence[Mapping], settings: list[dict], published_rates: Mapping[str, float]) -> list[dict]:
     by_setting = {}
     for i, row in enumerate(winrate):
         name = _need(row, "setting", f"winrate.json row {i + 1}")
@@ -240,22 +465,162 @@ def _result_rows(winrate: Sequence[Mapping], settings: list[dict]) -> list[dict]
             raise PipelineError(f"winrate.json: no row for setting '{s['key']}'")
         row = by_setting[s["key"]]
         where = f"winrate.json row of {s['key']}"
-        counts = {k: _need(row, k, where) for k in ("n", "wins", "ties", "losses")}
-        win_rate = _need(row, "win_rate", where)
-        if win_rate is not None and not (isinstance(win_rate, (int, float)) and 0 <= win_rate <= 1):
-            raise PipelineError(f"{where}: win_rate must be a number in [0, 1], got {win_rate!r}")
-        published = PUBLISHED_WIN_RATES.get(s["key"])
+        counts = {k: _need(row, k, where) for k in ("n", "wins", "ties", "losses", "invalid")}
+        rates = {k: _fraction(row, k, where)
+                 for k in ("win_rate", "win_rate_ties_half", "ci_low", "ci_high", "p_value", "consistency")}
+        other = {k: _need(row, k, where) for k in ("mean_answer_chars", "baseline_mean_answer_chars",
+                                                   "judge_calls", "prompt_tokens", "completion_tokens", "cost_usd")}
+        published = published_rates.get(s["key"])
         rows.append({
             "k": s["k"],
             "setting": s["key"],
-            "title": _oneline(row.get("title") or s["title"]),
-            **counts,
-            "invalid": row.get("invalid", 0) or 0,
-            "win_rate": win_rate,
-            "win_rate_pct": "--" if win_rate is None else f"{100 * win_rate:.1f}",
+            "title": s["title"],
+            **counts, **rates, **other,
+            "win_rate_pct": _pct(rates["win_rate"]),
+            "half_pct": _pct(rates["win_rate_ties_half"]),
+            "ci_text": ("--" if rates["ci_low"] is None or rates["ci_high"] is None
+                        else f"[{_pct(rates['ci_low'])}, {_pct(rates['ci_high'])}]"),
+            "p_text": _p(rates["p_value"]),
+            "consistency_pct": _pct(rates["consistency"]),
+            "published_value": published,
             "published": "--" if published is None else f"{published:.1f}",
+            "mean_chars_text": "--" if other["mean_answer_chars"] is None else f"{other['mean_answer_chars']:.0f}",
+            "baseline_chars_text": ("--" if other["baseline_mean_answer_chars"] is None
+                                    else f"{other['baseline_mean_answer_chars']:.0f}"),
+            "calls_text": _count(other["judge_calls"]),
+            "prompt_tokens_text": _count(other["prompt_tokens"]),
+            "completion_tokens_text": _count(other["completion_tokens"]),
+            "cost_text": "--" if other["cost_usd"] is None else f"{other['cost_usd']:.2f}",
         })
     return rows
+
+
+def _pair_rows(pairwise: Sequence[Mapping], settings: list[dict]) -> list[dict]:
+    k_of = {s["key"]: s["k"] for s in settings}
+    rows = []
+    for row in pairwise:
+        for key in (row["setting_a"], row["setting_b"]):
+            if key not in k_of:
+                raise PipelineError(f"pairwise.csv: setting '{key}' is not in the config's settings")
+        rows.append({**row, "a_k": k_of[row["setting_a"]], "b_k": k_of[row["setting_b"]],
+                     "p_text": _p(row["p_value"]), "significant": _significant(row["p_value"])})
+    return rows
+
+
+def baseline_sentences(results: Sequence[Mapping]) -> list[str]:
+    """One paragraph per setting: its verdicts, interval and sign test against the baseline.
+    'Significant' appears only where the sign test's p-value is below ALPHA."""
+    paragraphs = []
+    for r in results:
+        name = f"Setting {r['k']} ({r['title']})"
+        if not r["n"] or r["win_rate"] is None:
+            paragraphs.append(f"{name} has no judged answers.")
+            continue
+        text = (f"{name} wins {r['wins']} of {r['n']} questions against the baseline ({r['win_rate_pct']}%, "
+                f"95% interval {r['ci_text']}%), with {r['ties']} ties and {r['losses']} losses; counting a tie "
+                f"as half a win gives {r['half_pct']}%.")
+        p = r["p_value"]
+        if p is None:
+            text += " No sign test is available."
+        elif _significant(p) and r["wins"] != r["losses"]:
+            preferred = "this setting's answers" if r["wins"] > r["losses"] else "the baseline's answers"
+            text += (f" The sign test on wins against losses gives {_p_phrase(p)}: the judge prefers "
+                     f"{preferred} significantly more often than the other way round.")
+        else:
+            text += (f" The sign test on wins against losses gives {_p_phrase(p)}: the difference between "
+                     "wins and losses is not significant.")
+        if r["published_value"] is not None and r["ci_low"] is not None and r["ci_high"] is not None:
+            inside = 100 * r["ci_low"] <= r["published_value"] <= 100 * r["ci_high"]
+            text += (f" The study published {r['published']}%, which lies {'inside' if inside else 'outside'} "
+                     "this interval.")
+        paragraphs.append(text)
+    return paragraphs
+
+
+def pairwise_sentences(pairs: Sequence[Mapping]) -> list[str]:
+    sentences = []
+    for p in pairs:
+        text = (f"Setting {p['a_k']} against setting {p['b_k']}: of {p['n']} questions judged for both, "
+                f"setting {p['a_k']} alone won {p['a_better']} and setting {p['b_k']} alone won {p['b_better']} "
+                f"({_p_phrase(p['p_value'])}); ")
+        if p["significant"] and p["a_better"] != p["b_better"]:
+            better, worse = (p["a_k"], p["b_k"]) if p["a_better"] > p["b_better"] else (p["b_k"], p["a_k"])
+            text += f"setting {better} wins significantly more often than setting {worse}."
+        else:
+            text += "the difference is not significant."
+        sentences.append(text)
+    return sentences
+
+
+def _best_against_others(best: Mapping, results: Sequence[Mapping], pairs: Sequence[Mapping]) -> list[str]:
+    """What the paired tests say about the top setting's lead: only a significant test in its
+    favour counts as being ahead."""
+    ahead, level, behind, untested = [], [], [], []
+    for other in results:
+        if other["k"] == best["k"] or other["win_rate"] is None:
+            continue
+        pair = next((p for p in pairs if {p["a_k"], p["b_k"]} == {best["k"], other["k"]}), None)
+        if pair is None:
+            untested.append(other["k"])
+            continue
+        best_wins, other_wins = ((pair["a_better"], pair["b_better"]) if pair["a_k"] == best["k"]
+                                 else (pair["b_better"], pair["a_better"]))
+        if pair["significant"] and best_wins > other_wins:
+            ahead.append(other["k"])
+        elif pair["significant"] and best_wins < other_wins:
+            behind.append(other["k"])
+        else:
+            level.append(other["k"])
+    sentences = []
+    if ahead:
+        sentences.append(f"The paired tests put it significantly ahead of {_settings_list(ahead)}.")
+    if level:
+        sentences.append(f"The paired tests do not separate it from {_settings_list(level)}, so its lead over "
+                         f"{'it' if len(level) == 1 else 'them'} may be chance.")
+    if behind:
+        sentences.append(f"On the questions themselves, {_settings_list(behind)} "
+                         f"{'wins' if len(behind) == 1 else 'win'} significantly more often than it.")
+    if untested:
+        sentences.append(f"No paired test compares it with {_settings_list(untested)}.")
+    return sentences
+
+
+def conclusion_sentences(results: Sequence[Mapping], pairs: Sequence[Mapping]) -> list[str]:
+    scored = [r for r in results if r["win_rate"] is not None and r["n"]]
+    if not scored:
+        return ["No setting has judged answers, so no setting can be called best."]
+    best_rate = max(r["win_rate"] for r in scored)
+    best = [r for r in scored if r["win_rate"] == best_rate]
+    if len(best) > 1:
+        names = ", ".join(f"{b['k']} ({b['title']})" for b in best)
+        sentences = [f"Settings {names} share the highest win rate against the baseline, {best[0]['win_rate_pct']}%."]
+    else:
+        b = best[0]
+        text = (f"Setting {b['k']} ({b['title']}) reaches the highest win rate against the baseline, "
+                f"{b['win_rate_pct']}% (wins/ties/losses {b['wins']}/{b['ties']}/{b['losses']} of {b['n']}, "
+                f"95% interval {b['ci_text']}%)")
+        text += f"; the study published {b['published']}%." if b["published_value"] is not None else "."
+        sentences = [text, *_best_against_others(b, results, pairs)]
+    better = [r["k"] for r in scored if _significant(r["p_value"]) and r["wins"] > r["losses"]]
+    worse = [r["k"] for r in scored if _significant(r["p_value"]) and r["wins"] < r["losses"]]
+    neither = [r["k"] for r in scored if r["k"] not in better + worse]
+    if better:
+        sentences.append(f"Against the baseline, {_settings_list(better)} "
+                         f"{'is' if len(better) == 1 else 'are'} judged significantly better.")
+    if worse:
+        sentences.append(f"Against the baseline, {_settings_list(worse)} "
+                         f"{'is' if len(worse) == 1 else 'are'} judged significantly worse.")
+    if neither:
+        sentences.append(f"For {_settings_list(neither)}, the sign test finds no significant difference "
+                         "from the baseline.")
+    widths = [100 * (r["ci_high"] - r["ci_low"]) for r in scored if r["ci_low"] is not None and r["ci_high"] is not None]
+    if widths:
+        sizes = sorted({r["n"] for r in scored})
+        n_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+        sentences.append(f"With {n_text} questions per setting, the 95% intervals span {min(widths):.0f} to "
+                         f"{max(widths):.0f} percentage points; differences between win rates smaller than "
+                         "that should not be read as real.")
+    return sentences
 
 
 def _case_study(config: Mapping, test: list[dict], baseline: list[dict],
@@ -289,14 +654,54 @@ def _case_study(config: Mapping, test: list[dict], baseline: list[dict],
     }
 
 
-def paper_context(config: Mapping, winrate: Sequence[Mapping], split_stats: Mapping,
-                  test: list[dict], baseline: list[dict], generations: Mapping[str, list[dict]],
-                  figure: str = "loss_curves.pdf") -> dict:
+def _provenance_context(prov: Mapping, settings: list[dict]) -> dict:
+    """The provenance's values as text lines for the template."""
+    k_of = {s["key"]: s["k"] for s in settings}
+    git = prov["git"]
+    if git["commit"] is None:
+        code = "not a git checkout"
+    else:
+        state = {True: "uncommitted changes present", False: "clean", None: "state unknown"}[git["dirty"]]
+        code = f"{git['commit']} ({state})"
+    by_device: dict[str, list[int]] = {}
+    for key, device in prov["devices"].items():
+        by_device.setdefault(device, []).append(k_of.get(key, key))
+    judge = prov["judge"]
+    return {
+        "code": code,
+        "config_sha256": prov["config_sha256"],
+        "data": f"{_fmt(prov['data']['source'])}, revision {_fmt(prov['data']['revision'])}",
+        "raw_sha256": prov["data"]["raw_sha256"],
+        "models": [{"name": name, "revision": _fmt(rev)} for name, rev in prov["models"].items()],
+        "devices": [f"{device} ({_settings_list(ks)})" for device, ks in by_device.items()],
+        "packages": [{"name": name, "version": version} for name, version in prov["packages"].items()],
+        "python": prov["python"],
+        "xelatex": prov["xelatex"],
+        "dates": [{"what": what, "when": when} for what, when in prov["dates"].items()],
+        "judge": {
+            "endpoint": _fmt(judge["endpoint"]),
+            "temperature": _fmt(judge["temperature"]),
+            "calls": _count(judge["judge_calls"]),
+            "prompt_tokens": _count(judge["prompt_tokens"]),
+            "completion_tokens": _count(judge["completion_tokens"]),
+            "cost": "not estimated (no prices in the config)" if judge["cost_usd"] is None
+                    else f"{judge['cost_usd']:.2f} USD (estimate)",
+        },
+    }
+
+
+def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequence[Mapping],
+                  split_stats: Mapping, test: list[dict], baseline: list[dict],
+                  generations: Mapping[str, list[dict]], provenance: Mapping, judge_prompt: str,
+                  figures: Mapping[str, str] | None = None) -> dict:
     """Everything the template needs, as raw (unescaped) strings and numbers: the template
-    escapes each value with the `latex` filter."""
-    if not _SAFE_FIGURE_PATH.fullmatch(figure) or figure.startswith("/") or ".." in figure.split("/"):
-        raise PipelineError(f"figure path {figure!r}: use a plain relative file name "
-                            "(letters, digits, . _ - /) beside the .tex file")
+    escapes each value with the `latex` filter. `figures` maps loss, winrate and lengths to
+    file names relative to the .tex file."""
+    figures = dict(figures or {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf", "lengths": "answer_lengths.pdf"})
+    for name in figures.values():
+        if not _SAFE_FIGURE_PATH.fullmatch(name) or name.startswith("/") or ".." in name.split("/"):
+            raise PipelineError(f"figure path {name!r}: use a plain relative file name "
+                                "(letters, digits, . _ - /) beside the .tex file")
     config_settings = _need(config, "settings", "config")
     if not config_settings:
         raise PipelineError("config: 'settings' is empty")
@@ -342,11 +747,10 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], split_stats: Mapp
                         else f"from {_fmt(test_source)}")
     judge = _need(config, "judge", "config")
 
-    results = _result_rows(winrate, settings)
-    scored = [r for r in results if r["win_rate"] is not None and r["n"]]
-    best_rate = max((r["win_rate"] for r in scored), default=None)
-    best = [r for r in scored if r["win_rate"] == best_rate]
-
+    # The published rates are against the course's ChatGPT answers: beside any other baseline they mislead.
+    study_baseline = (config.get("baseline") or {}).get("source") == "file"
+    results = _result_rows(winrate, settings, PUBLISHED_WIN_RATES if study_baseline else {})
+    pairs = _pair_rows(pairwise, settings)
     return {
         "title": _oneline(_need(_need(config, "paper", "config"), "title", "config 'paper'")),
         "run": _need(config, "run", "config"),
@@ -356,7 +760,7 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], split_stats: Mapp
             "subset": subset_text,
             "augmentation": augmentation_text,
         },
-        "splits": {k: _need(split_stats, k, "split stats") for k in ("n_train", "n_val", "n_heldout")},
+        "splits": _split_text(split_stats),
         "models": models,
         "quantization": {
             "quant_type": _fmt(quant.get("quant_type")),
@@ -368,12 +772,50 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], split_stats: Mapp
         "hparam_col_width": f"{0.72 / len(settings):.3f}",
         "test": {"n": len(test), "source": test_source_text},
         "baseline": _baseline_text(config),
-        "judge": {"backend": _fmt(judge.get("backend")), "model": _fmt(judge.get("model"))},
+        "study_baseline": study_baseline,
+        "judge": {"backend": _fmt(judge.get("backend")), "model": _fmt(judge.get("model")),
+                  "tie_margin": _fmt(judge.get("tie_margin")), "prompt": judge_prompt},
+        "alpha": _fmt(ALPHA),
         "results": results,
         "total_invalid": sum(r["invalid"] for r in results),
-        "best": best,
-        "figure": figure,
+        "pairs": pairs,
+        "analysis": {"baseline": baseline_sentences(results), "pairwise": pairwise_sentences(pairs)},
+        "conclusion": conclusion_sentences(results, pairs),
+        "figures": figures,
         "case": _case_study(config, test, baseline, generations, settings),
+        "provenance": _provenance_context(provenance, settings),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Report tables (HTML, so that Snakemake's report shows them inline)
+
+
+def report_tables(context: Mapping) -> dict[str, str]:
+    """Table 1, the answer lengths and the paired tests as small HTML pages, keyed by the
+    names of rule render_paper's outputs."""
+    def page(title: str, frame: pd.DataFrame) -> str:
+        return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head>\n'
+                f"<body>\n<h3>{title}</h3>\n{frame.to_html(index=False, escape=True, na_rep='--')}\n</body></html>\n")
+
+    results = context["results"]
+    table1 = pd.DataFrame([{
+        "setting": f"Ours (setting {r['k']}): {r['title']}", "n": r["n"], "wins": r["wins"], "ties": r["ties"],
+        "losses": r["losses"], "invalid": r["invalid"], "win rate (%)": r["win_rate_pct"],
+        "95% Wilson interval (%)": r["ci_text"], "sign test p": r["p_text"], "published (%)": r["published"],
+    } for r in results])
+    lengths = pd.DataFrame([{
+        "setting": f"Setting {r['k']}: {r['title']}", "mean answer chars": r["mean_chars_text"],
+        "baseline mean answer chars": r["baseline_chars_text"],
+    } for r in results])
+    pairs = pd.DataFrame([{
+        "setting a": p["a_k"], "setting b": p["b_k"], "n": p["n"], "a alone won": p["a_better"],
+        "b alone won": p["b_better"], "exact p": p["p_text"],
+    } for p in context["pairs"]], columns=["setting a", "setting b", "n", "a alone won", "b alone won", "exact p"])
+    return {
+        "table": page("Table 1: win rate against the baseline", table1),
+        "lengths_table": page("Answer length per setting and baseline", lengths),
+        "pairwise_table": page("Paired tests between settings", pairs),
     }
 
 
@@ -385,37 +827,60 @@ def _paths(value: Any) -> list[str]:
     return [str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
 
 
-def _panel_label(k: int, key: str) -> str:
-    return f"Setting {k}" if key == f"setting{k}" else f"Setting {k} ({key})"
-
-
 def main(smk) -> None:
+    check_build_tools()  # first: without TeX nothing is worth reading, and the message says what to install
     config = smk.params.config
     settings = list(_need(config, "settings", "config"))
-    loss_paths = _paths(smk.input.losses)
-    generation_paths = _paths(smk.input.generations)
-    for what, paths in (("losses", loss_paths), ("generations", generation_paths)):
+    inputs = {"losses": _paths(smk.input.losses), "generations": _paths(smk.input.generations),
+              "adapters": _paths(smk.params.adapters)}
+    for what, paths in inputs.items():
         if len(paths) != len(settings):
             raise PipelineError(f"input '{what}': {len(paths)} file(s) for {len(settings)} settings")
 
-    loss_frames = {_panel_label(k, key): read_loss_csv(path)
-                   for k, (key, path) in enumerate(zip(settings, loss_paths), 1)}
-    tex_dir = Path(smk.output.tex).parent
-    figure = Path(os.path.relpath(Path(smk.output.figure), tex_dir)).as_posix()
+    loss_frames = {f"Setting {k}: {_oneline(config['settings'][key].get('title') or key)}": read_loss_csv(path)
+                   for k, (key, path) in enumerate(zip(settings, inputs["losses"]), 1)}
+    out = smk.output
+    tex_dir = Path(out.tex).parent
+    figure_outputs = {"loss": out.loss_figure, "winrate": out.winrate_figure, "lengths": out.length_figure}
+    figures = {name: Path(os.path.relpath(path, tex_dir)).as_posix() for name, path in figure_outputs.items()}
+    winrate = read_json(smk.input.winrate)
     context = paper_context(
         config=config,
-        winrate=read_json(smk.input.winrate),
+        winrate=winrate,
+        pairwise=read_pairwise_csv(smk.input.pairwise),
         split_stats=read_json(smk.input.split_stats),
         test=read_jsonl(smk.input.test),
         baseline=read_jsonl(smk.input.baseline),
-        generations={key: read_jsonl(path) for key, path in zip(settings, generation_paths)},
-        figure=figure,
+        generations={key: read_jsonl(path) for key, path in zip(settings, inputs["generations"])},
+        provenance=collect_provenance(config, winrate, smk.input.winrate, smk.input.raw,
+                                      dict(zip(settings, inputs["adapters"])), _paths(smk.input.models)),
+        judge_prompt=read_judge_prompt(smk.input.judge_program),
+        figures=figures,
     )
-    template = getattr(smk.input, "template", None) or TEMPLATE
-    tex = render_paper(context, template)  # render first: a template error leaves no outputs behind
-    plot_loss_curves(loss_frames, smk.output.figure)
-    write_text(smk.output.tex, tex)
-    log.info("paper: wrote %s and %s", smk.output.tex, smk.output.figure)
+    tex = render_paper(context, smk.input.template)
+    tables = report_tables(context)
+    check_no_secrets({"paper.tex": tex, **tables}, config)
+
+    # Built aside and moved in only once the PDF exists, so a failure leaves no outputs behind.
+    tex_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".paper-build.", dir=tex_dir) as build:
+        build = Path(build)
+        built = {out.tex: build / "paper.tex"}
+        for name, path in figure_outputs.items():
+            built[path] = build / figures[name]
+            built[path].parent.mkdir(parents=True, exist_ok=True)
+        plot_loss_curves(loss_frames, built[out.loss_figure])
+        plot_win_rates(context["results"], built[out.winrate_figure])
+        plot_answer_lengths(context["results"], built[out.length_figure])
+        for name, html in tables.items():
+            built[getattr(out, name)] = build / f"{name}.html"
+            built[getattr(out, name)].write_text(html, encoding="utf-8")
+        built[out.tex].write_text(tex, encoding="utf-8")
+        built[out.pdf] = compile_pdf(built[out.tex])
+        for target, source in built.items():
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+    log.info("paper: wrote %s", ", ".join(built))
 
 
 if "snakemake" in globals():

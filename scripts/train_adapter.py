@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from peft import LoraConfig
 from transformers.trainer_utils import get_last_checkpoint
@@ -168,6 +169,8 @@ def main(smk):
             "epochs": state.epoch,
             "train_runtime_s": next((e["train_runtime"] for e in reversed(state.log_history) if "train_runtime" in e), None),
             "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+            # For the paper's provenance; the model sits on GPU 0 when device is cuda (qlora.py).
+            "device": torch.cuda.get_device_name(0) if smk.params.device == "cuda" else "cpu",
         })
     write_text(smk.output.loss, loss_csv(loss_rows(trainer.state.log_history)))
     shutil.rmtree(smk.params.checkpoints, ignore_errors=True)  # done: nothing left to resume

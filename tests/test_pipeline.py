@@ -11,10 +11,17 @@ import sys
 import pytest
 import yaml
 
+import fake_openai
+from common import read_jsonl
 from conftest import REPO, SHARED_DATA
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 DEMO = ["--configfile", "config/demo.yaml"]
+WINRATE_COLUMNS = [
+    "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
+    "ci_low", "ci_high", "p_value", "consistency", "mean_answer_chars", "baseline_mean_answer_chars",
+    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd",
+]
 COPIED = ["Snakefile", "rules", "scripts", "config", "envs", "paper", "data/demo", "data/protected_terms.txt"]
 
 
@@ -77,6 +84,13 @@ def test_demo_writes_the_table_and_the_paper(demo_run):
     stats = yaml.safe_load((results / "data" / "split_stats.json").read_text())
     assert stats["dropped"]["malformed"] >= 1 and stats["dropped"]["duplicate_question"] >= 1
     assert (results / "adapters" / "setting2" / "adapter_config.json").exists()
+    assert list(rows[0]) == WINRATE_COLUMNS
+    for r in rows:  # the reference judge is asked both ways, and is symmetric
+        assert float(r["consistency"]) == 1.0 and int(r["judge_calls"]) == 24 and r["cost_usd"] == ""
+        assert 0 <= float(r["ci_low"]) <= float(r["win_rate"]) <= float(r["ci_high"]) <= 1
+    with open(results / "tables" / "pairwise.csv", encoding="utf-8") as f:
+        pairs = list(csv.DictReader(f))
+    assert list(pairs[0]) == ["setting_a", "setting_b", "n", "a_better", "b_better", "p_value"] and len(pairs) == 6
     assert not (results / "checkpoints" / "setting1").exists()  # cleaned up once the adapter is saved
 
 
@@ -96,7 +110,7 @@ def test_augmentation_ratio_reruns_only_the_augmented_setting(demo_run):
     assert jobs == {"augment_train": 1, "train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1,
                     "winrate_table": 1, "render_paper": 1, "all": 1}
     out = snakemake(demo_run, "-n", "--cores", "1", "--configfile", "config/demo.yaml", name).stdout
-    assert "adapters/setting3" in out and "adapters/setting1" not in out
+    assert re.findall(r"rule train_adapter:\n(?:    .*\n)*?    wildcards: setting=(\w+)", out) == ["setting3"]
 
 
 def test_a_fifth_setting_needs_no_code(demo_run):
@@ -119,6 +133,47 @@ def test_openai_judge_without_key_stops_before_any_job(demo_run):
     assert "environment variable PIPELINE_TEST_KEY is not set" in proc.stdout + proc.stderr
     assert (demo_run / "results/demo/verdicts/setting1.jsonl").stat().st_mtime_ns == before
     assert planned_jobs(demo_run, "--configfile", "config/demo.yaml", name, env=env)["judge_pairwise"] == 4
+
+
+def test_openai_judge_in_the_dag_pays_once_and_writes_the_key_nowhere(demo_run, tmp_path):
+    """The demo's answers judged by a loopback OpenAI-compatible server through Snakemake."""
+    root = tmp_path / "run"
+    shutil.copytree(demo_run, root, symlinks=True)
+    secret = "sk-pipeline-test-DO-NOT-LEAK-4242"
+    server = fake_openai.start()
+    try:
+        name = overlay(root, "openai_judge.yaml", {"judge": {
+            "backend": "openai", "model": "judge-model", "base_url": server.base_url,
+            "api_key_env": "PIPELINE_JUDGE_KEY", "concurrency": 4, "backoff_base": 0.01,
+            "price_per_million": {"input": 2.5, "output": 10.0}}})
+        args, env = ("--configfile", "config/demo.yaml", name), {"PIPELINE_JUDGE_KEY": secret}
+        assert planned_jobs(root, *args, env=env) == {"judge_pairwise": 4, "winrate_table": 1, "render_paper": 1,
+                                                      "all": 1}
+        snakemake(root, "--cores", "1", *args, env=env)
+        results = root / "results" / "demo"
+        question = {r["id"]: r["question"] for r in read_jsonl(results / "data/test.jsonl")}
+        baseline = {r["id"]: r["answer"] for r in read_jsonl(results / "baseline/answers.jsonl")}
+        expected = set()  # both orders of every (question, answer) that some setting gave
+        for setting in ("setting1", "setting2", "setting3", "setting4"):
+            for r in read_jsonl(results / f"generations/{setting}.jsonl"):
+                q, a, b = question[r["id"]], r["answer"], baseline[r["id"]]
+                expected |= {(q, a, b), (q, b, a)}
+        asked = [fake_openai.conversation(r["body"]) for r in server.requests]
+        assert len(asked) == len(expected) and set(asked) == expected  # each once: equal answers share calls
+        assert all(r["headers"]["authorization"] == f"Bearer {secret}" for r in server.requests)
+
+        snakemake(root, "--cores", "2", "--forcerun", "judge_pairwise", *args, env=env)
+        assert len(server.requests) == len(asked)  # the cache answers a rerun
+    finally:
+        fake_openai.stop(server)
+    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == WINRATE_COLUMNS
+    assert all(int(r["judge_calls"]) == 24 and float(r["cost_usd"]) > 0 for r in rows)
+    for folder in (root / "results", root / ".snakemake"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
 
 
 def test_study_dag_dry_run_offline_without_key(tmp_path):
@@ -169,3 +224,22 @@ def test_bad_config_stops_naming_the_key(tmp_path, change, message):
     proc = snakemake(root, "-n", "--cores", "1", "--configfile", "config/demo.yaml", name, check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+
+
+def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext not installed (Debian package poppler-utils)")
+    results = demo_run / "results" / "demo"
+    pdf = results / "paper" / "paper.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", "-layout", str(pdf), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for k, r in enumerate(rows, 1):  # Table 1: n, wins, ties, losses, win rate (%)
+        cells = [r["n"], r["wins"], r["ties"], r["losses"], f"{100 * float(r['win_rate']):.1f}"]
+        assert re.search(rf"Ours \(setting {k}\).*?\s" + r"\s+".join(cells) + r"\s", text), cells
+    snakemake(demo_run, *DEMO, "--report", "results/demo/report.html")
+    report = (results / "report.html").read_text(encoding="utf-8")
+    for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "table1.html"):
+        assert item in report

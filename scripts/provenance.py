@@ -1,0 +1,160 @@
+"""How a run was made, for the paper: code version, config hash, package versions, devices,
+data and model revisions, dates and the judge's usage; and the guard that keeps secrets out."""
+
+
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from common import PipelineError, read_json
+
+PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "openai", "snakemake")
+
+# Secrets the pipeline may read besides the configured key variables (judge/baseline api_key_env).
+SECRET_ENVS = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# Shorter values ("1", "true") would match ordinary text without being secrets.
+MIN_SECRET_CHARS = 8
+
+
+def git_state(cwd: str | os.PathLike = ".") -> dict:
+    """The checked-out commit and whether tracked or unignored files differ from it; both None
+    outside a git checkout (or without git)."""
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain")
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
+def config_hash(config: Mapping) -> str:
+    """SHA-256 of the config as canonical JSON (sorted keys), so key order and YAML layout
+    do not change it."""
+    text = json.dumps(config, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def xelatex_version() -> str:
+    try:
+        proc = subprocess.run(["xelatex", "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return proc.stdout.splitlines()[0] if proc.stdout else "unknown"
+
+
+def utc_date(path: str | os.PathLike) -> str:
+    """When a file was last written, in UTC: the date a stage's result was made."""
+    return datetime.datetime.fromtimestamp(Path(path).stat().st_mtime, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def public_url(url: str | None) -> str | None:
+    """An endpoint without user info, query or fragment, which is where credentials hide."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else host + parts.path
+
+
+def _total(rows: Sequence[Mapping], key: str) -> int | float | None:
+    """Sum of a usage column; None when no row reports it (e.g. cost of an unpriced model)."""
+    values = [row.get(key) for row in rows if row.get(key) is not None]
+    return sum(values) if values else None
+
+
+def judge_usage(winrate: Sequence[Mapping]) -> dict:
+    return {key: _total(winrate, key) for key in ("judge_calls", "prompt_tokens", "completion_tokens", "cost_usd")}
+
+
+def run_dates(winrate_path: str | os.PathLike, raw_data: str | os.PathLike,
+              train_stats_paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+    return {
+        "raw data read": utc_date(raw_data),
+        "last adapter trained": max(utc_date(path) for path in train_stats_paths),
+        "win rates tabulated": utc_date(winrate_path),
+        "paper rendered": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.PathLike,
+            raw_data: str | os.PathLike, adapter_dirs: Mapping[str, str | os.PathLike],
+            model_manifests: Iterable[str | os.PathLike], cwd: str | os.PathLike = ".") -> dict:
+    """Everything the paper's provenance section shows, as plain values (the template escapes
+    them). `adapter_dirs` maps each setting to its adapter folder (with train_stats.json);
+    a model's name is the folder of its manifest."""
+    stats_paths = {setting: Path(folder) / "train_stats.json" for setting, folder in adapter_dirs.items()}
+    train_stats = {setting: read_json(path) for setting, path in stats_paths.items()}
+    manifests = {Path(path).parent.name: read_json(path) for path in model_manifests}
+    data = config.get("data") or {}
+    judge = config.get("judge") or {}
+    return {
+        "git": git_state(cwd),
+        "config_sha256": config_hash(config),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "xelatex": xelatex_version(),
+        # Written by the train stage since it records its device; older adapters lack it.
+        "devices": {setting: stats.get("device") or "not recorded" for setting, stats in train_stats.items()},
+        "data": {"source": data.get("source"), "revision": data.get("revision"),
+                 "raw_sha256": file_sha256(raw_data)},
+        "models": {name: manifest.get("revision") or manifest.get("source") or "--"
+                   for name, manifest in manifests.items()},
+        "dates": run_dates(winrate_path, raw_data, stats_paths.values()),
+        "judge": {"backend": judge.get("backend"), "model": judge.get("model"),
+                  "endpoint": public_url(judge.get("base_url")), "temperature": judge.get("temperature"),
+                  **judge_usage(winrate)},
+    }
+
+
+def secret_envs(config: Mapping) -> list[str]:
+    names = set(SECRET_ENVS)
+    for section in ("judge", "baseline"):
+        name = (config.get(section) or {}).get("api_key_env")
+        if name:
+            names.add(name)
+    return sorted(names)
+
+
+def check_no_secrets(texts: Mapping[str, str], config: Mapping, environ: Mapping[str, str] = os.environ) -> None:
+    """Stop before anything is written if a secret's value made its way into an output (through a
+    config value, a model's answer or a judge's reply); the message names the variable only."""
+    for name in secret_envs(config):
+        value = environ.get(name) or ""
+        if len(value) < MIN_SECRET_CHARS:
+            continue
+        for what, text in texts.items():
+            if value in text:
+                raise PipelineError(f"{what} would contain the value of the environment variable {name} "
+                                    "(a secret); find where it entered the config or the data and remove it")
