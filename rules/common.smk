@@ -1,5 +1,7 @@
 # Helpers shared by the rule files (paths, per-setting lookups, early checks).
 import os
+import re
+import shutil
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
@@ -38,6 +40,8 @@ def check_config():
         problems.append(
             "judge.backend: 'reference' needs reference answers, i.e. test.source: heldout"
         )
+    if config["judge"].get("batch") and config["judge"]["backend"] != "openai":
+        problems.append("judge.batch: the Batch API needs judge.backend: openai")
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 
@@ -112,6 +116,12 @@ def preflight_checks():
             f"environment variable {', '.join(missing)} is not set; the judge/baseline "
             "stage of this config calls an OpenAI-compatible API with it (see judge.api_key_env)"
         )
+    tex = shutil.which("latexmk") and shutil.which("xelatex")
+    if "render_paper" in rules_to_run and not tex:
+        raise WorkflowError(
+            "latexmk/xelatex not found: the paper's PDF needs the Debian packages latexmk "
+            "texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk (see README)"
+        )
     source = config["test"]["source"]
     if (
         "test_set" in rules_to_run
@@ -122,3 +132,55 @@ def preflight_checks():
             f"test.source: the course file '{source}' does not exist; put the course's JSON list "
             "of [question, baseline_answer] there or point test.source at it"
         )
+
+
+# Job sizes of the GPU rules (their resources: mem_mb, runtime), so that a cluster profile asks
+# for what each setting needs: host memory and wall time grow with the base model's size in
+# billions of parameters, read from its hub id or folder name ("Qwen/Qwen3-14B" -> 14); the tiny
+# models the demo builds are small, a name without a size counts as GPU_JOB_DEFAULT_BILLIONS.
+# A retry (--retries) asks for 50% more each time; a training job killed at its time limit
+# resumes from its last checkpoint. `--set-resources RULE:mem_mb=...` still overrides these.
+GPU_JOB_DEFAULT_BILLIONS = 8
+GPU_JOB_SIZES = {  # job kind -> (MB, MB per billion), (minutes, minutes per billion)
+    "train": ((16000, 4000), (60, 15)),
+    "generate": ((12000, 2000), (30, 5)),
+}
+BUILT_MODEL_JOB = (4000, 30)  # MB, minutes
+
+
+def model_billions(model_name):
+    source = config["models"][model_name]["source"]
+    if source == "build":
+        return 0
+    found = re.search(
+        r"(\d+(?:\.\d+)?)[bB](?![a-zA-Z0-9])", os.path.basename(source.rstrip("/"))
+    )
+    return float(found[1]) if found else GPU_JOB_DEFAULT_BILLIONS
+
+
+def gpu_job_size(kind, setting, attempt=1):
+    """(mem_mb, runtime in minutes) of a setting's training or generation job."""
+    billions = model_billions(config["settings"][setting]["model"])
+    if billions == 0:
+        mem_mb, minutes = BUILT_MODEL_JOB
+    else:
+        (mb, mb_per_b), (min0, min_per_b) = GPU_JOB_SIZES[kind]
+        mem_mb, minutes = mb + mb_per_b * billions, min0 + min_per_b * billions
+    scale = 1 + 0.5 * (attempt - 1)
+    return int(mem_mb * scale), int(minutes * scale)
+
+
+def train_mem_mb(wildcards, attempt):
+    return gpu_job_size("train", wildcards.setting, attempt)[0]
+
+
+def train_runtime(wildcards, attempt):
+    return gpu_job_size("train", wildcards.setting, attempt)[1]
+
+
+def generate_mem_mb(wildcards, attempt):
+    return gpu_job_size("generate", wildcards.setting, attempt)[0]
+
+
+def generate_runtime(wildcards, attempt):
+    return gpu_job_size("generate", wildcards.setting, attempt)[1]

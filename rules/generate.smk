@@ -11,6 +11,8 @@ rule generate_answers:
         "../envs/train.yaml"
     resources:
         gpu=1,
+        mem_mb=generate_mem_mb,
+        runtime=generate_runtime,
     params:
         generation=config["generation"],
         quantization=config["quantization"],

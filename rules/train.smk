@@ -12,6 +12,8 @@ rule train_adapter:
         "../envs/train.yaml"
     resources:
         gpu=1,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
     params:
         setting=setting_params,
         quantization=config["quantization"],

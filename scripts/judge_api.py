@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -230,8 +231,16 @@ class ChatJudge:
             raise PipelineError(f"judge: request failed with {describe(e, self.api_key)}{hint}") from None
 
     def _one_by_one(self, todo: dict[str, dict]) -> dict[str, Reply]:
-        def one(key: str) -> tuple[str, Reply]:
-            reply = self._call(complete, self.client, todo[key])
+        failed = threading.Event()  # once a call has failed for good, queued calls spend nothing
+
+        def one(key: str) -> tuple[str, Reply | None]:
+            if failed.is_set():
+                return key, None
+            try:
+                reply = self._call(complete, self.client, todo[key])
+            except Exception:
+                failed.set()
+                raise
             self.cache.put(key, reply)  # at once, so that a killed run keeps what it paid for
             return key, reply
 
@@ -241,7 +250,8 @@ class ChatJudge:
             futures = [pool.submit(one, key) for key in todo]
             for future in tqdm(as_completed(futures), total=len(futures), desc=self.desc, unit="call"):
                 key, reply = future.result()
-                replies[key] = reply
+                if reply is not None:
+                    replies[key] = reply
         finally:
             pool.shutdown(cancel_futures=True)
         return replies
