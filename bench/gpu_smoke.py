@@ -13,36 +13,16 @@ from pathlib import Path
 
 import torch
 import yaml
-from transformers import Qwen3Config, Qwen3ForCausalLM
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "bench"))
 
 import base_model  # noqa: E402
 import generate_answers  # noqa: E402
 import train_adapter  # noqa: E402
 from common import read_jsonl, setup_logging, write_json, write_jsonl  # noqa: E402
-
-# Qwen/Qwen3-4B's config.json (hub, 2025): the shape and so the compute of the real model.
-QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
-                num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
-                rope_theta=1_000_000, rms_norm_eps=1e-6, tie_word_embeddings=True)
-
-
-def build_random_qwen3_4b(rows: list[dict], out: Path) -> str:
-    """Random bf16 weights in the 4B shape; a tokenizer trained on the demo rows (ids < vocab)."""
-    tokenizer = base_model.train_tokenizer([t for r in rows for t in (r["question"], r["answer"])], 3000)
-    config = Qwen3Config(**QWEN3_4B, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = Qwen3ForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    del model
-    torch.cuda.empty_cache()
-    write_json(out / "manifest.json", {"source": "random Qwen3-4B shape", "path": str(out), "revision": None})
-    return str(out / "manifest.json")
-
+from train_bench import build_model  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
@@ -59,7 +39,8 @@ def main():
     write_jsonl(work / "val.jsonl", rows[args.rows : args.rows + 8])
     test = [{"id": r["id"], "question": r["question"]} for r in rows[-8:]]
     t0 = time.time()
-    manifest = build_random_qwen3_4b(rows, work / "qwen3-4b-random")
+    tokenizer = base_model.train_tokenizer([t for r in rows for t in (r["question"], r["answer"])], 3000)
+    manifest, _ = build_model("4b", work / "qwen3-4b-random", tokenizer)
     report = {"gpu": torch.cuda.get_device_name(0), "build_s": round(time.time() - t0, 1), "settings": {},
               "versions": {m: __import__(m).__version__ for m in
                            ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets")}}

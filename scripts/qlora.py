@@ -30,10 +30,10 @@ def bnb_config(quantization: dict) -> BitsAndBytesConfig:
     )
 
 
-def load_tokenizer(manifest_path: str, padding_side: str = "right"):
+def load_tokenizer(manifest_path: str):
     manifest = read_json(manifest_path)
     tokenizer = AutoTokenizer.from_pretrained(manifest["path"], revision=manifest.get("revision"))
-    tokenizer.padding_side = padding_side
+    tokenizer.padding_side = "right"  # training pads on the right; answer_questions switches to left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
