@@ -50,7 +50,8 @@ def main():
         torch.cuda.reset_peak_memory_stats()
         t = time.time()
         trainer = train_adapter.train_adapter(manifest, str(work / "train.jsonl"), str(work / "val.jsonl"), setting,
-                                              config["quantization"], "cuda", str(work / f"ckpt-{name}"))
+                                              config["quantization"], "cuda", config["gpu_memory_gib"],
+                                              str(work / f"ckpt-{name}"))
         train_s = time.time() - t
         trainer.model.save_pretrained(work / f"adapter-{name}")
         losses = train_adapter.loss_rows(trainer.state.log_history)

@@ -59,14 +59,17 @@ def build_model(size: str, out: Path, tokenizer) -> tuple[str, int]:
     return str(out / "manifest.json"), non_embedding
 
 
-def synthetic_examples(n: int, seed: int) -> Dataset:
+def synthetic_examples(n: int, seed: int, longest: bool = False) -> Dataset:
     """Prompt 30-90 tokens (chat markup included), answer log-normal (median ~80) capped at 480:
-    about 165 tokens per example, as Huatuo26M-Lite's questions and answers under Qwen's tokenizer."""
+    about 165 tokens per example, as Huatuo26M-Lite's questions and answers under Qwen's tokenizer.
+    With longest, every example is 90 + 480 tokens: the memory of the longest batch."""
     g = torch.Generator().manual_seed(seed)
     rows = []
     for _ in range(n):
         prompt = int(torch.randint(30, 91, (1,), generator=g))
         answer = int(min(480, max(8, math.exp(4.4 + 0.6 * float(torch.randn(1, generator=g))))))
+        if longest:
+            prompt, answer = 90, 480
         ids = torch.randint(1000, 150000, (prompt + answer,), generator=g).tolist()
         rows.append({"input_ids": ids, "completion_mask": [0] * prompt + [1] * answer})
     return Dataset.from_list(rows)
@@ -86,13 +89,39 @@ class StepTimer(TrainerCallback):
             self.losses.append(float(logs["loss"]))
 
 
-def train_run(manifest, tokenizer, data, setting, quantization, path, steps, warmup, non_embedding, work):
-    model = qlora.load_quantized_model(manifest, quantization, "cuda")
+# Variants a path name may add to "pipeline", joined by "+", e.g. "pipeline+nf4+cudnn": each undoes
+# or adds one thing, to measure what it is worth.
+VARIANTS = {
+    "compile": "torch_compile=True",
+    "cudnn": "SDPA's cuDNN backend left on (torch's default; the pipeline turns it off)",
+    "nf4": "the frozen base kept in 4-bit (the pipeline dequantises it once when it fits)",
+    "noliger": "use_liger_kernel=False",
+    "paddingfree": "padding_free=True (one packed row per micro-batch, block-diagonal mask from position_ids)",
+}
+
+
+def train_run(manifest, tokenizer, data, setting, quantization, path, steps, warmup, non_embedding, work, memory_gib):
+    base, *variants = path.split("+")
+    if path != "stock" and (base != "pipeline" or set(variants) - set(VARIANTS)):
+        raise SystemExit(f"unknown path {path!r}: stock, or pipeline followed by any of {sorted(VARIANTS)}")
+    overrides = {}
+    if "compile" in variants:
+        overrides["torch_compile"] = True
+    if "noliger" in variants:
+        overrides["use_liger_kernel"] = False
+    if "paddingfree" in variants:
+        overrides.update(padding_free=True, max_length=None)  # the synthetic rows are shorter than max_length
+    if base == "pipeline":
+        model = train_adapter.load_base(manifest, quantization, "cuda", 0 if "nf4" in variants else memory_gib)
+        torch.backends.cuda.enable_cudnn_sdp("cudnn" in variants)
+    else:
+        model = qlora.load_quantized_model(manifest, quantization, "cuda")
+        torch.backends.cuda.enable_cudnn_sdp(True)
     timer = StepTimer()
     trainer = train_adapter.build_trainer(
         model, tokenizer, data, None, setting, "cuda", str(work / f"out-{path}"), callbacks=[timer],
-        fast=path != "stock", max_steps=warmup + steps, eval_strategy="no", save_strategy="no",
-        num_train_epochs=1, **({"torch_compile": True} if path == "pipeline+compile" else {}),
+        fast=base == "pipeline", max_steps=warmup + steps, eval_strategy="no", save_strategy="no",
+        num_train_epochs=1, **overrides,
     )
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -120,43 +149,90 @@ def train_run(manifest, tokenizer, data, setting, quantization, path, steps, war
     return result
 
 
-def generation_runs(manifest, tokenizer, quantization, adapter, questions, new_tokens):
+def random_adapter(manifest, quantization, lora: dict, out: Path) -> str:
+    """A LoRA adapter with random, non-zero B (peft's init_lora_weights=False), so that merging it
+    changes every targeted weight, as a trained adapter does."""
+    from peft import get_peft_model
+
+    config = train_adapter.lora_config(lora)
+    config.init_lora_weights = False
+    model = get_peft_model(qlora.load_quantized_model(manifest, quantization, "cuda"), config)
+    model.save_pretrained(out)
+    del model
+    torch.cuda.empty_cache()
+    return str(out)
+
+
+def prompt_ids(tokenizer, questions):
+    return [tokenizer.apply_chat_template(qlora.chat_prompt(q), tokenize=True, add_generation_prompt=True,
+                                          **qlora.CHAT_TEMPLATE_KWARGS)["input_ids"] for q in questions]
+
+
+@torch.inference_mode()
+def teacher_forced_agreement(model, prompts, answers) -> float:
+    """Share of answer positions where the model's top-1 token, given the reference's own prefix,
+    is the reference's token: unlike the first divergence, one flip does not end the count."""
+    agree = total = 0
+    for p, a in zip(prompts, answers):
+        logits = model(torch.tensor([p + a], device=model.device)).logits[0, len(p) - 1 : -1]
+        agree += int((logits.argmax(-1).cpu() == torch.tensor(a)).sum())
+        total += len(a)
+    return round(agree / total, 4)
+
+
+def generation_runs(manifest, tokenizer, quantization, lora, questions, new_tokens, work):
     from peft import PeftModel
 
-    gen = {"max_new_tokens": new_tokens, "do_sample": False, "batch_size": len(questions)}
+    adapter = random_adapter(manifest, quantization, lora, work / "random-adapter")
+    prompts = prompt_ids(tokenizer, questions)
+
+    def with_generate(cache):
+        @torch.inference_mode()
+        def answer(model):
+            tokenizer.padding_side = "left"
+            batch = tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(model.device)
+            out = model.generate(**batch, max_new_tokens=new_tokens, do_sample=False, cache_implementation=cache,
+                                 pad_token_id=tokenizer.pad_token_id)
+            return out[:, batch["input_ids"].shape[1]:].tolist()
+        return answer
+
+    def stock():
+        return PeftModel.from_pretrained(qlora.load_quantized_model(manifest, quantization, "cuda"), adapter).eval()
+
+    def merged():
+        return qlora.load_generation_model(manifest, quantization, "cuda", adapter)
+
     variants = {
-        "stock NF4 + unmerged LoRA": (lambda: PeftModel.from_pretrained(
-            qlora.load_quantized_model(manifest, quantization, "cuda"), adapter).eval(), None),
-        "pipeline: dequantised + merged": (lambda: qlora.load_generation_model(manifest, quantization, "cuda", adapter), None),
-        "pipeline + static cache (compiled)": (
-            lambda: qlora.load_generation_model(manifest, quantization, "cuda", adapter), "static"),
+        "stock: NF4 + unmerged LoRA, generate": (stock, with_generate(None)),
+        "dequantised + merged, generate": (merged, with_generate(None)),
+        "dequantised + merged, generate, static cache (auto-compiled)": (merged, with_generate("static")),
     }
     results, reference = [], None
-    for name, (load, cache) in variants.items():
+    for name, (load, answer) in variants.items():
         model = load()
-        model.generation_config.min_new_tokens = new_tokens  # random weights may emit EOS early
-        model.generation_config.cache_implementation = cache
+        # Random weights may emit EOS at any step: every path generates the full length.
+        model.generation_config.min_new_tokens = new_tokens
+        model.generation_config.eos_token_id = None
         t = time.perf_counter()
-        qlora.answer_questions(model, tokenizer, questions, gen)  # warm-up (and compilation) on the same shapes
-        warmup_s = time.perf_counter() - t
+        answer(model)  # first call: warm-up, compilation or graph capture on the same shapes
+        first_s = time.perf_counter() - t
         torch.cuda.synchronize()
         t = time.perf_counter()
-        answers = qlora.answer_questions(model, tokenizer, questions, gen)
+        ids = answer(model)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - t
-        row = {"path": name, "prompts": len(questions), "first_call_s": round(warmup_s, 1),
-               "tokens_per_s": round(sum(a["answer_tokens"] for a in answers) / seconds, 1)}
-        ids = [tokenizer(a["answer"], add_special_tokens=False)["input_ids"] for a in answers]
+        row = {"path": name, "prompts": len(questions), "first_call_s": round(first_s, 1),
+               "tokens_per_s": round(sum(map(len, ids)) / seconds, 1), "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
         if reference is None:
             reference = ids
-        else:
-            prefix = [next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y)))
-                      for x, y in zip(ids, reference)]
-            row["greedy_prefix_match_tokens"] = prefix
-            row["identical_answers"] = sum(x == y for x, y in zip(ids, reference))
+        row["greedy_prefix_match_tokens"] = [
+            next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y))) for x, y in zip(ids, reference)]
+        row["teacher_forced_top1_agreement"] = teacher_forced_agreement(model, prompts, reference)
         results.append(row)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
         del model
         torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     return results
 
 
@@ -167,7 +243,7 @@ def main():
     parser.add_argument("--paths", default="stock,pipeline")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--compile-recipes", default="", help="recipes also timed with torch.compile")
+    parser.add_argument("--longest", action="store_true", help="every example at the longest length (memory)")
     parser.add_argument("--generation", action="store_true")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--work", default="/tmp/bench")
@@ -184,21 +260,19 @@ def main():
               "versions": {m: __import__(m).__version__ for m in
                            ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets")},
               "training": [], "generation": []}
-    for name in args.recipes.split(","):
+    if args.generation:  # before any training: Liger patches the Qwen3 classes for the whole process
+        questions = [r["question"] for r in rows[:20]]
+        report["generation"] = generation_runs(manifest, tokenizer, config["quantization"],
+                                               config["settings"]["setting4"]["lora"], questions, args.new_tokens, work)
+    for name in [r for r in args.recipes.split(",") if r]:
         setting = config["settings"][name]
         t = setting["training"]
-        data = synthetic_examples((args.steps + args.warmup) * t["batch_size"] * t["grad_accum"], seed=0)
-        for path in args.paths.split(",") + (["pipeline+compile"] if name in args.compile_recipes.split(",") else []):
+        data = synthetic_examples((args.steps + args.warmup) * t["batch_size"] * t["grad_accum"], 0, args.longest)
+        for path in args.paths.split(","):
             result = train_run(manifest, tokenizer, data, setting, config["quantization"], path, args.steps,
-                               args.warmup, non_embedding, work)
-            report["training"].append({"recipe": name, **result})
+                               args.warmup, non_embedding, work, config["gpu_memory_gib"])
+            report["training"].append({"recipe": name, "longest": args.longest, **result})
             print(json.dumps(report["training"][-1]), flush=True)
-    if args.generation:
-        questions = [r["question"] for r in rows[:20]]
-        report["generation"] = generation_runs(manifest, tokenizer, config["quantization"], str(work / "adapter"),
-                                               questions, args.new_tokens)
-        for row in report["generation"]:
-            print(json.dumps(row, ensure_ascii=False), flush=True)
     write_json(args.out, report)
     shutil.rmtree(work, ignore_errors=True)
 

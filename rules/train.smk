@@ -18,6 +18,7 @@ rule train_adapter:
         setting=setting_params,
         quantization=config["quantization"],
         device=config["device"],
+        gpu_memory_gib=config["gpu_memory_gib"],
         # Checkpoints live outside the output, so a killed job's are kept and resumed from.
         checkpoints=lambda wc: f"{RESULTS}/checkpoints/{wc.setting}",
     script:

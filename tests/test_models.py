@@ -5,12 +5,14 @@ import csv
 
 import bitsandbytes as bnb
 import pytest
+import torch
 from transformers import TrainerCallback
 
 import base_model
 import generate_answers
+import qlora
 import train_adapter
-from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, read_json, write_json, write_jsonl
+from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, read_json, read_jsonl, write_json, write_jsonl
 from qlora import check_device, load_quantized_model, load_tokenizer
 
 SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -71,8 +73,6 @@ def test_quantized_load_is_nf4_with_double_quant(tiny):
 
 
 def test_cuda_config_without_gpu_stops_clearly():
-    import torch
-
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
     with pytest.raises(PipelineError, match="device: 'cuda' but no CUDA GPU is visible"):
@@ -100,7 +100,7 @@ class KillAt(TrainerCallback):
 def test_train_answer_only_loss_and_resume(tiny, caplog):
     caplog.set_level("INFO", logger="pipeline")
     args = (str(tiny / "m" / "manifest.json"), str(tiny / "train.jsonl"), str(tiny / "val.jsonl"), SETTING,
-            QUANT, "cpu", str(tiny / "ckpt"))
+            QUANT, "cpu", 32, str(tiny / "ckpt"))
     with pytest.raises(KeyboardInterrupt):
         train_adapter.train_adapter(*args, callbacks=[KillAt(3)])
     assert list((tiny / "ckpt").glob("*/checkpoint-2"))
@@ -137,3 +137,53 @@ def test_checkpoint_fingerprint_changes_with_data(tmp_path):
     a.write_text("1"), b.write_text("2")
     assert train_adapter.run_fingerprint(SETTING, a) != train_adapter.run_fingerprint(SETTING, b)
     assert train_adapter.run_fingerprint(SETTING, a) == train_adapter.run_fingerprint(SETTING, a)
+
+
+def test_dequantised_base_trains_like_the_nf4_base(tiny, tmp_path):
+    manifest = str(tiny / "m" / "manifest.json")
+    nf4 = load_quantized_model(manifest, QUANT, "cpu")
+    size = train_adapter.bf16_gib(nf4)
+    assert train_adapter.dequantise_if_fits(nf4, 3.9 * size) is nf4  # over a quarter of the budget: stays 4-bit
+    dense = train_adapter.dequantise_if_fits(load_quantized_model(manifest, QUANT, "cpu"), 4 * size)
+    assert not any(isinstance(p, bnb.nn.Params4bit) for p in dense.parameters())
+    q_proj = dense.model.layers[0].self_attn.q_proj
+    assert q_proj.weight.dtype == torch.float32 and q_proj.weight.numel() == 64 * 64
+    reference = nf4.model.layers[0].self_attn.q_proj
+    assert torch.equal(q_proj.weight, bnb.functional.dequantize_4bit(reference.weight.data, reference.weight.quant_state))
+
+    rows = read_jsonl(tiny / "train.jsonl")[:8]
+    losses = []
+    for model in (nf4, dense):
+        trainer = train_adapter.build_trainer(
+            model, load_tokenizer(manifest), train_adapter.sft_dataset(rows), None, SETTING, "cpu",
+            str(tmp_path / str(len(losses))), max_steps=2, eval_strategy="no", save_strategy="no")
+        trainer.train()
+        losses.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
+    assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_fast_generation_answers_like_nf4_with_unmerged_lora(tiny, tmp_path):
+    """The generation model (NF4 dequantised once, adapter merged) against the course notebook's way
+    (NF4 base, adapter applied on the fly): the same greedy answers, token for token."""
+    from peft import PeftModel, get_peft_model
+
+    manifest = str(tiny / "m" / "manifest.json")
+    config = train_adapter.lora_config(SETTING["lora"])
+    config.init_lora_weights = False  # random, non-zero B: the adapter changes every answer
+    get_peft_model(load_quantized_model(manifest, QUANT, "cpu"), config).save_pretrained(tmp_path / "adapter")
+    tokenizer = load_tokenizer(manifest)
+    questions = [q for q, _ in QA]
+    gen = {"max_new_tokens": 16, "do_sample": False, "batch_size": 4}
+    slow = qlora.answer_questions(PeftModel.from_pretrained(load_quantized_model(manifest, QUANT, "cpu"),
+                                                            tmp_path / "adapter"), tokenizer, questions, gen)
+    fast = qlora.answer_questions(qlora.load_generation_model(manifest, QUANT, "cpu", str(tmp_path / "adapter")),
+                                  tokenizer, questions, gen)
+    base = qlora.answer_questions(load_quantized_model(manifest, QUANT, "cpu"), tokenizer, questions, gen)
+    assert [a["answer"] for a in fast] == [a["answer"] for a in slow]
+    assert [a["answer"] for a in fast] != [a["answer"] for a in base]  # the adapter was applied
+
+
+def test_static_cache_only_where_compiling_pays():
+    assert qlora.decoding_cache("cpu", 10_000, 512) is None
+    assert qlora.decoding_cache("cuda", 20, 512) is None  # the study: compiling would cost more than it saves
+    assert qlora.decoding_cache("cuda", 100, 512) == "static"

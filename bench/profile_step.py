@@ -1,0 +1,116 @@
+"""Where a training step's and a decoding step's time goes, on a GPU: torch.profiler over a few
+steps of one recipe (after warm-up), GPU busy time against wall time, and the top operators by
+GPU and by CPU time. The table that decides what to speed up next (bench/RESULTS.md).
+
+    python bench/profile_step.py --model 4b --recipe setting4 --steps 3
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.profiler import ProfilerActivity, profile
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "bench"))
+
+import base_model  # noqa: E402
+import qlora  # noqa: E402
+import train_adapter  # noqa: E402
+from common import read_jsonl, setup_logging  # noqa: E402
+from train_bench import StepTimer, build_model, synthetic_examples  # noqa: E402
+
+
+def summarise(prof, label: str, wall_s: float, steps: int) -> None:
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type.name == "CUDA"]  # operators' device time would count twice
+    gpu_us = sum(e.self_device_time_total for e in kernels)
+    print(f"\n== {label}: wall {1000 * wall_s / steps:.1f} ms/step, GPU busy {gpu_us / 1000 / steps:.1f} ms/step "
+          f"({100 * gpu_us / 1e6 / wall_s:.0f}%), kernels {sum(e.count for e in kernels) // steps}/step")
+    print(events.table(sort_by="self_device_time_total", row_limit=18, max_name_column_width=60))
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
+
+
+def profile_training(manifest, tokenizer, setting, quantization, memory_gib, steps, work, fast=True):
+    t = setting["training"]
+    data = synthetic_examples((steps + 3) * t["batch_size"] * t["grad_accum"], seed=0)
+    torch.backends.cuda.enable_cudnn_sdp(True)  # torch's default, for the stock path
+    model = (train_adapter.load_base(manifest, quantization, "cuda", memory_gib) if fast
+             else qlora.load_quantized_model(manifest, quantization, "cuda"))
+    timer = StepTimer()
+
+    class Profiled(StepTimer):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                torch.cuda.synchronize()
+                self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+                self.prof.__enter__()
+                self.start = time.perf_counter()
+            elif state.global_step == 3 + steps:
+                torch.cuda.synchronize()
+                self.wall = time.perf_counter() - self.start
+                self.prof.__exit__(None, None, None)
+
+    prof = Profiled()
+    trainer = train_adapter.build_trainer(
+        model, tokenizer, data, None, setting, "cuda", str(work / "out-profile"), callbacks=[timer, prof], fast=fast,
+        max_steps=3 + steps, eval_strategy="no", save_strategy="no", num_train_epochs=1,
+    )
+    trainer.train()
+    summarise(prof.prof, f"train {'pipeline' if fast else 'stock'}", prof.wall, steps)
+    del trainer, model
+    torch.cuda.empty_cache()
+
+
+def profile_generation(manifest, tokenizer, quantization, questions, new_tokens, cache):
+    model = qlora.load_generation_model(manifest, quantization, "cuda")
+    model.generation_config.min_new_tokens = new_tokens
+    model.generation_config.cache_implementation = cache
+    gen = {"max_new_tokens": new_tokens, "do_sample": False, "batch_size": len(questions)}
+    for call in range(3):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        qlora.answer_questions(model, tokenizer, questions, gen)
+        torch.cuda.synchronize()
+        print(f"generate cache={cache} call {call}: {time.perf_counter() - t:.2f} s "
+              f"({len(questions) * new_tokens / (time.perf_counter() - t):.0f} tokens/s)", flush=True)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t = time.perf_counter()
+        qlora.answer_questions(model, tokenizer, questions, gen)
+        torch.cuda.synchronize()
+    summarise(prof, f"generate cache={cache}", time.perf_counter() - t, new_tokens)
+    del model
+    torch.cuda.empty_cache()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="4b")
+    parser.add_argument("--recipe", default="setting4")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--work", default="/tmp/profile")
+    parser.add_argument("--parts", default="stock,pipeline,generate")
+    args = parser.parse_args()
+    setup_logging()
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    work = Path(args.work)
+    rows = [r for r in read_jsonl(REPO / "data/demo/huatuo_lite_demo.jsonl") if isinstance(r.get("question"), str)]
+    tokenizer = base_model.train_tokenizer([t for r in rows for t in (r["question"], r["answer"])], 3000)
+    manifest, _ = build_model(args.model, work / f"qwen3-{args.model}", tokenizer)
+    setting, quantization, parts = config["settings"][args.recipe], config["quantization"], args.parts.split(",")
+    if "generate" in parts:  # first: Liger patches the Qwen3 classes for the whole process
+        questions = [r["question"] for r in rows[:20]]
+        for cache in (None, "static"):
+            profile_generation(manifest, tokenizer, quantization, questions, 64, cache)
+    for path in ("stock", "pipeline"):
+        if path in parts:
+            profile_training(manifest, tokenizer, setting, quantization, config["gpu_memory_gib"], args.steps, work,
+                             fast=path == "pipeline")
+
+
+if __name__ == "__main__":
+    main()
