@@ -2,19 +2,22 @@
 
 Builds a Qwen3-4B- or Qwen3-14B-shaped model from the published config with random weights
 (the same compute as the real weights), then for each recipe of the study config trains the
-QLoRA adapter for --steps optimiser steps after --warmup steps, once through the stock path
-(SFTTrainer as the course notebook configures it) and once through the pipeline's CUDA path
-(train_adapter.speedups), on the same synthetic examples with Huatuo26M-Lite-like lengths.
+QLoRA adapter for --steps optimiser steps after --warmup steps through each path, every one in a
+fresh process: "stock" (SFTTrainer as the course notebook configures it) and "pipeline" (what
+train_adapter runs on CUDA: load_base + speedups), optionally with variants that undo or add one
+thing ("pipeline+nf4", "pipeline+liger", ...), on the same synthetic examples with
+Huatuo26M-Lite-like lengths (or, with RECIPE:longest, all at the longest length).
 Prints tokens/s (real, unpadded tokens), model FLOPs utilisation, peak GPU memory and the losses;
-with --generation also batched greedy decoding, stock (NF4 + unmerged LoRA) against the
-pipeline's (dequantised + merged, and with a static cache), and how many greedy tokens agree.
+with --generation also batched greedy decoding, stock (NF4 + unmerged LoRA) against dequantised +
+merged, with and without a compiled static cache, and how well their greedy tokens agree.
 
-    python bench/train_bench.py --model 4b --recipes setting1,setting4 --generation --out bench/h100_4b.json
+    python bench/train_bench.py --model 4b --recipes setting1,setting4,setting4:longest --paths stock,pipeline --generation
 """
 
 import argparse
 import json
 import math
+import multiprocessing
 import shutil
 import sys
 import time
@@ -95,24 +98,40 @@ VARIANTS = {
     "compile": "torch_compile=True",
     "cudnn": "SDPA's cuDNN backend left on (torch's default; the pipeline turns it off)",
     "nf4": "the frozen base kept in 4-bit (the pipeline dequantises it once when it fits)",
+    "liger": "use_liger_kernel=True (the pipeline uses Liger only without gradient checkpointing)",
     "noliger": "use_liger_kernel=False",
     "paddingfree": "padding_free=True (one packed row per micro-batch, block-diagonal mask from position_ids)",
 }
 
 
-def train_run(manifest, tokenizer, data, setting, quantization, path, steps, warmup, non_embedding, work, memory_gib):
+def in_fresh_process(function, *args):
+    """Each measurement in its own process, as each Snakemake job is: Liger patches Qwen3's classes
+    process-wide, and cuDNN / cuBLAS keep plans per shape; either would leak into the next path's
+    numbers (seen: a stock run after a Liger run measured 2.5x its own speed in a fresh process)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
+    setup_logging()
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    name, _, lengths = recipe.partition(":")
+    setting, quantization = config["settings"][name], config["quantization"]
+    t = setting["training"]
+    data = synthetic_examples((steps + warmup) * t["batch_size"] * t["grad_accum"], 0, lengths == "longest")
+    tokenizer = qlora.load_tokenizer(manifest)
     base, *variants = path.split("+")
     if path != "stock" and (base != "pipeline" or set(variants) - set(VARIANTS)):
         raise SystemExit(f"unknown path {path!r}: stock, or pipeline followed by any of {sorted(VARIANTS)}")
     overrides = {}
     if "compile" in variants:
         overrides["torch_compile"] = True
-    if "noliger" in variants:
-        overrides["use_liger_kernel"] = False
+    if "liger" in variants or "noliger" in variants:
+        overrides["use_liger_kernel"] = "liger" in variants
     if "paddingfree" in variants:
         overrides.update(padding_free=True, max_length=None)  # the synthetic rows are shorter than max_length
     if base == "pipeline":
-        model = train_adapter.load_base(manifest, quantization, "cuda", 0 if "nf4" in variants else memory_gib)
+        model = train_adapter.load_base(manifest, quantization, "cuda", 0 if "nf4" in variants else config["gpu_memory_gib"])
         torch.backends.cuda.enable_cudnn_sdp("cudnn" in variants)
     else:
         model = qlora.load_quantized_model(manifest, quantization, "cuda")
@@ -130,6 +149,8 @@ def train_run(manifest, tokenizer, data, setting, quantization, path, steps, war
     tokens = timer.tokens[-1] - timer.tokens[warmup - 1]
     tps = tokens / seconds
     result = {
+        "recipe": name,
+        "lengths": lengths or "huatuo",
         "path": path,
         "micro_batch": trainer.args.per_device_train_batch_size,
         "grad_accum": trainer.args.gradient_accumulation_steps,
@@ -142,10 +163,6 @@ def train_run(manifest, tokenizer, data, setting, quantization, path, steps, war
         "losses": [round(x, 4) for x in timer.losses],
         "wall_s": round(time.perf_counter() - start, 1),
     }
-    if path == "pipeline":
-        trainer.model.save_pretrained(work / "adapter")
-    del trainer, model
-    torch.cuda.empty_cache()
     return result
 
 
@@ -180,7 +197,9 @@ def teacher_forced_agreement(model, prompts, answers) -> float:
     return round(agree / total, 4)
 
 
-def generation_runs(manifest, tokenizer, quantization, lora, questions, new_tokens, work):
+def generation_runs(manifest, quantization, lora, questions, new_tokens, work):
+    setup_logging()
+    tokenizer = qlora.load_tokenizer(manifest)
     from peft import PeftModel
 
     adapter = random_adapter(manifest, quantization, lora, work / "random-adapter")
@@ -239,11 +258,11 @@ def generation_runs(manifest, tokenizer, quantization, lora, questions, new_toke
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=list(SHAPES), default="4b")
-    parser.add_argument("--recipes", default="setting1,setting4")
+    parser.add_argument("--recipes", default="setting1,setting4",
+                        help="recipes of config/config.yaml; NAME:longest puts every example at the longest length")
     parser.add_argument("--paths", default="stock,pipeline")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--longest", action="store_true", help="every example at the longest length (memory)")
     parser.add_argument("--generation", action="store_true")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--work", default="/tmp/bench")
@@ -260,19 +279,15 @@ def main():
               "versions": {m: __import__(m).__version__ for m in
                            ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets")},
               "training": [], "generation": []}
-    if args.generation:  # before any training: Liger patches the Qwen3 classes for the whole process
+    if args.generation:
         questions = [r["question"] for r in rows[:20]]
-        report["generation"] = generation_runs(manifest, tokenizer, config["quantization"],
-                                               config["settings"]["setting4"]["lora"], questions, args.new_tokens, work)
-    for name in [r for r in args.recipes.split(",") if r]:
-        setting = config["settings"][name]
-        t = setting["training"]
-        data = synthetic_examples((args.steps + args.warmup) * t["batch_size"] * t["grad_accum"], 0, args.longest)
+        report["generation"] = in_fresh_process(generation_runs, manifest, config["quantization"],
+                                                config["settings"]["setting4"]["lora"], questions, args.new_tokens, work)
+    for recipe in [r for r in args.recipes.split(",") if r]:
         for path in args.paths.split(","):
-            result = train_run(manifest, tokenizer, data, setting, config["quantization"], path, args.steps,
-                               args.warmup, non_embedding, work, config["gpu_memory_gib"])
-            report["training"].append({"recipe": name, "longest": args.longest, **result})
-            print(json.dumps(report["training"][-1]), flush=True)
+            result = in_fresh_process(train_run, manifest, recipe, path, args.steps, args.warmup, non_embedding, work)
+            report["training"].append(result)
+            print(json.dumps(result), flush=True)
     write_json(args.out, report)
     shutil.rmtree(work, ignore_errors=True)
 

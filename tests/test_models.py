@@ -187,3 +187,18 @@ def test_static_cache_only_where_compiling_pays():
     assert qlora.decoding_cache("cpu", 10_000, 512) is None
     assert qlora.decoding_cache("cuda", 20, 512) is None  # the study: compiling would cost more than it saves
     assert qlora.decoding_cache("cuda", 100, 512) == "static"
+
+
+def test_cuda_speedups_keep_each_optimiser_step_the_same():
+    from transformers.utils import is_liger_kernel_available
+
+    course = {**SETTING["training"], "batch_size": 2, "grad_accum": 8, "gradient_checkpointing": True}
+    assert train_adapter.speedups(course, "cpu") == {}  # the CPU runs the recipe as written
+    fast = train_adapter.speedups(course, "cuda")
+    assert (fast["per_device_train_batch_size"], fast["gradient_accumulation_steps"]) == (16, 1)
+    assert fast["use_liger_kernel"] is False  # checkpointed activations are small: Liger only costs time
+    wide = train_adapter.speedups({**course, "batch_size": 10, "grad_accum": 1, "gradient_checkpointing": False}, "cuda")
+    assert (wide["per_device_train_batch_size"], wide["gradient_accumulation_steps"]) == (10, 1)
+    assert wide["use_liger_kernel"] == is_liger_kernel_available()
+    odd = train_adapter.speedups({**course, "batch_size": 3, "grad_accum": 7}, "cuda")
+    assert (odd["per_device_train_batch_size"], odd["gradient_accumulation_steps"]) == (7, 3)  # 21 = 7 x 3
