@@ -255,6 +255,26 @@ def generation_runs(manifest, quantization, lora, questions, new_tokens, work):
     return results
 
 
+def summary_table(report: dict) -> str:
+    """The short table printed last: each path's tokens/s against its recipe's stock path."""
+    lines = ["| recipe | lengths | path | tokens/s | vs stock | MFU | peak GiB |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = lines if report["training"] else []
+    stock = {(r["recipe"], r["lengths"]): r["tokens_per_s"] for r in report["training"] if r["path"] == "stock"}
+    for r in report["training"]:
+        base = stock.get((r["recipe"], r["lengths"]))
+        ratio = f"{r['tokens_per_s'] / base:.1f}x" if base else "-"
+        lines.append(f"| {r['recipe']} | {r['lengths']} | {r['path']} | {r['tokens_per_s']:,.0f} | {ratio} | "
+                     f"{100 * r['mfu']:.1f}% | {r['peak_gib']} |")
+    if report["generation"]:
+        lines += ["", "| generation path | first call s | tokens/s | vs stock | teacher-forced agreement |",
+                  "| --- | --- | --- | --- | --- |"]
+        base = report["generation"][0]["tokens_per_s"]
+        for g in report["generation"]:
+            lines.append(f"| {g['path']} | {g['first_call_s']} | {g['tokens_per_s']:,.0f} | "
+                         f"{g['tokens_per_s'] / base:.1f}x | {100 * g['teacher_forced_top1_agreement']:.1f}% |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=list(SHAPES), default="4b")
@@ -289,6 +309,7 @@ def main():
             report["training"].append(result)
             print(json.dumps(result), flush=True)
     write_json(args.out, report)
+    print(summary_table(report))
     shutil.rmtree(work, ignore_errors=True)
 
 
