@@ -145,6 +145,17 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, setting, device
     )
 
 
+def execution(trainer) -> dict:
+    """How the recipe ran (CUDA changes the split and the kernels, not what is learned), for the record."""
+    four_bit = any(isinstance(p, bnb.nn.Params4bit) for p in trainer.model.parameters())
+    return {
+        "micro_batch": trainer.args.per_device_train_batch_size,
+        "grad_accum": trainer.args.gradient_accumulation_steps,
+        "liger_kernels": trainer.args.use_liger_kernel,
+        "frozen_base": "4-bit" if four_bit else "dequantised once from 4-bit",
+    }
+
+
 def run_fingerprint(*parts) -> str:
     """Checkpoints are only resumed by a run with the same setting, data and base model."""
     digest = hashlib.sha256()
@@ -206,6 +217,7 @@ def main(smk):
             "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
             # For the paper's provenance; the model sits on GPU 0 when device is cuda (qlora.py).
             "device": torch.cuda.get_device_name(0) if smk.params.device == "cuda" else "cpu",
+            "execution": execution(trainer),
         })
     write_text(smk.output.loss, loss_csv(loss_rows(trainer.state.log_history)))
     shutil.rmtree(smk.params.checkpoints, ignore_errors=True)  # done: nothing left to resume

@@ -115,6 +115,8 @@ def test_train_answer_only_loss_and_resume(tiny, caplog):
     rows = train_adapter.loss_rows(trainer.state.log_history)
     train_steps = [r["step"] for r in rows if r["split"] == "train"]
     assert train_steps == [1, 2, 3, 4, 5]  # steps 1-2 restored from the checkpoint's history
+    assert train_adapter.execution(trainer) == {"micro_batch": 2, "grad_accum": 2, "liger_kernels": False,
+                                                "frozen_base": "4-bit"}  # the CPU runs the recipe as written
     assert [r["step"] for r in rows if r["split"] == "val"] == [3, 5]  # every eval_steps, and at the end
     text = train_adapter.loss_csv(rows)
     parsed = list(csv.DictReader(text.splitlines()))
@@ -159,6 +161,7 @@ def test_dequantised_base_trains_like_the_nf4_base(tiny, tmp_path):
             str(tmp_path / str(len(losses))), max_steps=2, eval_strategy="no", save_strategy="no")
         trainer.train()
         losses.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
+    assert train_adapter.execution(trainer)["frozen_base"] == "dequantised once from 4-bit"
     assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
