@@ -68,7 +68,7 @@ def load_generation_model(manifest_path: str, quantization: dict, device: str, a
 
 
 # A static KV cache makes generate() compile the decoding step into CUDA graphs: 2,036 against 638
-# tokens/s for 20 answers x 256 tokens of a 4B model on an H100, but the compilation costs ~40 s,
+# tokens/s for 20 answers x 256 tokens of a 4B model on an H100, but the compilation costs ~45 s,
 # so it pays only from about this many tokens to generate (bench/RESULTS.md).
 STATIC_CACHE_FROM_TOKENS = 40_000
 
