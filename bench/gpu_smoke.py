@@ -18,11 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "bench"))
 
-import base_model  # noqa: E402
 import generate_answers  # noqa: E402
 import train_adapter  # noqa: E402
-from common import read_jsonl, setup_logging, write_json, write_jsonl  # noqa: E402
-from train_bench import build_model  # noqa: E402
+from common import setup_logging, write_json, write_jsonl  # noqa: E402
+from train_bench import demo_rows, package_versions, random_model  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
@@ -33,17 +32,14 @@ def main():
     setup_logging()
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     work = Path(args.work)
-    rows = [r for r in read_jsonl(REPO / "data/demo/huatuo_lite_demo.jsonl")
-            if isinstance(r.get("question"), str) and r.get("answer", "").strip()]
+    rows = demo_rows()
     write_jsonl(work / "train.jsonl", rows[: args.rows])
     write_jsonl(work / "val.jsonl", rows[args.rows : args.rows + 8])
     test = [{"id": r["id"], "question": r["question"]} for r in rows[-8:]]
     t0 = time.time()
-    tokenizer = base_model.train_tokenizer([t for r in rows for t in (r["question"], r["answer"])], 3000)
-    manifest, _ = build_model("4b", work / "qwen3-4b-random", tokenizer)
+    manifest, _ = random_model("4b", work, rows)
     report = {"gpu": torch.cuda.get_device_name(0), "build_s": round(time.time() - t0, 1), "settings": {},
-              "versions": {m: __import__(m).__version__ for m in
-                           ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets")}}
+              "versions": package_versions()}
     generation = {**config["generation"], "max_new_tokens": 32}
     for name in ("setting1", "setting4"):
         setting = config["settings"][name]

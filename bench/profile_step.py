@@ -18,11 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "bench"))
 
-import base_model  # noqa: E402
 import qlora  # noqa: E402
 import train_adapter  # noqa: E402
-from common import read_jsonl, setup_logging  # noqa: E402
-from train_bench import StepTimer, build_model, synthetic_examples  # noqa: E402
+from common import setup_logging  # noqa: E402
+from train_bench import StepTimer, demo_rows, random_model, synthetic_examples  # noqa: E402
 
 
 def summarise(prof, label: str, wall_s: float, steps: int) -> None:
@@ -98,9 +97,9 @@ def main():
     setup_logging()
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     work = Path(args.work)
-    rows = [r for r in read_jsonl(REPO / "data/demo/huatuo_lite_demo.jsonl") if isinstance(r.get("question"), str)]
-    tokenizer = base_model.train_tokenizer([t for r in rows for t in (r["question"], r["answer"])], 3000)
-    manifest, _ = build_model(args.model, work / f"qwen3-{args.model}", tokenizer)
+    rows = demo_rows()
+    manifest, _ = random_model(args.model, work, rows)
+    tokenizer = qlora.load_tokenizer(manifest)
     setting, quantization, parts = config["settings"][args.recipe], config["quantization"], args.parts.split(",")
     if "generate" in parts:  # first: Liger patches the Qwen3 classes for the whole process
         questions = [r["question"] for r in rows[:20]]

@@ -62,6 +62,23 @@ def build_model(size: str, out: Path, tokenizer) -> tuple[str, int]:
     return str(out / "manifest.json"), non_embedding
 
 
+def demo_rows() -> list[dict]:
+    """The project's demo rows with a question and an answer: prompts for generation and the
+    corpus of the benchmarks' tokenizer."""
+    return [r for r in read_jsonl(REPO / "data/demo/huatuo_lite_demo.jsonl")
+            if isinstance(r.get("question"), str) and r.get("answer", "").strip()]
+
+
+def random_model(size: str, work: Path, rows: list[dict]) -> tuple[str, int]:
+    """A tokenizer trained on the rows and a random model of the published shape, saved under work."""
+    tokenizer = base_model.train_tokenizer([t for r in rows for t in (r["question"], r["answer"])], 3000)
+    return build_model(size, work / f"qwen3-{size}", tokenizer)
+
+
+def package_versions() -> dict:
+    return {m: __import__(m).__version__ for m in ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets")}
+
+
 def synthetic_examples(n: int, seed: int, longest: bool = False) -> Dataset:
     """Prompt 30-90 tokens (chat markup included), answer log-normal (median ~80) capped at 480:
     about 165 tokens per example, as Huatuo26M-Lite's questions and answers under Qwen's tokenizer.
@@ -133,9 +150,8 @@ def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
     if base == "pipeline":
         model = train_adapter.load_base(manifest, quantization, "cuda", 0 if "nf4" in variants else config["gpu_memory_gib"])
         torch.backends.cuda.enable_cudnn_sdp("cudnn" in variants)
-    else:
+    else:  # a fresh process: torch's default SDPA backends, cuDNN included
         model = qlora.load_quantized_model(manifest, quantization, "cuda")
-        torch.backends.cuda.enable_cudnn_sdp(True)
     timer = StepTimer()
     trainer = train_adapter.build_trainer(
         model, tokenizer, data, None, setting, "cuda", str(work / f"out-{path}"), callbacks=[timer],
@@ -291,13 +307,11 @@ def main():
     setup_logging()
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     work = Path(args.work)
-    rows = [r for r in read_jsonl(REPO / "data/demo/huatuo_lite_demo.jsonl") if isinstance(r.get("question"), str)]
-    tokenizer = base_model.train_tokenizer([t for r in rows for t in (r["question"], r["answer"])], 3000)
-    manifest, non_embedding = build_model(args.model, work / f"qwen3-{args.model}", tokenizer)
+    rows = demo_rows()
+    manifest, non_embedding = random_model(args.model, work, rows)
     report = {"gpu": torch.cuda.get_device_name(0), "model": f"Qwen3-{args.model} shape, random weights",
               "non_embedding_parameters": non_embedding, "steps": args.steps, "warmup": args.warmup,
-              "versions": {m: __import__(m).__version__ for m in
-                           ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets")},
+              "versions": package_versions(),
               "training": [], "generation": []}
     if args.generation:
         questions = [r["question"] for r in rows[:20]]
