@@ -4,8 +4,9 @@ Builds a Qwen3-4B- or Qwen3-14B-shaped model from the published config with rand
 (the same compute as the real weights), then for each recipe of the study config trains the
 QLoRA adapter for --steps optimiser steps after --warmup steps through each path, every one in a
 fresh process: "stock" (SFTTrainer as the course notebook configures it) and "pipeline" (what
-train_adapter runs on CUDA: load_base + speedups), optionally with variants that undo or add one
-thing ("pipeline+nf4", "pipeline+liger", ...), on the same synthetic examples with
+train_adapter runs on CUDA: load_base, speedups, compiled decoder layers without gradient
+checkpointing), optionally with variants that undo or add one thing ("pipeline+nf4",
+"pipeline+liger", which needs `pip install liger-kernel==0.8.5`, ...), on the same synthetic examples with
 Huatuo26M-Lite-like lengths (or, with RECIPE:longest, all at the longest length).
 Prints tokens/s (real, unpadded tokens), model FLOPs utilisation, peak GPU memory and the losses;
 with --generation also batched greedy decoding, stock (NF4 + unmerged LoRA) against dequantised +
@@ -21,6 +22,7 @@ import multiprocessing
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -112,21 +114,29 @@ class StepTimer(TrainerCallback):
 # Variants a path name may add to "pipeline", joined by "+", e.g. "pipeline+nf4+cudnn": each undoes
 # or adds one thing, to measure what it is worth.
 VARIANTS = {
-    "compile": "torch_compile=True",
+    "compile": "torch_compile=True: the whole model compiled, instead of its decoder layers",
     "cudnn": "SDPA's cuDNN backend left on (torch's default; the pipeline turns it off)",
     "nf4": "the frozen base kept in 4-bit (the pipeline dequantises it once when it fits)",
-    "liger": "use_liger_kernel=True (the pipeline uses Liger only without gradient checkpointing)",
-    "noliger": "use_liger_kernel=False",
+    "liger": "use_liger_kernel=True, instead of compiled decoder layers (the two do not combine)",
     "paddingfree": "padding_free=True (one packed row per micro-batch, block-diagonal mask from position_ids)",
 }
+
+
+def traceback_as_text(function, *args):
+    """The child's exception as text: a traceback holding modules or cells cannot be pickled back."""
+    try:
+        return function(*args)
+    except Exception:  # noqa: BLE001 - reported in the result, the other paths still run
+        return {"error": traceback.format_exc(limit=-8)}
 
 
 def in_fresh_process(function, *args):
     """Each measurement in its own process, as each Snakemake job is: Liger patches Qwen3's classes
     process-wide, and cuDNN / cuBLAS keep plans per shape; either would leak into the next path's
-    numbers (seen: a stock run after a Liger run measured 2.5x its own speed in a fresh process)."""
+    numbers (seen: a stock run after a Liger run measured 2.5x its own speed in a fresh process).
+    A path that fails returns {"error": traceback} and the run goes on."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
+        return pool.apply(traceback_as_text, (function, *args))
 
 
 def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
@@ -143,8 +153,8 @@ def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
     overrides = {}
     if "compile" in variants:
         overrides["torch_compile"] = True
-    if "liger" in variants or "noliger" in variants:
-        overrides["use_liger_kernel"] = "liger" in variants
+    if "liger" in variants:
+        overrides["use_liger_kernel"] = True
     if "paddingfree" in variants:
         overrides.update(padding_free=True, max_length=None)  # the synthetic rows are shorter than max_length
     if base == "pipeline":
@@ -171,12 +181,14 @@ def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
         "micro_batch": trainer.args.per_device_train_batch_size,
         "grad_accum": trainer.args.gradient_accumulation_steps,
         "liger": trainer.args.use_liger_kernel,
+        "compiled_layers": base == "pipeline" and train_adapter.compiles_layers(trainer.args),
         "tokens_per_s": round(tps, 1),
         # 4 x non-embedding parameters per token: forward 2N, backward to the activations 2N
         # (the frozen base gets no weight gradients); recomputation is not counted as useful.
         "mfu": round(4 * non_embedding * tps / (H100_BF16_DENSE_TFLOPS * 1e12), 4),
         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         "losses": [round(x, 4) for x in timer.losses],
+        "step_s": [round(b - a, 3) for a, b in zip(timer.times[warmup - 1:], timer.times[warmup:])],
         "wall_s": round(time.perf_counter() - start, 1),
     }
     return result
@@ -275,8 +287,12 @@ def summary_table(report: dict) -> str:
     """The short table printed last: each path's tokens/s against its recipe's stock path."""
     lines = ["| recipe | lengths | path | tokens/s | vs stock | MFU | peak GiB |", "| --- | --- | --- | --- | --- | --- | --- |"]
     lines = lines if report["training"] else []
-    stock = {(r["recipe"], r["lengths"]): r["tokens_per_s"] for r in report["training"] if r["path"] == "stock"}
+    stock = {(r["recipe"], r["lengths"]): r["tokens_per_s"] for r in report["training"]
+             if r["path"] == "stock" and "error" not in r}
     for r in report["training"]:
+        if "error" in r:
+            lines.append(f"| {r['recipe']} | | {r['path']} | failed: {r['error'].splitlines()[-1]} | | | |")
+            continue
         base = stock.get((r["recipe"], r["lengths"]))
         ratio = f"{r['tokens_per_s'] / base:.1f}x" if base else "-"
         lines.append(f"| {r['recipe']} | {r['lengths']} | {r['path']} | {r['tokens_per_s']:,.0f} | {ratio} | "
@@ -319,7 +335,8 @@ def main():
                                                 config["settings"]["setting4"]["lora"], questions, args.new_tokens, work)
     for recipe in [r for r in args.recipes.split(",") if r]:
         for path in args.paths.split(","):
-            result = in_fresh_process(train_run, manifest, recipe, path, args.steps, args.warmup, non_embedding, work)
+            result = {"recipe": recipe, "path": path,
+                      **in_fresh_process(train_run, manifest, recipe, path, args.steps, args.warmup, non_embedding, work)}
             report["training"].append(result)
             print(json.dumps(result), flush=True)
     write_json(args.out, report)

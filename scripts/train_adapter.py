@@ -16,7 +16,6 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig
 from transformers.trainer_utils import get_last_checkpoint
-from transformers.utils import is_liger_kernel_available
 from trl import SFTConfig, SFTTrainer
 
 from common import CHAT_TEMPLATE_KWARGS, atomic_dir, chat_prompt, log, read_jsonl, run_stage, write_json, write_text
@@ -47,24 +46,25 @@ MAX_MICRO_BATCH = 16
 
 
 def speedups(training: dict, device: str) -> dict:
-    """SFTConfig changes that make CUDA training faster without changing what is learned.
-    - Fewer, larger micro-batches: the length-grouped sampler draws groups of batch_size x
-      grad_accum examples however they are split, and the loss is normalised by the answer tokens
-      of the whole effective batch, so each optimiser step sees the same examples and loss.
-    - Liger's fused RMSNorm / SwiGLU / RoPE kernels (liger-kernel, requirements-gpu.txt) where
-      activations are kept, i.e. without gradient checkpointing: setting 4's longest batch then
-      peaks at 30 GiB instead of 38, and runs faster. With checkpointing the activations are small
-      and Liger's Python launch cost made training ~10% slower (bench/RESULTS.md)."""
+    """SFTConfig changes that make CUDA training faster without changing what is learned: fewer,
+    larger micro-batches. The length-grouped sampler draws groups of batch_size x grad_accum
+    examples however they are split, and the loss is normalised by the answer tokens of the whole
+    effective batch, so each optimiser step sees the same examples and loss."""
     if device != "cuda":
         return {}
     effective = training["batch_size"] * training["grad_accum"]
     micro = max(d for d in range(1, min(effective, MAX_MICRO_BATCH) + 1) if effective % d == 0)
     micro = max(micro, training["batch_size"])
-    return {
-        "per_device_train_batch_size": micro,
-        "gradient_accumulation_steps": effective // micro,
-        "use_liger_kernel": is_liger_kernel_available() and not training["gradient_checkpointing"],
-    }
+    return {"per_device_train_batch_size": micro, "gradient_accumulation_steps": effective // micro}
+
+
+def compiles_layers(args: SFTConfig) -> bool:
+    """Decoder layers are compiled on CUDA where activations are kept (no gradient checkpointing:
+    setting 4), whose step is launch-bound: 7,505 instead of 4,450 tokens/s with Liger's kernels
+    (bench/RESULTS.md). Not with gradient checkpointing, where compiled layers failed at the first
+    step on the H100 and the settings already run 6-11x stock; not with Liger's kernels (inductor
+    fails on Liger's RMSNorm) or a whole-model compile."""
+    return not (args.use_cpu or args.gradient_checkpointing or args.use_liger_kernel or args.torch_compile)
 
 
 def bf16_gib(model) -> float:
@@ -96,6 +96,15 @@ def load_base(model_manifest, quantization, device, gpu_memory_gib):
     # than the attention itself on these rows); the flash / memory-efficient kernels need none.
     torch.backends.cuda.enable_cudnn_sdp(False)
     return dequantise_if_fits(model, gpu_memory_gib)
+
+
+def compile_decoder_layers(model):
+    """Each decoder layer compiled by inductor, forward and backward, in place (the adapter's
+    state-dict keys stay the same). One compilation serves every layer (same code, the weights are
+    inputs) and, with dynamic shapes, every padded length. It fuses the norms, RoPE, SwiGLU and
+    LoRA's small ops, whose launches, not the matmuls, bound a step of ~1,600 tokens."""
+    for layer in model.get_base_model().model.layers:
+        layer.compile(dynamic=True)
 
 
 def sft_config(training: dict, output_dir: str, device: str, fast: bool = True, **overrides) -> SFTConfig:
@@ -134,7 +143,7 @@ def sft_config(training: dict, output_dir: str, device: str, fast: bool = True, 
 
 def build_trainer(model, tokenizer, train_dataset, eval_dataset, setting, device, output_dir, callbacks=(),
                   fast=True, **overrides) -> SFTTrainer:
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=sft_config(setting["training"], output_dir, device, fast, **overrides),
         train_dataset=train_dataset,
@@ -143,6 +152,9 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, setting, device
         peft_config=lora_config(setting["lora"]),
         callbacks=list(callbacks),
     )
+    if fast and compiles_layers(trainer.args):
+        compile_decoder_layers(trainer.model)
+    return trainer
 
 
 def execution(trainer) -> dict:
@@ -151,7 +163,7 @@ def execution(trainer) -> dict:
     return {
         "micro_batch": trainer.args.per_device_train_batch_size,
         "grad_accum": trainer.args.gradient_accumulation_steps,
-        "liger_kernels": trainer.args.use_liger_kernel,
+        "compiled_layers": compiles_layers(trainer.args),
         "frozen_base": "4-bit" if four_bit else "dequantised once from 4-bit",
     }
 

@@ -115,7 +115,7 @@ def test_train_answer_only_loss_and_resume(tiny, caplog):
     rows = train_adapter.loss_rows(trainer.state.log_history)
     train_steps = [r["step"] for r in rows if r["split"] == "train"]
     assert train_steps == [1, 2, 3, 4, 5]  # steps 1-2 restored from the checkpoint's history
-    assert train_adapter.execution(trainer) == {"micro_batch": 2, "grad_accum": 2, "liger_kernels": False,
+    assert train_adapter.execution(trainer) == {"micro_batch": 2, "grad_accum": 2, "compiled_layers": False,
                                                 "frozen_base": "4-bit"}  # the CPU runs the recipe as written
     assert [r["step"] for r in rows if r["split"] == "val"] == [3, 5]  # every eval_steps, and at the end
     text = train_adapter.loss_csv(rows)
@@ -165,6 +165,33 @@ def test_dequantised_base_trains_like_the_nf4_base(tiny, tmp_path):
     assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
+def test_compiled_decoder_layers_train_like_eager_ones(tiny, tmp_path):
+    """What CUDA's setting 4 runs, here through inductor's CPU backend: the same losses, and an
+    adapter saved under the same names with the same weights."""
+    from safetensors.torch import load_file
+
+    manifest = str(tiny / "m" / "manifest.json")
+    rows = read_jsonl(tiny / "train.jsonl")[:8]
+    no_checkpointing = {**SETTING, "training": {**SETTING["training"], "gradient_checkpointing": False}}
+    losses, adapters = [], []
+    for compiled in (False, True):
+        trainer = train_adapter.build_trainer(
+            load_quantized_model(manifest, QUANT, "cpu").dequantize(), load_tokenizer(manifest),
+            train_adapter.sft_dataset(rows), None, no_checkpointing, "cpu", str(tmp_path / str(compiled)),
+            max_steps=2, eval_strategy="no", save_strategy="no")
+        if compiled:
+            train_adapter.compile_decoder_layers(trainer.model)
+        trainer.train()
+        losses.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
+        trainer.model.save_pretrained(tmp_path / f"adapter-{compiled}")
+        adapters.append(load_file(tmp_path / f"adapter-{compiled}" / "adapter_model.safetensors"))
+    layer = trainer.model.get_base_model().model.layers[0]
+    assert layer._compiled_call_impl is not None  # the compiled forward did run in place of the eager one
+    assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert adapters[1].keys() == adapters[0].keys()
+    assert all(torch.allclose(adapters[1][k], adapters[0][k], atol=1e-3) for k in adapters[0])
+
+
 def test_fast_generation_answers_like_nf4_with_unmerged_lora(tiny, tmp_path):
     """The generation model (NF4 dequantised once, adapter merged) against the course notebook's way
     (NF4 base, adapter applied on the fly): the same greedy answers, token for token."""
@@ -193,15 +220,24 @@ def test_static_cache_only_where_compiling_pays():
 
 
 def test_cuda_speedups_keep_each_optimiser_step_the_same():
-    from transformers.utils import is_liger_kernel_available
-
     course = {**SETTING["training"], "batch_size": 2, "grad_accum": 8, "gradient_checkpointing": True}
     assert train_adapter.speedups(course, "cpu") == {}  # the CPU runs the recipe as written
     fast = train_adapter.speedups(course, "cuda")
     assert (fast["per_device_train_batch_size"], fast["gradient_accumulation_steps"]) == (16, 1)
-    assert fast["use_liger_kernel"] is False  # checkpointed activations are small: Liger only costs time
     wide = train_adapter.speedups({**course, "batch_size": 10, "grad_accum": 1, "gradient_checkpointing": False}, "cuda")
     assert (wide["per_device_train_batch_size"], wide["gradient_accumulation_steps"]) == (10, 1)
-    assert wide["use_liger_kernel"] == is_liger_kernel_available()
     odd = train_adapter.speedups({**course, "batch_size": 3, "grad_accum": 7}, "cuda")
     assert (odd["per_device_train_batch_size"], odd["gradient_accumulation_steps"]) == (7, 3)  # 21 = 7 x 3
+
+
+def test_decoder_layers_compiled_only_on_cuda_without_checkpointing(tmp_path):
+    setting4 = {**SETTING["training"], "gradient_checkpointing": False}
+
+    def compiles(training, device, **overrides):
+        return train_adapter.compiles_layers(train_adapter.sft_config(training, str(tmp_path), device, **overrides))
+
+    assert compiles(setting4, "cuda")
+    assert not compiles(setting4, "cpu")  # the CPU runs the recipe as written
+    assert not compiles(SETTING["training"], "cuda")  # gradient checkpointing
+    assert not compiles(setting4, "cuda", use_liger_kernel=True)  # inductor cannot compile Liger's RMSNorm
+    assert not compiles(setting4, "cuda", torch_compile=True)  # the whole model is compiled instead
