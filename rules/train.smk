@@ -14,11 +14,13 @@ rule train_adapter:
         gpu=1,
         mem_mb=train_mem_mb,
         runtime=train_runtime,
+        # The card's memory sets how fast the recipe runs, never what it learns: a resource, not a
+        # param, so a run on another card reruns nothing.
+        gpu_memory_gib=config["gpu_memory_gib"],
     params:
         setting=setting_params,
         quantization=config["quantization"],
         device=config["device"],
-        gpu_memory_gib=config["gpu_memory_gib"],
         # Checkpoints live outside the output, so a killed job's are kept and resumed from.
         checkpoints=lambda wc: f"{RESULTS}/checkpoints/{wc.setting}",
     script:

@@ -217,7 +217,7 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
 def main(smk):
     trainer = train_adapter(
         smk.input.model, smk.input.train, smk.input.val, smk.params.setting,
-        smk.params.quantization, smk.params.device, smk.params.gpu_memory_gib, smk.params.checkpoints,
+        smk.params.quantization, smk.params.device, smk.resources.gpu_memory_gib, smk.params.checkpoints,
     )
     with atomic_dir(smk.output.adapter) as tmp:
         trainer.model.save_pretrained(tmp)

@@ -104,6 +104,11 @@ def test_judge_temperature_reruns_only_judging_and_after(demo_run):
     assert jobs == {"judge_pairwise": 4, "winrate_table": 1, "render_paper": 1, "all": 1}
 
 
+def test_a_bigger_gpu_reruns_nothing(demo_run):
+    name = overlay(demo_run, "card.yaml", {"gpu_memory_gib": 80})  # changes how fast, not what is learned
+    assert planned_jobs(demo_run, "--configfile", "config/demo.yaml", name) == {}
+
+
 def test_augmentation_ratio_reruns_only_the_augmented_setting(demo_run):
     name = overlay(demo_run, "ratio.yaml", {"augmentation": {"ratio": 0.5}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
