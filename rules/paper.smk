@@ -59,7 +59,10 @@ rule render_paper:
     resources:
         gpu=0,
     params:
-        config={k: v for k, v in config.items() if k != "recipes"},
+        # Not the YAML anchors' source (recipes) nor the card's memory, which only changes speed.
+        config={
+            k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib")
+        },
         # Read for the training device only; the generations already depend on the adapters.
         adapters=expand(f"{RESULTS}/adapters/{{setting}}", setting=SETTINGS),
     script:
