@@ -181,7 +181,7 @@ def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
         "micro_batch": trainer.args.per_device_train_batch_size,
         "grad_accum": trainer.args.gradient_accumulation_steps,
         "liger": trainer.args.use_liger_kernel,
-        "compiled_layers": base == "pipeline" and train_adapter.compiles_layers(trainer.args),
+        "compiled_layers": base == "pipeline" and train_adapter.compiles_layers(trainer.args, trainer.model),
         "tokens_per_s": round(tps, 1),
         # 4 x non-embedding parameters per token: forward 2N, backward to the activations 2N
         # (the frozen base gets no weight gradients); recomputation is not counted as useful.

@@ -58,13 +58,19 @@ def speedups(training: dict, device: str) -> dict:
     return {"per_device_train_batch_size": micro, "gradient_accumulation_steps": effective // micro}
 
 
-def compiles_layers(args: SFTConfig) -> bool:
+def four_bit(model) -> bool:
+    return any(isinstance(p, bnb.nn.Params4bit) for p in model.parameters())
+
+
+def compiles_layers(args: SFTConfig, model) -> bool:
     """Decoder layers are compiled on CUDA where activations are kept (no gradient checkpointing:
-    setting 4), whose step is launch-bound: 7,505 instead of 4,450 tokens/s with Liger's kernels
-    (bench/RESULTS.md). Not with gradient checkpointing, where compiled layers failed at the first
-    step on the H100 and the settings already run 6-11x stock; not with Liger's kernels (inductor
-    fails on Liger's RMSNorm) or a whole-model compile."""
-    return not (args.use_cpu or args.gradient_checkpointing or args.use_liger_kernel or args.torch_compile)
+    setting 4) over the dequantised base, where the step is launch-bound: 7,505 instead of 4,450
+    tokens/s with Liger's kernels (bench/RESULTS.md). Not over 4-bit matmuls (a compiled 4-bit
+    model was slower), not with gradient checkpointing (compiled layers failed at the first step
+    on the H100; those settings already run 6-11x stock), not with Liger's kernels (inductor fails
+    on Liger's RMSNorm) or a whole-model compile."""
+    return not (args.use_cpu or args.gradient_checkpointing or args.use_liger_kernel or args.torch_compile
+                or four_bit(model))
 
 
 def bf16_gib(model) -> float:
@@ -152,19 +158,18 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, setting, device
         peft_config=lora_config(setting["lora"]),
         callbacks=list(callbacks),
     )
-    if fast and compiles_layers(trainer.args):
+    if fast and compiles_layers(trainer.args, trainer.model):
         compile_decoder_layers(trainer.model)
     return trainer
 
 
 def execution(trainer) -> dict:
     """How the recipe ran (CUDA changes the split and the kernels, not what is learned), for the record."""
-    four_bit = any(isinstance(p, bnb.nn.Params4bit) for p in trainer.model.parameters())
     return {
         "micro_batch": trainer.args.per_device_train_batch_size,
         "grad_accum": trainer.args.gradient_accumulation_steps,
-        "compiled_layers": compiles_layers(trainer.args),
-        "frozen_base": "4-bit" if four_bit else "dequantised once from 4-bit",
+        "compiled_layers": compiles_layers(trainer.args, trainer.model),
+        "frozen_base": "4-bit" if four_bit(trainer.model) else "dequantised once from 4-bit",
     }
 
 

@@ -230,13 +230,16 @@ def test_cuda_speedups_keep_each_optimiser_step_the_same():
     assert (odd["per_device_train_batch_size"], odd["gradient_accumulation_steps"]) == (7, 3)  # 21 = 7 x 3
 
 
-def test_decoder_layers_compiled_only_on_cuda_without_checkpointing(tmp_path):
+def test_decoder_layers_compiled_only_on_cuda_without_checkpointing_over_the_dequantised_base(tiny, tmp_path):
     setting4 = {**SETTING["training"], "gradient_checkpointing": False}
+    nf4 = load_quantized_model(str(tiny / "m" / "manifest.json"), QUANT, "cpu")
+    dense = load_quantized_model(str(tiny / "m" / "manifest.json"), QUANT, "cpu").dequantize()
 
-    def compiles(training, device, **overrides):
-        return train_adapter.compiles_layers(train_adapter.sft_config(training, str(tmp_path), device, **overrides))
+    def compiles(training, device, model=dense, **overrides):
+        return train_adapter.compiles_layers(train_adapter.sft_config(training, str(tmp_path), device, **overrides), model)
 
     assert compiles(setting4, "cuda")
+    assert not compiles(setting4, "cuda", nf4)  # 4-bit matmuls: not measured faster compiled
     assert not compiles(setting4, "cpu")  # the CPU runs the recipe as written
     assert not compiles(SETTING["training"], "cuda")  # gradient checkpointing
     assert not compiles(setting4, "cuda", use_liger_kernel=True)  # inductor cannot compile Liger's RMSNorm
