@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -21,7 +20,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import generate_answers  # noqa: E402
 import train_adapter  # noqa: E402
 from common import setup_logging, write_json, write_jsonl  # noqa: E402
-from train_bench import demo_rows, package_versions, random_model  # noqa: E402
+from train_bench import demo_rows, package_versions, random_model, study_config  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
@@ -30,7 +29,7 @@ def main():
     parser.add_argument("--out", default="results/gpu_smoke.json")
     args = parser.parse_args()
     setup_logging()
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config = study_config()
     work = Path(args.work)
     rows = demo_rows()
     write_jsonl(work / "train.jsonl", rows[: args.rows])

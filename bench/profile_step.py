@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from torch.profiler import ProfilerActivity, profile
+from transformers import TrainerCallback
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import qlora  # noqa: E402
 import train_adapter  # noqa: E402
 from common import setup_logging  # noqa: E402
-from train_bench import StepTimer, demo_rows, random_model, synthetic_examples  # noqa: E402
+from train_bench import demo_rows, greedy_ids, prompt_ids, random_model, study_config, synthetic_examples  # noqa: E402
 
 
 def summarise(prof, label: str, wall_s: float, steps: int) -> None:
@@ -40,9 +40,8 @@ def profile_training(manifest, tokenizer, setting, quantization, memory_gib, ste
     torch.backends.cuda.enable_cudnn_sdp(True)  # torch's default, for the stock path
     model = (train_adapter.load_base(manifest, quantization, "cuda", memory_gib) if fast
              else qlora.load_quantized_model(manifest, quantization, "cuda"))
-    timer = StepTimer()
 
-    class Profiled(StepTimer):
+    class Profiled(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == 3:
                 torch.cuda.synchronize()
@@ -56,7 +55,7 @@ def profile_training(manifest, tokenizer, setting, quantization, memory_gib, ste
 
     prof = Profiled()
     trainer = train_adapter.build_trainer(
-        model, tokenizer, data, None, setting, "cuda", str(work / "out-profile"), callbacks=[timer, prof], fast=fast,
+        model, tokenizer, data, None, setting, "cuda", str(work / "out-profile"), callbacks=[prof], fast=fast,
         max_steps=3 + steps, eval_strategy="no", save_strategy="no", num_train_epochs=1,
     )
     trainer.train()
@@ -65,21 +64,23 @@ def profile_training(manifest, tokenizer, setting, quantization, memory_gib, ste
     torch.cuda.empty_cache()
 
 
-def profile_generation(manifest, tokenizer, quantization, questions, new_tokens, cache):
+def profile_generation(manifest, quantization, questions, new_tokens, cache):
+    """The pipeline's generation model decoding all questions in one batch with the given KV cache
+    (qlora.answer_questions would choose the cache by size): three timed calls, then one profiled."""
+    tokenizer = qlora.load_tokenizer(manifest)
     model = qlora.load_generation_model(manifest, quantization, "cuda")
-    model.generation_config.min_new_tokens = new_tokens
-    model.generation_config.cache_implementation = cache
-    gen = {"max_new_tokens": new_tokens, "do_sample": False, "batch_size": len(questions)}
+    model.generation_config.min_new_tokens = new_tokens  # random weights may emit EOS at any step
+    prompts = prompt_ids(tokenizer, questions)
     for call in range(3):
         torch.cuda.synchronize()
         t = time.perf_counter()
-        qlora.answer_questions(model, tokenizer, questions, gen)
+        greedy_ids(model, tokenizer, prompts, new_tokens, cache)
         torch.cuda.synchronize()
         print(f"generate cache={cache} call {call}: {time.perf_counter() - t:.2f} s "
               f"({len(questions) * new_tokens / (time.perf_counter() - t):.0f} tokens/s)", flush=True)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         t = time.perf_counter()
-        qlora.answer_questions(model, tokenizer, questions, gen)
+        greedy_ids(model, tokenizer, prompts, new_tokens, cache)
         torch.cuda.synchronize()
     summarise(prof, f"generate cache={cache}", time.perf_counter() - t, new_tokens)
     del model
@@ -95,16 +96,16 @@ def main():
     parser.add_argument("--parts", default="stock,pipeline,generate")
     args = parser.parse_args()
     setup_logging()
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config = study_config()
     work = Path(args.work)
     rows = demo_rows()
     manifest, _ = random_model(args.model, work, rows)
     tokenizer = qlora.load_tokenizer(manifest)
     setting, quantization, parts = config["settings"][args.recipe], config["quantization"], args.parts.split(",")
-    if "generate" in parts:  # first: Liger patches the Qwen3 classes for the whole process
+    if "generate" in parts:
         questions = [r["question"] for r in rows[:20]]
         for cache in (None, "static"):
-            profile_generation(manifest, tokenizer, quantization, questions, 64, cache)
+            profile_generation(manifest, quantization, questions, 64, cache)
     for path in ("stock", "pipeline"):
         if path in parts:
             profile_training(manifest, tokenizer, setting, quantization, config["gpu_memory_gib"], args.steps, work,

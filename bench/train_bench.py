@@ -64,6 +64,10 @@ def build_model(size: str, out: Path, tokenizer) -> tuple[str, int]:
     return str(out / "manifest.json"), non_embedding
 
 
+def study_config() -> dict:
+    return yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
 def demo_rows() -> list[dict]:
     """The project's demo rows with a question and an answer: prompts for generation and the
     corpus of the benchmarks' tokenizer."""
@@ -141,7 +145,7 @@ def in_fresh_process(function, *args):
 
 def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
     setup_logging()
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config = study_config()
     name, _, lengths = recipe.partition(":")
     setting, quantization = config["settings"][name], config["quantization"]
     t = setting["training"]
@@ -214,6 +218,17 @@ def prompt_ids(tokenizer, questions):
 
 
 @torch.inference_mode()
+def greedy_ids(model, tokenizer, prompts: list[list[int]], new_tokens: int, cache: str | None) -> list[list[int]]:
+    """The new tokens of all prompts decoded in one left-padded batch, greedy, with the given KV
+    cache ("static" makes generate compile the decoding step)."""
+    tokenizer.padding_side = "left"
+    batch = tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(model.device)
+    out = model.generate(**batch, max_new_tokens=new_tokens, do_sample=False, cache_implementation=cache,
+                         pad_token_id=tokenizer.pad_token_id)
+    return out[:, batch["input_ids"].shape[1]:].tolist()
+
+
+@torch.inference_mode()
 def teacher_forced_agreement(model, prompts, answers) -> float:
     """Share of answer positions where the model's top-1 token, given the reference's own prefix,
     is the reference's token: unlike the first divergence, one flip does not end the count."""
@@ -233,16 +248,6 @@ def generation_runs(manifest, quantization, lora, questions, new_tokens, work):
     adapter = random_adapter(manifest, quantization, lora, work / "random-adapter")
     prompts = prompt_ids(tokenizer, questions)
 
-    def with_generate(cache):
-        @torch.inference_mode()
-        def answer(model):
-            tokenizer.padding_side = "left"
-            batch = tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(model.device)
-            out = model.generate(**batch, max_new_tokens=new_tokens, do_sample=False, cache_implementation=cache,
-                                 pad_token_id=tokenizer.pad_token_id)
-            return out[:, batch["input_ids"].shape[1]:].tolist()
-        return answer
-
     def stock():
         return PeftModel.from_pretrained(qlora.load_quantized_model(manifest, quantization, "cuda"), adapter).eval()
 
@@ -250,22 +255,22 @@ def generation_runs(manifest, quantization, lora, questions, new_tokens, work):
         return qlora.load_generation_model(manifest, quantization, "cuda", adapter)
 
     variants = {
-        "stock: NF4 + unmerged LoRA, generate": (stock, with_generate(None)),
-        "dequantised + merged, generate": (merged, with_generate(None)),
-        "dequantised + merged, generate, static cache (auto-compiled)": (merged, with_generate("static")),
+        "stock: NF4 + unmerged LoRA, generate": (stock, None),
+        "dequantised + merged, generate": (merged, None),
+        "dequantised + merged, generate, static cache (auto-compiled)": (merged, "static"),
     }
     results, reference = [], None
-    for name, (load, answer) in variants.items():
+    for name, (load, cache) in variants.items():
         model = load()
         # Random weights may emit EOS at any step: every path generates the full length.
         model.generation_config.min_new_tokens = new_tokens
         model.generation_config.eos_token_id = None
         t = time.perf_counter()
-        answer(model)  # first call: warm-up, compilation or graph capture on the same shapes
+        greedy_ids(model, tokenizer, prompts, new_tokens, cache)  # first call: warm-up, compilation or graph capture on the same shapes
         first_s = time.perf_counter() - t
         torch.cuda.synchronize()
         t = time.perf_counter()
-        ids = answer(model)
+        ids = greedy_ids(model, tokenizer, prompts, new_tokens, cache)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - t
         row = {"path": name, "prompts": len(questions), "first_call_s": round(first_s, 1),
@@ -321,7 +326,7 @@ def main():
     parser.add_argument("--out", default="bench/result.json")
     args = parser.parse_args()
     setup_logging()
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config = study_config()
     work = Path(args.work)
     rows = demo_rows()
     manifest, non_embedding = random_model(args.model, work, rows)

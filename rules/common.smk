@@ -170,17 +170,11 @@ def gpu_job_size(kind, setting, attempt=1):
     return int(mem_mb * scale), int(minutes * scale)
 
 
-def train_mem_mb(wildcards, attempt):
-    return gpu_job_size("train", wildcards.setting, attempt)[0]
+def gpu_job_resource(kind, resource):
+    """A rule's mem_mb or runtime for `resources:`, by setting and attempt."""
+    index = ("mem_mb", "runtime").index(resource)
 
+    def size(wildcards, attempt):
+        return gpu_job_size(kind, wildcards.setting, attempt)[index]
 
-def train_runtime(wildcards, attempt):
-    return gpu_job_size("train", wildcards.setting, attempt)[1]
-
-
-def generate_mem_mb(wildcards, attempt):
-    return gpu_job_size("generate", wildcards.setting, attempt)[0]
-
-
-def generate_runtime(wildcards, attempt):
-    return gpu_job_size("generate", wildcards.setting, attempt)[1]
+    return size

@@ -11,8 +11,8 @@ rule generate_answers:
         "../envs/train.yaml"
     resources:
         gpu=1,
-        mem_mb=generate_mem_mb,
-        runtime=generate_runtime,
+        mem_mb=gpu_job_resource("generate", "mem_mb"),
+        runtime=gpu_job_resource("generate", "runtime"),
     params:
         generation=config["generation"],
         quantization=config["quantization"],

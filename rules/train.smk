@@ -12,8 +12,8 @@ rule train_adapter:
         "../envs/train.yaml"
     resources:
         gpu=1,
-        mem_mb=train_mem_mb,
-        runtime=train_runtime,
+        mem_mb=gpu_job_resource("train", "mem_mb"),
+        runtime=gpu_job_resource("train", "runtime"),
         # The card's memory sets how fast the recipe runs, never what it learns: a resource, not a
         # param, so a run on another card reruns nothing.
         gpu_memory_gib=config["gpu_memory_gib"],

@@ -17,6 +17,7 @@ from conftest import REPO
 
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 CONFIGS = {"study": None, "demo": "config/demo.yaml"}
+PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;]+)")  # name[extras]==version
 
 # Loads the workflow through Snakemake's API in a child process (it changes directory) and prints
 # each rule's conda env, as Snakemake resolves it, relative to the file that defines the rule.
@@ -48,7 +49,7 @@ def requirement_pins() -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;]+)", line)
+        m = PIN.fullmatch(line)
         assert m, f"requirements.txt: '{line}' is not pinned as name==version"
         pins[normalize(m[1])] = m[2]
     return pins
@@ -127,7 +128,7 @@ def test_env_pins_are_the_projects_pins(path):
     conda, pip = split_dependencies(load_env(path))
     problems = []
     for spec in pip:
-        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*(\S+)", spec.strip())
+        m = PIN.fullmatch(spec.strip())
         if not m:
             problems.append(f"pip '{spec}' is not pinned as name==version")
         elif normalize(m[1]) not in pins:
