@@ -147,7 +147,7 @@ def test_dequantised_base_trains_like_the_nf4_base(tiny, tmp_path):
     size = train_adapter.bf16_gib(nf4)
     assert train_adapter.dequantise_if_fits(nf4, 3.9 * size) is nf4  # over a quarter of the budget: stays 4-bit
     dense = train_adapter.dequantise_if_fits(load_quantized_model(manifest, QUANT, "cpu"), 4 * size)
-    assert not any(isinstance(p, bnb.nn.Params4bit) for p in dense.parameters())
+    assert not train_adapter.four_bit(dense) and train_adapter.four_bit(nf4)
     q_proj = dense.model.layers[0].self_attn.q_proj
     assert q_proj.weight.dtype == torch.float32 and q_proj.weight.numel() == 64 * 64
     reference = nf4.model.layers[0].self_attn.q_proj

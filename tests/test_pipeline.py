@@ -46,7 +46,12 @@ def planned_jobs(cwd, *args, env=None) -> dict[str, int]:
     out = proc.stdout + proc.stderr
     if "Nothing to be done" in out:
         return {}
-    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return job_stats(out)
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """Rule -> job count from a run's or a dry run's 'Job stats' table."""
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 

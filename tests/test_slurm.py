@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from test_pipeline import DEMO, SNAKEMAKE, copy_repo
+from test_pipeline import DEMO, SNAKEMAKE, copy_repo, job_stats
 
 SLURM_DIR = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -203,12 +203,6 @@ def test_slurm_run_gives_the_local_win_rate_table(runs):
     dry = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--workflow-profile", "none", *DEMO],
                          cwd=runs["cluster"], capture_output=True, text=True)
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
-
-
-def job_stats(output: str) -> dict[str, int]:
-    """Rule -> job count from a run's 'Job stats' table."""
-    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
 def local_job_sizes(output: str, rule: str) -> set[tuple[str, str]]:
