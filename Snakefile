@@ -25,6 +25,7 @@ include: "rules/generate.smk"
 include: "rules/baseline.smk"
 include: "rules/judge.smk"
 include: "rules/aggregate.smk"
+include: "rules/fidelity.smk"
 include: "rules/paper.smk"
 
 

@@ -1,9 +1,7 @@
 rule augment_train:
     input:
         train=f"{RESULTS}/data/train.jsonl",
-        protected=config["augmentation"].get(
-            "protected_terms", "data/protected_terms.txt"
-        ),
+        protected=augmentation_protected_terms(),
     output:
         train=f"{RESULTS}/data/train_augmented.jsonl",
         stats=f"{RESULTS}/data/augment_stats.json",
@@ -15,5 +13,6 @@ rule augment_train:
         gpu=0,
     params:
         augmentation=config["augmentation"],
+        cache_dir=api_cache_dir(config["augmentation"].get("llm"), "augment_cache"),
     script:
         "../scripts/augment_train.py"

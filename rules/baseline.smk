@@ -19,5 +19,6 @@ rule baseline_answers:
         generation=config["generation"],
         quantization=config["quantization"],
         device=config["device"],
+        cache_dir=api_cache_dir(config["baseline"], "baseline_cache"),
     script:
         "../scripts/baseline_answers.py"

@@ -7,6 +7,17 @@ RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
 SETTINGS = list(config["settings"])
 MODELS = list(config["models"])
+# The study's facts and sources (published rates, every parameter's value and source).
+STUDY = "config/study.yaml"
+# The config as the paper and the fidelity table see it: not the YAML anchors' source (recipes)
+# nor the card's memory, which only changes speed (a bigger card reruns nothing).
+RUN_CONFIG = {k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib")}
+
+
+def compares_with_published():
+    """The study published win rates against the course file's ChatGPT answers: ours are only
+    comparable with them on that test set and that baseline."""
+    return config["baseline"]["source"] == "file" and config["test"]["source"] != "heldout"
 
 
 def check_config():
@@ -97,14 +108,43 @@ def model_source_input(wildcards):
     )
 
 
+def augmentation_protected_terms():
+    """The synonym method reads its protected medical terms; the LLM method reads nothing more."""
+    augmentation = config["augmentation"]
+    return (
+        [augmentation["synonym"]["protected_terms"]]
+        if augmentation["method"] == "synonym"
+        else []
+    )
+
+
+def augment_stats_input():
+    """The paper describes the augmentation only where a setting trains on it."""
+    used = any(s["data"] == "augmented" for s in config["settings"].values())
+    return [f"{RESULTS}/data/augment_stats.json"] if used else []
+
+
+def api_cache_dir(section, default_name):
+    """Where a section's OpenAI-compatible calls are cached: its cache_dir, else one of the run's."""
+    return (section or {}).get("cache_dir") or f"{RESULTS}/{default_name}"
+
+
 def api_key_envs(rule_names):
     """Environment variables that the jobs about to run read their OpenAI-compatible keys from."""
-    envs = set()
-    if "judge_pairwise" in rule_names and config["judge"]["backend"] == "openai":
-        envs.add(config["judge"].get("api_key_env", "OPENAI_API_KEY"))
-    if "baseline_answers" in rule_names and config["baseline"]["source"] == "openai":
-        envs.add(config["baseline"].get("api_key_env", "OPENAI_API_KEY"))
-    return sorted(envs)
+    callers = {
+        "judge_pairwise": config["judge"]["backend"] == "openai" and config["judge"],
+        "baseline_answers": config["baseline"]["source"] == "openai"
+        and config["baseline"],
+        "augment_train": config["augmentation"]["method"] == "llm"
+        and config["augmentation"]["llm"],
+    }
+    return sorted(
+        {
+            section.get("api_key_env", "OPENAI_API_KEY")
+            for rule, section in callers.items()
+            if section and rule in rule_names
+        }
+    )
 
 
 def preflight_checks():
@@ -113,8 +153,9 @@ def preflight_checks():
     missing = [env for env in api_key_envs(rules_to_run) if not os.environ.get(env)]
     if missing:
         raise WorkflowError(
-            f"environment variable {', '.join(missing)} is not set; the judge/baseline "
-            "stage of this config calls an OpenAI-compatible API with it (see judge.api_key_env)"
+            f"environment variable {', '.join(missing)} is not set; the judge, baseline or "
+            "augmentation stage of this config calls an OpenAI-compatible API with it (see "
+            "judge.api_key_env, baseline.api_key_env, augmentation.llm.api_key_env)"
         )
     tex = shutil.which("latexmk") and shutil.which("xelatex")
     if "render_paper" in rules_to_run and not tex:

@@ -2,8 +2,10 @@ rule render_paper:
     input:
         winrate=f"{RESULTS}/tables/winrate.json",
         pairwise=f"{RESULTS}/tables/pairwise.csv",
+        fidelity=f"{RESULTS}/tables/fidelity.csv",
         losses=expand(f"{RESULTS}/losses/{{setting}}.csv", setting=SETTINGS),
         split_stats=f"{RESULTS}/data/split_stats.json",
+        augment_stats=augment_stats_input(),
         raw=f"{RESULTS}/data/raw.jsonl",
         test=f"{RESULTS}/data/test.jsonl",
         baseline=f"{RESULTS}/baseline/answers.jsonl",
@@ -59,10 +61,7 @@ rule render_paper:
     resources:
         gpu=0,
     params:
-        # Not the YAML anchors' source (recipes) nor the card's memory, which only changes speed.
-        config={
-            k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib")
-        },
+        config=RUN_CONFIG,
         # Read for the training device only; the generations already depend on the adapters.
         adapters=expand(f"{RESULTS}/adapters/{{setting}}", setting=SETTINGS),
     script:

@@ -11,7 +11,7 @@ says whether the two orders agreed (null when one is invalid).
 
 Backends, both through the same two-order path:
   openai     an OpenAI-compatible chat-completions endpoint (the study's judge), cached, with
-             retries, optionally through the Batch API (judge_api.py).
+             retries, optionally through the Batch API (chat_api.py).
   reference  offline: character-level ROUGE-L F1 of each answer against the test row's
              reference answer (the demo's judge; needs test.source: heldout). Symmetric.
 
@@ -25,7 +25,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from common import DataError, PipelineError, iter_jsonl, log, normalize_text, run_stage, write_jsonl
-from judge_api import ChatJudge, Reply
+from chat_api import ChatClient, Reply
 
 JUDGE_PROMPT = (
     "We would like to request your feedback on the two AI assistants in response to the user "
@@ -256,10 +256,10 @@ class ReferenceJudge:
 
 
 class OpenAIJudge:
-    """The study's judge prompt, sent through judge_api.ChatJudge (cache, retries, batch)."""
+    """The study's judge prompt, sent through chat_api.ChatClient (cache, retries, batch)."""
 
     def __init__(self, judge: dict, cache_dir: str, desc: str):
-        self.chat = ChatJudge(judge, cache_dir, desc)
+        self.chat = ChatClient(judge, cache_dir, desc)
 
     def ask(self, pairs: list[Pair], attempt: int = 0) -> list[Reply]:
         return self.chat.ask([build_messages(p.question, p.answer1, p.answer2) for p in pairs], attempt)

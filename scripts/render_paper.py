@@ -30,11 +30,10 @@ from provenance import check_no_secrets, collect as collect_provenance  # noqa: 
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "paper" / "paper.tex.j2"
 
-# Win rates against ChatGPT published by the study (percent), shown beside ours for reference.
-PUBLISHED_WIN_RATES = {"setting1": 75, "setting2": 90, "setting3": 80, "setting4": 80}
-
 EXCERPT_CHARS = 300
 ALPHA = 0.05  # every test in the paper, uncorrected for multiple comparisons (the paper says so)
+# How the fidelity table marks a row, by its status (fidelity_table.py).
+FIDELITY_MARKS = {"deviation": "differs", "not stated": "ours", "execution": "speed only", "by design": "by design"}
 
 APT_PACKAGES = "latexmk texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk"
 LATEXMK = ["latexmk", "-xelatex", "-interaction=nonstopmode", "-halt-on-error"]
@@ -294,6 +293,15 @@ def read_pairwise_csv(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def read_fidelity_csv(path: str | os.PathLike) -> list[dict]:
+    """tables/fidelity.csv: every value as text (an empty note stays empty, not NaN)."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in ("group", "parameter", "study", "this_run", "source", "note", "status"):
+        if column not in frame.columns:
+            raise DataError(path, 1, column, "missing column")
+    return frame.to_dict(orient="records")
+
+
 def read_judge_prompt(judge_program: str | os.PathLike) -> str:
     """JUDGE_PROMPT of the judge's program, read without importing it (its API client is not
     in the paper's environment): the prompt shown is the one the judge sends."""
@@ -446,7 +454,7 @@ def _split_text(split_stats: Mapping) -> dict:
         "n_kept": _need(split_stats, "n_kept", where),
         "dropped": "; ".join(reasons) if reasons else "none",
         "seed": _need(split_stats, "seed", where),
-        **{k: _need(split_stats, k, where) for k in ("n_train", "n_val", "n_heldout")},
+        **{k: _need(split_stats, k, where) for k in ("n_train", "n_val", "n_heldout", "n_unused")},
     }
 
 
@@ -454,7 +462,14 @@ def _split_text(split_stats: Mapping) -> dict:
 # Context: results and analysis
 
 
-def _result_rows(winrate: Sequence[Mapping], settings: list[dict], published_rates: Mapping[str, float]) -> list[dict]:
+def _truncation(generations: list[dict], where: str) -> dict:
+    """How many answers stopped at max_new_tokens instead of ending (cut off mid-answer)."""
+    hits = sum(bool(_need(g, "hit_token_limit", where)) for g in generations)
+    return {"truncated": hits, "truncated_text": f"{hits} of {len(generations)}"}
+
+
+def _result_rows(winrate: Sequence[Mapping], settings: list[dict],
+                 generations: Mapping[str, list[dict]]) -> list[dict]:
     by_setting = {}
     for i, row in enumerate(winrate):
         name = _need(row, "setting", f"winrate.json row {i + 1}")
@@ -467,10 +482,13 @@ def _result_rows(winrate: Sequence[Mapping], settings: list[dict], published_rat
         where = f"winrate.json row of {s['key']}"
         counts = {k: _need(row, k, where) for k in ("n", "wins", "ties", "losses", "invalid")}
         rates = {k: _fraction(row, k, where)
-                 for k in ("win_rate", "win_rate_ties_half", "ci_low", "ci_high", "p_value", "consistency")}
+                 for k in ("win_rate", "win_rate_ties_half", "ci_low", "ci_high", "p_value", "consistency",
+                           "win_rate_as_first", "win_rate_as_second", "order_flip_share",
+                           "published_win_rate", "published_p_value")}
         other = {k: _need(row, k, where) for k in ("mean_answer_chars", "baseline_mean_answer_chars",
-                                                   "judge_calls", "prompt_tokens", "completion_tokens", "cost_usd")}
-        published = published_rates.get(s["key"])
+                                                   "judge_calls", "prompt_tokens", "completion_tokens", "cost_usd",
+                                                   "order_flips", "published_wins", "published_n")}
+        published = None if rates["published_win_rate"] is None else 100 * rates["published_win_rate"]
         rows.append({
             "k": s["k"],
             "setting": s["key"],
@@ -484,6 +502,11 @@ def _result_rows(winrate: Sequence[Mapping], settings: list[dict], published_rat
             "consistency_pct": _pct(rates["consistency"]),
             "published_value": published,
             "published": "--" if published is None else f"{published:.1f}",
+            "published_p_text": _p(rates["published_p_value"]),
+            "as_first_pct": _pct(rates["win_rate_as_first"]),
+            "as_second_pct": _pct(rates["win_rate_as_second"]),
+            "flip_pct": _pct(rates["order_flip_share"]),
+            **_truncation(generations[s["key"]], f"generations of {s['key']}"),
             "mean_chars_text": "--" if other["mean_answer_chars"] is None else f"{other['mean_answer_chars']:.0f}",
             "baseline_chars_text": ("--" if other["baseline_mean_answer_chars"] is None
                                     else f"{other['baseline_mean_answer_chars']:.0f}"),
@@ -529,10 +552,12 @@ def baseline_sentences(results: Sequence[Mapping]) -> list[str]:
         else:
             text += (f" The sign test on wins against losses gives {_p_phrase(p)}: the difference between "
                      "wins and losses is not significant.")
-        if r["published_value"] is not None and r["ci_low"] is not None and r["ci_high"] is not None:
-            inside = 100 * r["ci_low"] <= r["published_value"] <= 100 * r["ci_high"]
-            text += (f" The study published {r['published']}%, which lies {'inside' if inside else 'outside'} "
-                     "this interval.")
+        if r["published_value"] is not None and r["published_p_value"] is not None:
+            p = r["published_p_value"]
+            differs = "differs significantly from" if _significant(p) else "is not significantly different from"
+            text += (f" The study published {r['published']}% ({r['published_wins']} of {r['published_n']}); "
+                     f"Boschloo's exact test of our {r['wins']} of {r['n']} against it gives {_p_phrase(p)}: "
+                     f"our rate {differs} the published one.")
         paragraphs.append(text)
     return paragraphs
 
@@ -690,9 +715,44 @@ def _provenance_context(prov: Mapping, settings: list[dict]) -> dict:
     }
 
 
+def _augmentation_text(stats: Mapping) -> str:
+    """What augment_train.py did, from its stats: method, share and what was left unaugmented."""
+    where = "augment_stats.json"
+    method = _need(stats, "method", where)
+    how = (f"an LLM ({_need(stats, 'usage', where)['model']}) rewrote the question with the study's prompt"
+           if method == "llm" else "strict Cilin synonyms of the same part of speech replaced up to a few words")
+    reasons = _need(stats, "unaugmented_reasons", where)
+    left = ", ".join(f"{n} {reason}" for reason, n in reasons.items() if n) or "none"
+    return (f"The augmented training set adds a rewritten copy (answer kept) of {_need(stats, 'n_augmented', where)} "
+            f"of the {_need(stats, 'n_train', where)} training questions: {_fmt(100 * _need(stats, 'ratio', where))}% "
+            f"were selected with seed {_need(stats, 'seed', where)} and {how}; selected but left unaugmented: {left}")
+
+
+def _decoding_text(generation: Mapping) -> str:
+    if generation["do_sample"]:
+        how = (f"sampled (temperature {_fmt(generation['temperature'])}, top-p {_fmt(generation['top_p'])}, "
+               f"repetition penalty {_fmt(generation.get('repetition_penalty', 1.0))}), each question from its own "
+               f"seed derived from seed {_fmt(generation.get('seed', 0))} and its id, so that an answer does not "
+               "depend on the other questions of its batch")
+    else:
+        how = (f"decoded greedily (repetition penalty {_fmt(generation.get('repetition_penalty', 1.0))})")
+    return f"Answers are {how}, with at most {_fmt(generation['max_new_tokens'])} new tokens"
+
+
+def _fidelity_groups(rows: Sequence[Mapping]) -> list[dict]:
+    """tables/fidelity.csv's rows under their group headings, in file order."""
+    groups: list[dict] = []
+    for row in rows:
+        if not groups or groups[-1]["name"] != row["group"]:
+            groups.append({"name": row["group"], "rows": []})
+        groups[-1]["rows"].append({**row, "mark": FIDELITY_MARKS.get(row["status"], "")})
+    return groups
+
+
 def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequence[Mapping],
                   split_stats: Mapping, test: list[dict], baseline: list[dict],
                   generations: Mapping[str, list[dict]], provenance: Mapping, judge_prompt: str,
+                  fidelity: Sequence[Mapping] = (), augment_stats: Mapping | None = None,
                   figures: Mapping[str, str] | None = None) -> dict:
     """Everything the template needs, as raw (unescaped) strings and numbers: the template
     escapes each value with the `latex` filter. `figures` maps loss, winrate and lengths to
@@ -721,15 +781,10 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
     subset = data_cfg.get("subset")
     subset_text = None
     if subset:
-        subset_text = (f"The course's sample: {_fmt(subset.get('n'))} rows drawn from rows "
+        subset_text = (f"A sample of {_fmt(subset.get('n'))} rows drawn from rows "
                        f"{_fmt(subset.get('start'))} to {_fmt(subset.get('stop'))} "
                        f"with seed {_fmt(subset.get('seed'))}")
-    augmentation_text = None
-    if any(s["data"] == "augmented" for s in settings):
-        ratio = (config.get("augmentation") or {}).get("ratio")
-        augmentation_text = ("The augmented training set adds a synonym-replaced copy of "
-                             f"{_fmt(ratio * 100) if isinstance(ratio, (int, float)) else '--'}% "
-                             "of the training questions (answer kept)")
+    augmentation_text = _augmentation_text(augment_stats) if augment_stats else None
 
     models_cfg = _need(config, "models", "config")
     models, seen = [], set()
@@ -747,9 +802,9 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
                         else f"from {_fmt(test_source)}")
     judge = _need(config, "judge", "config")
 
-    # The published rates are against the course's ChatGPT answers: beside any other baseline they mislead.
-    study_baseline = (config.get("baseline") or {}).get("source") == "file"
-    results = _result_rows(winrate, settings, PUBLISHED_WIN_RATES if study_baseline else {})
+    results = _result_rows(winrate, settings, generations)
+    # The table has published rates only where the run's test set and baseline are the study's.
+    study_baseline = any(r["published_value"] is not None for r in results)
     pairs = _pair_rows(pairwise, settings)
     return {
         "title": _oneline(_need(_need(config, "paper", "config"), "title", "config 'paper'")),
@@ -775,6 +830,9 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
         "study_baseline": study_baseline,
         "judge": {"backend": _fmt(judge.get("backend")), "model": _fmt(judge.get("model")),
                   "tie_margin": _fmt(judge.get("tie_margin")), "prompt": judge_prompt},
+        "decoding": _decoding_text(_need(config, "generation", "config")),
+        "fidelity": _fidelity_groups(fidelity),
+        "deviations": sum(row["status"] == "deviation" for row in fidelity),
         "alpha": _fmt(ALPHA),
         "results": results,
         "total_invalid": sum(r["invalid"] for r in results),
@@ -855,6 +913,8 @@ def main(smk) -> None:
         provenance=collect_provenance(config, winrate, smk.input.winrate, smk.input.raw,
                                       dict(zip(settings, inputs["adapters"])), _paths(smk.input.models)),
         judge_prompt=read_judge_prompt(smk.input.judge_program),
+        fidelity=read_fidelity_csv(smk.input.fidelity),
+        augment_stats=read_json(smk.input.augment_stats[0]) if smk.input.augment_stats else None,
         figures=figures,
     )
     tex = render_paper(context, smk.input.template)

@@ -1,5 +1,5 @@
 """Stage splits: validate every raw row, drop duplicate questions and filtered rows, and split
-the rest into train / val / held-out with a seed. Counts of what was dropped and why go to a
+the rest into train / val / held-out with a seed, by fractions or by row counts. Counts of what was dropped and why go to a
 stats JSON."""
 
 
@@ -69,24 +69,36 @@ def clean_rows(path: str, filters: dict, skip_bad_rows: bool) -> tuple[list[dict
     return kept, dropped
 
 
-def split_rows(rows: list[dict], val_fraction: float, heldout_fraction: float, seed: int):
-    """Seeded shuffle, then held-out, val and train slices (every split gets at least one row)."""
+def split_rows(rows: list[dict], seed: int, val_fraction: float | None = None,
+               heldout_fraction: float | None = None, sizes: dict | None = None):
+    """Seeded shuffle, then held-out, val and train slices: by fractions (train gets the rest;
+    every split at least one row) or by row counts (`sizes`; the rows beyond them are left out,
+    as the study's notebook keeps 400 + 100 rows of the whole split)."""
     if len(rows) < 3:
         raise DataError("splits", None, None, f"only {len(rows)} usable rows; need at least 3 to split")
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
-    n_heldout = max(1, round(len(rows) * heldout_fraction))
-    n_val = max(1, round(len(rows) * val_fraction))
-    if n_heldout + n_val >= len(rows):
-        raise DataError("splits", None, None, "val_fraction + heldout_fraction leave no training rows")
+    if sizes:
+        n_heldout, n_val, n_train = sizes["heldout"], sizes["val"], sizes["train"]
+        if n_heldout + n_val + n_train > len(rows):
+            raise DataError("splits", None, "sizes", f"{n_train} + {n_val} + {n_heldout} rows asked for, "
+                            f"but only {len(rows)} usable rows remain")
+    else:
+        n_heldout = max(1, round(len(rows) * heldout_fraction))
+        n_val = max(1, round(len(rows) * val_fraction))
+        n_train = len(rows) - n_heldout - n_val
+        if n_train < 1:
+            raise DataError("splits", None, None, "val_fraction + heldout_fraction leave no training rows")
     pick = lambda idx: [rows[i] for i in sorted(idx)]  # noqa: E731 - keep file order inside a split
-    return pick(order[n_heldout + n_val :]), pick(order[n_heldout : n_heldout + n_val]), pick(order[:n_heldout])
+    val_end = n_heldout + n_val
+    return pick(order[val_end : val_end + n_train]), pick(order[n_heldout:val_end]), pick(order[:n_heldout])
 
 
 def main(smk):
     cfg = smk.params.splits
     rows, dropped = clean_rows(smk.input[0], cfg.get("filters") or {}, cfg.get("skip_bad_rows", False))
-    train, val, heldout = split_rows(rows, cfg["val_fraction"], cfg["heldout_fraction"], cfg["seed"])
+    train, val, heldout = split_rows(rows, cfg["seed"], cfg.get("val_fraction"), cfg.get("heldout_fraction"),
+                                     cfg.get("sizes"))
     write_jsonl(smk.output.train, train)
     write_jsonl(smk.output.val, val)
     write_jsonl(smk.output.heldout, heldout)
@@ -98,6 +110,7 @@ def main(smk):
         "n_train": len(train),
         "n_val": len(val),
         "n_heldout": len(heldout),
+        "n_unused": len(rows) - len(train) - len(val) - len(heldout),
         "seed": cfg["seed"],
         "filters": cfg.get("filters") or {},
     }

@@ -1,10 +1,13 @@
-"""A loopback OpenAI-compatible server for the judge's tests: chat completions, Files and
-Batches, in their wire formats, with scripted faults. Not a test module (no test_ prefix).
+"""A loopback OpenAI-compatible server for the tests of every paid call (judge, augmentation,
+baseline): chat completions, Files and Batches, in their wire formats, with scripted faults. Not
+a test module (no test_ prefix).
 
-The judge it plays quotes both answers, then ends with a label chosen by `decide` (default: the
-longer answer is better, equal lengths are equal). Faults are scripted per conversation, keyed
-by (question, Assistant 1's answer): a list of actions used by that conversation's successive
-requests, after which it gets the normal reply. Actions:
+By default it plays the judge: it quotes both answers, then ends with a label chosen by `decide`
+(default: the longer answer is better, equal lengths are equal). Given `respond` (request body ->
+reply text), it answers any other conversation with that instead. Faults are scripted per
+conversation, keyed by request_key: (question, Assistant 1's answer) for a judge request, else
+the last message's text; a list of actions used by that conversation's successive requests,
+after which it gets the normal reply. Actions:
   ("status", code, headers)   an HTTP error with an OpenAI error body
   ("sleep", seconds)          answer late (past the client's timeout)
   ("drop",)                   close the connection without answering
@@ -40,17 +43,25 @@ def conversation(body: dict) -> tuple[str, str, str]:
     return _CONTENT.search(body["messages"][0]["content"]).groups()
 
 
+def request_key(body: dict):
+    """What faults and counts are keyed by: (question, answer1) of a judge request, else the
+    last message's text."""
+    match = _CONTENT.search(body["messages"][-1]["content"])
+    return match.groups()[:2] if match else body["messages"][-1]["content"]
+
+
 class FakeOpenAI(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, faults=None, decide=longer_is_better, batch_polls=2, batch_line_status=None):
+    def __init__(self, faults=None, decide=longer_is_better, batch_polls=2, batch_line_status=None, respond=None):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.faults = {key: list(actions) for key, actions in (faults or {}).items()}
         self.decide = decide
+        self.respond = respond
         self.batch_polls = batch_polls  # GETs of a batch before it completes
         self.batch_line_status = batch_line_status or {}  # (question, answer1) -> HTTP status in the batch
         self.requests: list[dict] = []
-        self.asked: Counter = Counter()  # (question, answer1) -> chat requests, batch lines included
+        self.asked: Counter = Counter()  # request_key -> chat requests, batch lines included
         self.on_request = None  # called with each request before it is answered
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
@@ -65,6 +76,8 @@ class FakeOpenAI(ThreadingHTTPServer):
         return sum(r["method"] == method and r["path"].startswith(prefix) for r in self.requests)
 
     def reply_text(self, body: dict) -> str:
+        if self.respond is not None:
+            return self.respond(body)
         question, a1, a2 = conversation(body)
         choice = self.decide(question, a1, a2)  # a label's name, or any other last line
         return f"Assistant 1 wrote:\n{a1}\nAssistant 2 wrote:\n{a2}\nMy verdict follows.\n{LABEL.get(choice, choice)}"
@@ -84,7 +97,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         }
 
     def next_action(self, body: dict):
-        key = conversation(body)[:2]
+        key = request_key(body)
         with self.lock:
             self.asked[key] += 1
             actions = self.faults.get(key)
@@ -96,7 +109,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         out, err = [], []
         for line in self.files[batch["input_file_id"]].decode("utf-8").splitlines():
             request = json.loads(line)
-            key = conversation(request["body"])[:2]
+            key = request_key(request["body"])
             with self.lock:
                 self.asked[key] += 1
             status = self.batch_line_status.get(key, 200)

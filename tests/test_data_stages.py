@@ -92,12 +92,25 @@ def test_invalid_json_line_is_located(tmp_path):
 
 def test_split_is_seeded_disjoint_and_complete():
     rows = [row(i, f"问题{i}？") for i in range(100)]
-    train, val, heldout = split_data.split_rows(rows, 0.1, 0.2, seed=3)
+    train, val, heldout = split_data.split_rows(rows, 3, 0.1, 0.2)
     assert (len(train), len(val), len(heldout)) == (70, 10, 20)
     ids = [r["id"] for r in train + val + heldout]
     assert sorted(ids) == list(range(100))
-    assert split_data.split_rows(rows, 0.1, 0.2, seed=3) == (train, val, heldout)
-    assert split_data.split_rows(rows, 0.1, 0.2, seed=4)[2] != heldout
+    assert split_data.split_rows(rows, 3, 0.1, 0.2) == (train, val, heldout)
+    assert split_data.split_rows(rows, 4, 0.1, 0.2)[2] != heldout
+
+
+def test_split_by_counts_draws_from_all_rows_and_leaves_the_rest():
+    """The study's notebook: 400 train + 100 val rows drawn at random from the whole split."""
+    rows = [row(i, f"问题{i}？") for i in range(1000)]
+    train, val, heldout = split_data.split_rows(rows, 42, sizes={"train": 400, "val": 100, "heldout": 20})
+    assert (len(train), len(val), len(heldout)) == (400, 100, 20)
+    ids = [r["id"] for r in train + val + heldout]
+    assert len(set(ids)) == 520
+    assert max(r["id"] for r in train) > 900 and min(r["id"] for r in train) < 100  # from the whole range
+    assert split_data.split_rows(rows, 42, sizes={"train": 400, "val": 100, "heldout": 20}) == (train, val, heldout)
+    with pytest.raises(DataError, match=r"field 'sizes': 900 \+ 100 \+ 20 rows asked for, but only 1000"):
+        split_data.split_rows(rows, 42, sizes={"train": 900, "val": 100, "heldout": 20})
 
 
 def test_course_file_and_leakage(tmp_path):
@@ -133,7 +146,7 @@ def test_real_rows_through_raw_and_splits(shared_data, tmp_path):
     write_jsonl(tmp_path / "raw.jsonl", rows)
     kept, dropped = split_data.clean_rows(str(tmp_path / "raw.jsonl"), {"max_answer_chars": 600}, False)
     assert len(kept) + sum(dropped.values()) == 500 and dropped["answer_too_long"] >= 1
-    train, val, heldout = split_data.split_rows(kept, 0.1, 0.1, seed=42)
+    train, val, heldout = split_data.split_rows(kept, 42, 0.1, 0.1)
     keys = [normalize_text(r["question"]) for r in train + val + heldout]
     assert len(keys) == len(set(keys)) == len(kept)
 

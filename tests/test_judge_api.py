@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, fake_snakemake
 
 import fake_openai
-import judge_api
+import chat_api
 import judge_pairwise as jp
 from common import PipelineError, read_jsonl, run_stage, write_jsonl
 
@@ -293,7 +293,7 @@ def _status_error(status, headers):
     ],
 )
 def test_retry_after(headers, seconds):
-    assert judge_api.retry_after_s(_status_error(429, headers)) == seconds
+    assert chat_api.retry_after_s(_status_error(429, headers)) == seconds
 
 
 def test_missing_key_fails_before_any_request(tmp_path, fake, monkeypatch):
@@ -315,7 +315,7 @@ def test_missing_key_fails_before_any_request(tmp_path, fake, monkeypatch):
 def test_default_key_env(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(PipelineError, match="environment variable OPENAI_API_KEY is not set"):
-        judge_api.api_key_from_env({"backend": "openai", "model": "m"})
+        chat_api.api_key_from_env({"backend": "openai", "model": "m"})
 
 
 def test_nothing_listening_is_one_line_without_key(tmp_path):

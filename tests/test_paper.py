@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import fidelity_table
 import provenance
 import render_paper as rp
 from common import PipelineError
@@ -61,16 +62,24 @@ def sign_test(a, b):
     return min(1.0, 2 * sum(math.comb(m, i) for i in range(min(a, b) + 1)) / 2 ** m) if m else 1.0
 
 
+PUBLISHED_P = {"setting1": 1.0, "setting2": 1.0, "setting3": 0.49, "setting4": 0.62}
+
+
 def winrate_rows():
     """The winrate.json interface of rule winrate_table: exactly its columns."""
     def row(setting, title, wins, ties, losses, invalid=0, cost=0.12):
         n = wins + ties + losses + invalid
         low, high = wilson(wins, n)
+        published = {"setting1": 0.75, "setting2": 0.9, "setting3": 0.8, "setting4": 0.8}[setting]
         return {"setting": setting, "title": title, "n": n, "wins": wins, "ties": ties, "losses": losses,
                 "invalid": invalid, "win_rate": wins / n, "win_rate_ties_half": (wins + ties / 2) / n,
                 "ci_low": low, "ci_high": high, "p_value": sign_test(wins, losses), "consistency": 0.85,
+                "win_rate_as_first": min(1.0, (wins + 1) / n), "win_rate_as_second": (wins - 1) / n,
+                "order_flip_share": 0.1, "order_flips": 2,
                 "mean_answer_chars": 180.4 + wins, "baseline_mean_answer_chars": 240.6,
-                "prompt_tokens": 21000 + n, "completion_tokens": 5000, "judge_calls": 2 * n, "cost_usd": cost}
+                "prompt_tokens": 21000 + n, "completion_tokens": 5000, "judge_calls": 2 * n, "cost_usd": cost,
+                "published_win_rate": published, "published_wins": round(20 * published), "published_n": 20,
+                "published_p_value": PUBLISHED_P[setting]}
 
     return [
         row("setting1", "Baseline recipe (Qwen3-4B)", 15, 2, 3),
@@ -105,15 +114,25 @@ def table_cells(row):
 def sample_records():
     test = [{"id": f"q{i:03d}", "question": q, "reference": "参考答案"} for i, q in enumerate(QUESTIONS, 1)]
     baseline = [{"id": r["id"], "question": r["question"], "answer": "基线回答：" + "多喝水，" * 100} for r in test]
-    generations = {
-        s: [{"id": r["id"], "question": r["question"], "answer": f"{s} 的回答\n\n第二段 {SPECIAL}\x07"} for r in test]
-        for s in SETTINGS
+    generations = {  # setting k's first k-1 answers stopped at the token limit
+        s: [{"id": r["id"], "question": r["question"], "answer": f"{s} 的回答\n\n第二段 {SPECIAL}\x07",
+             "hit_token_limit": i < k} for i, r in enumerate(test)]
+        for k, s in enumerate(SETTINGS)
     }
     return test, baseline, generations
 
 
 SPLIT_STATS = {"n_raw": 500, "n_kept": 500, "dropped": {"malformed": 0, "duplicate_question": 0},
-               "n_train": 400, "n_val": 50, "n_heldout": 50, "seed": 42}
+               "n_train": 400, "n_val": 50, "n_heldout": 50, "n_unused": 0, "seed": 42}
+AUGMENT_STATS = {"method": "llm", "ratio": 0.3, "seed": 42, "n_train": 400, "n_selected": 120, "n_augmented": 118,
+                 "n_unaugmented": 2, "unaugmented_reasons": {"empty": 1, "length": 1},
+                 "usage": {"model": "deepseek-chat", "calls": 122}}
+STUDY = yaml.safe_load((REPO / "config" / "study.yaml").read_text(encoding="utf-8"))
+
+
+def fidelity_rows(config):
+    """The fidelity.csv interface, as rule fidelity_table writes it for this config."""
+    return fidelity_table.fidelity_table(STUDY, config).to_dict(orient="records")
 
 
 def fake_provenance():
@@ -136,7 +155,8 @@ def make_context(config, **overrides):
     test, baseline, generations = sample_records()
     kwargs = dict(config=config, winrate=winrate_rows(), pairwise=pairwise_rows(), split_stats=SPLIT_STATS,
                   test=test, baseline=baseline, generations=generations, provenance=fake_provenance(),
-                  judge_prompt=read_judge_prompt(JUDGE_PROGRAM))
+                  judge_prompt=read_judge_prompt(JUDGE_PROGRAM), fidelity=fidelity_rows(config),
+                  augment_stats=AUGMENT_STATS)
     kwargs.update(overrides)
     return paper_context(**kwargs)
 
@@ -211,9 +231,9 @@ def test_design_section_comes_from_the_config(config):
     assert "Qwen/Qwen3-14B" in tex
     assert r"4-bit nf4" in tex
     assert r"Learning rate & 2e-5 & 2e-5 & 2e-5 & 1e-4 \\" in tex
-    assert r"Gradient checkpointing & yes & yes & yes & no \\" in tex
-    assert r"LoRA targets & q\_proj, k\_proj, v\_proj, o\_proj &" in tex
-    assert r"\texttt{openai}, model" in tex and r"\texttt{gpt-4o}" in tex
+    assert r"Gradient checkpointing & yes & yes & yes & yes \\" in tex
+    assert r"LoRA targets & q\_proj, k\_proj, v\_proj, o\_proj, gate\_proj, up\_proj &" in tex
+    assert r"\texttt{openai}, model" in tex and r"\texttt{gpt-3.5-turbo}" in tex
     assert STUDY_PROMPT_START in tex and "does not affect your judgment." in tex
     assert "Test set: 4 questions" in tex
     for name in ("loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf"):
@@ -272,25 +292,62 @@ def test_best_without_paired_tests_is_not_called_ahead(config):
     assert not any("ahead" in s for s in sentences)
 
 
-def test_published_rate_only_for_matching_setting_names(config):
-    config = copy.deepcopy(config)
-    config["settings"] = {("tricks" if k == "setting4" else k): v for k, v in config["settings"].items()}
+def test_a_setting_without_a_published_rate_shows_none(config):
     rows = winrate_rows()
-    rows[3]["setting"] = "tricks"
-    pairs = [{**p, "setting_b": "tricks"} if p["setting_b"] == "setting4" else p for p in pairwise_rows()]
-    test, baseline, generations = sample_records()
-    generations["tricks"] = generations.pop("setting4")
-    tex = render_paper(make_context(config, winrate=rows, pairwise=pairs, generations=generations))
+    rows[3].update(published_win_rate=None, published_wins=None, published_n=None, published_p_value=None)
+    tex = render_paper(make_context(config, winrate=rows))
     assert r"Ours (setting 4): Training tricks (Qwen3-4B) & 3 & 2 & 0 & 1 & 66.7 & [20.8, 93.9] & 1.000 & -- \\" in tex
+    assert r"Setting 4 & 2/3 & -- & -- & -- \\" in tex
 
 
 def test_published_rates_only_against_the_study_baseline(config):
-    config["baseline"] = {"source": "model", "model": "qwen3-4b"}
-    context = make_context(config)
+    rows = winrate_rows()
+    for row in rows:  # as winrate_table writes them when the run's baseline is not the study's
+        row.update(published_win_rate=None, published_wins=None, published_n=None, published_p_value=None)
+    context = make_context(config, winrate=rows)
     assert [r["published"] for r in context["results"]] == ["--"] * 4
     tex = render_paper(context)
     assert "a different baseline, so they are\nnot shown" in tex and "open\ndiamonds" not in tex
+    assert r"\label{tab:published}" not in tex
     assert not any("published" in s for s in context["analysis"]["baseline"] + context["conclusion"])
+
+
+def test_published_rates_are_tested_not_eyeballed(config):
+    context = make_context(config)
+    analysis = " ".join(context["analysis"]["baseline"])
+    assert ("The study published 80.0% (16 of 20); Boschloo's exact test of our 13 of 20 against it gives "
+            "p = 0.490: our rate is not significantly different from the published one.") in analysis
+    assert "inside" not in analysis and "outside" not in analysis
+    tex = render_paper(context)
+    assert r"Setting 3 & 13/20 & 16/20 & 80.0 & 0.490 \\" in tex
+
+
+def test_per_order_rates_position_bias_and_truncation(config):
+    tex = render_paper(make_context(config))
+    # setting 1: 15 wins of 20 -> 16/20 as first, 14/20 as second; flips 10%; 1 of 4 answers cut
+    assert r"Setting 1 & 80.0 & 70.0 & 10.0 & 85.0 & 0 of 4 \\" in tex
+    assert r"Setting 4 & 100.0 & 33.3 & 10.0 & 85.0 & 3 of 4 \\" in tex
+    assert "FastChat drops such failed verdicts from its counts; we keep them in $n$ as\nnon-wins" in tex
+    assert "The study judged each question once, in an order it does not state" in tex
+    assert "each question from its own seed" in tex and "at most 800 new tokens" in tex
+
+
+def test_fidelity_table_marks_what_differs_from_the_study(config):
+    tex = render_paper(make_context(config))
+    assert r"\label{tab:fidelity}" in tex and "none of them differs from the study's value" in tex
+    assert r"Judge model & gpt-3.5-turbo & gpt-3.5-turbo & report §2, §3.4" in tex
+    assert r"Split seed & not stated & 42 & assumption" in tex and tex.count("& ours \\") >= 5
+    config["judge"]["model"] = "gpt-4o"
+    tex = render_paper(make_context(config))
+    assert "1 of them differ from the study's value in this run" in tex
+    assert r"Judge model & gpt-3.5-turbo & gpt-4o & report §2, §3.4; the report names it ChatGPT-3 & differs \\" in tex
+
+
+def test_augmentation_is_described_from_its_stats(config):
+    tex = render_paper(make_context(config))
+    assert "adds a rewritten copy (answer kept) of 118 of the 400 training questions" in tex
+    assert "an LLM (deepseek-chat) rewrote the question" in " ".join(tex.split())
+    assert "left unaugmented: 1 empty, 1 length" in " ".join(tex.split())
 
 
 def test_tied_best_and_missing_win_rate(config):
@@ -443,6 +500,8 @@ def stage(tmp_path, config, template=REPO / "paper" / "paper.tex.j2"):
                "losses": losses, "split_stats": write("split_stats.json", json.dumps(SPLIT_STATS)),
                "raw": jsonl("raw.jsonl", test), "test": jsonl("test.jsonl", test),
                "baseline": jsonl("baseline.jsonl", baseline),
+               "fidelity": write("fidelity.csv", pd.DataFrame(fidelity_rows(config)).to_csv(index=False)),
+               "augment_stats": [write("augment_stats.json", json.dumps(AUGMENT_STATS))],
                "generations": [jsonl(f"gen_{s}.jsonl", generations[s]) for s in SETTINGS],
                "models": models, "judge_program": str(JUDGE_PROGRAM),
                "template": str(template)},

@@ -1,20 +1,24 @@
-"""The judge's OpenAI-compatible calls: chat completions one by one (with retries) or all at once
-through the Batch API, every answer cached on disk so that no call is ever paid for twice.
+"""Every paid call of the pipeline (the judge, the LLM augmentation, an OpenAI baseline) goes
+through one OpenAI-compatible client: chat completions one by one (with retries) or all at once
+through the Batch API, every answer cached on disk so that no call is ever paid for twice. Each
+caller hands it its config section (`judge`, `augmentation.llm`, `baseline`), whose keys are
+described by `$defs/chat_api` in config/schema.yaml.
 
 Retries (tenacity; the client's own are off, so that one policy governs every request): HTTP
 408, 409, 429 and 5xx, timeouts, dropped connections and 200 responses that are not a chat
-completion are retried up to `judge.max_retries` times, waiting what the server's
+completion are retried up to `max_retries` times, waiting what the server's
 `retry-after-ms` or `Retry-After` header asks, else exponential backoff with jitter starting at
-`judge.backoff_base` seconds. Other errors, a 429 for an exhausted quota and a Retry-After beyond
+`backoff_base` seconds. Other errors, a 429 for an exhausted quota and a Retry-After beyond
 MAX_RETRY_AFTER_S stop at once with one line (the finished calls stay cached: rerun later).
 
 Cache: one JSON file per call, `<cache>/<k[:2]>/<k>.json`, where k is the SHA-256 of the base URL,
-the request body (model, messages, temperature, max_tokens) and the attempt number (a reply
-without a label is asked once more: a second attempt at the same request, cached apart). Each
+the request body (model, messages, temperature, max_tokens) and the attempt number (an unusable
+reply, e.g. one without a label, is asked once more: a second attempt at the same request, cached
+apart). Each
 entry is written atomically as soon as its reply arrives and holds the reply and its token usage,
 nothing else: not the key, not the base URL.
 
-Batch (`judge.batch: true`): the uncached calls go into one JSONL file, uploaded with the Files
+Batch (`batch: true`, the judge's): the uncached calls go into one JSONL file, uploaded with the Files
 API and run as one batch (24h window, half price). Its state (input file id, batch id, the cache
 keys it answers) is saved under `<cache>/batches/` as soon as each id exists, so a killed run
 polls the same batch again instead of paying for a second one; the replies land in the cache.
@@ -78,18 +82,20 @@ def complete(client: openai.OpenAI, body: dict) -> Reply:
     return reply_of(data)
 
 
-def request_body(judge: dict, messages: list[dict]) -> dict:
-    body = {"model": judge["model"], "messages": messages, "temperature": float(judge.get("temperature", 0.0))}
-    if judge.get("max_tokens") is not None:
-        body["max_tokens"] = int(judge["max_tokens"])
+def request_body(cfg: dict, messages: list[dict], max_tokens: int | None = None) -> dict:
+    """The request: the section's model and temperature; max_tokens given per call, else the section's."""
+    body = {"model": cfg["model"], "messages": messages, "temperature": float(cfg.get("temperature", 0.0))}
+    max_tokens = max_tokens if max_tokens is not None else cfg.get("max_tokens")
+    if max_tokens is not None:
+        body["max_tokens"] = int(max_tokens)
     return body
 
 
-def api_key_from_env(judge: dict) -> str:
-    env = judge.get("api_key_env") or DEFAULT_API_KEY_ENV
+def api_key_from_env(cfg: dict, section: str = "judge") -> str:
+    env = cfg.get("api_key_env") or DEFAULT_API_KEY_ENV
     key = os.environ.get(env)
     if not key:
-        raise PipelineError(f"judge.api_key_env: environment variable {env} is not set")
+        raise PipelineError(f"{section}.api_key_env: environment variable {env} is not set")
     return key
 
 
@@ -134,8 +140,8 @@ def describe(exc: BaseException, api_key: str) -> str:
     return text.replace(api_key, "***") if api_key else text
 
 
-def retrying(judge: dict, api_key: str) -> Retrying:
-    base = float(judge.get("backoff_base", 1.0))
+def retrying(cfg: dict, api_key: str, desc: str) -> Retrying:
+    base = float(cfg.get("backoff_base", 1.0))
     backoff = wait_exponential_jitter(multiplier=base, max=MAX_BACKOFF_S, jitter=base)
 
     def wait(state) -> float:
@@ -144,12 +150,12 @@ def retrying(judge: dict, api_key: str) -> Retrying:
 
     def before_sleep(state) -> None:
         exc = state.outcome.exception()
-        log.warning("judge: %s; retry %d in %.2f s", describe(exc, api_key), state.attempt_number, state.next_action.sleep)
+        log.warning("%s: %s; retry %d in %.2f s", desc, describe(exc, api_key), state.attempt_number, state.next_action.sleep)
 
     return Retrying(
         retry=retry_if_exception(is_transient),
         wait=wait,
-        stop=stop_after_attempt(int(judge.get("max_retries", 5)) + 1),
+        stop=stop_after_attempt(int(cfg.get("max_retries", 5)) + 1),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -159,7 +165,7 @@ def retrying(judge: dict, api_key: str) -> Retrying:
 
 
 class Cache:
-    """One JSON file per judge call, named by the hash of everything that determines its reply."""
+    """One JSON file per call, named by the hash of everything that determines its reply."""
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
@@ -178,57 +184,62 @@ class Cache:
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError):  # unreadable (a disk fault): ask again
-            log.warning("judge cache: ignoring unreadable entry %s", self.path(key))
+            log.warning("call cache: ignoring unreadable entry %s", self.path(key))
             return None
 
     def put(self, key: str, reply: Reply) -> None:
         write_json(self.path(key), {"reply": asdict(reply)})
 
 
-# --------------------------------------------------------------------------- the judge
+# --------------------------------------------------------------------------- the client
 
 
-class ChatJudge:
-    """Asks an OpenAI-compatible server, through the cache, one by one or as a batch."""
+class ChatClient:
+    """Asks an OpenAI-compatible server, through the cache, one by one or as a batch. `cfg` is a
+    config section shaped like `$defs/chat_api` (`section` names it in error messages)."""
 
-    def __init__(self, judge: dict, cache_dir: str | os.PathLike, desc: str = "judge"):
-        self.judge, self.desc = judge, desc
-        self.api_key = api_key_from_env(judge)  # before any call
+    def __init__(self, cfg: dict, cache_dir: str | os.PathLike, desc: str = "judge", section: str = "judge"):
+        self.cfg, self.desc, self.section = cfg, desc, section
+        self.api_key = api_key_from_env(cfg, section)  # before any call
         self.client = openai.OpenAI(
-            base_url=judge.get("base_url") or None,
+            base_url=cfg.get("base_url") or None,
             api_key=self.api_key,
             max_retries=0,
-            timeout=float(judge.get("timeout", 120.0)),
+            timeout=float(cfg.get("timeout", 120.0)),
         )
         self.base_url = str(self.client.base_url).rstrip("/")
         self.cache = Cache(cache_dir)
 
-    def ask(self, conversations: list[list[dict]], attempt: int = 0) -> list[Reply]:
-        """One reply per conversation, in order; only what the cache lacks is asked."""
-        bodies = [request_body(self.judge, messages) for messages in conversations]
+    def ask(self, conversations: list[list[dict]], attempt: int = 0, max_tokens: list[int] | None = None) -> list[Reply]:
+        """One reply per conversation, in order; only what the cache lacks is asked. `max_tokens`
+        gives each conversation its own limit (else the section's)."""
+        limits = max_tokens or [None] * len(conversations)
+        bodies = [request_body(self.cfg, messages, limit) for messages, limit in zip(conversations, limits)]
         keys = [self.cache.key(self.base_url, body, attempt) for body in bodies]
         replies = {key: reply for key in set(keys) if (reply := self.cache.get(key)) is not None}
         todo = {key: body for key, body in zip(keys, bodies) if key not in replies}
         log.info("%s: %d calls (attempt %d): %d cached, %d to ask", self.desc, len(keys), attempt + 1, len(replies), len(todo))
         if todo:
-            replies.update(self._batch(todo) if self.judge.get("batch") else self._one_by_one(todo))
+            replies.update(self._batch(todo) if self.cfg.get("batch") else self._one_by_one(todo))
         return [replies[key] for key in keys]
 
     def _call(self, fn, *args, **kwargs):
         """fn with retries; an error that remains becomes one line that does not hold the key."""
         try:
-            return retrying(self.judge, self.api_key)(fn, *args, **kwargs)
+            return retrying(self.cfg, self.api_key, self.desc)(fn, *args, **kwargs)
         except openai.AuthenticationError as e:
-            raise PipelineError(f"judge: the API rejected the key (HTTP {e.status_code}); check judge.api_key_env") from None
+            raise PipelineError(
+                f"{self.desc}: the API rejected the key (HTTP {e.status_code}); check {self.section}.api_key_env"
+            ) from None
         except (openai.APIError, MalformedReply) as e:
             wait = retry_after_s(e)
             if wait is not None and wait > MAX_RETRY_AFTER_S:
                 hint = f" (the server asks to wait {wait:.0f} s: rerun then; the calls made so far are cached)"
             elif is_transient(e):
-                hint = f" (still failing after {self.judge.get('max_retries', 5)} retries)"
+                hint = f" (still failing after {self.cfg.get('max_retries', 5)} retries)"
             else:
                 hint = ""
-            raise PipelineError(f"judge: request failed with {describe(e, self.api_key)}{hint}") from None
+            raise PipelineError(f"{self.desc}: request failed with {describe(e, self.api_key)}{hint}") from None
 
     def _one_by_one(self, todo: dict[str, dict]) -> dict[str, Reply]:
         failed = threading.Event()  # once a call has failed for good, queued calls spend nothing
@@ -245,7 +256,7 @@ class ChatJudge:
             return key, reply
 
         replies = {}
-        pool = ThreadPoolExecutor(max_workers=int(self.judge.get("concurrency", 4)))
+        pool = ThreadPoolExecutor(max_workers=int(self.cfg.get("concurrency", 4)))
         try:
             futures = [pool.submit(one, key) for key in todo]
             for future in tqdm(as_completed(futures), total=len(futures), desc=self.desc, unit="call"):
@@ -277,7 +288,7 @@ class ChatJudge:
         ]
         uploaded = self._call(
             self.client.files.create,
-            file=("judge_batch.jsonl", ("\n".join(lines) + "\n").encode("utf-8"), "application/jsonl"),
+            file=("batch.jsonl", ("\n".join(lines) + "\n").encode("utf-8"), "application/jsonl"),
             purpose="batch",
         )
         path = folder / f"{hashlib.sha256(''.join(sorted(todo)).encode()).hexdigest()[:16]}.json"
@@ -303,12 +314,12 @@ class ChatJudge:
         if unanswered:
             first = f" (first error: {errors[0]})" if errors else ""
             raise PipelineError(
-                f"judge: batch {batch.id} ended '{batch.status}' with {unanswered} of {len(state['keys'])} "
+                f"{self.desc}: batch {batch.id} ended '{batch.status}' with {unanswered} of {len(state['keys'])} "
                 f"requests unanswered{first}; rerun to submit them again".replace(self.api_key, "***")
             )
 
     def _poll(self, batch_id: str, total: int):
-        interval = float(self.judge.get("batch_poll_interval", 60.0))
+        interval = float(self.cfg.get("batch_poll_interval", 60.0))
         status = None
         with tqdm(total=total, desc=f"{self.desc} (batch)", unit="call") as bar:
             while True:

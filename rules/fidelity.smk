@@ -1,0 +1,15 @@
+rule fidelity_table:
+    input:
+        study=STUDY,
+    output:
+        f"{RESULTS}/tables/fidelity.csv",
+    log:
+        f"{LOGS}/fidelity_table.log",
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    params:
+        config=RUN_CONFIG,
+    script:
+        "../scripts/fidelity_table.py"
