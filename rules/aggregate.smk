@@ -1,6 +1,7 @@
 rule winrate_table:
     input:
         verdicts=expand(f"{RESULTS}/verdicts/{{setting}}.jsonl", setting=SETTINGS),
+        study=STUDY,
     output:
         csv=f"{RESULTS}/tables/winrate.csv",
         json=f"{RESULTS}/tables/winrate.json",
@@ -17,5 +18,6 @@ rule winrate_table:
             for s in SETTINGS
         ],
         prices=config["judge"].get("price_per_million"),
+        compare_published=compares_with_published(),
     script:
         "../scripts/winrate_table.py"

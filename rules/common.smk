@@ -17,7 +17,9 @@ RUN_CONFIG = {k: v for k, v in config.items() if k not in ("recipes", "gpu_memor
 def compares_with_published():
     """The study published win rates against the course file's ChatGPT answers: ours are only
     comparable with them on that test set and that baseline."""
-    return config["baseline"]["source"] == "file" and config["test"]["source"] != "heldout"
+    return (
+        config["baseline"]["source"] == "file" and config["test"]["source"] != "heldout"
+    )
 
 
 def check_config():

@@ -2,7 +2,9 @@
 
 tables/winrate.csv and .json, one row per setting (COLUMNS):
   n                   every judged question, invalid verdicts included, so that an unparseable
-                      reply is never a silent win or tie.
+                      reply is never a silent win or tie. FastChat's MT-bench pairwise script
+                      drops failed verdicts from its counts; we keep them in n as non-wins, so
+                      every rate below is out of all the questions.
   wins, ties, losses, invalid   the verdicts (judge_pairwise.py: both orders, MT-bench rule).
   win_rate            wins / n, as the study counts it; win_rate_ties_half = (wins + ties/2) / n.
   ci_low, ci_high     Wilson score 95% interval of win_rate (wins out of n).
@@ -12,6 +14,25 @@ tables/winrate.csv and .json, one row per setting (COLUMNS):
                       are neither wins nor losses).
   consistency         share of the questions judged validly in both orders whose two orders
                       agreed (position consistency; empty when there are none).
+  win_rate_as_first, win_rate_as_second   the setting's wins in one order alone, out of n: its
+                      answer shown as Assistant 1 (order setting_first), and as Assistant 2
+                      (order baseline_first); an invalid order is a non-win.
+  order_flips, order_flip_share   position bias in its strong form: a question flips when its
+                      outcome is a win in one order and a loss in the other (a tie against a
+                      win or a loss breaks consistency but is no flip). order_flip_share =
+                      order_flips / the questions judged validly in both orders (empty when
+                      there are none).
+  published_win_rate, published_wins, published_n, published_p_value   the study's own result,
+                      when the rule's param compare_published is true (our test set and
+                      baseline are the study's) and config/study.yaml (`published:` n,
+                      win_rates) has a rate for the setting; empty otherwise. published_wins =
+                      round(published_win_rate * published_n). published_p_value: Boschloo's
+                      exact test, two-sided, of "our win rate and the published one are equal",
+                      on the 2x2 table of wins and non-wins, ours (wins of n) against the
+                      study's (published_wins of published_n), both sample sizes fixed
+                      (scipy.stats.boschloo_exact: twice the smaller one-sided p-value, at most
+                      1). Degenerate tables: a row of zeros (both all wins, or both none) gives
+                      1.0; our n = 0 gives empty (no rate of ours to compare).
   mean_answer_chars, baseline_mean_answer_chars   mean answer length in characters, the
                       setting's and the baseline's on the same questions (judges like length).
   prompt_tokens, completion_tokens, judge_calls   what the verdicts cost: every call behind
@@ -34,18 +55,26 @@ import math
 from typing import Mapping
 
 import pandas as pd
-from scipy.stats import binomtest
+import yaml
+from scipy.stats import binomtest, boschloo_exact
 
 from common import DataError, PipelineError, iter_jsonl, log, run_stage, write_json, write_text
 
 VERDICTS = ("win", "tie", "loss", "invalid")
+ORDERS = ("setting_first", "baseline_first")  # judge_pairwise.ORDERS
 COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
-    "ci_low", "ci_high", "p_value", "consistency", "mean_answer_chars", "baseline_mean_answer_chars",
+    "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
+    "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
+    "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd",
 ]
 PAIRWISE_COLUMNS = ["setting_a", "setting_b", "n", "a_better", "b_better", "p_value"]
-INT_COLUMNS = ["n", "wins", "ties", "losses", "invalid", "prompt_tokens", "completion_tokens", "judge_calls"]
+INT_COLUMNS = [
+    "n", "wins", "ties", "losses", "invalid", "order_flips", "prompt_tokens", "completion_tokens", "judge_calls",
+]
+NULLABLE_INT_COLUMNS = ["published_wins", "published_n"]  # empty when not compared
+FLOAT_COLUMNS = ["published_win_rate", "published_p_value", "cost_usd"]
 
 
 def wilson_interval(k: int, n: int) -> tuple[float, float]:
@@ -60,6 +89,82 @@ def exact_binomial_p(k: int, n: int) -> float:
     return binomtest(k, n, 0.5, alternative="two-sided").pvalue if n else 1.0
 
 
+def published_p_value(wins: int, n: int, published_wins: int, published_n: int) -> float:
+    """Two-sided exact test of our wins out of n against the study's published_wins out of
+    published_n (are the two win rates equal?); NaN when either n is 0."""
+    if not n or not published_n:
+        return math.nan  # a column of zeros: no rate to compare (scipy would also give NaN)
+    # Boschloo's test, not Fisher's: only the two sample sizes are fixed by design, not the total
+    # number of wins Fisher's test conditions on. Boschloo orders the tables by Fisher's p-value
+    # and takes, as p-value, the largest probability of a table at least that extreme over every
+    # common win rate; for each one-sided alternative that p-value is never above Fisher's for the
+    # same table (Boschloo 1970), so at any level it rejects whenever Fisher's test does: uniformly
+    # more powerful, still exact (never above the level). A row of zeros (both all wins, or both
+    # none) is no evidence either way: scipy gives p = 1.
+    table = [[wins, published_wins], [n - wins, published_n - published_wins]]
+    return float(boschloo_exact(table, alternative="two-sided").pvalue)
+
+
+def order_outcomes(record: dict) -> dict[str, str]:
+    """The setting's outcome in each order, by order name."""
+    return {o["order"]: o["outcome"] for o in record["orders"]}
+
+
+def order_statistics(records: list[dict]) -> dict:
+    """Per-order win rates (out of every question) and win/loss flips between the orders."""
+    n = len(records)
+    outcomes = [order_outcomes(r) for r in records]
+    both_valid = [o for o in outcomes if set(o) == set(ORDERS) and "invalid" not in o.values()]
+    flips = sum(sorted(o.values()) == ["loss", "win"] for o in both_valid)
+    return {
+        "win_rate_as_first": sum(o.get("setting_first") == "win" for o in outcomes) / n if n else math.nan,
+        "win_rate_as_second": sum(o.get("baseline_first") == "win" for o in outcomes) / n if n else math.nan,
+        "order_flips": flips,
+        "order_flip_share": flips / len(both_valid) if both_valid else math.nan,
+    }
+
+
+def published_columns(wins: int, n: int, published: Mapping | None) -> dict:
+    """The study's rate for the setting ({win_rate, wins, n}, read_published) beside ours."""
+    if not published:
+        return {"published_win_rate": math.nan, "published_wins": None, "published_n": None,
+                "published_p_value": math.nan}
+    return {
+        "published_win_rate": published["win_rate"],
+        "published_wins": published["wins"],
+        "published_n": published["n"],
+        "published_p_value": published_p_value(wins, n, published["wins"], published["n"]),
+    }
+
+
+def read_published(path) -> dict[str, dict]:
+    """Setting -> {win_rate, wins, n} from the `published:` section of the study file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            study = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise PipelineError(f"{path}: cannot read the study file ({e})") from None
+    published = study.get("published") if isinstance(study, dict) else None
+    if not isinstance(published, dict):
+        raise PipelineError(f"{path}: published: missing or not a mapping (n, win_rates)")
+    n = published.get("n")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise PipelineError(f"{path}: published.n: expected the number of questions (a positive integer), got {n!r}")
+    rates = published.get("win_rates")
+    if not isinstance(rates, dict):
+        raise PipelineError(f"{path}: published.win_rates: missing or not a mapping of setting to rate")
+    out = {}
+    for setting, rate in rates.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise PipelineError(f"{path}: published.win_rates.{setting}: expected a number in [0, 1], got {rate!r}")
+        wins = round(rate * n)
+        if abs(rate * n - wins) > 1e-6:
+            log.warning("%s: published.win_rates.%s = %s is not a whole number of %d questions; %d wins",
+                        path, setting, rate, n, wins)
+        out[str(setting)] = {"win_rate": float(rate), "wins": wins, "n": n}
+    return out
+
+
 def cost_usd(prompt_tokens: int, completion_tokens: int, prices: Mapping | None) -> float:
     if not prices:
         return math.nan
@@ -70,7 +175,9 @@ def _mean(values: list[int]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def winrate_row(setting: str, title: str, records: list[dict], prices: Mapping | None = None) -> dict:
+def winrate_row(
+    setting: str, title: str, records: list[dict], prices: Mapping | None = None, published: Mapping | None = None,
+) -> dict:
     counts = {v: 0 for v in VERDICTS}
     for record in records:
         verdict = record.get("verdict")
@@ -96,6 +203,8 @@ def winrate_row(setting: str, title: str, records: list[dict], prices: Mapping |
         "ci_high": ci_high,
         "p_value": exact_binomial_p(wins, wins + losses),
         "consistency": _mean(consistent),
+        **order_statistics(records),
+        **published_columns(wins, n, published),
         "mean_answer_chars": _mean([len(r["setting_answer"]) for r in records]),
         "baseline_mean_answer_chars": _mean([len(r["baseline_answer"]) for r in records]),
         "prompt_tokens": prompt_tokens,
@@ -109,15 +218,20 @@ def winrate_table(
     verdict_records_by_setting: Mapping[str, list[dict]],
     titles: Mapping[str, str] | None = None,
     prices: Mapping | None = None,
+    published: Mapping[str, Mapping] | None = None,
 ) -> pd.DataFrame:
-    """One row per setting, in the mapping's order."""
-    titles = titles or {}
+    """One row per setting, in the mapping's order; `published` (read_published) holds the
+    study's rates to compare with, by setting (none: the published columns stay empty)."""
+    titles, published = titles or {}, published or {}
     rows = [
-        winrate_row(name, titles.get(name, name), records, prices)
+        winrate_row(name, titles.get(name, name), records, prices, published.get(name))
         for name, records in verdict_records_by_setting.items()
     ]
     df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.astype({c: "int64" for c in INT_COLUMNS}).astype({"cost_usd": "float64"})
+    return df.astype(
+        {**{c: "int64" for c in INT_COLUMNS}, **{c: "Int64" for c in NULLABLE_INT_COLUMNS},
+         **{c: "float64" for c in FLOAT_COLUMNS}}
+    )
 
 
 def pairwise_row(a: str, a_records: list[dict], b: str, b_records: list[dict]) -> dict:
@@ -151,6 +265,7 @@ RECORD_FIELDS = {
     "id": (str, int),
     "verdict": str,
     "consistent": (bool, type(None)),
+    "orders": list,
     "setting_answer": str,
     "baseline_answer": str,
     "usage": dict,
@@ -168,6 +283,12 @@ def read_verdicts(path, setting: str) -> list[dict]:
                 raise DataError(path, lineno, name, f"missing or of the wrong type ({record.get(name)!r})")
         if record["verdict"] not in VERDICTS:
             raise DataError(path, lineno, "verdict", f"expected one of {', '.join(VERDICTS)}, got {record['verdict']!r}")
+        orders = [o if isinstance(o, dict) else {} for o in record["orders"]]
+        if sorted(str(o.get("order")) for o in orders) != sorted(ORDERS) or any(
+            o.get("outcome") not in VERDICTS for o in orders
+        ):
+            raise DataError(path, lineno, "orders", f"expected one outcome ({', '.join(VERDICTS)}) for each "
+                            f"of the orders {', '.join(ORDERS)}")
         for name in USAGE_FIELDS:
             if not isinstance(record["usage"].get(name), int):
                 raise DataError(path, lineno, f"usage.{name}", "missing or not an integer")
@@ -185,7 +306,7 @@ def table_rows(df: pd.DataFrame) -> list[dict]:
         for key, value in row.items():
             if hasattr(value, "item"):
                 value = value.item()
-            if isinstance(value, float) and math.isnan(value):
+            if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
                 value = None
             out[key] = value
         rows.append(out)
@@ -202,15 +323,18 @@ def main(smk) -> None:
         raise PipelineError(f"settings: duplicate names in {names}")
     by_setting = {s["name"]: read_verdicts(path, s["name"]) for s, path in zip(settings, paths)}
     titles = {s["name"]: s.get("title") or s["name"] for s in settings}
-    df = winrate_table(by_setting, titles, smk.params.prices)
+    published = read_published(smk.input.study) if smk.params.compare_published else {}
+    df = winrate_table(by_setting, titles, smk.params.prices, published)
     write_text(smk.output.csv, df.to_csv(index=False))
     write_json(smk.output.json, table_rows(df))
     write_text(smk.output.pairwise, pairwise_table(by_setting).to_csv(index=False))
     for row in table_rows(df):
         log.info(
-            "%s: win rate %s (%d/%d, 95%% CI %s-%s, sign test p=%s, %d invalid, orders agree %s)",
+            "%s: win rate %s (%d/%d, 95%% CI %s-%s, sign test p=%s, %d invalid, orders agree %s, "
+            "win/loss flips %d; published %s, Boschloo p=%s)",
             row["setting"], row["win_rate"], row["wins"], row["n"], row["ci_low"], row["ci_high"],
-            row["p_value"], row["invalid"], row["consistency"],
+            row["p_value"], row["invalid"], row["consistency"], row["order_flips"], row["published_win_rate"],
+            row["published_p_value"],
         )
 
 

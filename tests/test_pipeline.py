@@ -2,6 +2,7 @@
 the study's DAG as a dry run, and the config errors a user can make."""
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 DEMO = ["--configfile", "config/demo.yaml"]
 WINRATE_COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
-    "ci_low", "ci_high", "p_value", "consistency", "mean_answer_chars", "baseline_mean_answer_chars",
+    "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
+    "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
+    "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd",
 ]
 COPIED = ["Snakefile", "rules", "scripts", "config", "envs", "paper", "data/demo", "data/protected_terms.txt"]
@@ -99,6 +102,31 @@ def test_demo_writes_the_table_and_the_paper(demo_run):
     assert not (results / "checkpoints" / "setting1").exists()  # cleaned up once the adapter is saved
 
 
+def test_demo_paper_shows_fidelity_orders_and_truncation_from_the_run_files(demo_run):
+    results = demo_run / "results" / "demo"
+    tex = (results / "paper" / "paper.tex").read_text(encoding="utf-8")
+    with open(results / "tables" / "fidelity.csv", encoding="utf-8") as f:
+        fidelity = list(csv.DictReader(f))
+    deviations = [r for r in fidelity if r["status"] == "deviation"]
+    assert {"Dataset", "Judge model", "Method", "Max new tokens"} <= {r["parameter"] for r in deviations}
+    assert f"{len(deviations)} of them differ from the study's value in this run" in tex
+    judge_row = next(r for r in fidelity if r["parameter"] == "Judge model")
+    assert (f"Judge model & gpt-3.5-turbo & rouge-l-char & {judge_row['source']}; {judge_row['note']} & differs \\\\"
+            in tex)
+    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for k, r in enumerate(rows, 1):
+        answers = read_jsonl(results / "generations" / f"{r['setting']}.jsonl")
+        cut = sum(a["hit_token_limit"] for a in answers)
+        cells = [f"{100 * float(r[c]):.1f}" for c in ("win_rate_as_first", "win_rate_as_second", "order_flip_share",
+                                                       "consistency")]
+        assert f"Setting {k} & " + " & ".join(cells) + f" & {cut} of {len(answers)} \\\\" in tex
+    assert r"\label{tab:published}" not in tex  # the demo's baseline is not the study's
+    stats = json.loads((results / "data" / "augment_stats.json").read_text(encoding="utf-8"))
+    assert stats["method"] == "synonym" and stats["n_augmented"] >= 1 and stats["replacements_sample"]
+    assert f"adds a rewritten copy (answer kept) of {stats['n_augmented']} of the {stats['n_train']}" in tex
+
+
 def test_finished_run_has_nothing_to_do(demo_run):
     assert planned_jobs(demo_run, *DEMO) == {}
 
@@ -106,7 +134,8 @@ def test_finished_run_has_nothing_to_do(demo_run):
 def test_judge_temperature_reruns_only_judging_and_after(demo_run):
     name = overlay(demo_run, "judge_t.yaml", {"judge": {"temperature": 0.7}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    assert jobs == {"judge_pairwise": 4, "winrate_table": 1, "render_paper": 1, "all": 1}
+    # The fidelity table shows the judge's temperature: it reruns too (a second).
+    assert jobs == {"judge_pairwise": 4, "winrate_table": 1, "fidelity_table": 1, "render_paper": 1, "all": 1}
 
 
 def test_a_bigger_gpu_reruns_nothing(demo_run):
@@ -118,7 +147,7 @@ def test_augmentation_ratio_reruns_only_the_augmented_setting(demo_run):
     name = overlay(demo_run, "ratio.yaml", {"augmentation": {"ratio": 0.5}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
     assert jobs == {"augment_train": 1, "train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1,
-                    "winrate_table": 1, "render_paper": 1, "all": 1}
+                    "winrate_table": 1, "fidelity_table": 1, "render_paper": 1, "all": 1}
     out = snakemake(demo_run, "-n", "--cores", "1", "--configfile", "config/demo.yaml", name).stdout
     assert re.findall(r"rule train_adapter:\n(?:    .*\n)*?    wildcards: setting=(\w+)", out) == ["setting3"]
 
@@ -129,7 +158,7 @@ def test_a_fifth_setting_needs_no_code(demo_run):
     name = overlay(demo_run, "fifth.yaml", {"settings": {"setting5": fifth}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
     assert jobs == {"train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1, "winrate_table": 1,
-                    "render_paper": 1, "all": 1}
+                    "fidelity_table": 1, "render_paper": 1, "all": 1}
 
 
 def test_openai_judge_without_key_stops_before_any_job(demo_run):
@@ -157,8 +186,8 @@ def test_openai_judge_in_the_dag_pays_once_and_writes_the_key_nowhere(demo_run, 
             "api_key_env": "PIPELINE_JUDGE_KEY", "concurrency": 4, "backoff_base": 0.01,
             "price_per_million": {"input": 2.5, "output": 10.0}}})
         args, env = ("--configfile", "config/demo.yaml", name), {"PIPELINE_JUDGE_KEY": secret}
-        assert planned_jobs(root, *args, env=env) == {"judge_pairwise": 4, "winrate_table": 1, "render_paper": 1,
-                                                      "all": 1}
+        assert planned_jobs(root, *args, env=env) == {"judge_pairwise": 4, "winrate_table": 1, "fidelity_table": 1,
+                                                      "render_paper": 1, "all": 1}
         snakemake(root, "--cores", "1", *args, env=env)
         results = root / "results" / "demo"
         question = {r["id"]: r["question"] for r in read_jsonl(results / "data/test.jsonl")}
@@ -186,20 +215,56 @@ def test_openai_judge_in_the_dag_pays_once_and_writes_the_key_nowhere(demo_run, 
                 assert secret.encode() not in path.read_bytes(), path
 
 
+def test_llm_augmentation_in_the_dag_rewrites_the_share_and_pays_once(demo_run, tmp_path):
+    """The study's augmentation method against a loopback server, through Snakemake."""
+    root = tmp_path / "run"
+    shutil.copytree(demo_run, root, symlinks=True)
+    secret = "sk-augment-test-DO-NOT-LEAK-77"
+    server = fake_openai.start(respond=lambda body: "增强后的文本：请问" + body["messages"][-1]["content"]
+                               .split("原文：", 1)[1].removesuffix("\n\n增强后的文本："))
+    target = "results/demo/data/train_augmented.jsonl"
+    try:
+        name = overlay(root, "llm_augment.yaml", {"augmentation": {"method": "llm", "llm": {
+            "model": "deepseek-chat", "base_url": server.base_url, "api_key_env": "PIPELINE_AUGMENT_KEY",
+            "temperature": 0.7, "backoff_base": 0.01}}})
+        args = ("--configfile", "config/demo.yaml", name)
+        proc = snakemake(root, target, "--cores", "1", *args, check=False)  # no key: stops first
+        assert proc.returncode != 0 and "environment variable PIPELINE_AUGMENT_KEY is not set" in proc.stderr
+        assert not server.requests
+        env = {"PIPELINE_AUGMENT_KEY": secret}
+        snakemake(root, target, "--cores", "1", *args, env=env)
+        train = read_jsonl(root / "results/demo/data/train.jsonl")
+        out = read_jsonl(root / target)
+        copies = out[len(train):]
+        assert out[:len(train)] == train and len(copies) == int(0.3 * len(train) + 0.5) == len(server.requests)
+        answers = {r["id"]: r["answer"] for r in train}
+        assert all(c["answer"] == answers[c["augmented_from"]] and c["question"].startswith("请问") for c in copies)
+        (root / target).unlink()
+        snakemake(root, target, "--cores", "1", *args, env=env)
+        assert read_jsonl(root / target) == out and len(server.requests) == len(copies)  # nothing paid twice
+    finally:
+        fake_openai.stop(server)
+    for folder in (root / "results", root / ".snakemake"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+
+
 def test_study_dag_dry_run_offline_without_key(tmp_path):
     root = copy_repo(tmp_path)
     env = {"OPENAI_API_KEY": "", "HF_HUB_OFFLINE": "1"}
     jobs = planned_jobs(root, "--resources", "gpu=1", env=env)
     assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 1, "augment_train": 1, "base_model": 2,
                     "train_adapter": 4, "generate_answers": 4, "baseline_answers": 1, "judge_pairwise": 4,
-                    "winrate_table": 1, "render_paper": 1, "all": 1}
+                    "winrate_table": 1, "fidelity_table": 1, "render_paper": 1, "all": 1}
     out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env=env).stdout
     assert "results/study/models/qwen3-14b/manifest.json" in out
 
 
 def test_study_run_without_course_file_stops_before_any_job(tmp_path):
     root = copy_repo(tmp_path)
-    proc = snakemake(root, "--cores", "1", "--resources", "gpu=1", env={"OPENAI_API_KEY": "sk-test"}, check=False)
+    proc = snakemake(root, "--cores", "1", "--resources", "gpu=1", env={"OPENAI_API_KEY": "sk-test", "DEEPSEEK_API_KEY": "sk-test"},
+                     check=False)
     assert proc.returncode != 0
     assert "test.source: the course file 'data/zh_med.json' does not exist" in proc.stdout + proc.stderr
     assert not (root / "results").exists()

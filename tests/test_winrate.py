@@ -1,12 +1,25 @@
 import csv
 import json
 import math
+import re
 
+import numpy as np
+import pandas as pd
 import pytest
-from conftest import fake_snakemake
+from conftest import REPO, fake_snakemake
+from scipy.stats import binom, fisher_exact, hypergeom
 
 import winrate_table as wt
 from common import DataError, PipelineError, write_jsonl
+
+
+# The setting's outcomes (setting_first, baseline_first) behind each verdict in _records: a tie
+# from a win/loss flip, an invalid verdict from an invalid first order.
+ORDERS_OF = {"win": ("win", "win"), "loss": ("loss", "loss"), "tie": ("win", "loss"), "invalid": ("invalid", "win")}
+
+
+def _orders(first, second):
+    return [{"order": "setting_first", "outcome": first}, {"order": "baseline_first", "outcome": second}]
 
 
 def _records(setting, verdicts, answer="答案", baseline="基线答案。", tokens=(100, 10)):
@@ -17,12 +30,24 @@ def _records(setting, verdicts, answer="答案", baseline="基线答案。", tok
             "setting": setting,
             "verdict": v,
             "consistent": None if v == "invalid" else v != "tie",
+            "orders": _orders(*ORDERS_OF.get(v, ("tie", "tie"))),
             "setting_answer": answer,
             "baseline_answer": baseline,
             "usage": {"prompt_tokens": 2 * tokens[0], "completion_tokens": 2 * tokens[1], "calls": 2},
         }
         for i, v in enumerate(verdicts)
     ]
+
+
+def _records_from_orders(setting, outcome_pairs):
+    """Records from the two orders' outcomes, the verdict by the MT-bench rule."""
+    records = _records(setting, ["win"] * len(outcome_pairs))
+    for record, (first, second) in zip(records, outcome_pairs):
+        invalid = "invalid" in (first, second)
+        record["verdict"] = "invalid" if invalid else first if first == second else "tie"
+        record["consistent"] = None if invalid else first == second
+        record["orders"] = _orders(first, second)
+    return records
 
 
 # setting1: 10 verdicts, 5 wins, 2 ties, 2 losses, 1 invalid; setting2: 4 verdicts, 0 wins
@@ -33,9 +58,18 @@ VERDICTS = {
 SETTINGS = [{"name": "setting1", "title": "Baseline recipe"}, {"name": "setting2", "title": "Scaling"}]
 COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
-    "ci_low", "ci_high", "p_value", "consistency", "mean_answer_chars", "baseline_mean_answer_chars",
+    "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
+    "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
+    "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd",
 ]
+PUBLISHED = {"setting1": {"win_rate": 0.75, "wins": 15, "n": 20}}
+STUDY_YAML = """settings: [setting1, setting2]
+published:
+  source: report Table 1
+  n: 20
+  win_rates: {setting1: 0.75, setting2: 0.90}
+"""
 
 
 def _by_setting():
@@ -74,6 +108,126 @@ def test_winrate_table_statistics():
     assert one["baseline_mean_answer_chars"] == 5 == two["baseline_mean_answer_chars"]
     assert (one["prompt_tokens"], one["completion_tokens"], one["judge_calls"]) == (2000, 200, 20)
     assert math.isnan(one["cost_usd"])  # no prices
+    # per order (ORDERS_OF): the ties won as Assistant 1, the invalid one as Assistant 2
+    assert (one["win_rate_as_first"], one["win_rate_as_second"]) == (pytest.approx(0.7), pytest.approx(0.6))
+    assert one["order_flips"] == 2 and one["order_flip_share"] == pytest.approx(2 / 9)
+    assert (two["win_rate_as_first"], two["win_rate_as_second"]) == (pytest.approx(0.25), pytest.approx(0.5))
+    assert two["order_flips"] == 1 and two["order_flip_share"] == pytest.approx(1 / 2)
+    assert all(math.isnan(one[c]) for c in ("published_win_rate", "published_p_value"))  # nothing to compare
+    assert pd.isna(one["published_wins"]) and pd.isna(one["published_n"])
+
+
+def test_per_order_rates_and_flips():
+    pairs = [
+        ("win", "win"),          # win
+        ("win", "loss"),         # flip
+        ("loss", "win"),         # flip
+        ("win", "tie"),          # disagree, no flip
+        ("tie", "tie"),
+        ("invalid", "win"),      # a win as Assistant 2, but not judged validly both ways
+        ("loss", "invalid"),
+        ("invalid", "invalid"),
+        ("loss", "loss"),
+        ("tie", "loss"),         # disagree, no flip
+    ]
+    row = wt.winrate_table({"s": _records_from_orders("s", pairs)}).iloc[0]
+    assert (row["n"], row["wins"], row["ties"], row["losses"], row["invalid"]) == (10, 1, 5, 1, 3)
+    assert row["win_rate_as_first"] == pytest.approx(3 / 10)  # q1, q2, q4; invalid orders stay in n
+    assert row["win_rate_as_second"] == pytest.approx(3 / 10)  # q1, q3, q6
+    assert row["order_flips"] == 2 and row["order_flip_share"] == pytest.approx(2 / 7)  # of the 7 valid both ways
+    assert row["consistency"] == pytest.approx(3 / 7)  # q1, q5, q9 agree
+    # a judge that always prefers Assistant 1: every question flips, the verdicts are all ties
+    biased = wt.winrate_table({"s": _records_from_orders("s", [("win", "loss")] * 4)}).iloc[0]
+    assert (biased["win_rate"], biased["win_rate_as_first"], biased["win_rate_as_second"]) == (0.0, 1.0, 0.0)
+    assert (biased["order_flips"], biased["order_flip_share"], biased["consistency"]) == (4, 1.0, 0.0)
+    # nothing judged validly both ways: no share, no flips
+    none = wt.winrate_table({"s": _records_from_orders("s", [("invalid", "win"), ("win", "invalid")])}).iloc[0]
+    assert none["order_flips"] == 0 and math.isnan(none["order_flip_share"])
+    assert (none["win_rate_as_first"], none["win_rate_as_second"]) == (0.5, 0.5)
+
+
+def _boschloo_by_hand(wins, n, published_wins, published_n, grid=20001):
+    """Boschloo's two-sided p-value from its definition: for each side, the tables whose one-sided
+    Fisher p-value is at most the observed one, their probability maximised over the common win
+    rate (on a grid); twice the smaller side, at most 1."""
+    pis = np.linspace(0, 1, grid)
+    x1, x2 = np.meshgrid(np.arange(n + 1), np.arange(published_n + 1), indexing="ij")
+    p1 = binom.pmf(np.arange(n + 1)[:, None], n, pis)
+    p2 = binom.pmf(np.arange(published_n + 1)[:, None], published_n, pis)
+
+    def side(a, b, x1, x2):  # ours greater: P(published wins <= b | total wins)
+        fisher = hypergeom.cdf(x2, n + published_n, x1 + x2, published_n)
+        region = fisher <= hypergeom.cdf(b, n + published_n, a + b, published_n) * (1 + 1e-12)
+        return np.einsum("ig,jg,ij->g", p1, p2, region).max()
+
+    greater = side(wins, published_wins, x1, x2)
+    less = side(n - wins, published_n - published_wins, n - x1, published_n - x2)  # the same on non-wins
+    return min(1.0, 2 * min(greater, less))
+
+
+def test_published_p_value_against_hand_computed_values():
+    p = wt.published_p_value(20, 20, 15, 20)
+    assert p == pytest.approx(_boschloo_by_hand(20, 20, 15, 20), rel=1e-6)
+    assert p == pytest.approx(0.0225278, abs=1e-7)
+    assert p < fisher_exact([[20, 15], [0, 5]]).pvalue  # 0.0471: Boschloo is the more powerful
+    assert wt.published_p_value(15, 20, 15, 20) == 1.0  # the same rate
+    for case in [(10, 20, 15, 20), (18, 20, 15, 20), (16, 20, 18, 20), (3, 7, 15, 20)]:
+        assert wt.published_p_value(*case) == pytest.approx(_boschloo_by_hand(*case), rel=1e-6), case
+    # 20/20 against 0/20: only that table is as extreme; pi^20 (1 - pi)^20 is largest at 1/2
+    assert wt.published_p_value(20, 20, 0, 20) == pytest.approx(2 * 0.5 ** 40, rel=1e-6)
+
+
+def test_published_p_value_degenerate_tables():
+    # a row of zeros: both all wins, or both none; every table is as extreme, p = 1
+    assert wt.published_p_value(20, 20, 20, 20) == 1.0
+    assert wt.published_p_value(0, 20, 0, 20) == 1.0
+    assert wt.published_p_value(5, 5, 20, 20) == 1.0
+    # a column of zeros: no questions of ours (or none published), nothing to compare
+    assert math.isnan(wt.published_p_value(0, 0, 15, 20)) and math.isnan(wt.published_p_value(3, 4, 0, 0))
+    row = wt.winrate_table({"s": []}, published={"s": PUBLISHED["setting1"]}).iloc[0]
+    assert row["published_win_rate"] == 0.75 and row["published_wins"] == 15 and math.isnan(row["published_p_value"])
+
+
+def test_winrate_table_with_published_rates():
+    by_setting = {
+        "setting1": _records("setting1", ["win"] * 20),
+        "setting2": _records("setting2", ["win"] * 15 + ["loss"] * 5),
+    }
+    one, two = wt.winrate_table(by_setting, published=PUBLISHED).to_dict(orient="records")
+    assert (one["published_win_rate"], one["published_wins"], one["published_n"]) == (0.75, 15, 20)
+    assert one["published_p_value"] == pytest.approx(wt.published_p_value(20, 20, 15, 20))
+    assert math.isnan(two["published_win_rate"]) and math.isnan(two["published_p_value"])  # no published rate
+    assert pd.isna(two["published_wins"]) and pd.isna(two["published_n"])
+
+
+def test_read_published_from_the_study_file():
+    published = wt.read_published(REPO / "config" / "study.yaml")
+    assert {k: (v["win_rate"], v["wins"], v["n"]) for k, v in published.items()} == {
+        "setting1": (0.75, 15, 20), "setting2": (0.9, 18, 20), "setting3": (0.8, 16, 20), "setting4": (0.8, 16, 20),
+    }
+
+
+@pytest.mark.parametrize("text, key", [
+    (STUDY_YAML.replace("setting1: 0.75", "setting1: 75"), "published.win_rates.setting1"),
+    (STUDY_YAML.replace("setting1: 0.75", "setting1: 75%"), "published.win_rates.setting1"),
+    (STUDY_YAML.replace("setting2: 0.90", "setting2: -0.1"), "published.win_rates.setting2"),
+    (STUDY_YAML.replace("setting2: 0.90", "setting2: .nan"), "published.win_rates.setting2"),
+    (STUDY_YAML.replace("setting2: 0.90", "setting2: true"), "published.win_rates.setting2"),
+    (STUDY_YAML.replace("  n: 20\n", ""), "published.n"),
+    (STUDY_YAML.replace("n: 20", "n: 0"), "published.n"),
+    (STUDY_YAML.replace("n: 20", "n: twenty"), "published.n"),
+    (STUDY_YAML.replace("  win_rates: {setting1: 0.75, setting2: 0.90}\n", ""), "published.win_rates"),
+    ("settings: [setting1]\n", "published"),
+])
+def test_bad_study_file_names_the_file_and_key(tmp_path, text, key):
+    study = tmp_path / "config" / "study.yaml"
+    study.parent.mkdir()
+    study.write_text(text, encoding="utf-8")
+    with pytest.raises(PipelineError, match=re.escape(f"config/study.yaml: {key}:")):
+        wt.read_published(study)
+    with pytest.raises(PipelineError, match=re.escape(f"config/study.yaml: {key}:")):
+        wt.main(_smk(tmp_path, _write(tmp_path), study=study, compare_published=True))
+    wt.main(_smk(tmp_path, _write(tmp_path), study=study, compare_published=False))  # not read: no comparison
 
 
 def test_winrate_table_cost():
@@ -111,15 +265,19 @@ def test_winrate_table_unknown_verdict():
         wt.winrate_table({"s": _records("s", ["draw"])})
 
 
-def _smk(tmp_path, paths, settings=SETTINGS):
+def _smk(tmp_path, paths, settings=SETTINGS, study=None, compare_published=False):
+    if study is None:
+        study = tmp_path / "config" / "study.yaml"
+        study.parent.mkdir(exist_ok=True)
+        study.write_text(STUDY_YAML, encoding="utf-8")
     return fake_snakemake(
-        input={"verdicts": [str(p) for p in paths]},
+        input={"verdicts": [str(p) for p in paths], "study": str(study)},
         output={
             "csv": str(tmp_path / "tables" / "winrate.csv"),
             "json": str(tmp_path / "tables" / "winrate.json"),
             "pairwise": str(tmp_path / "tables" / "pairwise.csv"),
         },
-        params={"settings": settings, "prices": None},
+        params={"settings": settings, "prices": None, "compare_published": compare_published},
         rule="winrate_table",
     )
 
@@ -144,12 +302,15 @@ def test_main_writes_csv_and_json(tmp_path):
         "invalid": 1, "win_rate": 0.5, "win_rate_ties_half": 0.6,
     }
     assert rows[0]["cost_usd"] is None and rows[0]["p_value"] == pytest.approx(58 / 128)
+    assert rows[0]["order_flips"] == 2 and rows[0]["win_rate_as_first"] == 0.7
+    assert all(rows[0][c] is None for c in COLUMNS if c.startswith("published_"))  # compare_published false
     assert rows[1]["title"] == "Scaling" and rows[1]["invalid"] == 2 and rows[1]["win_rate"] == 0.0
     with open(tmp_path / "tables" / "winrate.csv", encoding="utf-8") as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["setting"] for r in csv_rows] == ["setting1", "setting2"]
     assert csv_rows[0]["n"] == "10" and csv_rows[0]["wins"] == "5" and float(csv_rows[0]["win_rate"]) == 0.5
     assert list(csv_rows[0]) == COLUMNS and csv_rows[0]["cost_usd"] == ""
+    assert all(csv_rows[0][c] == "" for c in COLUMNS if c.startswith("published_"))
     with open(tmp_path / "tables" / "pairwise.csv", encoding="utf-8") as f:
         pairs = list(csv.DictReader(f))
     assert pairs == [{"setting_a": "setting1", "setting_b": "setting2", "n": "4", "a_better": "4", "b_better": "0",
@@ -184,4 +345,31 @@ def test_main_rejects_bad_verdict_and_empty_file(tmp_path):
         wt.main(_smk(tmp_path, paths))
     write_jsonl(paths[1], [])
     with pytest.raises(DataError, match="no verdicts"):
+        wt.main(_smk(tmp_path, paths))
+
+
+def test_main_compares_with_published(tmp_path):
+    wt.main(_smk(tmp_path, _write(tmp_path), compare_published=True))
+    one, two = json.loads((tmp_path / "tables" / "winrate.json").read_text(encoding="utf-8"))
+    assert (one["published_win_rate"], one["published_wins"], one["published_n"]) == (0.75, 15, 20)
+    assert one["published_p_value"] == pytest.approx(wt.published_p_value(5, 10, 15, 20))
+    assert (two["published_win_rate"], two["published_wins"], two["published_n"]) == (0.9, 18, 20)
+    assert two["published_p_value"] == pytest.approx(wt.published_p_value(0, 4, 18, 20))
+    assert two["published_p_value"] < 0.01
+    assert isinstance(one["published_wins"], int) and isinstance(one["order_flips"], int)
+    with open(tmp_path / "tables" / "winrate.csv", encoding="utf-8") as f:
+        row = next(csv.DictReader(f))
+    assert (row["published_win_rate"], row["published_wins"], row["published_n"]) == ("0.75", "15", "20")
+
+
+def test_main_checks_orders(tmp_path):
+    paths = _write(tmp_path)
+    records = _records("setting2", ["win"])
+    records[0]["orders"] = records[0]["orders"][:1]
+    write_jsonl(paths[1], records)
+    with pytest.raises(DataError, match=r"line 1: field 'orders'"):
+        wt.main(_smk(tmp_path, paths))
+    records[0]["orders"] = _orders("win", "draw")
+    write_jsonl(paths[1], records)
+    with pytest.raises(DataError, match=r"line 1: field 'orders'"):
         wt.main(_smk(tmp_path, paths))
