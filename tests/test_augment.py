@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 from conftest import REPO, fake_snakemake
+from test_augment_synonym import QUESTIONS
 
 import augment_train as A
 from common import PipelineError, read_json, read_jsonl, write_jsonl
@@ -18,29 +19,6 @@ from common import PipelineError, read_json, read_jsonl, write_jsonl
 PROTECTED_FILE = REPO / "data" / "protected_terms.txt"
 CFG = {"method": "synonym", "ratio": 0.3, "seed": 42,
        "synonym": {"max_words_per_question": 3, "min_word_freq": 100, "protected_terms": str(PROTECTED_FILE)}}
-
-QUESTIONS = [
-    "医生说我的高血压应该注意饮食，经常头晕怎么办？我很担心。",
-    "孩子发烧三天了，吃了布洛芬还是不退，应该怎么办？",
-    "最近经常失眠，晚上睡不着，白天没有精神，应该吃什么药？",
-    "我妈妈患有糖尿病，饮食方面需要注意什么？",
-    "CT检查发现肺部有阴影，医生建议复查，严重吗？",
-    "怀孕期间可以吃感冒药吗？担心对胎儿有影响。",
-    "胃痛了好几天，吃饭以后更加难受，请问是什么原因？",
-    "膝盖经常疼痛，上下楼梯的时候特别明显，应该挂什么科？",
-    "高血压患者平时应该注意什么，可以运动吗？",
-    "小孩子咳嗽很长时间了，晚上特别厉害，需要做什么检查？",
-    "皮肤突然出现很多红色的小疙瘩，非常痒，是过敏吗？",
-    "经常熬夜会不会导致脱发，有什么好的办法？",
-    "老人最近记忆力下降，经常忘记事情，需要看医生吗？",
-    "月经推迟了十天，验孕棒显示阴性，是什么原因？",
-    "喝酒以后脸红是什么原因，对身体有害吗？",
-    "牙齿出血是什么原因引起的，需要注意什么？",
-    "体检发现血脂偏高，平时饮食应该注意什么？",
-    "宝宝拉肚子两天了，精神还可以，需要吃药吗？",
-    "腰部疼痛很长时间了，久坐以后更加明显，怎么治疗？",
-    "眼睛干涩疲劳，长时间看电脑，有什么好的办法缓解？",
-]
 
 
 def tiny_records():
