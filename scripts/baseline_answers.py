@@ -2,10 +2,6 @@
 answers), from an OpenAI-compatible chat model, or from a local model (e.g. the untuned base)."""
 
 
-import os
-
-from tqdm.auto import tqdm
-
 from common import PipelineError, chat_prompt, log, read_jsonl, run_stage, write_jsonl
 
 
@@ -16,28 +12,21 @@ def answers_from_file(test: list[dict]) -> list[str]:
     return [t["baseline_answer"] for t in test]
 
 
-def answers_from_openai(test: list[dict], baseline: dict) -> list[str]:
-    from openai import OpenAI
+def answers_from_openai(test: list[dict], baseline: dict, cache_dir: str) -> list[str]:
+    """One answer per question from an OpenAI-compatible chat model, through the cached client."""
+    from chat_api import ChatClient
 
-    env = baseline.get("api_key_env", "OPENAI_API_KEY")
-    if not os.environ.get(env):
-        raise PipelineError(f"baseline.api_key_env: environment variable {env} is not set")
-    client = OpenAI(base_url=baseline.get("base_url"), api_key=os.environ[env])
-    answers = []
-    for t in tqdm(test, desc="baseline answers", unit="question"):
-        reply = client.chat.completions.create(
-            model=baseline["model"], messages=chat_prompt(t["question"]),
-            temperature=baseline.get("temperature", 0.0), max_tokens=baseline.get("max_tokens", 1024),
-        )
-        answers.append(reply.choices[0].message.content or "")
-    return answers
+    client = ChatClient(baseline, cache_dir, desc="baseline", section="baseline")
+    return [reply.content for reply in client.ask([chat_prompt(t["question"]) for t in test])]
 
 
 def answers_from_model(test: list[dict], manifest: str, generation: dict, quantization: dict, device: str) -> list[str]:
     from qlora import answer_questions, load_generation_model, load_tokenizer  # torch only where needed
 
     model = load_generation_model(manifest, quantization, device)
-    return [a["answer"] for a in answer_questions(model, load_tokenizer(manifest), [t["question"] for t in test], generation)]
+    answers = answer_questions(model, load_tokenizer(manifest), [t["question"] for t in test], generation,
+                               [t["id"] for t in test])
+    return [a["answer"] for a in answers]
 
 
 def main(smk):
@@ -46,7 +35,7 @@ def main(smk):
     if source == "file":
         answers = answers_from_file(test)
     elif source == "openai":
-        answers = answers_from_openai(test, p.baseline)
+        answers = answers_from_openai(test, p.baseline, p.cache_dir)
     else:
         answers = answers_from_model(test, smk.input.model[0], p.generation, p.quantization, p.device)
     write_jsonl(smk.output[0], (

@@ -1,5 +1,7 @@
 """Stage generate: each setting's answers to the test questions: the 4-bit base model with the
-setting's LoRA adapter, batched, greedy by default, thinking off."""
+setting's LoRA adapter, batched, thinking off; sampled as the study did (each question from its own
+seed, so batching changes speed only) or greedy. Each record says whether its answer was cut at
+max_new_tokens (hit_token_limit)."""
 
 
 from common import log, read_jsonl, run_stage, write_jsonl
@@ -9,7 +11,7 @@ from qlora import answer_questions, load_generation_model, load_tokenizer
 def generate_answers(model_manifest, adapter_dir, test, generation, quantization, device) -> list[dict]:
     tokenizer = load_tokenizer(model_manifest)
     model = load_generation_model(model_manifest, quantization, device, adapter_dir)
-    answers = answer_questions(model, tokenizer, [t["question"] for t in test], generation)
+    answers = answer_questions(model, tokenizer, [t["question"] for t in test], generation, [t["id"] for t in test])
     return [{"id": t["id"], **a, "generation": generation} for t, a in zip(test, answers)]
 
 

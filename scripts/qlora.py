@@ -2,11 +2,14 @@
 answering questions with it: shared by training, generation and the model baseline."""
 
 
+import hashlib
 import os
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, GenerationConfig,
+                          LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
+                          TopPLogitsWarper)
 
 from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, log, read_json
 
@@ -79,41 +82,107 @@ def decoding_cache(device_type: str, n_questions: int, max_new_tokens: int) -> s
     return None
 
 
+def question_seed(seed: int, question_id) -> int:
+    """The seed a question samples from: SHA-256 of "<seed>:<id>", stable across processes and
+    machines (unlike hash()), in the 63 bits a torch.Generator takes."""
+    digest = hashlib.sha256(f"{seed}:{question_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def inherited_top_k(model) -> int | None:
+    """The top_k that generate(do_sample=True, temperature=…, top_p=…) applies without being asked:
+    the model's generation_config.json's (Qwen3 ships top_k 20), else transformers' default (50)."""
+    top_k = model.generation_config.top_k
+    return top_k if top_k is not None else GenerationConfig._get_default_generation_params()["top_k"]
+
+
+class GumbelSampler(LogitsProcessor):
+    """Sampling as transformers does it (temperature, then top-k, then top-p, after the standard
+    processors such as the repetition penalty), but each row draws its noise from its own
+    generator: adding Gumbel noise to the warped logits and taking the argmax (generate's greedy
+    step) is an exact sample from their softmax (the Gumbel-max trick). Row i's t-th step uses the
+    t-th vocabulary-sized block of its own generator's stream, so its answer depends on its seed
+    alone, not on the other rows of the batch nor on its place in it. Finished rows keep drawing
+    (their tokens are replaced by padding), so every row advances one block per step."""
+
+    def __init__(self, seeds: list[int], temperature: float = 1.0, top_p: float = 1.0, top_k: int | None = None,
+                 device: str | torch.device = "cpu"):
+        self.warpers = LogitsProcessorList()
+        if temperature != 1.0:
+            self.warpers.append(TemperatureLogitsWarper(float(temperature)))
+        if top_k:
+            self.warpers.append(TopKLogitsWarper(top_k=int(top_k)))
+        if top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(top_p=float(top_p)))
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        if scores.shape[0] != len(self.generators):
+            raise ValueError(f"GumbelSampler has {len(self.generators)} seeds for a batch of {scores.shape[0]}")
+        scores = self.warpers(input_ids, scores)
+        uniform = torch.stack([
+            torch.rand(scores.shape[-1], generator=g, device=g.device, dtype=torch.float64)
+            for g in self.generators
+        ]).to(scores.device)
+        gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(torch.float64).tiny)))
+        return scores.double() + gumbel  # filtered tokens stay -inf
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every id that ends an answer: the generation config's (Qwen3 lists two) and the tokenizer's."""
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return sorted(set(ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
+
+
 @torch.inference_mode()
-def answer_questions(model, tokenizer, questions: list[str], generation: dict) -> list[dict]:
-    """Batched answers (thinking off), with prompt and answer token counts."""
+def answer_questions(model, tokenizer, questions: list[str], generation: dict, ids: list | None = None) -> list[dict]:
+    """Batched answers (thinking off), with prompt and answer token counts and whether the answer
+    was cut at max_new_tokens. Sampling (do_sample) draws each question's tokens from its own seed,
+    question_seed(generation["seed"], its id) (ids default to the positions), so an answer is the
+    same whichever questions share its batch; greedy is generate's own."""
+    ids = list(range(len(questions))) if ids is None else list(ids)
+    if len(ids) != len(questions):
+        raise PipelineError(f"{len(questions)} questions but {len(ids)} ids")
     tokenizer.padding_side = "left"  # decoder-only batches must end on the prompt's last token
-    sampling = (
-        {"do_sample": True, "temperature": generation.get("temperature", 1.0), "top_p": generation.get("top_p", 1.0)}
-        if generation["do_sample"]
-        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    )
-    torch.manual_seed(generation.get("seed", 0))
     model.eval()
     model.generation_config.cache_implementation = decoding_cache(
         model.device.type, len(questions), generation["max_new_tokens"])
+    max_new_tokens, seed = generation["max_new_tokens"], generation.get("seed", 0)
+    top_k = inherited_top_k(model)
+    eos = torch.tensor(eos_token_ids(model, tokenizer), device=model.device)
     results, batch_size = [], generation.get("batch_size", 8)
     for start in tqdm(range(0, len(questions), batch_size), desc="generating", unit="batch"):
-        batch = questions[start : start + batch_size]
+        batch, batch_ids = questions[start : start + batch_size], ids[start : start + batch_size]
         prompts = [
             tokenizer.apply_chat_template(chat_prompt(q), tokenize=False, add_generation_prompt=True,
                                           **CHAT_TEMPLATE_KWARGS)
             for q in batch
         ]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        sampler = (
+            [GumbelSampler([question_seed(seed, i) for i in batch_ids], generation.get("temperature", 1.0),
+                           generation.get("top_p", 1.0), top_k, model.device)]
+            if generation["do_sample"] else []
+        )
         out = model.generate(
             **enc,
-            max_new_tokens=generation["max_new_tokens"],
+            max_new_tokens=max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
-            **sampling,
+            do_sample=False, temperature=None, top_p=None, top_k=None,  # the sampler (if any) warps and draws
+            repetition_penalty=float(generation.get("repetition_penalty", 1.0)),  # HF's, before the sampler
+            logits_processor=LogitsProcessorList(sampler),
         )
         new_tokens = out[:, enc["input_ids"].shape[1] :]
-        for q, prompt_mask, tokens in zip(batch, enc["attention_mask"], new_tokens):
-            n_answer = int((tokens != tokenizer.pad_token_id).sum())
+        ended = torch.isin(new_tokens, eos)
+        for q, prompt_mask, tokens, row_ended in zip(batch, enc["attention_mask"], new_tokens, ended):
+            # after its EOS a row holds only padding, up to the batch's longest answer
+            n_answer = int(row_ended.int().argmax()) if row_ended.any() else len(tokens)
             results.append({
                 "question": q,
-                "answer": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+                "answer": tokenizer.decode(tokens[:n_answer], skip_special_tokens=True).strip(),
                 "prompt_tokens": int(prompt_mask.sum()),
-                "answer_tokens": n_answer,
+                "answer_tokens": n_answer,  # the EOS not counted
+                "hit_token_limit": n_answer >= max_new_tokens,  # max_new_tokens tokens, no EOS: cut off
             })
     return results
