@@ -12,7 +12,7 @@ rule augment_train:
     resources:
         gpu=0,
     params:
-        augmentation=config["augmentation"],
+        augmentation=augmentation_params(),
         cache_dir=api_cache_dir(config["augmentation"].get("llm"), "augment_cache"),
     script:
         "../scripts/augment_train.py"

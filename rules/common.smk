@@ -9,6 +9,8 @@ SETTINGS = list(config["settings"])
 MODELS = list(config["models"])
 # The study's facts and sources (published rates, every parameter's value and source).
 STUDY = "config/study.yaml"
+# The study's judge prompt, verbatim: sent by the judge, printed by the paper.
+JUDGE_PROMPT = "config/judge_prompt.txt"
 # The config as the paper and the fidelity table see it: not the YAML anchors' source (recipes)
 # nor the card's memory, which only changes speed (a bigger card reruns nothing).
 RUN_CONFIG = {k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib")}
@@ -108,6 +110,17 @@ def model_source_input(wildcards):
         if config["models"][wildcards.model]["source"] == "build"
         else []
     )
+
+
+def augmentation_params():
+    """What determines the augmented data: the method's own section only, so that editing the other
+    method's keys reruns nothing."""
+    augmentation = config["augmentation"]
+    method = augmentation["method"]
+    return {
+        **{k: augmentation[k] for k in ("method", "ratio", "seed")},
+        method: augmentation[method],
+    }
 
 
 def augmentation_protected_terms():

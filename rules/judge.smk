@@ -3,6 +3,7 @@ rule judge_pairwise:
         test=f"{RESULTS}/data/test.jsonl",
         baseline=f"{RESULTS}/baseline/answers.jsonl",
         answers=f"{RESULTS}/generations/{{setting}}.jsonl",
+        prompt=JUDGE_PROMPT,
     output:
         verdicts=f"{RESULTS}/verdicts/{{setting}}.jsonl",
     log:

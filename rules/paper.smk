@@ -15,7 +15,7 @@ rule render_paper:
             f"{RESULTS}/models/{{model}}/manifest.json",
             model=sorted({s["model"] for s in config["settings"].values()}),
         ),
-        judge_program="scripts/judge_pairwise.py",
+        judge_prompt=JUDGE_PROMPT,
         template="paper/paper.tex.j2",
     output:
         tex=f"{RESULTS}/paper/paper.tex",

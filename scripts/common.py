@@ -105,6 +105,17 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [record for _, record in iter_jsonl(path)]
 
 
+def read_prompt(path: str | os.PathLike) -> str:
+    """A prompt kept as a text file (the judge's): its text without surrounding whitespace."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise DataError(path, None, None, "prompt file not found") from None
+    if not text:
+        raise DataError(path, None, None, "the prompt file is empty")
+    return text
+
+
 _PUNCT_OR_SPACE = re.compile(r"[\s\W_]+", re.UNICODE)
 
 

@@ -24,20 +24,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from common import DataError, PipelineError, iter_jsonl, log, normalize_text, run_stage, write_jsonl
+from common import DataError, PipelineError, iter_jsonl, log, normalize_text, read_prompt, run_stage, write_jsonl
 from chat_api import ChatClient, Reply
 
-JUDGE_PROMPT = (
-    "We would like to request your feedback on the two AI assistants in response to the user "
-    "question displayed above. Please evaluate the helpfulness, relevance, accuracy, level of "
-    "details of their responses. You should tell me whether Assistant 1 is 'better than', "
-    "'worse than', or 'equal to' Assistant 2. Please first compare their responses and analyze "
-    "which one is more in line with the given requirements. In the last line, please output a "
-    "single line containing only a single label selecting from 'Assistant 1 is better than "
-    "Assistant 2', 'Assistant 1 is worse than Assistant 2', and 'Assistant 1 is equal to "
-    "Assistant 2', avoiding any potential bias and ensuring that the order in which the "
-    "responses were presented does not affect your judgment."
-)
 
 BACKENDS = ("openai", "reference")
 # Which answer is Assistant 1: the setting's, then the baseline's.
@@ -57,9 +46,10 @@ LABEL_TEXT = {
 # --------------------------------------------------------------------------- prompt and label
 
 
-def build_messages(question: str, answer1: str, answer2: str) -> list[dict]:
-    """The judge's conversation: one user message with the prompt, the question, two answers."""
-    content = f"{JUDGE_PROMPT}\n\nQuestion: {question}\n\nAssistant1: {answer1}\n\nAssistant2: {answer2}"
+def build_messages(prompt: str, question: str, answer1: str, answer2: str) -> list[dict]:
+    """The judge's conversation: one user message with the study's prompt (config/judge_prompt.txt),
+    the question and the two answers."""
+    content = f"{prompt}\n\nQuestion: {question}\n\nAssistant1: {answer1}\n\nAssistant2: {answer2}"
     return [{"role": "user", "content": content}]
 
 
@@ -258,16 +248,16 @@ class ReferenceJudge:
 class OpenAIJudge:
     """The study's judge prompt, sent through chat_api.ChatClient (cache, retries, batch)."""
 
-    def __init__(self, judge: dict, cache_dir: str, desc: str):
-        self.chat = ChatClient(judge, cache_dir, desc)
+    def __init__(self, judge: dict, cache_dir: str, desc: str, prompt: str):
+        self.chat, self.prompt = ChatClient(judge, cache_dir, desc), prompt
 
     def ask(self, pairs: list[Pair], attempt: int = 0) -> list[Reply]:
-        return self.chat.ask([build_messages(p.question, p.answer1, p.answer2) for p in pairs], attempt)
+        return self.chat.ask([build_messages(self.prompt, p.question, p.answer1, p.answer2) for p in pairs], attempt)
 
 
-def make_judge(judge: dict, items: list[Item], cache_dir: str, setting: str):
+def make_judge(judge: dict, items: list[Item], cache_dir: str, setting: str, prompt: str):
     if judge["backend"] == "openai":
-        return OpenAIJudge(judge, cache_dir, desc=f"judge {setting}")
+        return OpenAIJudge(judge, cache_dir, desc=f"judge {setting}", prompt=prompt)
     missing = [it.id for it in items if not it.reference]
     if missing:
         raise PipelineError(
@@ -346,7 +336,7 @@ def main(smk) -> None:
     check_judge(judge_cfg)
     setting = str(smk.params.setting)
     items = load_items(smk.input.test, smk.input.baseline, smk.input.answers)
-    judge = make_judge(judge_cfg, items, str(smk.params.cache_dir), setting)
+    judge = make_judge(judge_cfg, items, str(smk.params.cache_dir), setting, read_prompt(smk.input.prompt))
     records = judge_items(items, judge_cfg, judge, setting)
     write_jsonl(smk.output.verdicts, records)
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("win", "tie", "loss", "invalid")}

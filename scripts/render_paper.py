@@ -4,7 +4,6 @@ compile it with latexmk -xelatex into results/<run>/paper/paper.pdf. Everything 
 temporary folder beside the outputs and moved into place only once the PDF exists."""
 
 
-import ast
 import csv
 import functools
 import math
@@ -25,7 +24,7 @@ import pandas as pd  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from common import DataError, PipelineError, log, read_json, read_jsonl, run_stage  # noqa: E402
+from common import DataError, PipelineError, log, read_json, read_jsonl, read_prompt, run_stage  # noqa: E402
 from provenance import check_no_secrets, collect as collect_provenance  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "paper" / "paper.tex.j2"
@@ -300,16 +299,6 @@ def read_fidelity_csv(path: str | os.PathLike) -> list[dict]:
         if column not in frame.columns:
             raise DataError(path, 1, column, "missing column")
     return frame.to_dict(orient="records")
-
-
-def read_judge_prompt(judge_program: str | os.PathLike) -> str:
-    """JUDGE_PROMPT of the judge's program, read without importing it (its API client is not
-    in the paper's environment): the prompt shown is the one the judge sends."""
-    tree = ast.parse(Path(judge_program).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "JUDGE_PROMPT" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise PipelineError(f"{judge_program}: no JUDGE_PROMPT string")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -912,7 +901,7 @@ def main(smk) -> None:
         generations={key: read_jsonl(path) for key, path in zip(settings, inputs["generations"])},
         provenance=collect_provenance(config, winrate, smk.input.winrate, smk.input.raw,
                                       dict(zip(settings, inputs["adapters"])), _paths(smk.input.models)),
-        judge_prompt=read_judge_prompt(smk.input.judge_program),
+        judge_prompt=read_prompt(smk.input.judge_prompt),
         fidelity=read_fidelity_csv(smk.input.fidelity),
         augment_stats=read_json(smk.input.augment_stats[0]) if smk.input.augment_stats else None,
         figures=figures,

@@ -2,10 +2,13 @@
 OpenAI path, against a loopback server, is in test_judge_api.py)."""
 
 import pytest
-from conftest import fake_snakemake
+from conftest import REPO, fake_snakemake
 
 import judge_pairwise as jp
-from common import DataError, PipelineError, read_jsonl, write_jsonl
+from common import DataError, PipelineError, read_jsonl, read_prompt, write_jsonl
+
+PROMPT_FILE = REPO / "config" / "judge_prompt.txt"
+PROMPT = read_prompt(PROMPT_FILE)
 
 
 # --------------------------------------------------------------------------- parse_label
@@ -78,13 +81,13 @@ def test_outcome_of_a_label_depends_on_the_order():
 
 
 def test_build_messages_is_one_user_message_in_order():
-    (msg,) = jp.build_messages("Q?", "first", "second")
+    (msg,) = jp.build_messages(PROMPT, "Q?", "first", "second")
     assert msg["role"] == "user"
-    assert msg["content"] == f"{jp.JUDGE_PROMPT}\n\nQuestion: Q?\n\nAssistant1: first\n\nAssistant2: second"
+    assert msg["content"] == f"{PROMPT}\n\nQuestion: Q?\n\nAssistant1: first\n\nAssistant2: second"
 
 
 def test_prompt_is_verbatim():
-    assert jp.JUDGE_PROMPT == (
+    assert PROMPT == (
         "We would like to request your feedback on the two AI assistants in response to the user question "
         "displayed above. Please evaluate the helpfulness, relevance, accuracy, level of details of their "
         "responses. You should tell me whether Assistant 1 is 'better than', 'worse than', or 'equal to' "
@@ -126,7 +129,7 @@ def _write_inputs(tmp_path, test_rows=TEST_ROWS, setting=SETTING_ANSWERS, baseli
 
 def _smk(tmp_path, paths, judge, setting="setting1", log_file=None):
     return fake_snakemake(
-        input={k: str(v) for k, v in paths.items()},
+        input={"prompt": str(PROMPT_FILE), **{k: str(v) for k, v in paths.items()}},
         output={"verdicts": str(tmp_path / "out" / "verdicts.jsonl")},
         params={"judge": judge, "setting": setting, "cache_dir": str(tmp_path / "cache")},
         log=[str(log_file)] if log_file else None,

@@ -19,9 +19,11 @@ from conftest import REPO, fake_snakemake
 import fake_openai
 import chat_api
 import judge_pairwise as jp
-from common import PipelineError, read_jsonl, run_stage, write_jsonl
+from common import PipelineError, read_jsonl, read_prompt, run_stage, write_jsonl
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
+PROMPT_FILE = REPO / "config" / "judge_prompt.txt"
+PROMPT = read_prompt(PROMPT_FILE)
 KEY_ENV = "JUDGE_TEST_API_KEY"
 
 TEST_ROWS = [
@@ -111,7 +113,7 @@ def judge_config(server, **overrides):
 
 def smk_args(tmp_path, paths, judge, setting="setting1"):
     return {
-        "input": {k: str(v) for k, v in paths.items()},
+        "input": {"prompt": str(PROMPT_FILE), **{k: str(v) for k, v in paths.items()}},
         "output": {"verdicts": str(tmp_path / "verdicts" / f"{setting}.jsonl")},
         "params": {"judge": judge, "setting": setting, "cache_dir": str(tmp_path / "cache")},
     }
@@ -156,7 +158,7 @@ def test_both_orders_are_asked_and_combined(tmp_path, fake, capsys):
         body = r["body"]
         assert body["model"] == "judge-model" and body["temperature"] == 0.0 and body["max_tokens"] == 256
         assert r["headers"]["authorization"] == f"Bearer {SECRET}"  # the key is used ...
-    q1_content = f"{jp.JUDGE_PROMPT}\n\nQuestion: {Q['q1']}\n\nAssistant1: {SETTING['q1']}\n\nAssistant2: {BASELINE['q1']}"
+    q1_content = f"{PROMPT}\n\nQuestion: {Q['q1']}\n\nAssistant1: {SETTING['q1']}\n\nAssistant2: {BASELINE['q1']}"
     assert any(r["body"]["messages"] == [{"role": "user", "content": q1_content}] for r in requests)
 
     assert [r["id"] for r in records] == ["q1", "q2", "q3"]
@@ -171,7 +173,7 @@ def test_both_orders_are_asked_and_combined(tmp_path, fake, capsys):
     call = q2["orders"][0]["calls"][0]
     assert "Assistant 1 is better than Assistant 2" in call["reply"] and call["label"] == "worse"
     # usage per call, as the server reported it, and per question
-    assert call["prompt_tokens"] == len(jp.build_messages(Q["q2"], SETTING["q2"], BASELINE["q2"])[0]["content"])
+    assert call["prompt_tokens"] == len(jp.build_messages(PROMPT, Q["q2"], SETTING["q2"], BASELINE["q2"])[0]["content"])
     assert call["completion_tokens"] == len(call["reply"])
     calls = [c for o in q2["orders"] for c in o["calls"]]
     assert q2["usage"] == {

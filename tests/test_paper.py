@@ -14,10 +14,10 @@ import yaml
 import fidelity_table
 import provenance
 import render_paper as rp
-from common import PipelineError
+from common import PipelineError, read_prompt
 from conftest import REPO, fake_snakemake
 from render_paper import (conclusion_sentences, latex_escape, main, paper_context, plot_loss_curves,
-                          plot_win_rates, read_judge_prompt, read_pairwise_csv, render_paper)
+                          plot_win_rates, read_pairwise_csv, render_paper)
 
 SPECIAL = "50% 的 A&B_C #1 {x} ~ ^ \\"
 SPECIAL_ESCAPED = r"50\% 的 A\&B\_C \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{}"
@@ -29,7 +29,7 @@ QUESTIONS = [
     "儿童发烧38度需要去医院吗？",
 ]
 SETTINGS = ("setting1", "setting2", "setting3", "setting4")
-JUDGE_PROGRAM = REPO / "scripts" / "judge_pairwise.py"
+JUDGE_PROMPT = REPO / "config" / "judge_prompt.txt"
 STUDY_PROMPT_START = "We would like to request your feedback on the two AI assistants"
 
 needs_xelatex = pytest.mark.skipif(
@@ -155,7 +155,7 @@ def make_context(config, **overrides):
     test, baseline, generations = sample_records()
     kwargs = dict(config=config, winrate=winrate_rows(), pairwise=pairwise_rows(), split_stats=SPLIT_STATS,
                   test=test, baseline=baseline, generations=generations, provenance=fake_provenance(),
-                  judge_prompt=read_judge_prompt(JUDGE_PROGRAM), fidelity=fidelity_rows(config),
+                  judge_prompt=read_prompt(JUDGE_PROMPT), fidelity=fidelity_rows(config),
                   augment_stats=AUGMENT_STATS)
     kwargs.update(overrides)
     return paper_context(**kwargs)
@@ -396,8 +396,12 @@ def test_pairwise_csv_and_judge_prompt_are_read(tmp_path):
     path.write_text("setting_a,setting_b,n,a_better\n")
     with pytest.raises(PipelineError, match="pairwise.csv, line 1: field 'b_better'"):
         read_pairwise_csv(path)
-    prompt = read_judge_prompt(JUDGE_PROGRAM)
+    prompt = read_prompt(JUDGE_PROMPT)
     assert prompt.startswith(STUDY_PROMPT_START) and "\n" not in prompt
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(PipelineError, match="empty.txt: the prompt file is empty"):
+        read_prompt(empty)
 
 
 # --------------------------------------------------------------------------- provenance
@@ -503,7 +507,7 @@ def stage(tmp_path, config, template=REPO / "paper" / "paper.tex.j2"):
                "fidelity": write("fidelity.csv", pd.DataFrame(fidelity_rows(config)).to_csv(index=False)),
                "augment_stats": [write("augment_stats.json", json.dumps(AUGMENT_STATS))],
                "generations": [jsonl(f"gen_{s}.jsonl", generations[s]) for s in SETTINGS],
-               "models": models, "judge_program": str(JUDGE_PROGRAM),
+               "models": models, "judge_prompt": str(JUDGE_PROMPT),
                "template": str(template)},
         output={"tex": str(out / "paper.tex"), "pdf": str(out / "paper.pdf"),
                 "loss_figure": str(out / "loss_curves.pdf"), "winrate_figure": str(out / "win_rates.pdf"),

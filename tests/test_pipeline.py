@@ -152,6 +152,20 @@ def test_augmentation_ratio_reruns_only_the_augmented_setting(demo_run):
     assert re.findall(r"rule train_adapter:\n(?:    .*\n)*?    wildcards: setting=(\w+)", out) == ["setting3"]
 
 
+def test_the_other_augmentation_method_reruns_no_augmentation(demo_run):
+    name = overlay(demo_run, "llm_keys.yaml", {"augmentation": {"llm": {"model": "another-model"}}})
+    jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
+    assert jobs == {"fidelity_table": 1, "render_paper": 1, "all": 1}  # the table shows the key; no data changes
+
+
+def test_the_judge_prompt_file_reruns_judging(demo_run, tmp_path):
+    root = tmp_path / "run"
+    shutil.copytree(demo_run, root, symlinks=True)
+    prompt = root / "config" / "judge_prompt.txt"
+    prompt.write_text(prompt.read_text(encoding="utf-8") + " Answer in English.\n", encoding="utf-8")
+    assert planned_jobs(root, *DEMO) == {"judge_pairwise": 4, "winrate_table": 1, "render_paper": 1, "all": 1}
+
+
 def test_a_fifth_setting_needs_no_code(demo_run):
     demo = yaml.safe_load((demo_run / "config" / "demo.yaml").read_text(encoding="utf-8"))
     fifth = {**demo["settings"]["setting1"], "title": "Higher rank", "lora": {**demo["settings"]["setting1"]["lora"], "r": 16}}
