@@ -16,7 +16,11 @@ the request body (model, messages, temperature, max_tokens) and the attempt numb
 reply, e.g. one without a label, is asked once more: a second attempt at the same request, cached
 apart). Each
 entry is written atomically as soon as its reply arrives and holds the reply and its token usage,
-nothing else: not the key, not the base URL.
+nothing else: not the key, not the base URL. An entry that cannot be read (truncated, not JSON) is
+named in the log, deleted and asked again, and counted (`Cache.discarded`). Runs may share one
+cache folder at once: a call is made under an exclusive lock on its key (`<cache>/locks/`, an OS
+file lock that dies with its process), and a run that waited for the lock finds the other's reply
+in the cache instead of paying for the same call again.
 
 Batch (`batch: true`, the judge's): the uncached calls go into one JSONL file, uploaded with the Files
 API and run as one batch (24h window, half price). Its state (input file id, batch id, the cache
@@ -36,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import openai
+from filelock import FileLock
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tqdm import tqdm
 
@@ -169,6 +174,7 @@ class Cache:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
+        self.discarded = 0  # unreadable entries deleted (and so asked again) by this process
 
     @staticmethod
     def key(base_url: str, body: dict, attempt: int) -> str:
@@ -178,13 +184,22 @@ class Cache:
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.json"
 
+    def lock(self, key: str) -> FileLock:
+        """Held while one process asks for this key, so that runs sharing the cache pay once."""
+        folder = self.folder / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(folder / f"{key}.lock")
+
     def get(self, key: str) -> Reply | None:
+        path = self.path(key)
         try:
-            return Reply(**read_json(self.path(key))["reply"])
+            return Reply(**read_json(path)["reply"])
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError):  # unreadable (a disk fault): ask again
-            log.warning("call cache: ignoring unreadable entry %s", self.path(key))
+        except (ValueError, KeyError, TypeError):  # truncated or not JSON (a disk fault, a killed writer)
+            log.warning("call cache: unreadable entry %s deleted; the call will be asked again", path)
+            path.unlink(missing_ok=True)
+            self.discarded += 1
             return None
 
     def put(self, key: str, reply: Reply) -> None:
@@ -218,7 +233,8 @@ class ChatClient:
         keys = [self.cache.key(self.base_url, body, attempt) for body in bodies]
         replies = {key: reply for key in set(keys) if (reply := self.cache.get(key)) is not None}
         todo = {key: body for key, body in zip(keys, bodies) if key not in replies}
-        log.info("%s: %d calls (attempt %d): %d cached, %d to ask", self.desc, len(keys), attempt + 1, len(replies), len(todo))
+        log.info("%s: %d calls (attempt %d): %d cached, %d to ask (%d unreadable cache entries discarded so far)",
+                 self.desc, len(keys), attempt + 1, len(replies), len(todo), self.cache.discarded)
         if todo:
             replies.update(self._batch(todo) if self.cfg.get("batch") else self._one_by_one(todo))
         return [replies[key] for key in keys]
@@ -247,12 +263,16 @@ class ChatClient:
         def one(key: str) -> tuple[str, Reply | None]:
             if failed.is_set():
                 return key, None
-            try:
-                reply = self._call(complete, self.client, todo[key])
-            except Exception:
-                failed.set()
-                raise
-            self.cache.put(key, reply)  # at once, so that a killed run keeps what it paid for
+            with self.cache.lock(key):
+                reply = self.cache.get(key)  # another run sharing the cache may have asked meanwhile
+                if reply is not None:
+                    return key, reply
+                try:
+                    reply = self._call(complete, self.client, todo[key])
+                    self.cache.put(key, reply)  # at once, so that a killed run keeps what it paid for
+                except Exception:
+                    failed.set()
+                    raise
             return key, reply
 
         replies = {}

@@ -3,6 +3,7 @@ user-facing errors and the Snakemake glue."""
 
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -31,20 +32,34 @@ class DataError(PipelineError):
         super().__init__(f"{where}: {what}{problem}")
 
 
+# A full disk (or quota) is something the user can fix: one line naming the file, not a traceback.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _no_space(path: Path, e: OSError) -> PipelineError:
+    return PipelineError(f"{path}: no space left on the device to write it ({e.strerror}); "
+                         "nothing was written there: free some space and rerun")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds,
     so a killed or failed stage never leaves a half-written output that looks complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in _NO_SPACE:
+            raise _no_space(path, e) from None
+        raise
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 
@@ -59,6 +74,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in _NO_SPACE:
+            raise _no_space(path, e) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
