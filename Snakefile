@@ -26,6 +26,7 @@ include: "rules/baseline.smk"
 include: "rules/judge.smk"
 include: "rules/aggregate.smk"
 include: "rules/fidelity.smk"
+include: "rules/figures.smk"
 include: "rules/paper.smk"
 
 
@@ -38,3 +39,5 @@ rule all:
     input:
         f"{RESULTS}/tables/winrate.csv",
         f"{RESULTS}/paper/paper.pdf",
+        # The report's HTML tables: no other rule reads them.
+        rules.report_tables.output,

@@ -14,6 +14,14 @@ JUDGE_PROMPT = "config/judge_prompt.txt"
 # The config as the paper and the fidelity table see it: not the YAML anchors' source (recipes)
 # nor the card's memory, which only changes speed (a bigger card reruns nothing).
 RUN_CONFIG = {k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib")}
+PAPER = f"{RESULTS}/paper"
+# The paper's figures, by the name the template uses, as files beside paper.tex (which refers to
+# them by these relative names, so that paper_pdf can compile a copy of both elsewhere).
+FIGURES = {
+    "loss": "loss_curves.pdf",
+    "winrate": "win_rates.pdf",
+    "lengths": "answer_lengths.pdf",
+}
 
 
 def compares_with_published():
@@ -90,6 +98,11 @@ def train_split(wildcards):
         if variant == "augmented"
         else f"{RESULTS}/data/train.jsonl"
     )
+
+
+def setting_titles():
+    """Setting -> display title, in config order: the labels of the loss curves."""
+    return {s: config["settings"][s].get("title") or s for s in SETTINGS}
 
 
 def setting_model(wildcards):
@@ -173,7 +186,7 @@ def preflight_checks():
             "judge.api_key_env, baseline.api_key_env, augmentation.llm.api_key_env)"
         )
     tex = shutil.which("latexmk") and shutil.which("xelatex")
-    if "render_paper" in rules_to_run and not tex:
+    if "paper_pdf" in rules_to_run and not tex:
         raise WorkflowError(
             "latexmk/xelatex not found: the paper's PDF needs the Debian packages latexmk "
             "texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk (see README)"

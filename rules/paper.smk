@@ -1,68 +1,118 @@
-rule render_paper:
+# The paper: the run's files read into one context.json, rendered into paper.tex and the report's
+# HTML tables, and compiled with the figures (rules/figures.smk) into paper.pdf.
+rule paper_context:
     input:
         winrate=f"{RESULTS}/tables/winrate.json",
         pairwise=f"{RESULTS}/tables/pairwise.csv",
         fidelity=f"{RESULTS}/tables/fidelity.csv",
-        losses=expand(f"{RESULTS}/losses/{{setting}}.csv", setting=SETTINGS),
         split_stats=f"{RESULTS}/data/split_stats.json",
         augment_stats=augment_stats_input(),
         raw=f"{RESULTS}/data/raw.jsonl",
         test=f"{RESULTS}/data/test.jsonl",
         baseline=f"{RESULTS}/baseline/answers.jsonl",
         generations=expand(f"{RESULTS}/generations/{{setting}}.jsonl", setting=SETTINGS),
-        # Provenance: the models' resolved revisions.
+        # Provenance: the training devices and dates, and the models' resolved revisions.
+        train_stats=expand(f"{RESULTS}/train_stats/{{setting}}.json", setting=SETTINGS),
         models=expand(
             f"{RESULTS}/models/{{model}}/manifest.json",
             model=sorted({s["model"] for s in config["settings"].values()}),
         ),
         judge_prompt=JUDGE_PROMPT,
-        template="paper/paper.tex.j2",
     output:
-        tex=f"{RESULTS}/paper/paper.tex",
-        pdf=report(
-            f"{RESULTS}/paper/paper.pdf",
-            caption="../paper/report/paper.rst",
-            category="Paper",
-        ),
-        loss_figure=report(
-            f"{RESULTS}/paper/loss_curves.pdf",
-            caption="../paper/report/loss_curves.rst",
-            category="Figures",
-        ),
-        winrate_figure=report(
-            f"{RESULTS}/paper/win_rates.pdf",
-            caption="../paper/report/win_rates.rst",
-            category="Figures",
-        ),
-        length_figure=report(
-            f"{RESULTS}/paper/answer_lengths.pdf",
-            caption="../paper/report/answer_lengths.rst",
-            category="Figures",
-        ),
-        table=report(
-            f"{RESULTS}/paper/table1.html",
-            caption="../paper/report/table1.rst",
-            category="Tables",
-        ),
-        lengths_table=report(
-            f"{RESULTS}/paper/answer_lengths.html",
-            caption="../paper/report/answer_lengths_table.rst",
-            category="Tables",
-        ),
-        pairwise_table=report(
-            f"{RESULTS}/paper/pairwise.html",
-            caption="../paper/report/pairwise.rst",
-            category="Tables",
-        ),
+        context=f"{PAPER}/context.json",
     log:
-        f"{LOGS}/render_paper.log",
+        f"{LOGS}/paper_context.log",
     conda:
         "../envs/paper.yaml"
     resources:
         gpu=0,
     params:
         config=RUN_CONFIG,
-        # Read for the training device only; the generations already depend on the adapters.
-        adapters=expand(f"{RESULTS}/adapters/{{setting}}", setting=SETTINGS),
+        figures=FIGURES,
     script:
-        "../scripts/render_paper.py"
+        "../scripts/paper_context.py"
+
+
+rule render_tex:
+    input:
+        context=f"{PAPER}/context.json",
+        template="paper/paper.tex.j2",
+    output:
+        tex=f"{PAPER}/paper.tex",
+    log:
+        f"{LOGS}/render_tex.log",
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    params:
+        # Names the environment variables whose values must not appear in the output.
+        config=RUN_CONFIG,
+    script:
+        "../scripts/render_tex.py"
+
+
+rule report_tables:
+    input:
+        context=f"{PAPER}/context.json",
+    output:
+        table=report(
+            f"{PAPER}/table1.html",
+            caption="../paper/report/table1.rst",
+            category="Tables",
+        ),
+        lengths_table=report(
+            f"{PAPER}/answer_lengths.html",
+            caption="../paper/report/answer_lengths_table.rst",
+            category="Tables",
+        ),
+        pairwise_table=report(
+            f"{PAPER}/pairwise.html",
+            caption="../paper/report/pairwise.rst",
+            category="Tables",
+        ),
+    log:
+        f"{LOGS}/report_tables.log",
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    params:
+        config=RUN_CONFIG,
+    script:
+        "../scripts/report_tables.py"
+
+
+# latexmk and xelatex come from Debian, not from the conda env (preflight_checks looks for them).
+# Built in a temporary folder and only paper.pdf moved into place, so a LaTeX error leaves no PDF;
+# xelatex's messages are in the log, its '!' error lines also on stderr.
+rule paper_pdf:
+    input:
+        tex=f"{PAPER}/paper.tex",
+        figures=expand(f"{PAPER}/{{name}}", name=FIGURES.values()),
+    output:
+        pdf=report(
+            f"{PAPER}/paper.pdf",
+            caption="../paper/report/paper.rst",
+            category="Paper",
+        ),
+    log:
+        f"{LOGS}/paper_pdf.log",
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    params:
+        timeout_s=300,
+    shell:
+        """
+        build=$(mktemp -d)
+        trap 'rm -rf "$build"' EXIT
+        cp {input.tex:q} {input.figures:q} "$build"
+        if ! (cd "$build" && timeout {params.timeout_s} latexmk -xelatex -interaction=nonstopmode -halt-on-error paper.tex) >{log:q} 2>&1; then
+            echo "xelatex failed on paper.tex (log: {log}):" >&2
+            grep -A2 '^!' {log:q} >&2 || tail -n 20 {log:q} >&2
+            exit 1
+        fi
+        mv "$build/paper.pdf" {output.pdf:q}
+        """

@@ -6,6 +6,8 @@ rule train_adapter:
     output:
         adapter=directory(f"{RESULTS}/adapters/{{setting}}"),
         loss=f"{RESULTS}/losses/{{setting}}.csv",
+        # Steps, runtime and the device it trained on: the paper's provenance reads them.
+        stats=f"{RESULTS}/train_stats/{{setting}}.json",
     log:
         f"{LOGS}/train_adapter/{{setting}}.log",
     conda:

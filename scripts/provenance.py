@@ -14,6 +14,7 @@ from typing import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from common import PipelineError, read_json
+from paper_format import count, fmt, settings_list
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "openai", "snakemake")
 
@@ -109,12 +110,11 @@ def run_dates(winrate_path: str | os.PathLike, raw_data: str | os.PathLike,
 
 
 def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.PathLike,
-            raw_data: str | os.PathLike, adapter_dirs: Mapping[str, str | os.PathLike],
+            raw_data: str | os.PathLike, stats_paths: Mapping[str, str | os.PathLike],
             model_manifests: Iterable[str | os.PathLike], cwd: str | os.PathLike = ".") -> dict:
     """Everything the paper's provenance section shows, as plain values (the template escapes
-    them). `adapter_dirs` maps each setting to its adapter folder (with train_stats.json);
+    them). `stats_paths` maps each setting to its training stats (train_stats/<setting>.json);
     a model's name is the folder of its manifest."""
-    stats_paths = {setting: Path(folder) / "train_stats.json" for setting, folder in adapter_dirs.items()}
     train_stats = {setting: read_json(path) for setting, path in stats_paths.items()}
     manifests = {Path(path).parent.name: read_json(path) for path in model_manifests}
     data = config.get("data") or {}
@@ -135,6 +135,43 @@ def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.
         "judge": {"backend": judge.get("backend"), "model": judge.get("model"),
                   "endpoint": public_url(judge.get("base_url")), "temperature": judge.get("temperature"),
                   **judge_usage(winrate)},
+    }
+
+
+def paper_rows(prov: Mapping, settings: Sequence[Mapping]) -> dict:
+    """The provenance's values as the text of the paper's provenance table; `settings` number
+    the settings (k) as the paper does."""
+    k_of = {s["key"]: s["k"] for s in settings}
+    git = prov["git"]
+    if git["commit"] is None:
+        code = "not a git checkout"
+    else:
+        state = {True: "uncommitted changes present", False: "clean", None: "state unknown"}[git["dirty"]]
+        code = f"{git['commit']} ({state})"
+    by_device: dict[str, list[int]] = {}
+    for key, device in prov["devices"].items():
+        by_device.setdefault(device, []).append(k_of.get(key, key))
+    judge = prov["judge"]
+    return {
+        "code": code,
+        "config_sha256": prov["config_sha256"],
+        "data": f"{fmt(prov['data']['source'])}, revision {fmt(prov['data']['revision'])}",
+        "raw_sha256": prov["data"]["raw_sha256"],
+        "models": [{"name": name, "revision": fmt(rev)} for name, rev in prov["models"].items()],
+        "devices": [f"{device} ({settings_list(ks)})" for device, ks in by_device.items()],
+        "packages": [{"name": name, "version": version} for name, version in prov["packages"].items()],
+        "python": prov["python"],
+        "xelatex": prov["xelatex"],
+        "dates": [{"what": what, "when": when} for what, when in prov["dates"].items()],
+        "judge": {
+            "endpoint": fmt(judge["endpoint"]),
+            "temperature": fmt(judge["temperature"]),
+            "calls": count(judge["judge_calls"]),
+            "prompt_tokens": count(judge["prompt_tokens"]),
+            "completion_tokens": count(judge["completion_tokens"]),
+            "cost": "not estimated (no prices in the config)" if judge["cost_usd"] is None
+                    else f"{judge['cost_usd']:.2f} USD (estimate)",
+        },
     }
 
 

@@ -226,16 +226,16 @@ def main(smk):
     )
     with atomic_dir(smk.output.adapter) as tmp:
         trainer.model.save_pretrained(tmp)
-        state = trainer.state
-        write_json(tmp / "train_stats.json", {
-            "global_step": state.global_step,
-            "epochs": state.epoch,
-            "train_runtime_s": next((e["train_runtime"] for e in reversed(state.log_history) if "train_runtime" in e), None),
-            "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-            # For the paper's provenance; the model sits on GPU 0 when device is cuda (qlora.py).
-            "device": torch.cuda.get_device_name(0) if smk.params.device == "cuda" else "cpu",
-            "execution": execution(trainer),
-        })
+    state = trainer.state
+    write_json(smk.output.stats, {
+        "global_step": state.global_step,
+        "epochs": state.epoch,
+        "train_runtime_s": next((e["train_runtime"] for e in reversed(state.log_history) if "train_runtime" in e), None),
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        # For the paper's provenance; the model sits on GPU 0 when device is cuda (qlora.py).
+        "device": torch.cuda.get_device_name(0) if smk.params.device == "cuda" else "cpu",
+        "execution": execution(trainer),
+    })
     write_text(smk.output.loss, loss_csv(loss_rows(trainer.state.log_history)))
     shutil.rmtree(smk.params.checkpoints, ignore_errors=True)  # done: nothing left to resume
     log.info("Adapter saved to %s after %d steps", smk.output.adapter, trainer.state.global_step)

@@ -25,6 +25,10 @@ WINRATE_COLUMNS = [
     "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd",
 ]
+# What reruns after the tables: the paper's context, .tex, report tables and PDF, and the figures
+# of the win-rate table.
+PAPER_JOBS = {"paper_context": 1, "render_tex": 1, "report_tables": 1, "paper_pdf": 1, "all": 1}
+WINRATE_JOBS = {"winrate_table": 1, "figure_win_rates": 1, "figure_answer_lengths": 1, **PAPER_JOBS}
 COPIED = ["Snakefile", "rules", "scripts", "config", "envs", "paper", "data/demo", "data/protected_terms.txt"]
 
 
@@ -135,7 +139,7 @@ def test_judge_temperature_reruns_only_judging_and_after(demo_run):
     name = overlay(demo_run, "judge_t.yaml", {"judge": {"temperature": 0.7}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
     # The fidelity table shows the judge's temperature: it reruns too (a second).
-    assert jobs == {"judge_pairwise": 4, "winrate_table": 1, "fidelity_table": 1, "render_paper": 1, "all": 1}
+    assert jobs == {"judge_pairwise": 4, "fidelity_table": 1, **WINRATE_JOBS}
 
 
 def test_a_bigger_gpu_reruns_nothing(demo_run):
@@ -147,7 +151,7 @@ def test_augmentation_ratio_reruns_only_the_augmented_setting(demo_run):
     name = overlay(demo_run, "ratio.yaml", {"augmentation": {"ratio": 0.5}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
     assert jobs == {"augment_train": 1, "train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1,
-                    "winrate_table": 1, "fidelity_table": 1, "render_paper": 1, "all": 1}
+                    "fidelity_table": 1, "figure_loss_curves": 1, **WINRATE_JOBS}
     out = snakemake(demo_run, "-n", "--cores", "1", "--configfile", "config/demo.yaml", name).stdout
     assert re.findall(r"rule train_adapter:\n(?:    .*\n)*?    wildcards: setting=(\w+)", out) == ["setting3"]
 
@@ -155,7 +159,7 @@ def test_augmentation_ratio_reruns_only_the_augmented_setting(demo_run):
 def test_the_other_augmentation_method_reruns_no_augmentation(demo_run):
     name = overlay(demo_run, "llm_keys.yaml", {"augmentation": {"llm": {"model": "another-model"}}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    assert jobs == {"fidelity_table": 1, "render_paper": 1, "all": 1}  # the table shows the key; no data changes
+    assert jobs == {"fidelity_table": 1, **PAPER_JOBS}  # the table shows the key; no data changes
 
 
 def test_the_judge_prompt_file_reruns_judging(demo_run, tmp_path):
@@ -163,7 +167,27 @@ def test_the_judge_prompt_file_reruns_judging(demo_run, tmp_path):
     shutil.copytree(demo_run, root, symlinks=True)
     prompt = root / "config" / "judge_prompt.txt"
     prompt.write_text(prompt.read_text(encoding="utf-8") + " Answer in English.\n", encoding="utf-8")
-    assert planned_jobs(root, *DEMO) == {"judge_pairwise": 4, "winrate_table": 1, "render_paper": 1, "all": 1}
+    assert planned_jobs(root, *DEMO) == {"judge_pairwise": 4, **WINRATE_JOBS}
+
+
+def edit_loss_figure_program(root):
+    program = root / "scripts" / "figure_loss_curves.py"
+    code = program.read_text(encoding="utf-8")
+    program.write_text(code.replace('"step", fontsize=8', '"optimiser step", fontsize=8'), encoding="utf-8")
+
+
+def change_a_loss_table(root):
+    # Content, not only the time: Snakemake reruns nothing for an input touched with the same checksum.
+    with open(root / "results" / "demo" / "losses" / "setting2.csv", "a", encoding="utf-8") as f:
+        f.write("999,9.0,train,0.5\n")
+
+
+@pytest.mark.parametrize("change", [edit_loss_figure_program, change_a_loss_table])
+def test_a_figure_change_reruns_that_figure_and_the_pdf_only(demo_run, tmp_path, change):
+    root = tmp_path / "run"
+    shutil.copytree(demo_run, root, symlinks=True)
+    change(root)
+    assert planned_jobs(root, *DEMO) == {"figure_loss_curves": 1, "paper_pdf": 1, "all": 1}
 
 
 def test_a_fifth_setting_needs_no_code(demo_run):
@@ -171,8 +195,8 @@ def test_a_fifth_setting_needs_no_code(demo_run):
     fifth = {**demo["settings"]["setting1"], "title": "Higher rank", "lora": {**demo["settings"]["setting1"]["lora"], "r": 16}}
     name = overlay(demo_run, "fifth.yaml", {"settings": {"setting5": fifth}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    assert jobs == {"train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1, "winrate_table": 1,
-                    "fidelity_table": 1, "render_paper": 1, "all": 1}
+    assert jobs == {"train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1, "fidelity_table": 1,
+                    "figure_loss_curves": 1, **WINRATE_JOBS}
 
 
 def test_openai_judge_without_key_stops_before_any_job(demo_run):
@@ -200,8 +224,7 @@ def test_openai_judge_in_the_dag_pays_once_and_writes_the_key_nowhere(demo_run, 
             "api_key_env": "PIPELINE_JUDGE_KEY", "concurrency": 4, "backoff_base": 0.01,
             "price_per_million": {"input": 2.5, "output": 10.0}}})
         args, env = ("--configfile", "config/demo.yaml", name), {"PIPELINE_JUDGE_KEY": secret}
-        assert planned_jobs(root, *args, env=env) == {"judge_pairwise": 4, "winrate_table": 1, "fidelity_table": 1,
-                                                      "render_paper": 1, "all": 1}
+        assert planned_jobs(root, *args, env=env) == {"judge_pairwise": 4, "fidelity_table": 1, **WINRATE_JOBS}
         snakemake(root, "--cores", "1", *args, env=env)
         results = root / "results" / "demo"
         question = {r["id"]: r["question"] for r in read_jsonl(results / "data/test.jsonl")}
@@ -270,7 +293,7 @@ def test_study_dag_dry_run_offline_without_key(tmp_path):
     jobs = planned_jobs(root, "--resources", "gpu=1", env=env)
     assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 1, "augment_train": 1, "base_model": 2,
                     "train_adapter": 4, "generate_answers": 4, "baseline_answers": 1, "judge_pairwise": 4,
-                    "winrate_table": 1, "fidelity_table": 1, "render_paper": 1, "all": 1}
+                    "fidelity_table": 1, "figure_loss_curves": 1, **WINRATE_JOBS}
     out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env=env).stdout
     assert "results/study/models/qwen3-14b/manifest.json" in out
 

@@ -1,0 +1,59 @@
+# The paper's figures, one rule each, so that a figure reruns only when its table or its program
+# changes (and the PDF after it).
+rule figure_loss_curves:
+    input:
+        losses=expand(f"{RESULTS}/losses/{{setting}}.csv", setting=SETTINGS),
+    output:
+        figure=report(
+            f"{PAPER}/{FIGURES['loss']}",
+            caption="../paper/report/loss_curves.rst",
+            category="Figures",
+        ),
+    log:
+        f"{LOGS}/figure_loss_curves.log",
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    params:
+        titles=setting_titles(),
+    script:
+        "../scripts/figure_loss_curves.py"
+
+
+rule figure_win_rates:
+    input:
+        winrate=f"{RESULTS}/tables/winrate.json",
+    output:
+        figure=report(
+            f"{PAPER}/{FIGURES['winrate']}",
+            caption="../paper/report/win_rates.rst",
+            category="Figures",
+        ),
+    log:
+        f"{LOGS}/figure_win_rates.log",
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    script:
+        "../scripts/figure_win_rates.py"
+
+
+rule figure_answer_lengths:
+    input:
+        winrate=f"{RESULTS}/tables/winrate.json",
+    output:
+        figure=report(
+            f"{PAPER}/{FIGURES['lengths']}",
+            caption="../paper/report/answer_lengths.rst",
+            category="Figures",
+        ),
+    log:
+        f"{LOGS}/figure_answer_lengths.log",
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    script:
+        "../scripts/figure_answer_lengths.py"

@@ -1,0 +1,86 @@
+"""Figure stage: the training and validation loss of each setting (losses/<setting>.csv) as
+paper/loss_curves.pdf, one panel per setting."""
+
+import math
+import os
+import textwrap
+from typing import Mapping
+
+import matplotlib
+import pandas as pd
+
+from common import DataError, PipelineError, log, run_stage
+from figure_style import figure_rc, save
+from matplotlib.figure import Figure
+from paper_format import oneline
+
+
+def read_loss_csv(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(path, None, None, "empty file (expected columns step, epoch, split, loss)") from None
+    for column in ("step", "split", "loss"):
+        if column not in frame.columns:
+            raise DataError(path, 1, column, "missing column")
+    bad = ~frame["split"].isin(["train", "val"])
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(path, i + 2, "split", f"expected 'train' or 'val', got {frame['split'].iloc[i]!r}")
+    return frame
+
+
+def _panel(ax, label: str, frame: pd.DataFrame) -> None:
+    """Train loss solid, validation loss dashed, against the optimiser step."""
+    drawn = False
+    for split, style, name in (("train", "-", "train"), ("val", "--", "validation")):
+        rows = frame[frame["split"] == split][["step", "loss"]].dropna().sort_values("step")
+        if rows.empty:
+            continue
+        ax.plot(rows["step"], rows["loss"], linestyle=style, label=name,
+                marker="o" if len(rows) == 1 else None, markersize=3)
+        drawn = True
+    if drawn:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("\n".join(textwrap.wrap(str(label), 40)), fontsize=9)
+    ax.set_xlabel("step", fontsize=8)
+    ax.set_ylabel("loss", fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
+def plot_loss_curves(loss_frames: Mapping[str, pd.DataFrame], path: str | os.PathLike) -> None:
+    """One panel per setting (keyed by its label). A setting without validation rows gets its
+    train curve only."""
+    if not loss_frames:
+        raise PipelineError("no loss curves to plot (no settings)")
+    n = len(loss_frames)
+    ncols = 1 if n == 1 else 2
+    nrows = math.ceil(n / ncols)
+    with matplotlib.rc_context(figure_rc()):
+        fig = Figure(figsize=(6.4 if ncols == 2 else 4.8, 2.6 * nrows + 0.4), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, (label, frame) in zip(axes, loss_frames.items()):
+            missing = {"step", "split", "loss"} - set(frame.columns)
+            if missing:
+                raise PipelineError(f"loss curve of {label}: missing column(s) {sorted(missing)}")
+            _panel(ax, label, frame)
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        save(fig, path)
+
+
+def main(smk) -> None:
+    titles = smk.params.titles  # setting -> title, in config order
+    paths = [smk.input.losses] if isinstance(smk.input.losses, str) else list(smk.input.losses)
+    if len(paths) != len(titles):
+        raise PipelineError(f"input 'losses': {len(paths)} file(s) for {len(titles)} settings")
+    frames = {f"Setting {k}: {oneline(title)}": read_loss_csv(path)
+              for k, (title, path) in enumerate(zip(titles.values(), paths), 1)}
+    plot_loss_curves(frames, smk.output.figure)
+    log.info("figure: wrote %s", smk.output.figure)
+
+
+if "snakemake" in globals():
+    run_stage(main, snakemake)  # noqa: F821

@@ -1,0 +1,106 @@
+"""Paper stage: read the run's files (the win-rate, paired-test and fidelity tables, the data
+stages' stats, the test set, the answers, the training stats, the model manifests, the judge's
+prompt) into results/<run>/paper/context.json: everything paper/paper.tex.j2 needs, as raw
+values (the template escapes each one). The .tex, the report tables and, through them, the PDF
+are built from this one file by later rules; the figures read their own tables."""
+
+import csv
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from common import DataError, PipelineError, log, read_json, read_jsonl, read_prompt, run_stage, write_text
+from paper_case import case_study
+from paper_design import design_context, setting_specs
+from paper_format import need
+from paper_results import results_context
+from provenance import check_no_secrets, collect as collect_provenance, paper_rows
+
+# The figures' file names, relative to the .tex file (rules/common.smk passes the same).
+FIGURES = {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf", "lengths": "answer_lengths.pdf"}
+
+PAIRWISE_COLUMNS = ("setting_a", "setting_b", "n", "a_better", "b_better", "p_value")
+FIDELITY_COLUMNS = ("group", "parameter", "study", "this_run", "source", "note", "status")
+
+
+def read_pairwise_csv(path: str | os.PathLike) -> list[dict]:
+    """tables/pairwise.csv: one row per pair of settings, counts as ints and p_value a float."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in PAIRWISE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(path, 1, missing[0], "missing column")
+        rows = []
+        for lineno, row in enumerate(reader, 2):
+            try:
+                rows.append({"setting_a": row["setting_a"], "setting_b": row["setting_b"],
+                             **{k: int(row[k]) for k in ("n", "a_better", "b_better")},
+                             "p_value": float(row["p_value"])})
+            except ValueError as e:
+                raise DataError(path, lineno, None, f"not a number ({e})") from None
+    return rows
+
+
+def read_fidelity_csv(path: str | os.PathLike) -> list[dict]:
+    """tables/fidelity.csv: every value as text (an empty note stays empty, not NaN)."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in FIDELITY_COLUMNS:
+        if column not in frame.columns:
+            raise DataError(path, 1, column, "missing column")
+    return frame.to_dict(orient="records")
+
+
+def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequence[Mapping],
+                  split_stats: Mapping, test: list[dict], baseline: list[dict],
+                  generations: Mapping[str, list[dict]], provenance: Mapping, judge_prompt: str,
+                  fidelity: Sequence[Mapping] = (), augment_stats: Mapping | None = None,
+                  figures: Mapping[str, str] = FIGURES) -> dict[str, Any]:
+    """Everything the template needs, as raw (unescaped) strings and numbers. `figures` maps
+    loss, winrate and lengths to file names relative to the .tex file."""
+    settings = setting_specs(config)
+    return {
+        **design_context(config, settings, split_stats, len(test), judge_prompt, fidelity, augment_stats),
+        **results_context(winrate, pairwise, settings, generations),
+        "figures": dict(figures),
+        "case": case_study(config, test, baseline, generations, settings),
+        "provenance": paper_rows(provenance, settings),
+    }
+
+
+def _paths(value: Any) -> list[str]:
+    return [str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
+
+
+def main(smk) -> None:
+    config = smk.params.config
+    settings = list(need(config, "settings", "config"))
+    inputs = {"generations": _paths(smk.input.generations), "train_stats": _paths(smk.input.train_stats)}
+    for what, paths in inputs.items():
+        if len(paths) != len(settings):
+            raise PipelineError(f"input '{what}': {len(paths)} file(s) for {len(settings)} settings")
+    winrate = read_json(smk.input.winrate)
+    context = paper_context(
+        config=config,
+        winrate=winrate,
+        pairwise=read_pairwise_csv(smk.input.pairwise),
+        split_stats=read_json(smk.input.split_stats),
+        test=read_jsonl(smk.input.test),
+        baseline=read_jsonl(smk.input.baseline),
+        generations={key: read_jsonl(path) for key, path in zip(settings, inputs["generations"])},
+        provenance=collect_provenance(config, winrate, smk.input.winrate, smk.input.raw,
+                                      dict(zip(settings, inputs["train_stats"])), _paths(smk.input.models)),
+        judge_prompt=read_prompt(smk.input.judge_prompt),
+        fidelity=read_fidelity_csv(smk.input.fidelity),
+        augment_stats=read_json(smk.input.augment_stats[0]) if smk.input.augment_stats else None,
+        figures=smk.params.figures,
+    )
+    text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"
+    check_no_secrets({"context.json": text}, config)
+    write_text(smk.output.context, text)
+    log.info("paper context: wrote %s", smk.output.context)
+
+
+if "snakemake" in globals():
+    run_stage(main, snakemake)  # noqa: F821

@@ -1,0 +1,182 @@
+"""The paper's experiment design section, from the config and the data stages' stats: the
+settings, the data and its splits, the augmentation, the models and their QLoRA hyperparameters,
+the decoding, the judge and the fidelity table."""
+
+from typing import Any, Mapping, Sequence
+
+from common import PipelineError
+from paper_format import fmt, need, oneline
+
+# How the fidelity table marks a row, by its status (fidelity_table.py).
+FIDELITY_MARKS = {"deviation": "differs", "not stated": "ours", "execution": "speed only", "by design": "by design"}
+
+
+def setting_specs(config: Mapping) -> list[dict]:
+    """The config's settings in order, numbered from 1 (k) as the paper names them."""
+    config_settings = need(config, "settings", "config")
+    if not config_settings:
+        raise PipelineError("config: 'settings' is empty")
+    settings = []
+    for k, (key, spec) in enumerate(config_settings.items(), 1):
+        where = f"config settings.{key}"
+        settings.append({
+            "k": k, "key": key,
+            "title": oneline(spec.get("title") or key),
+            "model": need(spec, "model", where),
+            "data": spec.get("data", "original"),
+            "lora": need(spec, "lora", where),
+            "training": need(spec, "training", where),
+        })
+    return settings
+
+
+def _warmup(training: Mapping) -> str:
+    if "warmup_ratio" in training:
+        return f"{fmt(training['warmup_ratio'] * 100)}% of steps"
+    steps = training.get("warmup_steps")
+    if isinstance(steps, float) and steps < 1:
+        return f"{fmt(steps * 100)}% of steps"
+    return f"{fmt(steps)} steps" if steps is not None else "--"
+
+
+def _model_source(spec: Mapping) -> str:
+    source = spec.get("source", "--")
+    if source == "build":
+        build = spec.get("build", {})
+        return (f"built by the pipeline: hidden size {fmt(build.get('hidden_size'))}, "
+                f"{fmt(build.get('num_hidden_layers'))} layers")
+    revision = spec.get("revision")
+    return f"{source}, revision {revision}" if revision else str(source)
+
+
+def _models(config: Mapping, settings: Sequence[Mapping]) -> list[dict]:
+    """Each base model once, in the order the settings first use it."""
+    models_cfg = need(config, "models", "config")
+    names = list(dict.fromkeys(s["model"] for s in settings))
+    return [{"name": name, "source": _model_source(need(models_cfg, name, "config models"))} for name in names]
+
+
+def baseline_text(config: Mapping) -> str:
+    baseline = config.get("baseline", {}) or {}
+    source = baseline.get("source")
+    if source == "file":
+        return "the ChatGPT answers of the course's test file"
+    if source == "model":
+        return f"the answers of the untuned base model {baseline.get('model', '--')}"
+    if source == "openai":
+        return f"the answers of {baseline.get('model', '--')} through an OpenAI-compatible API"
+    return f"answers from {fmt(source)}"
+
+
+# (row label, section of a setting, key): the rows of the hyperparameter table besides Warmup.
+HPARAM_ROWS = [
+    ("LoRA r", "lora", "r"), ("LoRA alpha", "lora", "alpha"), ("LoRA dropout", "lora", "dropout"),
+    ("LoRA targets", "lora", "target_modules"), ("Epochs", "training", "epochs"),
+    ("Batch size", "training", "batch_size"), ("Grad. accumulation", "training", "grad_accum"),
+    ("Learning rate", "training", "lr"), ("Weight decay", "training", "weight_decay"),
+]
+HPARAM_ROWS_AFTER_WARMUP = [
+    ("Scheduler", "training", "scheduler"), ("Optimizer", "training", "optimizer"),
+    ("Gradient checkpointing", "training", "gradient_checkpointing"), ("Eval steps", "training", "eval_steps"),
+]
+
+
+def hparam_rows(settings: list[dict]) -> list[dict]:
+    def rows(spec):
+        return [{"label": label, "values": [fmt(s[section].get(key)) for s in settings]}
+                for label, section, key in spec]
+
+    return [
+        {"label": "Model", "values": [fmt(s["model"]) for s in settings]},
+        {"label": "Data variant", "values": [fmt(s["data"]) for s in settings]},
+        *rows(HPARAM_ROWS),
+        {"label": "Warmup", "values": [_warmup(s["training"]) for s in settings]},
+        *rows(HPARAM_ROWS_AFTER_WARMUP),
+    ]
+
+
+def split_text(split_stats: Mapping) -> dict:
+    where = "split stats"
+    dropped = need(split_stats, "dropped", where) or {}
+    reasons = [f"{n} {reason.replace('_', ' ')}" for reason, n in dropped.items() if n]
+    return {
+        "n_raw": need(split_stats, "n_raw", where),
+        "n_kept": need(split_stats, "n_kept", where),
+        "dropped": "; ".join(reasons) if reasons else "none",
+        "seed": need(split_stats, "seed", where),
+        **{k: need(split_stats, k, where) for k in ("n_train", "n_val", "n_heldout", "n_unused")},
+    }
+
+
+def _subset_text(subset: Mapping | None) -> str | None:
+    if not subset:
+        return None
+    return (f"A sample of {fmt(subset.get('n'))} rows drawn from rows {fmt(subset.get('start'))} to "
+            f"{fmt(subset.get('stop'))} with seed {fmt(subset.get('seed'))}")
+
+
+def augmentation_text(stats: Mapping) -> str:
+    """What augment_train.py did, from its stats: method, share and what was left unaugmented."""
+    where = "augment_stats.json"
+    method = need(stats, "method", where)
+    how = (f"an LLM ({need(stats, 'usage', where)['model']}) rewrote the question with the study's prompt"
+           if method == "llm" else "strict Cilin synonyms of the same part of speech replaced up to a few words")
+    reasons = need(stats, "unaugmented_reasons", where)
+    left = ", ".join(f"{n} {reason}" for reason, n in reasons.items() if n) or "none"
+    return (f"The augmented training set adds a rewritten copy (answer kept) of {need(stats, 'n_augmented', where)} "
+            f"of the {need(stats, 'n_train', where)} training questions: {fmt(100 * need(stats, 'ratio', where))}% "
+            f"were selected with seed {need(stats, 'seed', where)} and {how}; selected but left unaugmented: {left}")
+
+
+def decoding_text(generation: Mapping) -> str:
+    if generation["do_sample"]:
+        how = (f"sampled (temperature {fmt(generation['temperature'])}, top-p {fmt(generation['top_p'])}, "
+               f"repetition penalty {fmt(generation.get('repetition_penalty', 1.0))}), each question from its own "
+               f"seed derived from seed {fmt(generation.get('seed', 0))} and its id, so that an answer does not "
+               "depend on the other questions of its batch")
+    else:
+        how = (f"decoded greedily (repetition penalty {fmt(generation.get('repetition_penalty', 1.0))})")
+    return f"Answers are {how}, with at most {fmt(generation['max_new_tokens'])} new tokens"
+
+
+def fidelity_groups(rows: Sequence[Mapping]) -> list[dict]:
+    """tables/fidelity.csv's rows under their group headings, in file order."""
+    groups: list[dict] = []
+    for row in rows:
+        if not groups or groups[-1]["name"] != row["group"]:
+            groups.append({"name": row["group"], "rows": []})
+        groups[-1]["rows"].append({**row, "mark": FIDELITY_MARKS.get(row["status"], "")})
+    return groups
+
+
+def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, n_test: int, judge_prompt: str,
+                   fidelity: Sequence[Mapping], augment_stats: Mapping | None) -> dict[str, Any]:
+    """The design section's part of the template's context."""
+    data_cfg = need(config, "data", "config")
+    quant = config.get("quantization") or {}
+    test_source = (config.get("test") or {}).get("source")
+    judge = need(config, "judge", "config")
+    return {
+        "title": oneline(need(need(config, "paper", "config"), "title", "config 'paper'")),
+        "run": need(config, "run", "config"),
+        "data": {
+            "source": need(data_cfg, "source", "config 'data'"),
+            "revision": fmt(data_cfg.get("revision")),
+            "subset": _subset_text(data_cfg.get("subset")),
+            "augmentation": augmentation_text(augment_stats) if augment_stats else None,
+        },
+        "splits": split_text(split_stats),
+        "models": _models(config, settings),
+        "quantization": {key: fmt(quant.get(key)) for key in ("quant_type", "double_quant", "compute_dtype")},
+        "settings": [{"k": s["k"], "key": s["key"], "title": s["title"]} for s in settings],
+        "hparams": hparam_rows(settings),
+        "hparam_col_width": f"{0.72 / len(settings):.3f}",
+        "test": {"n": n_test, "source": ("sampled from the held-out split" if test_source == "heldout"
+                                         else f"from {fmt(test_source)}")},
+        "baseline": baseline_text(config),
+        "judge": {"backend": fmt(judge.get("backend")), "model": fmt(judge.get("model")),
+                  "tie_margin": fmt(judge.get("tie_margin")), "prompt": judge_prompt},
+        "decoding": decoding_text(need(config, "generation", "config")),
+        "fidelity": fidelity_groups(fidelity),
+        "deviations": sum(row["status"] == "deviation" for row in fidelity),
+    }

@@ -1,0 +1,96 @@
+"""The PDF: rule paper_pdf (latexmk -xelatex around paper.tex and the figures), run through
+Snakemake alone in a copy of the workflow on a rendered .tex; what the PDF's text shows, and what
+a LaTeX error or a missing TeX leaves behind."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from figure_answer_lengths import plot_answer_lengths
+from figure_loss_curves import plot_loss_curves
+from figure_style import APT_PACKAGES, setting_rows
+from figure_win_rates import KEYS, plot_win_rates
+from paper_data import (HAS_TEX, NO_TEX, PUBLISHED, QUESTIONS, SPECIAL, STUDY_PROMPT_START, loss_frame,
+                        make_context, pdftotext, squash, study_config, table_cells, winrate_rows)
+from render_tex import render_paper
+from test_pipeline import DEMO, copy_repo, snakemake
+
+PAPER = Path("results/demo/paper")  # config/demo.yaml's run
+INPUTS = ["answer_lengths.pdf", "loss_curves.pdf", "paper.tex", "win_rates.pdf"]
+BUILD = (str(PAPER / "paper.pdf"), "--cores", "1", *DEMO, "--allowed-rules", "paper_pdf")
+
+
+def workflow_with_tex(root: Path, tex: str) -> Path:
+    """A copy of the workflow whose demo run has paper.tex and the three figures, and nothing
+    else: with --allowed-rules paper_pdf they are its source files."""
+    copy_repo(root)
+    paper = root / PAPER
+    paper.mkdir(parents=True)
+    (paper / "paper.tex").write_text(tex, encoding="utf-8")
+    rows = winrate_rows()
+    plot_loss_curves({f"Setting {k}": loss_frame() for k in range(1, 5)}, paper / "loss_curves.pdf")
+    plot_win_rates(setting_rows(rows, KEYS), paper / "win_rates.pdf")
+    plot_answer_lengths(setting_rows(rows, ("mean_answer_chars", "baseline_mean_answer_chars")),
+                        paper / "answer_lengths.pdf")
+    return paper
+
+
+@pytest.fixture(scope="module")
+def built_paper(tmp_path_factory):
+    """One compiled paper for the module's PDF tests (half a minute)."""
+    if not HAS_TEX:
+        pytest.skip(NO_TEX)
+    root = tmp_path_factory.mktemp("paper")
+    paper = workflow_with_tex(root, render_paper(make_context(study_config())))
+    snakemake(root, *BUILD)
+    return paper
+
+
+def test_the_pdf_rule_writes_the_pdf_and_nothing_else(built_paper):
+    assert sorted(p.name for p in built_paper.iterdir()) == sorted([*INPUTS, "paper.pdf"])  # no build files
+    assert (built_paper / "paper.pdf").read_bytes().startswith(b"%PDF")
+    assert "All targets (paper.pdf) are up-to-date" in (built_paper.parents[1] / "demo/logs/paper_pdf.log").read_text()
+
+
+def test_pdf_table_has_the_numbers_of_the_winrate_table(built_paper):
+    text = pdftotext(built_paper / "paper.pdf", layout=True)
+    for k, row in enumerate(winrate_rows(), 1):
+        cells = table_cells(row) + [PUBLISHED[row["setting"]]]
+        pattern = r"\s+".join(re.escape(c) for c in cells)
+        assert re.search(pattern, text), f"Table 1 row of setting {k}: {cells}"
+
+
+def test_pdf_has_the_case_study_in_chinese_and_every_setting(built_paper):
+    text = squash(pdftotext(built_paper / "paper.pdf"))
+    assert squash(QUESTIONS[2]) in text
+    assert squash("基线回答：多喝水，多喝水，") in text
+    for k, row in enumerate(winrate_rows(), 1):
+        assert squash(f"Ours (setting {k}): {row['title']}") in text
+    assert squash(SPECIAL) in text  # LaTeX specials and Chinese survive escaping and compiling
+    assert squash(STUDY_PROMPT_START) in text
+    assert squash("Package versions are those of the environment") in text
+
+
+@pytest.mark.skipif(not HAS_TEX, reason=NO_TEX)
+def test_a_latex_error_leaves_no_pdf(tmp_path):
+    paper = workflow_with_tex(tmp_path, r"\documentclass{article}\begin{document}\undefinedmacro\end{document}")
+    proc = snakemake(tmp_path, *BUILD, check=False)
+    assert proc.returncode != 0
+    assert re.search(r"xelatex failed on paper.tex .*:\n! Undefined control sequence", proc.stderr)
+    assert sorted(p.name for p in paper.iterdir()) == INPUTS
+    assert "! Undefined control sequence" in (tmp_path / "results/demo/logs/paper_pdf.log").read_text()
+
+
+def test_missing_xelatex_is_a_clear_error_before_any_job(tmp_path):
+    paper = workflow_with_tex(tmp_path, "unused")
+    bin_dir = tmp_path / "bin"  # what Snakemake itself runs, without TeX
+    bin_dir.mkdir()
+    for tool in ("bash", "sh", "which", "git"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    proc = snakemake(tmp_path, *BUILD, env={"PATH": str(bin_dir)}, check=False)
+    assert proc.returncode != 0
+    assert "latexmk/xelatex not found" in proc.stderr and APT_PACKAGES in proc.stderr
+    assert sorted(p.name for p in paper.iterdir()) == INPUTS
