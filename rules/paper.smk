@@ -9,6 +9,7 @@ rule paper_context:
         augment_stats=augment_stats_input(),
         raw=f"{RESULTS}/data/raw.jsonl",
         test=f"{RESULTS}/data/test.jsonl",
+        near_duplicates=f"{RESULTS}/data/near_duplicates.json",
         baseline=f"{RESULTS}/baseline/answers.jsonl",
         generations=expand(f"{RESULTS}/generations/{{setting}}.jsonl", setting=SETTINGS),
         # Provenance: the training devices and dates, and the models' resolved revisions.

@@ -1,5 +1,5 @@
 """Paper stage: read the run's files (the win-rate, paired-test and fidelity tables, the data
-stages' stats, the test set, the answers, the training stats, the model manifests, the judge's
+stages' stats and near-duplicate report, the test set, the answers, the training stats, the model manifests, the judge's
 prompt) into results/<run>/paper/context.json: everything paper/paper.tex.j2 needs, as raw
 values (the template escapes each one). The .tex, the report tables and, through them, the PDF
 are built from this one file by later rules; the figures read their own tables."""
@@ -55,13 +55,13 @@ def read_fidelity_csv(path: str | os.PathLike) -> list[dict]:
 def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequence[Mapping],
                   split_stats: Mapping, test: list[dict], baseline: list[dict],
                   generations: Mapping[str, list[dict]], provenance: Mapping, judge_prompt: str,
-                  fidelity: Sequence[Mapping] = (), augment_stats: Mapping | None = None,
+                  fidelity: Sequence[Mapping], augment_stats: Mapping | None, leakage: Mapping,
                   figures: Mapping[str, str] = FIGURES) -> dict[str, Any]:
     """Everything the template needs, as raw (unescaped) strings and numbers. `figures` maps
     loss, winrate and lengths to file names relative to the .tex file."""
     settings = setting_specs(config)
     return {
-        **design_context(config, settings, split_stats, len(test), judge_prompt, fidelity, augment_stats),
+        **design_context(config, settings, split_stats, len(test), judge_prompt, fidelity, augment_stats, leakage),
         **results_context(winrate, pairwise, settings, generations),
         "figures": dict(figures),
         "case": case_study(config, test, baseline, generations, settings),
@@ -94,6 +94,7 @@ def main(smk) -> None:
         judge_prompt=read_prompt(smk.input.judge_prompt),
         fidelity=read_fidelity_csv(smk.input.fidelity),
         augment_stats=read_json(smk.input.augment_stats[0]) if smk.input.augment_stats else None,
+        leakage=read_json(smk.input.near_duplicates),
         figures=smk.params.figures,
     )
     text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"

@@ -149,8 +149,26 @@ def fidelity_groups(rows: Sequence[Mapping]) -> list[dict]:
     return groups
 
 
+def leakage_text(report: Mapping) -> dict[str, Any]:
+    """data/near_duplicates.json as a sentence and its closest pairs (question excerpts)."""
+    where = "near_duplicates.json"
+    compared = ", ".join(f"{n} {split}" for split, n in need(report, "n_compared", where).items())
+    found = need(report, "n_test_with_near_duplicate", where)
+    text = (f"Near-duplicates: {found} of the {need(report, 'n_test', where)} test questions have a "
+            f"question among the {compared} rows whose character {need(report, 'ngram', where)}-grams overlap "
+            f"with Jaccard similarity of at least {fmt(need(report, 'threshold', where))} (MinHash LSH finds the "
+            "candidates, their exact similarity decides)")
+    stop = report.get("stop_threshold")
+    text += (f"; the run stops at {fmt(stop)}" if stop is not None else "") + "."
+    closest = [{"test_id": oneline(p["test_id"]), "where": f"{p['split']} {p['id']}", "jaccard": f"{p['jaccard']:.2f}",
+                "test_question": oneline(p["test_question"])[:60], "question": oneline(p["question"])[:60]}
+               for p in need(report, "closest", where)]
+    return {"text": text, "closest": closest}
+
+
 def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, n_test: int, judge_prompt: str,
-                   fidelity: Sequence[Mapping], augment_stats: Mapping | None) -> dict[str, Any]:
+                   fidelity: Sequence[Mapping], augment_stats: Mapping | None,
+                   leakage: Mapping) -> dict[str, Any]:
     """The design section's part of the template's context."""
     data_cfg = need(config, "data", "config")
     quant = config.get("quantization") or {}
@@ -173,6 +191,7 @@ def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, 
         "hparam_col_width": f"{0.72 / len(settings):.3f}",
         "test": {"n": n_test, "source": ("sampled from the held-out split" if test_source == "heldout"
                                          else f"from {fmt(test_source)}")},
+        "leakage": leakage_text(leakage),
         "baseline": baseline_text(config),
         "judge": {"backend": fmt(judge.get("backend")), "model": fmt(judge.get("model")),
                   "tie_margin": fmt(judge.get("tie_margin")), "prompt": judge_prompt},

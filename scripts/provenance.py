@@ -177,10 +177,8 @@ def paper_rows(prov: Mapping, settings: Sequence[Mapping]) -> dict:
 
 def secret_envs(config: Mapping) -> list[str]:
     names = set(SECRET_ENVS)
-    for section in ("judge", "baseline"):
-        name = (config.get(section) or {}).get("api_key_env")
-        if name:
-            names.add(name)
+    sections = [config.get("judge"), config.get("baseline"), (config.get("augmentation") or {}).get("llm")]
+    names.update(section["api_key_env"] for section in sections if section and section.get("api_key_env"))
     return sorted(names)
 
 

@@ -132,6 +132,11 @@ AUGMENT_STATS = {"method": "llm", "ratio": 0.3, "seed": 42, "n_train": 400, "n_s
                  "n_unaugmented": 2, "unaugmented_reasons": {"empty": 1, "length": 1},
                  "usage": {"model": "deepseek-chat", "calls": 122}}
 STUDY = yaml.safe_load((REPO / "config" / "study.yaml").read_text(encoding="utf-8"))
+LEAKAGE = {"ngram": 2, "num_perm": 128, "threshold": 0.5, "stop_threshold": 0.9, "n_test": 4,
+           "n_compared": {"train": 400, "val": 100}, "n_pairs": 1, "n_test_with_near_duplicate": 1,
+           "closest": [{"test_id": "q001", "split": "train", "id": 17, "jaccard": 0.6667,
+                        "test_question": "高血压患者平时饮食需要注意什么？",
+                        "question": "高血压患者平时的饮食需要注意些什么？"}]}
 
 
 def fidelity_rows(config):
@@ -160,7 +165,7 @@ def make_context(config, **overrides):
     kwargs = dict(config=config, winrate=winrate_rows(), pairwise=pairwise_rows(), split_stats=SPLIT_STATS,
                   test=test, baseline=baseline, generations=generations, provenance=fake_provenance(),
                   judge_prompt=read_prompt(JUDGE_PROMPT), fidelity=fidelity_rows(config),
-                  augment_stats=AUGMENT_STATS)
+                  augment_stats=AUGMENT_STATS, leakage=LEAKAGE)
     kwargs.update(overrides)
     return paper_context(**kwargs)
 
@@ -180,8 +185,6 @@ def pdftotext(path, layout=False):
 
 def squash(text):
     return "".join(text.split())
-
-
 
 
 def write_run_files(folder: Path, config) -> dict:
@@ -205,6 +208,7 @@ def write_run_files(folder: Path, config) -> dict:
         "baseline": jsonl("baseline.jsonl", baseline),
         "fidelity": write("fidelity.csv", pd.DataFrame(fidelity_rows(config)).to_csv(index=False)),
         "augment_stats": [write("augment_stats.json", json.dumps(AUGMENT_STATS))],
+        "near_duplicates": write("near_duplicates.json", json.dumps(LEAKAGE, ensure_ascii=False)),
         "generations": [jsonl(f"gen_{s}.jsonl", generations[s]) for s in SETTINGS],
         "train_stats": [write(f"train_stats/{s}.json", json.dumps({"device": "cpu"})) for s in SETTINGS],
         "models": [write(f"models/{m}/manifest.json", json.dumps({"source": m, "revision": "r1"}))

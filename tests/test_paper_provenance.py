@@ -52,5 +52,9 @@ def test_a_secret_in_an_output_stops_the_stage(config):
     config["judge"]["api_key_env"] = "MY_JUDGE_KEY"
     with pytest.raises(PipelineError, match="MY_JUDGE_KEY"):
         provenance.check_no_secrets({"table.html": secret}, config, {"MY_JUDGE_KEY": secret})
+    assert config["augmentation"]["llm"]["api_key_env"] == "DEEPSEEK_API_KEY"  # the augmentation's key too
+    with pytest.raises(PipelineError, match="context.json would contain the value of the environment variable "
+                                            "DEEPSEEK_API_KEY"):
+        provenance.check_no_secrets({"context.json": secret}, config, {"DEEPSEEK_API_KEY": secret})
 
 

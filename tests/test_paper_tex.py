@@ -16,7 +16,7 @@ import report_tables
 from common import PipelineError, read_prompt
 from conftest import fake_snakemake
 from paper_context import read_pairwise_csv
-from paper_data import (JUDGE_PROMPT, PUBLISHED, QUESTIONS, SPECIAL, SPECIAL_ESCAPED, STUDY_PROMPT_START,
+from paper_data import (JUDGE_PROMPT, LEAKAGE, PUBLISHED, QUESTIONS, SPECIAL, SPECIAL_ESCAPED, STUDY_PROMPT_START,
                         EXPECTED_PCT, config, make_context, pairwise_rows, sample_records, table_cells,  # noqa: F401
                         winrate_rows, write_run_files)
 from paper_results import conclusion_sentences
@@ -299,3 +299,15 @@ def test_a_secret_in_the_context_stops_the_stage_before_writing(tmp_path, config
     with pytest.raises(PipelineError, match="context.json would contain the value of the environment variable"):
         paper_context.main(smk)
     assert not Path(smk.output.context).exists()
+
+
+def test_near_duplicates_are_reported_with_the_closest_pairs(config):
+    tex = " ".join(render_paper(make_context(config)).split())
+    assert ("Near-duplicates: 1 of the 4 test questions have a question among the 400 train, 100 val rows whose "
+            "character 2-grams overlap with Jaccard similarity of at least 0.5") in tex
+    assert "the run stops at 0.9." in tex
+    assert (r"\item test q001 and train 17 (0.67): 高血压患者平时饮食需要注意什么？ / "
+            "高血压患者平时的饮食需要注意些什么？") in tex
+    none_found = {**LEAKAGE, "n_pairs": 0, "n_test_with_near_duplicate": 0, "closest": [], "stop_threshold": None}
+    tex = render_paper(make_context(config, leakage=none_found))
+    assert "Near-duplicates: 0 of the 4" in " ".join(tex.split()) and "The closest pairs" not in tex

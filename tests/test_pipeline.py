@@ -129,6 +129,11 @@ def test_demo_paper_shows_fidelity_orders_and_truncation_from_the_run_files(demo
     stats = json.loads((results / "data" / "augment_stats.json").read_text(encoding="utf-8"))
     assert stats["method"] == "synonym" and stats["n_augmented"] >= 1 and stats["replacements_sample"]
     assert f"adds a rewritten copy (answer kept) of {stats['n_augmented']} of the {stats['n_train']}" in tex
+    leakage = json.loads((results / "data" / "near_duplicates.json").read_text(encoding="utf-8"))
+    assert leakage["n_compared"] == {"train": len(read_jsonl(results / "data/train.jsonl")),
+                                     "val": len(read_jsonl(results / "data/val.jsonl"))}
+    assert (f"Near-duplicates: {leakage['n_test_with_near_duplicate']} of the {leakage['n_test']} test questions"
+            in " ".join(tex.split()))
 
 
 def test_finished_run_has_nothing_to_do(demo_run):
@@ -140,6 +145,12 @@ def test_judge_temperature_reruns_only_judging_and_after(demo_run):
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
     # The fidelity table shows the judge's temperature: it reruns too (a second).
     assert jobs == {"judge_pairwise": 4, "fidelity_table": 1, **WINRATE_JOBS}
+
+
+def test_the_leakage_threshold_reruns_only_its_report_and_the_paper(demo_run):
+    name = overlay(demo_run, "leakage.yaml", {"test": {"leakage": {"threshold": 0.3}}})
+    jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
+    assert jobs == {"near_duplicates": 1, "fidelity_table": 1, **PAPER_JOBS}
 
 
 def test_a_bigger_gpu_reruns_nothing(demo_run):
@@ -291,7 +302,7 @@ def test_study_dag_dry_run_offline_without_key(tmp_path):
     root = copy_repo(tmp_path)
     env = {"OPENAI_API_KEY": "", "HF_HUB_OFFLINE": "1"}
     jobs = planned_jobs(root, "--resources", "gpu=1", env=env)
-    assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 1, "augment_train": 1, "base_model": 2,
+    assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 1, "near_duplicates": 1, "augment_train": 1, "base_model": 2,
                     "train_adapter": 4, "generate_answers": 4, "baseline_answers": 1, "judge_pairwise": 4,
                     "fidelity_table": 1, "figure_loss_curves": 1, **WINRATE_JOBS}
     out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env=env).stdout
