@@ -46,7 +46,7 @@ def main():
         t = time.time()
         trainer = train_adapter.train_adapter(manifest, str(work / "train.jsonl"), str(work / "val.jsonl"), setting,
                                               config["quantization"], "cuda", config["gpu_memory_gib"],
-                                              str(work / f"ckpt-{name}"))
+                                              str(work / f"ckpt-{name}"), name=name)
         train_s = time.time() - t
         trainer.model.save_pretrained(work / f"adapter-{name}")
         losses = train_adapter.loss_rows(trainer.state.log_history)

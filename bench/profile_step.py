@@ -21,7 +21,8 @@ sys.path.insert(0, str(REPO / "bench"))
 import qlora  # noqa: E402
 import train_adapter  # noqa: E402
 from common import setup_logging  # noqa: E402
-from train_bench import demo_rows, greedy_ids, prompt_ids, random_model, study_config, synthetic_examples  # noqa: E402
+from train_bench import (bench_args, demo_rows, greedy_ids, prompt_ids, random_model, study_config,  # noqa: E402
+                         synthetic_examples)
 
 
 def summarise(prof, label: str, wall_s: float, steps: int) -> None:
@@ -34,11 +35,12 @@ def summarise(prof, label: str, wall_s: float, steps: int) -> None:
     print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
 
 
-def profile_training(manifest, tokenizer, setting, quantization, memory_gib, steps, work, fast=True):
+def profile_training(manifest, tokenizer, name, setting, quantization, memory_gib, steps, work, path="pipeline"):
+    """A few steps of the setting's recipe through one path of train_bench: stock or pipeline."""
     t = setting["training"]
-    data = synthetic_examples((steps + 3) * t["batch_size"] * t["grad_accum"], seed=0)
+    data = synthetic_examples((steps + 3) * t["per_device_train_batch_size"] * t["gradient_accumulation_steps"], seed=0)
     torch.backends.cuda.enable_cudnn_sdp(True)  # torch's default, for the stock path
-    model = (train_adapter.load_base(manifest, quantization, "cuda", memory_gib) if fast
+    model = (train_adapter.load_base(manifest, quantization, "cuda", memory_gib) if path == "pipeline"
              else qlora.load_quantized_model(manifest, quantization, "cuda"))
 
     class Profiled(TrainerCallback):
@@ -54,12 +56,10 @@ def profile_training(manifest, tokenizer, setting, quantization, memory_gib, ste
                 self.prof.__exit__(None, None, None)
 
     prof = Profiled()
-    trainer = train_adapter.build_trainer(
-        model, tokenizer, data, None, setting, "cuda", str(work / "out-profile"), callbacks=[prof], fast=fast,
-        max_steps=3 + steps, eval_strategy="no", save_strategy="no", num_train_epochs=1,
-    )
+    args = bench_args(setting, name, path, str(work / "out-profile"), 3 + steps)
+    trainer = train_adapter.build_trainer(model, tokenizer, data, None, args, setting["lora"], callbacks=[prof])
     trainer.train()
-    summarise(prof.prof, f"train {'pipeline' if fast else 'stock'}", prof.wall, steps)
+    summarise(prof.prof, f"train {path}", prof.wall, steps)
     del trainer, model
     torch.cuda.empty_cache()
 
@@ -108,8 +108,8 @@ def main():
             profile_generation(manifest, quantization, questions, 64, cache)
     for path in ("stock", "pipeline"):
         if path in parts:
-            profile_training(manifest, tokenizer, setting, quantization, config["gpu_memory_gib"], args.steps, work,
-                             fast=path == "pipeline")
+            profile_training(manifest, tokenizer, args.recipe, setting, quantization, config["gpu_memory_gib"],
+                             args.steps, work, path)
 
 
 if __name__ == "__main__":

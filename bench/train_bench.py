@@ -4,8 +4,8 @@ Builds a Qwen3-4B- or Qwen3-14B-shaped model from the published config with rand
 (the same compute as the real weights), then for each recipe of the study config trains the
 QLoRA adapter for --steps optimiser steps after --warmup steps through each path, every one in a
 fresh process: "stock" (SFTTrainer as the course notebook configures it) and "pipeline" (what
-train_adapter runs on CUDA: load_base, speedups, compiled decoder layers without gradient
-checkpointing), optionally with variants that undo or add one thing ("pipeline+nf4",
+train_adapter runs on CUDA, scripts/cuda_speed.py: the base dequantised when it fits, one
+micro-batch, compiled decoder layers without gradient checkpointing), optionally with variants that undo or add one thing ("pipeline+nf4",
 "pipeline+liger", which needs `pip install liger-kernel==0.8.5`, ...), on the same synthetic examples with
 Huatuo26M-Lite-like lengths (or, with RECIPE:longest, all at the longest length).
 Prints tokens/s (real, unpadded tokens), model FLOPs utilisation, peak GPU memory and the losses;
@@ -16,6 +16,7 @@ merged, with and without a compiled static cache, and how well their greedy toke
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -29,11 +30,13 @@ import torch
 import yaml
 from datasets import Dataset
 from transformers import Qwen3Config, Qwen3ForCausalLM, TrainerCallback
+from trl import SFTConfig
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import base_model  # noqa: E402
+import cuda_speed  # noqa: E402
 import qlora  # noqa: E402
 import train_adapter  # noqa: E402
 from common import read_jsonl, setup_logging, write_json  # noqa: E402
@@ -116,7 +119,7 @@ class StepTimer(TrainerCallback):
 
 
 # Variants a path name may add to "pipeline", joined by "+", e.g. "pipeline+nf4+cudnn": each undoes
-# or adds one thing, to measure what it is worth.
+# or adds one thing, to measure what it is worth. SFTConfig changes of the variants that make them.
 VARIANTS = {
     "compile": "torch_compile=True: the whole model compiled, instead of its decoder layers",
     "cudnn": "SDPA's cuDNN backend left on (torch's default; the pipeline turns it off)",
@@ -124,6 +127,26 @@ VARIANTS = {
     "liger": "use_liger_kernel=True, instead of compiled decoder layers (the two do not combine)",
     "paddingfree": "padding_free=True (one packed row per micro-batch, block-diagonal mask from position_ids)",
 }
+VARIANT_ARGS = {
+    "compile": {"torch_compile": True},
+    "liger": {"use_liger_kernel": True},
+    "paddingfree": {"padding_free": True, "max_length": None},  # the synthetic rows are shorter than max_length
+}
+
+
+def bench_args(setting: dict, name: str, path: str, output_dir: str, max_steps: int) -> SFTConfig:
+    """The SFTConfig a path trains with, cut to max_steps without evaluation or checkpoints: stock
+    trains the recipe as written (train_adapter.recipe_args), pipeline as train_adapter does on
+    CUDA (train_adapter.sft_config), with its variants' changes."""
+    base, *variants = path.split("+")
+    if path != "stock" and (base != "pipeline" or set(variants) - set(VARIANTS)):
+        raise SystemExit(f"unknown path {path!r}: stock, or pipeline followed by any of {sorted(VARIANTS)}")
+    training = setting["training"]
+    args = (train_adapter.sft_config(training, output_dir, "cuda", name) if base == "pipeline"
+            else SFTConfig(**train_adapter.recipe_args(training, output_dir, "cuda", name)))
+    changes = {key: value for v in variants for key, value in VARIANT_ARGS.get(v, {}).items()}
+    return dataclasses.replace(args, max_steps=max_steps, eval_strategy="no", save_strategy="no", num_train_epochs=1,
+                               **changes)
 
 
 def traceback_as_text(function, *args):
@@ -149,29 +172,18 @@ def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
     name, _, lengths = recipe.partition(":")
     setting, quantization = config["settings"][name], config["quantization"]
     t = setting["training"]
-    data = synthetic_examples((steps + warmup) * t["batch_size"] * t["grad_accum"], 0, lengths == "longest")
+    data = synthetic_examples((steps + warmup) * t["per_device_train_batch_size"] * t["gradient_accumulation_steps"],
+                              0, lengths == "longest")
     tokenizer = qlora.load_tokenizer(manifest)
+    args = bench_args(setting, name, path, str(work / f"out-{path}"), warmup + steps)
     base, *variants = path.split("+")
-    if path != "stock" and (base != "pipeline" or set(variants) - set(VARIANTS)):
-        raise SystemExit(f"unknown path {path!r}: stock, or pipeline followed by any of {sorted(VARIANTS)}")
-    overrides = {}
-    if "compile" in variants:
-        overrides["torch_compile"] = True
-    if "liger" in variants:
-        overrides["use_liger_kernel"] = True
-    if "paddingfree" in variants:
-        overrides.update(padding_free=True, max_length=None)  # the synthetic rows are shorter than max_length
     if base == "pipeline":
         model = train_adapter.load_base(manifest, quantization, "cuda", 0 if "nf4" in variants else config["gpu_memory_gib"])
         torch.backends.cuda.enable_cudnn_sdp("cudnn" in variants)
     else:  # a fresh process: torch's default SDPA backends, cuDNN included
         model = qlora.load_quantized_model(manifest, quantization, "cuda")
     timer = StepTimer()
-    trainer = train_adapter.build_trainer(
-        model, tokenizer, data, None, setting, "cuda", str(work / f"out-{path}"), callbacks=[timer],
-        fast=base == "pipeline", max_steps=warmup + steps, eval_strategy="no", save_strategy="no",
-        num_train_epochs=1, **overrides,
-    )
+    trainer = train_adapter.build_trainer(model, tokenizer, data, None, args, setting["lora"], callbacks=[timer])
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     trainer.train()
@@ -185,7 +197,7 @@ def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
         "micro_batch": trainer.args.per_device_train_batch_size,
         "grad_accum": trainer.args.gradient_accumulation_steps,
         "liger": trainer.args.use_liger_kernel,
-        "compiled_layers": base == "pipeline" and train_adapter.compiles_layers(trainer.args, trainer.model),
+        "compiled_layers": cuda_speed.compiles_layers(trainer.args, trainer.model),
         "tokens_per_s": round(tps, 1),
         # 4 x non-embedding parameters per token: forward 2N, backward to the activations 2N
         # (the frozen base gets no weight gradients); recomputation is not counted as useful.

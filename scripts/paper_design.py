@@ -31,8 +31,7 @@ def setting_specs(config: Mapping) -> list[dict]:
 
 
 def _warmup(training: Mapping) -> str:
-    if "warmup_ratio" in training:
-        return f"{fmt(training['warmup_ratio'] * 100)}% of steps"
+    """SFTConfig's warmup_steps: a float below 1 is a share of the steps (transformers 5)."""
     steps = training.get("warmup_steps")
     if isinstance(steps, float) and steps < 1:
         return f"{fmt(steps * 100)}% of steps"
@@ -68,16 +67,18 @@ def baseline_text(config: Mapping) -> str:
     return f"answers from {fmt(source)}"
 
 
-# (row label, section of a setting, key): the rows of the hyperparameter table besides Warmup.
+# (row label, section of a setting, key): the rows of the hyperparameter table besides Warmup;
+# training keys are SFTConfig's.
 HPARAM_ROWS = [
     ("LoRA r", "lora", "r"), ("LoRA alpha", "lora", "alpha"), ("LoRA dropout", "lora", "dropout"),
-    ("LoRA targets", "lora", "target_modules"), ("Epochs", "training", "epochs"),
-    ("Batch size", "training", "batch_size"), ("Grad. accumulation", "training", "grad_accum"),
-    ("Learning rate", "training", "lr"), ("Weight decay", "training", "weight_decay"),
+    ("LoRA targets", "lora", "target_modules"), ("Epochs", "training", "num_train_epochs"),
+    ("Batch size", "training", "per_device_train_batch_size"),
+    ("Grad. accumulation", "training", "gradient_accumulation_steps"),
+    ("Learning rate", "training", "learning_rate"), ("Weight decay", "training", "weight_decay"),
 ]
 HPARAM_ROWS_AFTER_WARMUP = [
-    ("Scheduler", "training", "scheduler"), ("Optimizer", "training", "optimizer"),
-    ("Gradient checkpointing", "training", "gradient_checkpointing"), ("Eval steps", "training", "eval_steps"),
+    ("Scheduler", "training", "lr_scheduler_type"), ("Optimizer", "training", "optim"),
+    ("Gradient checkpointing", "training", "activation_checkpointing"), ("Eval steps", "training", "eval_steps"),
 ]
 
 

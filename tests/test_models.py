@@ -2,13 +2,18 @@
 through the real transformers / bitsandbytes / peft / TRL code on the CPU."""
 
 import csv
+import dataclasses
 
 import bitsandbytes as bnb
 import pytest
 import torch
+import yaml
+from conftest import REPO
+from snakemake.utils import validate
 from transformers import TrainerCallback
 
 import base_model
+import cuda_speed
 import generate_answers
 import qlora
 import train_adapter
@@ -25,11 +30,17 @@ QA = [("我最近总是头晕，血压有点高，需要吃药吗？", "建议�
 SETTING = {
     "model": "tiny", "data": "original",
     "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
-    "training": {"epochs": 1, "batch_size": 2, "grad_accum": 2, "lr": 1e-2, "weight_decay": 0.0,
-                 "warmup_ratio": 0.1, "scheduler": "cosine", "optimizer": "adamw_torch", "bf16": False,
-                 "group_by_length": True, "gradient_checkpointing": True, "eval_steps": 3,
-                 "max_length": 128, "save_steps": 2, "seed": 1},
+    "training": {"num_train_epochs": 1, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2,
+                 "learning_rate": 1e-2, "weight_decay": 0.0, "warmup_steps": 0.1, "lr_scheduler_type": "cosine",
+                 "optim": "adamw_torch", "bf16": False, "train_sampling_strategy": "group_by_length",
+                 "activation_checkpointing": True, "eval_steps": 3, "max_length": 128, "save_steps": 2, "seed": 1},
 }
+
+
+def two_steps(training, out, device="cpu"):
+    """A setting's SFTConfig cut to two steps without evaluation or checkpoints, as a test wants it."""
+    args = train_adapter.sft_config(training, str(out), device, "tiny")
+    return dataclasses.replace(args, max_steps=2, eval_strategy="no", save_strategy="no")
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +113,9 @@ def test_train_answer_only_loss_and_resume(tiny, caplog):
     args = (str(tiny / "m" / "manifest.json"), str(tiny / "train.jsonl"), str(tiny / "val.jsonl"), SETTING,
             QUANT, "cpu", 32, str(tiny / "ckpt"))
     with pytest.raises(KeyboardInterrupt):
-        train_adapter.train_adapter(*args, callbacks=[KillAt(3)])
+        train_adapter.train_adapter(*args, name="tiny", callbacks=[KillAt(3)])
     assert list((tiny / "ckpt").glob("*/checkpoint-2"))
-    trainer = train_adapter.train_adapter(*args)
+    trainer = train_adapter.train_adapter(*args, name="tiny")
     assert "Resuming from" in caplog.text and "checkpoint-2" in caplog.text
     assert trainer.state.global_step == 5  # 20 rows / (2 x 2), rounded up
     sample = trainer.train_dataset[0]
@@ -144,10 +155,10 @@ def test_checkpoint_fingerprint_changes_with_data(tmp_path):
 def test_dequantised_base_trains_like_the_nf4_base(tiny, tmp_path):
     manifest = str(tiny / "m" / "manifest.json")
     nf4 = load_quantized_model(manifest, QUANT, "cpu")
-    size = train_adapter.bf16_gib(nf4)
-    assert train_adapter.dequantise_if_fits(nf4, 3.9 * size) is nf4  # over a quarter of the budget: stays 4-bit
-    dense = train_adapter.dequantise_if_fits(load_quantized_model(manifest, QUANT, "cpu"), 4 * size)
-    assert not train_adapter.four_bit(dense) and train_adapter.four_bit(nf4)
+    size = cuda_speed.bf16_gib(nf4)
+    assert cuda_speed.dequantise_if_fits(nf4, 3.9 * size) is nf4  # over a quarter of the budget: stays 4-bit
+    dense = cuda_speed.dequantise_if_fits(load_quantized_model(manifest, QUANT, "cpu"), 4 * size)
+    assert not cuda_speed.four_bit(dense) and cuda_speed.four_bit(nf4)
     q_proj = dense.model.layers[0].self_attn.q_proj
     assert q_proj.weight.dtype == torch.float32 and q_proj.weight.numel() == 64 * 64
     reference = nf4.model.layers[0].self_attn.q_proj
@@ -157,8 +168,8 @@ def test_dequantised_base_trains_like_the_nf4_base(tiny, tmp_path):
     losses = []
     for model in (nf4, dense):
         trainer = train_adapter.build_trainer(
-            model, load_tokenizer(manifest), train_adapter.sft_dataset(rows), None, SETTING, "cpu",
-            str(tmp_path / str(len(losses))), max_steps=2, eval_strategy="no", save_strategy="no")
+            model, load_tokenizer(manifest), train_adapter.sft_dataset(rows), None,
+            two_steps(SETTING["training"], tmp_path / str(len(losses))), SETTING["lora"])
         trainer.train()
         losses.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
     assert train_adapter.execution(trainer)["frozen_base"] == "dequantised once from 4-bit"
@@ -172,15 +183,15 @@ def test_compiled_decoder_layers_train_like_eager_ones(tiny, tmp_path):
 
     manifest = str(tiny / "m" / "manifest.json")
     rows = read_jsonl(tiny / "train.jsonl")[:8]
-    no_checkpointing = {**SETTING, "training": {**SETTING["training"], "gradient_checkpointing": False}}
+    no_checkpointing = {**SETTING["training"], "activation_checkpointing": False}
     losses, adapters = [], []
     for compiled in (False, True):
         trainer = train_adapter.build_trainer(
             load_quantized_model(manifest, QUANT, "cpu").dequantize(), load_tokenizer(manifest),
-            train_adapter.sft_dataset(rows), None, no_checkpointing, "cpu", str(tmp_path / str(compiled)),
-            max_steps=2, eval_strategy="no", save_strategy="no")
+            train_adapter.sft_dataset(rows), None, two_steps(no_checkpointing, tmp_path / str(compiled)),
+            SETTING["lora"])
         if compiled:
-            train_adapter.compile_decoder_layers(trainer.model)
+            cuda_speed.compile_decoder_layers(trainer.model)
         trainer.train()
         losses.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
         trainer.model.save_pretrained(tmp_path / f"adapter-{compiled}")
@@ -220,27 +231,85 @@ def test_static_cache_only_where_compiling_pays():
 
 
 def test_cuda_speedups_keep_each_optimiser_step_the_same():
-    course = {**SETTING["training"], "batch_size": 2, "grad_accum": 8, "gradient_checkpointing": True}
-    assert train_adapter.speedups(course, "cpu") == {}  # the CPU runs the recipe as written
-    fast = train_adapter.speedups(course, "cuda")
+    course = {**SETTING["training"], "per_device_train_batch_size": 2, "gradient_accumulation_steps": 8}
+    assert cuda_speed.speedups(course, "cpu") == {}  # the CPU runs the recipe as written
+    fast = cuda_speed.speedups(course, "cuda")
     assert (fast["per_device_train_batch_size"], fast["gradient_accumulation_steps"]) == (16, 1)
-    wide = train_adapter.speedups({**course, "batch_size": 10, "grad_accum": 1, "gradient_checkpointing": False}, "cuda")
+    wide = cuda_speed.speedups({**course, "per_device_train_batch_size": 10, "gradient_accumulation_steps": 1}, "cuda")
     assert (wide["per_device_train_batch_size"], wide["gradient_accumulation_steps"]) == (10, 1)
-    odd = train_adapter.speedups({**course, "batch_size": 3, "grad_accum": 7}, "cuda")
+    odd = cuda_speed.speedups({**course, "per_device_train_batch_size": 3, "gradient_accumulation_steps": 7}, "cuda")
     assert (odd["per_device_train_batch_size"], odd["gradient_accumulation_steps"]) == (7, 3)  # 21 = 7 x 3
 
 
 def test_decoder_layers_compiled_only_on_cuda_without_checkpointing_over_the_dequantised_base(tiny, tmp_path):
-    setting4 = {**SETTING["training"], "gradient_checkpointing": False}
+    setting4 = {**SETTING["training"], "activation_checkpointing": False}
     nf4 = load_quantized_model(str(tiny / "m" / "manifest.json"), QUANT, "cpu")
     dense = load_quantized_model(str(tiny / "m" / "manifest.json"), QUANT, "cpu").dequantize()
 
-    def compiles(training, device, model=dense, **overrides):
-        return train_adapter.compiles_layers(train_adapter.sft_config(training, str(tmp_path), device, **overrides), model)
+    def compiles(training, device, model=dense):
+        return cuda_speed.compiles_layers(train_adapter.sft_config(training, str(tmp_path), device, "tiny"), model)
 
     assert compiles(setting4, "cuda")
     assert not compiles(setting4, "cuda", nf4)  # 4-bit matmuls: not measured faster compiled
     assert not compiles(setting4, "cpu")  # the CPU runs the recipe as written
     assert not compiles(SETTING["training"], "cuda")  # gradient checkpointing
-    assert not compiles(setting4, "cuda", use_liger_kernel=True)  # inductor cannot compile Liger's RMSNorm
-    assert not compiles(setting4, "cuda", torch_compile=True)  # the whole model is compiled instead
+    # Any SFTConfig argument passes through the config; these two exclude compiled layers.
+    assert not compiles({**setting4, "use_liger_kernel": True}, "cuda")  # inductor cannot compile Liger's RMSNorm
+    assert not compiles({**setting4, "torch_compile": True}, "cuda")  # the whole model is compiled instead
+
+
+def test_training_keys_are_sftconfig_arguments_passed_through(tmp_path):
+    args = train_adapter.sft_config({**SETTING["training"], "label_smoothing_factor": 0.1, "max_grad_norm": 0.5},
+                                    str(tmp_path), "cpu", "tiny")
+    assert args.label_smoothing_factor == 0.1 and args.max_grad_norm == 0.5  # no code names them
+    assert args.learning_rate == 1e-2 and args.train_sampling_strategy == "group_by_length"
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", 1e-4, r"settings\.tiny\.training\.lr: not an argument of TRL's SFTConfig .*; did you mean learning_rate\?"),
+    ("warmup_ratio", 0.03, r"settings\.tiny\.training\.warmup_ratio: not an argument of TRL's SFTConfig"),
+    ("learning_rat", 0.03, r"settings\.tiny\.training\.learning_rat: .*; did you mean learning_rate\?"),
+    ("report_to", "wandb", r"settings\.tiny\.training\.report_to: set by the pipeline"),
+    ("output_dir", "/elsewhere", r"settings\.tiny\.training\.output_dir: set by the pipeline"),
+])
+def test_an_unknown_or_fixed_training_key_stops_naming_it(tmp_path, key, value, message):
+    with pytest.raises(PipelineError, match=message):
+        train_adapter.sft_config({**SETTING["training"], key: value}, str(tmp_path), "cpu", "tiny")
+
+
+def test_a_wrong_training_key_stops_before_the_model_loads(tmp_path):
+    bad = {**SETTING, "training": {**SETTING["training"], "epochs": 1}}
+    with pytest.raises(PipelineError, match=r"settings\.s1\.training\.epochs: .*did you mean num_train_epochs\?"):
+        train_adapter.train_adapter(str(tmp_path / "no-such-manifest.json"), "t.jsonl", "v.jsonl", bad, QUANT, "cpu",
+                                    32, str(tmp_path), name="s1")
+
+
+# The SFTConfig values the study's settings trained with before `training:` took SFTConfig's names
+# (scripts/train_adapter.py renamed epochs, batch_size, grad_accum, lr, warmup_ratio, scheduler,
+# optimizer, group_by_length and gradient_checkpointing by hand).
+COURSE = {"num_train_epochs": 1, "per_device_train_batch_size": 2, "per_device_eval_batch_size": 2,
+          "gradient_accumulation_steps": 8, "learning_rate": 2e-5, "weight_decay": 0.001, "warmup_steps": 0.03,
+          "lr_scheduler_type": "cosine", "optim": "paged_adamw_32bit", "bf16": True,
+          "train_sampling_strategy": "group_by_length", "gradient_checkpointing": True,
+          "gradient_checkpointing_kwargs": {"use_reentrant": False}, "eval_strategy": "steps", "eval_steps": 10,
+          "logging_steps": 1, "save_strategy": "steps", "save_steps": 50, "save_total_limit": 2, "seed": 42,
+          "max_length": 1024, "completion_only_loss": True, "report_to": [], "dataloader_num_workers": 0,
+          "use_cpu": True}
+STUDY_ARGS = {"setting1": COURSE, "setting2": COURSE, "setting3": COURSE,
+              "setting4": {**COURSE, "per_device_train_batch_size": 10, "per_device_eval_batch_size": 10,
+                           "gradient_accumulation_steps": 1, "learning_rate": 1e-4, "eval_steps": 1}}
+
+
+@pytest.mark.parametrize("name", sorted(STUDY_ARGS))
+def test_the_study_settings_build_the_sftconfig_they_always_did(name, tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    training = config["settings"][name]["training"]
+    args = train_adapter.sft_config(training, str(tmp_path), "cpu", name)
+    got = {key: getattr(args, key) for key in STUDY_ARGS[name]}
+    assert got == STUDY_ARGS[name]
+    assert args.output_dir == str(tmp_path)
+    # On CUDA the same effective batch as one micro-batch (the study's 2 x 8 as 16 x 1).
+    effective = got["per_device_train_batch_size"] * got["gradient_accumulation_steps"]
+    assert cuda_speed.speedups(training, "cuda") == {"per_device_train_batch_size": effective,
+                                                      "gradient_accumulation_steps": 1}

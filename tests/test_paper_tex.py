@@ -47,6 +47,18 @@ def test_table_rows_have_the_numbers_of_the_winrate_table(config):
     assert r"Ours (setting 1): Baseline recipe (Qwen3-4B) & 195 & 241 \\" in tex  # answer lengths
 
 
+def test_hyperparameter_table_reads_the_sftconfig_keys(config):
+    """The study's rows as they were when `training:` had our own names (epochs, batch_size, ...)."""
+    rows = {row["label"]: row["values"] for row in make_context(config)["hparams"]}
+    assert list(rows)[6:] == ["Epochs", "Batch size", "Grad. accumulation", "Learning rate", "Weight decay", "Warmup",
+                              "Scheduler", "Optimizer", "Gradient checkpointing", "Eval steps"]
+    assert rows["Epochs"] == ["1"] * 4 and rows["Weight decay"] == ["0.001"] * 4
+    assert rows["Batch size"] == ["2", "2", "2", "10"] and rows["Grad. accumulation"] == ["8", "8", "8", "1"]
+    assert rows["Learning rate"] == ["2e-5", "2e-5", "2e-5", "1e-4"] and rows["Eval steps"] == ["10", "10", "10", "1"]
+    assert rows["Warmup"] == ["3% of steps"] * 4 and rows["Scheduler"] == ["cosine"] * 4
+    assert rows["Optimizer"] == ["paged_adamw_32bit"] * 4 and rows["Gradient checkpointing"] == ["yes"] * 4
+
+
 def test_specials_mixed_with_chinese_are_escaped(config):
     tex = render_paper(make_context(config))
     assert SPECIAL_ESCAPED in tex
