@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -366,3 +368,42 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
     report = (results / "report.html").read_text(encoding="utf-8")
     for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "table1.html"):
         assert item in report
+
+
+# Ctrl-C (issue 15): Snakemake's incomplete-output handling and our atomic writes together leave no
+# output that looks complete; the next run reruns exactly what was unfinished (training resumes
+# from a checkpoint where one was left) and ends where an uninterrupted run ends.
+def test_ctrl_c_leaves_no_output_that_looks_complete_and_the_rerun_finishes(demo_run, tmp_path):
+    root = copy_repo(tmp_path)
+    results = root / "results" / "demo"
+    run = subprocess.Popen([*SNAKEMAKE, "--cores", "1", *DEMO], cwd=root, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    while not list(results.glob("checkpoints/*/*/checkpoint-*")) and time.time() < deadline:
+        time.sleep(0.1)  # until a training job is past its first checkpoint
+    run.send_signal(signal.SIGINT)
+    out, _ = run.communicate(timeout=300)
+    assert run.returncode != 0 and not (results / "tables" / "winrate.csv").exists(), out
+    settings = ("setting1", "setting2", "setting3", "setting4")
+    trained = [s for s in settings if (results / "adapters" / s).exists()]
+    for s in settings:  # an adapter and its loss curve exist together or not at all
+        assert (results / "losses" / f"{s}.csv").exists() == (s in trained), s
+    assert len(trained) < 4
+    assert not [p for p in results.rglob(".*") if p.is_file()]  # no temporary file left behind
+    resumable = {p.parent.parent.name for p in results.glob("checkpoints/*/*/checkpoint-*")}
+    # Snakemake remembers the interrupted job as incomplete: a plain rerun says so and stops, and
+    # --rerun-incomplete (which both profiles set) reruns it.
+    proc = snakemake(root, "--cores", "1", *DEMO, check=False)
+    assert proc.returncode != 0 and "IncompleteFilesException" in proc.stderr
+    jobs = planned_jobs(root, "--rerun-incomplete", *DEMO)
+    # the settings never trained, and at most the one job (--cores 1) that Ctrl-C cut off, even if its
+    # outputs had already been moved into place
+    assert 4 - len(trained) <= jobs["train_adapter"] <= 4 - len(trained) + 1
+    assert not {"raw_data", "split_data", "test_set"} & set(jobs)  # what had finished stays finished
+    snakemake(root, "--cores", "2", "--rerun-incomplete", *DEMO)
+    for s in resumable:
+        assert "Resuming from" in (results / "logs" / "train_adapter" / f"{s}.log").read_text(encoding="utf-8")
+    for data in ("data/train.jsonl", "data/test.jsonl", "baseline/answers.jsonl"):
+        assert (results / data).read_bytes() == (demo_run / "results" / "demo" / data).read_bytes(), data
+    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
+        assert [r["setting"] for r in csv.DictReader(f)] == list(settings)
