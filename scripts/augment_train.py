@@ -64,6 +64,7 @@ def synonym_rewrites(selected: list[dict], synonym_cfg: dict, protected_path: st
 
 def llm_rewrites(selected: list[dict], llm_cfg: dict, cache_dir: str) -> tuple[list, dict]:
     from augment_llm import LLMRewriter
+    from chat_api import cost_usd
 
     results = LLMRewriter(llm_cfg, cache_dir).rewrite_all([r["question"] for r in selected])
     calls = [call for result in results for call in result.calls]
@@ -73,11 +74,7 @@ def llm_rewrites(selected: list[dict], llm_cfg: dict, cache_dir: str) -> tuple[l
         "prompt_tokens": sum(c.prompt_tokens for c in calls),
         "completion_tokens": sum(c.completion_tokens for c in calls),
     }
-    prices = llm_cfg.get("price_per_million")
-    usage["cost_usd"] = (
-        (usage["prompt_tokens"] * prices["input"] + usage["completion_tokens"] * prices["output"]) / 1e6
-        if prices else None
-    )
+    usage["cost_usd"] = cost_usd(usage["prompt_tokens"], usage["completion_tokens"], llm_cfg.get("price_per_million"))
     reasons: dict[str, int] = {}
     for result in results:
         if result.question is None:

@@ -96,6 +96,13 @@ def request_body(cfg: dict, messages: list[dict], max_tokens: int | None = None)
     return body
 
 
+def cost_usd(prompt_tokens: int, completion_tokens: int, prices: dict | None) -> float | None:
+    """Estimated USD from `price_per_million: {input, output}`; None without prices."""
+    if not prices:
+        return None
+    return (prompt_tokens * prices["input"] + completion_tokens * prices["output"]) / 1e6
+
+
 def api_key_from_env(cfg: dict, section: str = "judge") -> str:
     env = cfg.get("api_key_env") or DEFAULT_API_KEY_ENV
     key = os.environ.get(env)

@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from common import PipelineError, log, run_stage, write_text
+from paper_format import fmt
 
 COLUMNS = ["group", "parameter", "study", "this_run", "source", "note", "status"]
 ABSENT = object()  # a key this run's config does not have
@@ -45,21 +46,10 @@ def same(a: Any, b: Any) -> bool:
 
 
 def text(value: Any) -> str:
-    """A value as table text: yes/no, learning rates as 2e-5 and 1e-4, lists joined, None as none."""
+    """A value as table text, as the paper writes config values; None is "none", a missing key "absent"."""
     if value is ABSENT:
         return "absent"
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if value != 0 and abs(value) < 1e-3:
-            mantissa, exponent = f"{value:.4e}".split("e")
-            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-        return f"{value:g}"
-    if isinstance(value, list):
-        return ", ".join(text(v) for v in value)
-    return str(value)
+    return "none" if value is None else fmt(value)
 
 
 def run_values(config: dict, key: str, study_settings: list[str]) -> dict[str, Any]:

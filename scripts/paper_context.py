@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+import fidelity_table
 from common import DataError, PipelineError, log, read_json, read_jsonl, read_prompt, run_stage, write_text
 from paper_case import case_study
 from paper_design import design_context, setting_specs
@@ -22,7 +23,6 @@ from provenance import check_no_secrets, collect as collect_provenance, paper_ro
 FIGURES = {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf", "lengths": "answer_lengths.pdf"}
 
 PAIRWISE_COLUMNS = ("setting_a", "setting_b", "n", "a_better", "b_better", "p_value")
-FIDELITY_COLUMNS = ("group", "parameter", "study", "this_run", "source", "note", "status")
 
 
 def read_pairwise_csv(path: str | os.PathLike) -> list[dict]:
@@ -46,7 +46,7 @@ def read_pairwise_csv(path: str | os.PathLike) -> list[dict]:
 def read_fidelity_csv(path: str | os.PathLike) -> list[dict]:
     """tables/fidelity.csv: every value as text (an empty note stays empty, not NaN)."""
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for column in FIDELITY_COLUMNS:
+    for column in fidelity_table.COLUMNS:
         if column not in frame.columns:
             raise DataError(path, 1, column, "missing column")
     return frame.to_dict(orient="records")

@@ -58,6 +58,7 @@ import pandas as pd
 import yaml
 from scipy.stats import binomtest, boschloo_exact
 
+from chat_api import cost_usd
 from common import DataError, PipelineError, iter_jsonl, log, run_stage, write_json, write_text
 
 VERDICTS = ("win", "tie", "loss", "invalid")
@@ -165,12 +166,6 @@ def read_published(path) -> dict[str, dict]:
     return out
 
 
-def cost_usd(prompt_tokens: int, completion_tokens: int, prices: Mapping | None) -> float:
-    if not prices:
-        return math.nan
-    return (prompt_tokens * prices["input"] + completion_tokens * prices["output"]) / 1e6
-
-
 def _mean(values: list[int]) -> float:
     return sum(values) / len(values) if values else math.nan
 
@@ -210,7 +205,7 @@ def winrate_row(
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "judge_calls": sum(r["usage"]["calls"] for r in records),
-        "cost_usd": cost_usd(prompt_tokens, completion_tokens, prices),
+        "cost_usd": cost_usd(prompt_tokens, completion_tokens, prices) if prices else math.nan,
     }
 
 
