@@ -37,7 +37,7 @@ onstart:
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/tables/winrate.csv",
+        tables_of("winrate.csv"),
         f"{RESULTS}/paper/paper.pdf",
         # The report's HTML tables: no other rule reads them.
         rules.report_tables.output,

@@ -1,13 +1,15 @@
+# The tables, per test set and judge: win rates (replicates pooled, with their spread), paired
+# tests between settings, and the study's claims; and the judges' agreement.
 rule winrate_table:
     input:
-        verdicts=expand(f"{RESULTS}/verdicts/{{setting}}.jsonl", setting=SETTINGS),
+        verdicts=lambda wc: verdicts_of(wc.test_set, wc.judge),
         study=STUDY,
     output:
-        csv=f"{RESULTS}/tables/winrate.csv",
-        json=f"{RESULTS}/tables/winrate.json",
-        pairwise=f"{RESULTS}/tables/pairwise.csv",
+        csv=f"{RESULTS}/tables/{{test_set}}/{{judge}}/winrate.csv",
+        json=f"{RESULTS}/tables/{{test_set}}/{{judge}}/winrate.json",
+        pairwise=f"{RESULTS}/tables/{{test_set}}/{{judge}}/pairwise.csv",
     log:
-        f"{LOGS}/winrate_table.log",
+        f"{LOGS}/winrate_table/{{test_set}}/{{judge}}.log",
     conda:
         "../envs/judge.yaml"
     resources:
@@ -17,7 +19,50 @@ rule winrate_table:
             {"name": s, "title": config["settings"][s].get("title", s)}
             for s in SETTINGS
         ],
-        prices=config["judge"].get("price_per_million"),
-        compare_published=compares_with_published(),
+        replicates=config["replicates"],
+        prices=lambda wc: JUDGES[wc.judge].get("price_per_million"),
+        compare_published=lambda wc: compares_with_published(wc.test_set, wc.judge),
     script:
         "../scripts/winrate_table.py"
+
+
+rule claims_table:
+    input:
+        verdicts=lambda wc: verdicts_of(wc.test_set, wc.judge),
+        study=STUDY,
+    output:
+        csv=f"{RESULTS}/tables/{{test_set}}/{{judge}}/claims.csv",
+        json=f"{RESULTS}/tables/{{test_set}}/{{judge}}/claims.json",
+    log:
+        f"{LOGS}/claims_table/{{test_set}}/{{judge}}.log",
+    conda:
+        "../envs/judge.yaml"
+    resources:
+        gpu=0,
+    params:
+        settings=SETTINGS,
+        replicates=config["replicates"],
+        controls=controls_by_setting(),
+        statistics=config["statistics"],
+    script:
+        "../scripts/claims_table.py"
+
+
+rule judge_agreement:
+    input:
+        verdicts=[verdicts_of(t, j) for t in TEST_SETS for j in JUDGES],
+    output:
+        csv=f"{RESULTS}/tables/judge_agreement.csv",
+    log:
+        f"{LOGS}/judge_agreement.log",
+    conda:
+        "../envs/judge.yaml"
+    resources:
+        gpu=0,
+    params:
+        test_sets=TEST_SETS,
+        judges=list(JUDGES),
+        settings=SETTINGS,
+        replicates=config["replicates"],
+    script:
+        "../scripts/judge_agreement.py"

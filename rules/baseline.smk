@@ -1,24 +1,22 @@
 rule baseline_answers:
     input:
-        test=f"{RESULTS}/data/test.jsonl",
-        model=lambda wc: (
-            [f"{RESULTS}/models/{config['baseline']['model']}/manifest.json"]
-            if config["baseline"]["source"] == "model"
-            else []
-        ),
+        test=f"{RESULTS}/data/test/{{test_set}}.jsonl",
+        model=baseline_model_input,
     output:
-        f"{RESULTS}/baseline/answers.jsonl",
+        f"{RESULTS}/baseline/{{test_set}}.jsonl",
     log:
-        f"{LOGS}/baseline_answers.log",
+        f"{LOGS}/baseline_answers/{{test_set}}.log",
     conda:
         "../envs/train.yaml"
     resources:
-        gpu=1 if config["baseline"]["source"] == "model" else 0,
+        gpu=lambda wc: int(config["test_sets"][wc.test_set]["baseline"]["source"] == "model"),
     params:
-        baseline=config["baseline"],
+        baseline=lambda wc: config["test_sets"][wc.test_set]["baseline"],
         generation=config["generation"],
         quantization=config["quantization"],
         device=config["device"],
-        cache_dir=api_cache_dir(config["baseline"], "baseline_cache"),
+        cache_dir=lambda wc: api_cache_dir(
+            config["test_sets"][wc.test_set]["baseline"], "baseline_cache"
+        ),
     script:
         "../scripts/baseline_answers.py"

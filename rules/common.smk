@@ -7,6 +7,14 @@ RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
 SETTINGS = list(config["settings"])
 MODELS = list(config["models"])
+# A setting with no training is an untuned control: its base model answers with no adapter.
+CONTROLS = [s for s in SETTINGS if "training" not in config["settings"][s]]
+TRAINED = [s for s in SETTINGS if s not in CONTROLS]
+REPLICATES = list(range(config["replicates"]))
+# The first test set and the primary judge give the paper's headline numbers.
+TEST_SETS = list(config["test_sets"])
+HEADLINE = TEST_SETS[0]
+JUDGES = {"primary": config["judge"], **config["judge_panel"]}
 # The study's facts and sources (published rates, every parameter's value and source).
 STUDY = "config/study.yaml"
 # The study's judge prompt, verbatim: sent by the judge, printed by the paper.
@@ -24,11 +32,21 @@ FIGURES = {
 }
 
 
-def compares_with_published():
-    """The study published win rates against the course file's ChatGPT answers: ours are only
-    comparable with them on that test set and that baseline."""
+wildcard_constraints:
+    setting="|".join(map(re.escape, SETTINGS)),
+    test_set="|".join(map(re.escape, TEST_SETS)),
+    judge="|".join(map(re.escape, JUDGES)),
+    replicate=r"\d+",
+
+
+def compares_with_published(test_set, judge):
+    """The study published its judge's win rates against the course file's ChatGPT answers: ours
+    are only comparable with them on such a test set, by the primary judge."""
+    spec = config["test_sets"][test_set]
     return (
-        config["baseline"]["source"] == "file" and config["test"]["source"] != "heldout"
+        judge == "primary"
+        and spec["baseline"]["source"] == "file"
+        and spec["source"] != "heldout"
     )
 
 
@@ -45,28 +63,32 @@ def check_config():
             problems.append(
                 f"models.{name}: 'build:' is needed exactly when source is 'build'"
             )
-    baseline = config["baseline"]
-    if baseline["source"] == "model" and baseline.get("model") not in config["models"]:
-        problems.append(
-            f"baseline.model: '{baseline.get('model')}' is not a key of models"
-        )
-    if baseline["source"] == "openai" and not baseline.get("model"):
-        problems.append("baseline.model: the OpenAI chat model to ask is missing")
-    if baseline["source"] == "file" and config["test"]["source"] == "heldout":
-        problems.append(
-            "baseline.source: 'file' needs test.source to be a course file with baseline answers"
-        )
-    if (
-        config["judge"]["backend"] == "reference"
-        and config["test"]["source"] != "heldout"
-    ):
-        problems.append(
-            "judge.backend: 'reference' needs reference answers, i.e. test.source: heldout"
-        )
-    if config["judge"].get("batch") and config["judge"]["backend"] != "openai":
-        problems.append("judge.batch: the Batch API needs judge.backend: openai")
+    for name, spec in config["test_sets"].items():
+        problems += test_set_problems(name, spec)
+    for name, judge in JUDGES.items():
+        key = "judge" if name == "primary" else f"judge_panel.{name}"
+        reference = judge["backend"] == "reference"
+        if reference and any(t["source"] != "heldout" for t in config["test_sets"].values()):
+            problems.append(
+                f"{key}.backend: 'reference' needs reference answers, i.e. every test set's source: heldout"
+            )
+        if judge.get("batch") and judge["backend"] != "openai":
+            problems.append(f"{key}.batch: the Batch API needs backend: openai")
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+
+
+def test_set_problems(name, spec):
+    baseline, key = spec["baseline"], f"test_sets.{name}.baseline"
+    if baseline["source"] == "model" and baseline.get("model") not in config["models"]:
+        return [f"{key}.model: '{baseline.get('model')}' is not a key of models"]
+    if baseline["source"] == "openai" and not baseline.get("model"):
+        return [f"{key}.model: the OpenAI chat model to ask is missing"]
+    if baseline["source"] == "file" and spec["source"] == "heldout":
+        return [
+            f"{key}.source: 'file' needs a course file with baseline answers as the test set's source"
+        ]
+    return []
 
 
 check_config()
@@ -86,9 +108,67 @@ def local_data_source():
 
 
 def setting_params(wildcards):
-    """What determines a setting's adapter (its display title does not)."""
+    """What determines a replicate's adapter (its display title does not): replicate r trains with
+    the recipe's seed + r (data order, LoRA initialisation)."""
     setting = config["settings"][wildcards.setting]
-    return {key: value for key, value in setting.items() if key != "title"}
+    params = {key: value for key, value in setting.items() if key != "title"}
+    training = params["training"]
+    params["training"] = {**training, "seed": training["seed"] + int(wildcards.replicate)}
+    return params
+
+
+def replicate_generation(wildcards):
+    """Replicate r decodes with the generation seed + r."""
+    generation = config["generation"]
+    return {**generation, "seed": generation["seed"] + int(wildcards.replicate)}
+
+
+def adapter_input(wildcards):
+    """A trained setting's adapter for this replicate; a control answers with none."""
+    if wildcards.setting in CONTROLS:
+        return []
+    return [f"{RESULTS}/adapters/{wildcards.setting}/rep{wildcards.replicate}"]
+
+
+def runs_of(pattern, settings=SETTINGS, **wildcards):
+    """`pattern` for every setting and replicate (and the given wildcards), in config order."""
+    return expand(pattern, setting=settings, replicate=REPLICATES, **wildcards)
+
+
+def controls_by_setting():
+    """Trained setting -> the untuned control of its base model (the claim "SFT is effective")."""
+    control_of_model = {config["settings"][c]["model"]: c for c in CONTROLS}
+    return {
+        s: control_of_model[config["settings"][s]["model"]]
+        for s in TRAINED
+        if config["settings"][s]["model"] in control_of_model
+    }
+
+
+def verdicts_of(test_set, judge):
+    return runs_of(
+        f"{RESULTS}/verdicts/{{test_set}}/{{judge}}/{{setting}}/rep{{replicate}}.jsonl",
+        test_set=test_set,
+        judge=judge,
+    )
+
+
+def tables_of(name):
+    """A table of every test set by every judge, test sets first: tables/<test set>/<judge>/<name>."""
+    return expand(
+        f"{RESULTS}/tables/{{test_set}}/{{judge}}/{name}", test_set=TEST_SETS, judge=JUDGES
+    )
+
+
+def heldout_slice(test_set):
+    """Held-out test sets take consecutive, disjoint slices of the (already shuffled) held-out
+    split, in config order: [start, start + n)."""
+    start = 0
+    for name, spec in config["test_sets"].items():
+        if name == test_set:
+            return {"start": start, "stop": start + spec["n"]}
+        if spec["source"] == "heldout":
+            start += spec["n"]
 
 
 def train_split(wildcards):
@@ -100,20 +180,42 @@ def train_split(wildcards):
     )
 
 
-def setting_titles():
-    """Setting -> display title, in config order: the labels of the loss curves."""
-    return {s: config["settings"][s].get("title") or s for s in SETTINGS}
+def answering_models():
+    """Every model that answers: the settings' base models and the model baselines."""
+    models = {s["model"] for s in config["settings"].values()}
+    models |= {
+        t["baseline"]["model"]
+        for t in config["test_sets"].values()
+        if t["baseline"]["source"] == "model"
+    }
+    return sorted(models)
+
+
+def trained_numbers():
+    """Trained setting -> (its number in the paper, its display title): the loss curves' labels."""
+    return {
+        s: (k, config["settings"][s].get("title") or s)
+        for k, s in enumerate(SETTINGS, 1)
+        if s in TRAINED
+    }
 
 
 def setting_model(wildcards):
     return f"{RESULTS}/models/{config['settings'][wildcards.setting]['model']}/manifest.json"
 
 
-def test_source():
+def test_source(wildcards):
     """The course file is an input, so that its edits rerun the test set. While it is absent a
     dry run still shows the whole DAG; a real run stops first (preflight_checks)."""
-    source = config["test"]["source"]
+    source = config["test_sets"][wildcards.test_set]["source"]
     return [source] if source != "heldout" and os.path.exists(source) else []
+
+
+def baseline_model_input(wildcards):
+    baseline = config["test_sets"][wildcards.test_set]["baseline"]
+    if baseline["source"] != "model":
+        return []
+    return [f"{RESULTS}/models/{baseline['model']}/manifest.json"]
 
 
 def model_source_input(wildcards):
@@ -148,7 +250,7 @@ def augmentation_protected_terms():
 
 def augment_stats_input():
     """The paper describes the augmentation only where a setting trains on it."""
-    used = any(s["data"] == "augmented" for s in config["settings"].values())
+    used = any(s.get("data") == "augmented" for s in config["settings"].values())
     return [f"{RESULTS}/data/augment_stats.json"] if used else []
 
 
@@ -159,18 +261,19 @@ def api_cache_dir(section, default_name):
 
 def api_key_envs(rule_names):
     """Environment variables that the jobs about to run read their OpenAI-compatible keys from."""
-    callers = {
-        "judge_pairwise": config["judge"]["backend"] == "openai" and config["judge"],
-        "baseline_answers": config["baseline"]["source"] == "openai"
-        and config["baseline"],
-        "augment_train": config["augmentation"]["method"] == "llm"
-        and config["augmentation"]["llm"],
-    }
+    callers = [("judge_pairwise", j) for j in JUDGES.values() if j["backend"] == "openai"]
+    callers += [
+        ("baseline_answers", t["baseline"])
+        for t in config["test_sets"].values()
+        if t["baseline"]["source"] == "openai"
+    ]
+    if config["augmentation"]["method"] == "llm":
+        callers.append(("augment_train", config["augmentation"]["llm"]))
     return sorted(
         {
             section.get("api_key_env", "OPENAI_API_KEY")
-            for rule, section in callers.items()
-            if section and rule in rule_names
+            for rule, section in callers
+            if rule in rule_names
         }
     )
 
@@ -191,16 +294,17 @@ def preflight_checks():
             "latexmk/xelatex not found: the paper's PDF needs the Debian packages latexmk "
             "texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk (see README)"
         )
-    source = config["test"]["source"]
-    if (
-        "test_set" in rules_to_run
-        and source != "heldout"
-        and not os.path.exists(source)
-    ):
-        raise WorkflowError(
-            f"test.source: the course file '{source}' does not exist; put the course's JSON list "
-            "of [question, baseline_answer] there or point test.source at it"
-        )
+    for name, spec in config["test_sets"].items():
+        source = spec["source"]
+        if (
+            "test_set" in rules_to_run
+            and source != "heldout"
+            and not os.path.exists(source)
+        ):
+            raise WorkflowError(
+                f"test_sets.{name}.source: the course file '{source}' does not exist; put the "
+                "course's JSON list of [question, baseline_answer] there or point the source at it"
+            )
 
 
 # Job sizes of the GPU rules (their resources: mem_mb, runtime), so that a cluster profile asks

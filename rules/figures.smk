@@ -2,7 +2,7 @@
 # changes (and the PDF after it).
 rule figure_loss_curves:
     input:
-        losses=expand(f"{RESULTS}/losses/{{setting}}.csv", setting=SETTINGS),
+        losses=runs_of(f"{RESULTS}/losses/{{setting}}/rep{{replicate}}.csv", settings=TRAINED),
     output:
         figure=report(
             f"{PAPER}/{FIGURES['loss']}",
@@ -16,14 +16,15 @@ rule figure_loss_curves:
     resources:
         gpu=0,
     params:
-        titles=setting_titles(),
+        numbers=trained_numbers(),
+        replicates=config["replicates"],
     script:
         "../scripts/figure_loss_curves.py"
 
 
 rule figure_win_rates:
     input:
-        winrate=f"{RESULTS}/tables/winrate.json",
+        winrate=f"{RESULTS}/tables/{HEADLINE}/primary/winrate.json",
     output:
         figure=report(
             f"{PAPER}/{FIGURES['winrate']}",
@@ -42,7 +43,7 @@ rule figure_win_rates:
 
 rule figure_answer_lengths:
     input:
-        winrate=f"{RESULTS}/tables/winrate.json",
+        winrate=f"{RESULTS}/tables/{HEADLINE}/primary/winrate.json",
     output:
         figure=report(
             f"{PAPER}/{FIGURES['lengths']}",

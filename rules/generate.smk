@@ -1,12 +1,13 @@
+# Each setting's answers, replicate by replicate; a control's base model answers with no adapter.
 rule generate_answers:
     input:
         model=setting_model,
-        adapter=f"{RESULTS}/adapters/{{setting}}",
-        test=f"{RESULTS}/data/test.jsonl",
+        adapter=adapter_input,
+        test=f"{RESULTS}/data/test/{{test_set}}.jsonl",
     output:
-        f"{RESULTS}/generations/{{setting}}.jsonl",
+        f"{RESULTS}/generations/{{test_set}}/{{setting}}/rep{{replicate}}.jsonl",
     log:
-        f"{LOGS}/generate_answers/{{setting}}.log",
+        f"{LOGS}/generate_answers/{{test_set}}/{{setting}}/rep{{replicate}}.log",
     conda:
         "../envs/train.yaml"
     resources:
@@ -14,7 +15,7 @@ rule generate_answers:
         mem_mb=gpu_job_resource("generate", "mem_mb"),
         runtime=gpu_job_resource("generate", "runtime"),
     params:
-        generation=config["generation"],
+        generation=replicate_generation,
         quantization=config["quantization"],
         device=config["device"],
     script:

@@ -1,21 +1,25 @@
+# Every replicate's answers against the test set's baseline, by each judge (the primary and the panel).
 rule judge_pairwise:
     input:
-        test=f"{RESULTS}/data/test.jsonl",
-        baseline=f"{RESULTS}/baseline/answers.jsonl",
-        answers=f"{RESULTS}/generations/{{setting}}.jsonl",
+        test=f"{RESULTS}/data/test/{{test_set}}.jsonl",
+        baseline=f"{RESULTS}/baseline/{{test_set}}.jsonl",
+        answers=f"{RESULTS}/generations/{{test_set}}/{{setting}}/rep{{replicate}}.jsonl",
         prompt=JUDGE_PROMPT,
     output:
-        verdicts=f"{RESULTS}/verdicts/{{setting}}.jsonl",
+        verdicts=f"{RESULTS}/verdicts/{{test_set}}/{{judge}}/{{setting}}/rep{{replicate}}.jsonl",
     log:
-        f"{LOGS}/judge_pairwise/{{setting}}.log",
+        f"{LOGS}/judge_pairwise/{{test_set}}/{{judge}}/{{setting}}/rep{{replicate}}.log",
     conda:
         "../envs/judge.yaml"
     resources:
         gpu=0,
     params:
         # Prices only feed the table's cost estimate: changing them reruns the table alone.
-        judge={k: v for k, v in config["judge"].items() if k != "price_per_million"},
+        judge=lambda wc: {
+            k: v for k, v in JUDGES[wc.judge].items() if k != "price_per_million"
+        },
         setting=lambda wc: wc.setting,
-        cache_dir=config["judge"].get("cache_dir") or f"{RESULTS}/judge_cache",
+        cache_dir=lambda wc: JUDGES[wc.judge].get("cache_dir")
+        or f"{RESULTS}/judge_cache",
     script:
         "../scripts/judge_pairwise.py"

@@ -2,22 +2,29 @@
 # HTML tables, and compiled with the figures (rules/figures.smk) into paper.pdf.
 rule paper_context:
     input:
-        winrate=f"{RESULTS}/tables/winrate.json",
-        pairwise=f"{RESULTS}/tables/pairwise.csv",
+        # The headline: the first test set, by the primary judge; every table of every test set
+        # and judge beside it.
+        winrate=f"{RESULTS}/tables/{HEADLINE}/primary/winrate.json",
+        pairwise=f"{RESULTS}/tables/{HEADLINE}/primary/pairwise.csv",
+        winrates=tables_of("winrate.json"),
+        claims=tables_of("claims.json"),
+        agreement=f"{RESULTS}/tables/judge_agreement.csv",
         fidelity=f"{RESULTS}/tables/fidelity.csv",
         split_stats=f"{RESULTS}/data/split_stats.json",
         augment_stats=augment_stats_input(),
         raw=f"{RESULTS}/data/raw.jsonl",
-        test=f"{RESULTS}/data/test.jsonl",
-        near_duplicates=f"{RESULTS}/data/near_duplicates.json",
-        baseline=f"{RESULTS}/baseline/answers.jsonl",
-        generations=expand(f"{RESULTS}/generations/{{setting}}.jsonl", setting=SETTINGS),
-        # Provenance: the training devices and dates, and the models' resolved revisions.
-        train_stats=expand(f"{RESULTS}/train_stats/{{setting}}.json", setting=SETTINGS),
-        models=expand(
-            f"{RESULTS}/models/{{model}}/manifest.json",
-            model=sorted({s["model"] for s in config["settings"].values()}),
+        tests=expand(f"{RESULTS}/data/test/{{test_set}}.jsonl", test_set=TEST_SETS),
+        near_duplicates=expand(
+            f"{RESULTS}/data/near_duplicates/{{test_set}}.json", test_set=TEST_SETS
         ),
+        baseline=f"{RESULTS}/baseline/{HEADLINE}.jsonl",
+        # Truncated answers (every replicate) and the case study (the first) on the headline set.
+        generations=runs_of(f"{RESULTS}/generations/{HEADLINE}/{{setting}}/rep{{replicate}}.jsonl"),
+        # Provenance: the training devices and dates, and the models' resolved revisions.
+        train_stats=runs_of(
+            f"{RESULTS}/train_stats/{{setting}}/rep{{replicate}}.json", settings=TRAINED
+        ),
+        models=expand(f"{RESULTS}/models/{{model}}/manifest.json", model=answering_models()),
         judge_prompt=JUDGE_PROMPT,
     output:
         context=f"{PAPER}/context.json",
@@ -30,6 +37,9 @@ rule paper_context:
     params:
         config=RUN_CONFIG,
         figures=FIGURES,
+        test_sets=TEST_SETS,
+        judges=list(JUDGES),
+        trained=TRAINED,
     script:
         "../scripts/paper_context.py"
 

@@ -1,20 +1,22 @@
 rule test_set:
     input:
-        source=test_source(),
+        source=test_source,
         heldout=f"{RESULTS}/data/heldout.jsonl",
         train=f"{RESULTS}/data/train.jsonl",
         val=f"{RESULTS}/data/val.jsonl",
     output:
-        f"{RESULTS}/data/test.jsonl",
+        f"{RESULTS}/data/test/{{test_set}}.jsonl",
     log:
-        f"{LOGS}/test_set.log",
+        f"{LOGS}/test_set/{{test_set}}.log",
     conda:
         "../envs/data.yaml"
     resources:
         gpu=0,
     params:
-        # The near-duplicate check's keys change only its own report (rule near_duplicates).
-        test={k: v for k, v in config["test"].items() if k != "leakage"},
+        # The baseline's keys change the baseline's answers, not the questions.
+        source=lambda wc: config["test_sets"][wc.test_set]["source"],
+        n=lambda wc: config["test_sets"][wc.test_set]["n"],
+        heldout_slice=lambda wc: heldout_slice(wc.test_set),
     script:
         "../scripts/test_set.py"
 
@@ -23,19 +25,19 @@ rule test_set:
 # it (priority), so that a leak stops the run before any GPU job is started.
 rule near_duplicates:
     input:
-        test=f"{RESULTS}/data/test.jsonl",
+        test=f"{RESULTS}/data/test/{{test_set}}.jsonl",
         train=f"{RESULTS}/data/train.jsonl",
         val=f"{RESULTS}/data/val.jsonl",
     output:
-        f"{RESULTS}/data/near_duplicates.json",
+        f"{RESULTS}/data/near_duplicates/{{test_set}}.json",
     log:
-        f"{LOGS}/near_duplicates.log",
+        f"{LOGS}/near_duplicates/{{test_set}}.log",
     priority: 100
     conda:
         "../envs/data.yaml"
     resources:
         gpu=0,
     params:
-        leakage=config["test"]["leakage"],
+        leakage=config["leakage"],
     script:
         "../scripts/near_duplicates.py"

@@ -4,12 +4,12 @@ rule train_adapter:
         train=train_split,
         val=f"{RESULTS}/data/val.jsonl",
     output:
-        adapter=directory(f"{RESULTS}/adapters/{{setting}}"),
-        loss=f"{RESULTS}/losses/{{setting}}.csv",
+        adapter=directory(f"{RESULTS}/adapters/{{setting}}/rep{{replicate}}"),
+        loss=f"{RESULTS}/losses/{{setting}}/rep{{replicate}}.csv",
         # Steps, runtime and the device it trained on: the paper's provenance reads them.
-        stats=f"{RESULTS}/train_stats/{{setting}}.json",
+        stats=f"{RESULTS}/train_stats/{{setting}}/rep{{replicate}}.json",
     log:
-        f"{LOGS}/train_adapter/{{setting}}.log",
+        f"{LOGS}/train_adapter/{{setting}}/rep{{replicate}}.log",
     conda:
         "../envs/train.yaml"
     resources:
@@ -24,6 +24,6 @@ rule train_adapter:
         quantization=config["quantization"],
         device=config["device"],
         # Checkpoints live outside the output, so a killed job's are kept and resumed from.
-        checkpoints=lambda wc: f"{RESULTS}/checkpoints/{wc.setting}",
+        checkpoints=lambda wc: f"{RESULTS}/checkpoints/{wc.setting}/rep{wc.replicate}",
     script:
         "../scripts/train_adapter.py"

@@ -8,7 +8,7 @@ from common import PipelineError, chat_prompt, log, read_jsonl, run_stage, write
 def answers_from_file(test: list[dict]) -> list[str]:
     missing = [t["id"] for t in test if not t.get("baseline_answer")]
     if missing:
-        raise PipelineError(f"baseline.source: 'file' but test questions {missing[:5]} carry no baseline answer")
+        raise PipelineError(f"baseline source 'file' but test questions {missing[:5]} carry no baseline answer")
     return [t["baseline_answer"] for t in test]
 
 

@@ -67,7 +67,8 @@ def fidelity_row(param: dict, config: dict, study_settings: list[str]) -> dict:
             raise PipelineError(f"{where}: missing '{field}'")
     stated = "value" in param
     if param.get("protocol"):
-        ours, status = str(param["ours"]), "by design"
+        ours = str(param["ours"]) if "ours" in param else text(lookup(config, param["key"]))
+        status = "by design"
     else:
         values = run_values(config, param["key"], study_settings)
         distinct = []

@@ -1,5 +1,6 @@
-"""Figure stage: the training and validation loss of each setting (losses/<setting>.csv) as
-paper/loss_curves.pdf, one panel per setting."""
+"""Figure stage: the training and validation loss of each trained setting's replicates
+(losses/<setting>/rep<r>.csv) as paper/loss_curves.pdf, one panel per setting, one colour per
+replicate."""
 
 import math
 import os
@@ -30,18 +31,20 @@ def read_loss_csv(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
-def _panel(ax, label: str, frame: pd.DataFrame) -> None:
-    """Train loss solid, validation loss dashed, against the optimiser step."""
+def _panel(ax, label: str, frames: list[pd.DataFrame]) -> None:
+    """Train loss solid, validation loss dashed, against the optimiser step; replicate r in colour r."""
     drawn = False
-    for split, style, name in (("train", "-", "train"), ("val", "--", "validation")):
-        rows = frame[frame["split"] == split][["step", "loss"]].dropna().sort_values("step")
-        if rows.empty:
-            continue
-        ax.plot(rows["step"], rows["loss"], linestyle=style, label=name,
-                marker="o" if len(rows) == 1 else None, markersize=3)
-        drawn = True
+    for r, frame in enumerate(frames):
+        for split, style, name in (("train", "-", "train"), ("val", "--", "validation")):
+            rows = frame[frame["split"] == split][["step", "loss"]].dropna().sort_values("step")
+            if rows.empty:
+                continue
+            ax.plot(rows["step"], rows["loss"], linestyle=style, color=f"C{r}",
+                    label=name if len(frames) == 1 else f"{name}, replicate {r}",
+                    marker="o" if len(rows) == 1 else None, markersize=3)
+            drawn = True
     if drawn:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     else:
         ax.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=ax.transAxes)
     ax.set_title("\n".join(textwrap.wrap(str(label), 40)), fontsize=9)
@@ -50,9 +53,9 @@ def _panel(ax, label: str, frame: pd.DataFrame) -> None:
     ax.tick_params(labelsize=7)
 
 
-def plot_loss_curves(loss_frames: Mapping[str, pd.DataFrame], path: str | os.PathLike) -> None:
-    """One panel per setting (keyed by its label). A setting without validation rows gets its
-    train curve only."""
+def plot_loss_curves(loss_frames: Mapping[str, list[pd.DataFrame]], path: str | os.PathLike) -> None:
+    """One panel per setting (keyed by its label), its replicates' curves in it. A replicate
+    without validation rows gets its train curve only."""
     if not loss_frames:
         raise PipelineError("no loss curves to plot (no settings)")
     n = len(loss_frames)
@@ -61,23 +64,25 @@ def plot_loss_curves(loss_frames: Mapping[str, pd.DataFrame], path: str | os.Pat
     with matplotlib.rc_context(figure_rc()):
         fig = Figure(figsize=(6.4 if ncols == 2 else 4.8, 2.6 * nrows + 0.4), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax, (label, frame) in zip(axes, loss_frames.items()):
-            missing = {"step", "split", "loss"} - set(frame.columns)
-            if missing:
-                raise PipelineError(f"loss curve of {label}: missing column(s) {sorted(missing)}")
-            _panel(ax, label, frame)
+        for ax, (label, frames) in zip(axes, loss_frames.items()):
+            for frame in frames:
+                missing = {"step", "split", "loss"} - set(frame.columns)
+                if missing:
+                    raise PipelineError(f"loss curve of {label}: missing column(s) {sorted(missing)}")
+            _panel(ax, label, frames)
         for ax in axes[n:]:
             ax.set_visible(False)
         save(fig, path)
 
 
 def main(smk) -> None:
-    titles = smk.params.titles  # setting -> title, in config order
+    numbers = smk.params.numbers  # trained setting -> (its number in the paper, its title), in config order
+    k = smk.params.replicates
     paths = [smk.input.losses] if isinstance(smk.input.losses, str) else list(smk.input.losses)
-    if len(paths) != len(titles):
-        raise PipelineError(f"input 'losses': {len(paths)} file(s) for {len(titles)} settings")
-    frames = {f"Setting {k}: {oneline(title)}": read_loss_csv(path)
-              for k, (title, path) in enumerate(zip(titles.values(), paths), 1)}
+    if len(paths) != len(numbers) * k:
+        raise PipelineError(f"input 'losses': {len(paths)} file(s) for {len(numbers)} settings x {k} replicates")
+    frames = {f"Setting {number}: {oneline(title)}": [read_loss_csv(p) for p in paths[i * k:(i + 1) * k]]
+              for i, (number, title) in enumerate(numbers.values())}
     plot_loss_curves(frames, smk.output.figure)
     log.info("figure: wrote %s", smk.output.figure)
 

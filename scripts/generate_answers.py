@@ -1,5 +1,5 @@
 """Stage generate: each setting's answers to the test questions: the 4-bit base model with the
-setting's LoRA adapter, batched, thinking off; sampled as the study did (each question from its own
+setting's LoRA adapter (a control: with none), batched, thinking off; sampled as the study did (each question from its own
 seed, so batching changes speed only) or greedy. Each record says whether its answer was cut at
 max_new_tokens (hit_token_limit)."""
 
@@ -17,7 +17,8 @@ def generate_answers(model_manifest, adapter_dir, test, generation, quantization
 
 def main(smk):
     p = smk.params
-    records = generate_answers(smk.input.model, smk.input.adapter, read_jsonl(smk.input.test),
+    adapter = smk.input.adapter[0] if smk.input.adapter else None  # none: an untuned control
+    records = generate_answers(smk.input.model, adapter, read_jsonl(smk.input.test),
                                p.generation, p.quantization, p.device)
     write_jsonl(smk.output[0], records)
     log.info("Wrote %d answers to %s", len(records), smk.output[0])

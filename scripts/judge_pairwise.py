@@ -212,10 +212,22 @@ class CharTokenizer:
         return [c for c in text if not c.isspace() and not unicodedata.category(c).startswith("P")]
 
 
-def reference_scorer():
+def rouge_l_char(reference: str, answer: str) -> float:
+    """Character ROUGE-L F1 (rouge-score, Chinese text as characters)."""
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=CharTokenizer())
+    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=CharTokenizer()).score(reference, answer)["rougeL"].fmeasure
+
+
+def chrf(reference: str, answer: str) -> float:
+    """chrF (sacrebleu, its defaults: character 6-grams, beta 2), 0-100."""
+    from sacrebleu.metrics import CHRF
+
+    return CHRF().sentence_score(answer, [reference]).score
+
+
+# judge.model of the reference backend -> (its name in the reply, the metric).
+REFERENCE_METRICS = {"rouge-l-char": ("Character ROUGE-L F1", rouge_l_char), "chrf": ("chrF", chrf)}
 
 
 def reference_label(score1: float, score2: float, tie_margin: float) -> str:
@@ -226,21 +238,20 @@ def reference_label(score1: float, score2: float, tie_margin: float) -> str:
 
 
 class ReferenceJudge:
-    """Replies like an LLM judge would, its last line a label, from ROUGE-L against the reference."""
+    """Replies like an LLM judge would, its last line a label, from a metric against the reference."""
 
     def __init__(self, judge: dict):
         self.tie_margin = float(judge.get("tie_margin", 0.0) or 0.0)
-        self.scorer = reference_scorer()
+        self.name, self.metric = REFERENCE_METRICS[judge["model"]]
 
     def ask(self, pairs: list[Pair], attempt: int = 0) -> list[Reply]:
         return [self.reply(pair) for pair in pairs]
 
     def reply(self, pair: Pair) -> Reply:
-        s1 = self.scorer.score(pair.reference, pair.answer1)["rougeL"].fmeasure
-        s2 = self.scorer.score(pair.reference, pair.answer2)["rougeL"].fmeasure
+        s1, s2 = self.metric(pair.reference, pair.answer1), self.metric(pair.reference, pair.answer2)
         label = reference_label(s1, s2, self.tie_margin)
         return Reply(
-            f"Character ROUGE-L F1 against the reference: Assistant 1 = {s1:.4f}, Assistant 2 = {s2:.4f} "
+            f"{self.name} against the reference: Assistant 1 = {s1:.4f}, Assistant 2 = {s2:.4f} "
             f"(tie margin {self.tie_margin:g}).\n{LABEL_TEXT[label]}"
         )
 
@@ -262,7 +273,7 @@ def make_judge(judge: dict, items: list[Item], cache_dir: str, setting: str, pro
     if missing:
         raise PipelineError(
             f"the reference judge needs a reference answer for every test row (test id {missing[0]!r} has none); "
-            "set test.source: heldout, or use judge.backend: openai"
+            "use a held-out test set (source: heldout), or an openai judge"
         )
     return ReferenceJudge(judge)
 

@@ -73,7 +73,7 @@ def check_stop(pairs: list[dict], stop_threshold: float | None) -> None:
     p = pairs[0]
     raise PipelineError(
         f"test question {p['test_id']!r} is a near-duplicate of {p['split']} row {p['id']!r} (character "
-        f"n-gram Jaccard {p['jaccard']:.2f} >= test.leakage.stop_threshold {stop_threshold}): "
+        f"n-gram Jaccard {p['jaccard']:.2f} >= leakage.stop_threshold {stop_threshold}): "
         f"{p['test_question']!r} ~ {p['question']!r}"
     )
 

@@ -14,6 +14,7 @@ import pandas as pd
 import fidelity_table
 from common import DataError, PipelineError, log, read_json, read_jsonl, read_prompt, run_stage, write_text
 from paper_case import case_study
+from paper_claims import claims_context
 from paper_design import design_context, setting_specs
 from paper_format import need
 from paper_results import results_context
@@ -53,18 +54,26 @@ def read_fidelity_csv(path: str | os.PathLike) -> list[dict]:
 
 
 def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequence[Mapping],
-                  split_stats: Mapping, test: list[dict], baseline: list[dict],
+                  split_stats: Mapping, tests: Mapping[str, list[dict]], baseline: list[dict],
                   generations: Mapping[str, list[dict]], provenance: Mapping, judge_prompt: str,
-                  fidelity: Sequence[Mapping], augment_stats: Mapping | None, leakage: Mapping,
-                  figures: Mapping[str, str] = FIGURES) -> dict[str, Any]:
-    """Everything the template needs, as raw (unescaped) strings and numbers. `figures` maps
-    loss, winrate and lengths to file names relative to the .tex file."""
+                  fidelity: Sequence[Mapping], augment_stats: Mapping | None, leakage: Mapping[str, Mapping],
+                  claims: Mapping[str, Sequence[Mapping]], winrates: Mapping[tuple[str, str], Sequence[Mapping]],
+                  agreement: Sequence[Mapping], figures: Mapping[str, str] = FIGURES) -> dict[str, Any]:
+    """Everything the template needs, as raw (unescaped) strings and numbers. `tests` holds every
+    test set by name, the first the headline one that `winrate`, `pairwise`, `baseline` and
+    `generations` (setting -> its replicates' answers) are of; `claims` the primary judge's claims table per test set, `winrates` every
+    test set's table by every judge. `figures` maps loss, winrate and lengths to file names
+    relative to the .tex file."""
     settings = setting_specs(config)
+    alpha = need(need(config, "statistics", "config"), "alpha", "config 'statistics'")
+    test = next(iter(tests.values()))
+    sizes = {name: len(rows) for name, rows in tests.items()}
     return {
-        **design_context(config, settings, split_stats, len(test), judge_prompt, fidelity, augment_stats, leakage),
-        **results_context(winrate, pairwise, settings, generations),
+        **design_context(config, settings, split_stats, sizes, judge_prompt, fidelity, augment_stats, leakage),
+        **results_context(winrate, pairwise, settings, {s: sum(reps, []) for s, reps in generations.items()}, alpha),
+        **claims_context(claims, winrates, agreement, settings),
         "figures": dict(figures),
-        "case": case_study(config, test, baseline, generations, settings),
+        "case": case_study(config, test, baseline, {s: reps[0] for s, reps in generations.items()}, settings),
         "provenance": paper_rows(provenance, settings),
     }
 
@@ -73,28 +82,48 @@ def _paths(value: Any) -> list[str]:
     return [str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
 
 
+def _by_name(names: Sequence[str], paths: Any, what: str) -> dict[str, str]:
+    paths = _paths(paths)
+    if len(paths) != len(names):
+        raise PipelineError(f"input '{what}': {len(paths)} file(s) for {len(names)}")
+    return dict(zip(names, paths))
+
+
+def _replicates(settings: Sequence[str], replicates: int, paths: Any, read=lambda path: path) -> dict[str, list]:
+    """setting -> its replicates' files (read), from paths in settings x replicates order."""
+    paths = _paths(paths)
+    if len(paths) != len(settings) * replicates:
+        raise PipelineError(f"{len(paths)} file(s) for {len(settings)} settings x {replicates} replicates")
+    return {s: [read(p) for p in paths[i * replicates:(i + 1) * replicates]] for i, s in enumerate(settings)}
+
+
 def main(smk) -> None:
-    config = smk.params.config
+    config, p = smk.params.config, smk.params
     settings = list(need(config, "settings", "config"))
-    inputs = {"generations": _paths(smk.input.generations), "train_stats": _paths(smk.input.train_stats)}
-    for what, paths in inputs.items():
-        if len(paths) != len(settings):
-            raise PipelineError(f"input '{what}': {len(paths)} file(s) for {len(settings)} settings")
+    test_sets, judges = list(p.test_sets), list(p.judges)
+    pairs = [(t, j) for t in test_sets for j in judges]
+    winrates = {pair: read_json(path) for pair, path in zip(pairs, _paths(smk.input.winrates))}
+    claims_paths = dict(zip(pairs, _paths(smk.input.claims)))
+    replicates = config.get("replicates", 1)
+    train_stats = _replicates(p.trained, replicates, smk.input.train_stats)
     winrate = read_json(smk.input.winrate)
     context = paper_context(
         config=config,
         winrate=winrate,
         pairwise=read_pairwise_csv(smk.input.pairwise),
         split_stats=read_json(smk.input.split_stats),
-        test=read_jsonl(smk.input.test),
+        tests={t: read_jsonl(path) for t, path in _by_name(test_sets, smk.input.tests, "tests").items()},
         baseline=read_jsonl(smk.input.baseline),
-        generations={key: read_jsonl(path) for key, path in zip(settings, inputs["generations"])},
-        provenance=collect_provenance(config, winrate, smk.input.winrate, smk.input.raw,
-                                      dict(zip(settings, inputs["train_stats"])), _paths(smk.input.models)),
+        generations=_replicates(settings, replicates, smk.input.generations, read_jsonl),
+        provenance=collect_provenance(config, winrate, smk.input.winrate, smk.input.raw, train_stats,
+                                      _paths(smk.input.models)),
         judge_prompt=read_prompt(smk.input.judge_prompt),
         fidelity=read_fidelity_csv(smk.input.fidelity),
         augment_stats=read_json(smk.input.augment_stats[0]) if smk.input.augment_stats else None,
-        leakage=read_json(smk.input.near_duplicates),
+        leakage={t: read_json(path) for t, path in _by_name(test_sets, smk.input.near_duplicates, "near_duplicates").items()},
+        claims={t: read_json(claims_paths[t, "primary"]) for t in test_sets},
+        winrates=winrates,
+        agreement=pd.read_csv(smk.input.agreement).to_dict(orient="records"),
         figures=smk.params.figures,
     )
     text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"

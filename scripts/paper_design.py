@@ -23,9 +23,10 @@ def setting_specs(config: Mapping) -> list[dict]:
             "k": k, "key": key,
             "title": oneline(spec.get("title") or key),
             "model": need(spec, "model", where),
-            "data": spec.get("data", "original"),
-            "lora": need(spec, "lora", where),
-            "training": need(spec, "training", where),
+            "control": "training" not in spec,  # an untuned control: no data, lora or training
+            "data": spec.get("data"),
+            "lora": spec.get("lora"),
+            "training": spec.get("training"),
         })
     return settings
 
@@ -55,8 +56,7 @@ def _models(config: Mapping, settings: Sequence[Mapping]) -> list[dict]:
     return [{"name": name, "source": _model_source(need(models_cfg, name, "config models"))} for name in names]
 
 
-def baseline_text(config: Mapping) -> str:
-    baseline = config.get("baseline", {}) or {}
+def baseline_text(baseline: Mapping) -> str:
     source = baseline.get("source")
     if source == "file":
         return "the ChatGPT answers of the course's test file"
@@ -83,6 +83,9 @@ HPARAM_ROWS_AFTER_WARMUP = [
 
 
 def hparam_rows(settings: list[dict]) -> list[dict]:
+    """The table's rows over the trained settings (controls train nothing)."""
+    settings = [s for s in settings if not s["control"]]
+
     def rows(spec):
         return [{"label": label, "values": [fmt(s[section].get(key)) for s in settings]}
                 for label, section, key in spec]
@@ -150,12 +153,12 @@ def fidelity_groups(rows: Sequence[Mapping]) -> list[dict]:
     return groups
 
 
-def leakage_text(report: Mapping) -> dict[str, Any]:
-    """data/near_duplicates.json as a sentence and its closest pairs (question excerpts)."""
-    where = "near_duplicates.json"
+def leakage_text(test_set: str, report: Mapping) -> dict[str, Any]:
+    """data/near_duplicates/<test set>.json as a sentence and its closest pairs (question excerpts)."""
+    where = f"near_duplicates/{test_set}.json"
     compared = ", ".join(f"{n} {split}" for split, n in need(report, "n_compared", where).items())
     found = need(report, "n_test_with_near_duplicate", where)
-    text = (f"Near-duplicates: {found} of the {need(report, 'n_test', where)} test questions have a "
+    text = (f"Near-duplicates in test set {test_set}: {found} of its {need(report, 'n_test', where)} questions have a "
             f"question among the {compared} rows whose character {need(report, 'ngram', where)}-grams overlap "
             f"with Jaccard similarity of at least {fmt(need(report, 'threshold', where))} (MinHash LSH finds the "
             "candidates, their exact similarity decides)")
@@ -164,17 +167,35 @@ def leakage_text(report: Mapping) -> dict[str, Any]:
     closest = [{"test_id": oneline(p["test_id"]), "where": f"{p['split']} {p['id']}", "jaccard": f"{p['jaccard']:.2f}",
                 "test_question": oneline(p["test_question"])[:60], "question": oneline(p["question"])[:60]}
                for p in need(report, "closest", where)]
-    return {"text": text, "closest": closest}
+    return {"test_set": test_set, "found": found, "text": text, "closest": closest}
 
 
-def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, n_test: int, judge_prompt: str,
-                   fidelity: Sequence[Mapping], augment_stats: Mapping | None,
-                   leakage: Mapping) -> dict[str, Any]:
-    """The design section's part of the template's context."""
+def test_set_rows(config: Mapping, sizes: Mapping[str, int]) -> list[dict]:
+    """Each test set: its size, where its questions come from, and its baseline."""
+    rows = []
+    for name, spec in need(config, "test_sets", "config").items():
+        source = spec["source"]
+        rows.append({"name": name, "n": sizes[name], "baseline": baseline_text(spec["baseline"]),
+                     "source": "a slice of the held-out split" if source == "heldout" else f"from {fmt(source)}"})
+    return rows
+
+
+def judge_rows(config: Mapping) -> list[dict]:
+    """The primary judge, then the panel's, as the tables name them."""
+    judges = {"primary": need(config, "judge", "config"), **(config.get("judge_panel") or {})}
+    return [{"name": name, "backend": fmt(j.get("backend")), "model": fmt(j.get("model")),
+             "tie_margin": fmt(j.get("tie_margin"))} for name, j in judges.items()]
+
+
+def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, test_sizes: Mapping[str, int],
+                   judge_prompt: str, fidelity: Sequence[Mapping], augment_stats: Mapping | None,
+                   leakage: Mapping[str, Mapping]) -> dict[str, Any]:
+    """The design section's part of the template's context; the first test set is the headline."""
     data_cfg = need(config, "data", "config")
     quant = config.get("quantization") or {}
-    test_source = (config.get("test") or {}).get("source")
     judge = need(config, "judge", "config")
+    test_sets = test_set_rows(config, test_sizes)
+    trained = [s for s in settings if not s["control"]]
     return {
         "title": oneline(need(need(config, "paper", "config"), "title", "config 'paper'")),
         "run": need(config, "run", "config"),
@@ -187,15 +208,19 @@ def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, 
         "splits": split_text(split_stats),
         "models": _models(config, settings),
         "quantization": {key: fmt(quant.get(key)) for key in ("quant_type", "double_quant", "compute_dtype")},
-        "settings": [{"k": s["k"], "key": s["key"], "title": s["title"]} for s in settings],
+        "settings": [{"k": s["k"], "key": s["key"], "title": s["title"], "control": s["control"]}
+                     for s in settings],
+        "trained": [{"k": s["k"], "key": s["key"]} for s in trained],
         "hparams": hparam_rows(settings),
-        "hparam_col_width": f"{0.72 / len(settings):.3f}",
-        "test": {"n": n_test, "source": ("sampled from the held-out split" if test_source == "heldout"
-                                         else f"from {fmt(test_source)}")},
-        "leakage": leakage_text(leakage),
-        "baseline": baseline_text(config),
+        "hparam_col_width": f"{0.72 / max(len(trained), 1):.3f}",
+        "replicates": config.get("replicates", 1),
+        "test": test_sets[0],
+        "test_sets": test_sets,
+        "leakage": [leakage_text(name, report) for name, report in leakage.items()],
+        "baseline": test_sets[0]["baseline"],
         "judge": {"backend": fmt(judge.get("backend")), "model": fmt(judge.get("model")),
                   "tie_margin": fmt(judge.get("tie_margin")), "prompt": judge_prompt},
+        "judges": judge_rows(config),
         "decoding": decoding_text(need(config, "generation", "config")),
         "fidelity": fidelity_groups(fidelity),
         "deviations": sum(row["status"] == "deviation" for row in fidelity),

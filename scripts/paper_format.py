@@ -6,7 +6,6 @@ from typing import Any, Mapping, Sequence
 from common import PipelineError
 
 EXCERPT_CHARS = 300
-ALPHA = 0.05  # every test in the paper, uncorrected for multiple comparisons (the paper says so)
 
 
 def fmt(value: Any) -> str:
@@ -41,8 +40,9 @@ def p_phrase(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def significant(p: float | None) -> bool:
-    return p is not None and p < ALPHA
+def significant(p: float | None, alpha: float) -> bool:
+    """Below the config's statistics.alpha, the level of every test in the paper."""
+    return p is not None and p < alpha
 
 
 def count(value: Any) -> str:

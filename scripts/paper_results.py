@@ -1,11 +1,11 @@
 """The paper's results: Table 1's rows from the win-rate table, the paired tests between settings,
 and the analysis and conclusion sentences generated from them. A difference is called significant
-only where its test's p-value is below paper_format.ALPHA."""
+only where its test's p-value is below the config's statistics.alpha."""
 
 from typing import Any, Mapping, Sequence
 
 from common import PipelineError
-from paper_format import ALPHA, count, fmt, fmt_p, fraction, need, p_phrase, pct, settings_list, significant
+from paper_format import count, fmt, fmt_p, fraction, need, p_phrase, pct, settings_list, significant
 
 RATES = ("win_rate", "win_rate_ties_half", "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first",
          "win_rate_as_second", "order_flip_share", "published_win_rate", "published_p_value")
@@ -46,7 +46,7 @@ def _texts(rates: Mapping, other: Mapping) -> dict:
 
 
 def result_rows(winrate: Sequence[Mapping], settings: list[dict],
-                generations: Mapping[str, list[dict]]) -> list[dict]:
+                generations: Mapping[str, list[dict]], alpha: float) -> list[dict]:
     """One row per setting, in config order: winrate.json's values and their table cells."""
     by_setting = {need(row, "setting", f"winrate.json row {i + 1}"): row for i, row in enumerate(winrate)}
     rows = []
@@ -61,11 +61,13 @@ def result_rows(winrate: Sequence[Mapping], settings: list[dict],
         rates = {k: fraction(row, k, where) for k in RATES}
         other = {k: need(row, k, where) for k in OTHER}
         rows.append({"k": s["k"], "setting": s["key"], "title": s["title"], **counts, **rates, **other,
+                     "significant": significant(rates["p_value"], alpha),
+                     "published_significant": significant(rates["published_p_value"], alpha),
                      **_texts(rates, other), **_truncation(generations[s["key"]], f"generations of {s['key']}")})
     return rows
 
 
-def pair_rows(pairwise: Sequence[Mapping], settings: list[dict]) -> list[dict]:
+def pair_rows(pairwise: Sequence[Mapping], settings: list[dict], alpha: float) -> list[dict]:
     k_of = {s["key"]: s["k"] for s in settings}
     rows = []
     for row in pairwise:
@@ -73,13 +75,13 @@ def pair_rows(pairwise: Sequence[Mapping], settings: list[dict]) -> list[dict]:
             if key not in k_of:
                 raise PipelineError(f"pairwise.csv: setting '{key}' is not in the config's settings")
         rows.append({**row, "a_k": k_of[row["setting_a"]], "b_k": k_of[row["setting_b"]],
-                     "p_text": fmt_p(row["p_value"]), "significant": significant(row["p_value"])})
+                     "p_text": fmt_p(row["p_value"]), "significant": significant(row["p_value"], alpha)})
     return rows
 
 
 def _against_published(r: Mapping) -> str:
     p = r["published_p_value"]
-    differs = "differs significantly from" if significant(p) else "is not significantly different from"
+    differs = "differs significantly from" if r["published_significant"] else "is not significantly different from"
     return (f" The study published {r['published']}% ({r['published_wins']} of {r['published_n']}); "
             f"Boschloo's exact test of our {r['wins']} of {r['n']} against it gives {p_phrase(p)}: "
             f"our rate {differs} the published one.")
@@ -87,20 +89,20 @@ def _against_published(r: Mapping) -> str:
 
 def baseline_sentences(results: Sequence[Mapping]) -> list[str]:
     """One paragraph per setting: its verdicts, interval and sign test against the baseline.
-    'Significant' appears only where the sign test's p-value is below ALPHA."""
+    'Significant' appears only where the sign test's p-value is below alpha."""
     paragraphs = []
     for r in results:
         name = f"Setting {r['k']} ({r['title']})"
         if not r["n"] or r["win_rate"] is None:
             paragraphs.append(f"{name} has no judged answers.")
             continue
-        text = (f"{name} wins {r['wins']} of {r['n']} questions against the baseline ({r['win_rate_pct']}%, "
+        text = (f"{name} wins {r['wins']} of {r['n']} judged answers against the baseline ({r['win_rate_pct']}%, "
                 f"95% interval {r['ci_text']}%), with {r['ties']} ties and {r['losses']} losses; counting a tie "
                 f"as half a win gives {r['half_pct']}%.")
         p = r["p_value"]
         if p is None:
             text += " No sign test is available."
-        elif significant(p) and r["wins"] != r["losses"]:
+        elif r["significant"] and r["wins"] != r["losses"]:
             preferred = "this setting's answers" if r["wins"] > r["losses"] else "the baseline's answers"
             text += (f" The sign test on wins against losses gives {p_phrase(p)}: the judge prefers "
                      f"{preferred} significantly more often than the other way round.")
@@ -181,8 +183,8 @@ def conclusion_sentences(results: Sequence[Mapping], pairs: Sequence[Mapping]) -
     if not scored:
         return ["No setting has judged answers, so no setting can be called best."]
     sentences = _best_sentences(scored, results, pairs)
-    better = [r["k"] for r in scored if significant(r["p_value"]) and r["wins"] > r["losses"]]
-    worse = [r["k"] for r in scored if significant(r["p_value"]) and r["wins"] < r["losses"]]
+    better = [r["k"] for r in scored if r["significant"] and r["wins"] > r["losses"]]
+    worse = [r["k"] for r in scored if r["significant"] and r["wins"] < r["losses"]]
     neither = [r["k"] for r in scored if r["k"] not in better + worse]
     for ks, how in ((better, "better"), (worse, "worse")):
         if ks:
@@ -202,14 +204,14 @@ def conclusion_sentences(results: Sequence[Mapping], pairs: Sequence[Mapping]) -
 
 
 def results_context(winrate: Sequence[Mapping], pairwise: Sequence[Mapping], settings: list[dict],
-                    generations: Mapping[str, list[dict]]) -> dict[str, Any]:
+                    generations: Mapping[str, list[dict]], alpha: float) -> dict[str, Any]:
     """The results, analysis and conclusion sections' part of the template's context."""
-    results = result_rows(winrate, settings, generations)
-    pairs = pair_rows(pairwise, settings)
+    results = result_rows(winrate, settings, generations, alpha)
+    pairs = pair_rows(pairwise, settings, alpha)
     return {
         # The table has published rates only where the run's test set and baseline are the study's.
         "study_baseline": any(r["published_value"] is not None for r in results),
-        "alpha": fmt(ALPHA),
+        "alpha": fmt(alpha),
         "results": results,
         "total_invalid": sum(r["invalid"] for r in results),
         "pairs": pairs,

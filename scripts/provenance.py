@@ -110,12 +110,12 @@ def run_dates(winrate_path: str | os.PathLike, raw_data: str | os.PathLike,
 
 
 def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.PathLike,
-            raw_data: str | os.PathLike, stats_paths: Mapping[str, str | os.PathLike],
+            raw_data: str | os.PathLike, stats_paths: Mapping[str, Sequence[str | os.PathLike]],
             model_manifests: Iterable[str | os.PathLike], cwd: str | os.PathLike = ".") -> dict:
     """Everything the paper's provenance section shows, as plain values (the template escapes
-    them). `stats_paths` maps each setting to its training stats (train_stats/<setting>.json);
-    a model's name is the folder of its manifest."""
-    train_stats = {setting: read_json(path) for setting, path in stats_paths.items()}
+    them). `stats_paths` maps each trained setting to its replicates' training stats
+    (train_stats/<setting>/rep<r>.json); a model's name is the folder of its manifest."""
+    train_stats = {setting: [read_json(path) for path in paths] for setting, paths in stats_paths.items()}
     manifests = {Path(path).parent.name: read_json(path) for path in model_manifests}
     data = config.get("data") or {}
     judge = config.get("judge") or {}
@@ -126,12 +126,13 @@ def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.
         "python": platform.python_version(),
         "xelatex": xelatex_version(),
         # Written by the train stage since it records its device; older adapters lack it.
-        "devices": {setting: stats.get("device") or "not recorded" for setting, stats in train_stats.items()},
+        "devices": {setting: "; ".join(sorted({s.get("device") or "not recorded" for s in stats}))
+                    for setting, stats in train_stats.items()},
         "data": {"source": data.get("source"), "revision": data.get("revision"),
                  "raw_sha256": file_sha256(raw_data)},
         "models": {name: manifest.get("revision") or manifest.get("source") or "--"
                    for name, manifest in manifests.items()},
-        "dates": run_dates(winrate_path, raw_data, stats_paths.values()),
+        "dates": run_dates(winrate_path, raw_data, [p for paths in stats_paths.values() for p in paths]),
         "judge": {"backend": judge.get("backend"), "model": judge.get("model"),
                   "endpoint": public_url(judge.get("base_url")), "temperature": judge.get("temperature"),
                   **judge_usage(winrate)},

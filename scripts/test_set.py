@@ -1,10 +1,10 @@
-"""Stage test set: the course's file (a JSON list of [question, baseline_answer]) or n rows
-drawn from the held-out split. A test question that also appears in train or val stops the
+"""Stage test set: the course's file (a JSON list of [question, baseline_answer]) or a slice of
+the held-out split (already shuffled by split_data; held-out test sets take disjoint slices, in
+config order, rules/common.smk heldout_slice). A test question that also appears in train or val stops the
 run: the comparison would measure memorisation."""
 
 
 import json
-import random
 
 from common import DataError, PipelineError, log, normalize_text, read_jsonl, run_stage, write_jsonl
 
@@ -29,10 +29,11 @@ def read_course_file(path: str) -> list[dict]:
     return records
 
 
-def draw_from_heldout(heldout: list[dict], n: int, seed: int) -> list[dict]:
-    if n > len(heldout):
-        raise PipelineError(f"test.n: {n} questions asked for, but the held-out split has {len(heldout)}")
-    rows = random.Random(seed).sample(heldout, n)
+def draw_from_heldout(heldout: list[dict], start: int, stop: int) -> list[dict]:
+    if stop > len(heldout):
+        raise PipelineError(f"test_sets: held-out rows [{start}, {stop}) asked for (the held-out test sets "
+                            f"take disjoint slices, in config order), but the held-out split has {len(heldout)}")
+    rows = heldout[start:stop]
     return [{"id": r["id"], "question": r["question"], "reference": r["answer"], "baseline_answer": None} for r in rows]
 
 
@@ -45,14 +46,14 @@ def check_leakage(test: list[dict], splits: dict[str, list[dict]]) -> None:
 
 
 def main(smk):
-    cfg = smk.params.test
-    if cfg["source"] == "heldout":
-        test = draw_from_heldout(read_jsonl(smk.input.heldout), cfg.get("n", 20), cfg.get("seed", 0))
+    p = smk.params
+    if p.source == "heldout":
+        test = draw_from_heldout(read_jsonl(smk.input.heldout), p.heldout_slice["start"], p.heldout_slice["stop"])
     else:
-        test = read_course_file(smk.input.source[0])[: cfg.get("n")]
+        test = read_course_file(smk.input.source[0])[: p.n]
     check_leakage(test, {"train": read_jsonl(smk.input.train), "val": read_jsonl(smk.input.val)})
     write_jsonl(smk.output[0], test)
-    log.info("Test set: %d questions from %s", len(test), cfg["source"])
+    log.info("Test set %s: %d questions from %s", smk.wildcards.test_set, len(test), p.source)
 
 
 if "snakemake" in globals():

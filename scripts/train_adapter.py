@@ -185,6 +185,9 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
     fingerprint = run_fingerprint(setting, quantization, model_manifest, train_path, val_path)
     output_dir = Path(checkpoint_dir) / fingerprint
     args = sft_config(setting["training"], str(output_dir), device, name)  # a wrong key stops before loading
+    # TRL wraps the model in its LoRA adapter before the Trainer seeds: seed first, so that the
+    # adapter's initialisation follows the recipe's seed (a replicate's seed + r) too.
+    transformers.set_seed(args.seed)
     trainer = build_trainer(
         load_base(model_manifest, quantization, device, gpu_memory_gib), load_tokenizer(model_manifest),
         sft_dataset(read_jsonl(train_path)), sft_dataset(read_jsonl(val_path)), args, setting["lora"], callbacks,

@@ -1,6 +1,10 @@
 """Win rates of the settings against the baseline, with the statistics 20 questions allow.
 
-tables/winrate.csv and .json, one row per setting (COLUMNS):
+tables/<test set>/<judge>/winrate.csv and .json, one row per setting (COLUMNS). A setting's K
+replicates are pooled: n counts questions x K, and the interval and sign test below treat the K
+verdicts on one question as independent, which they are not (one question, K answers): with K > 1
+they are too narrow. The claims table (claims_table.py) is the inference that accounts for
+replicates; these columns keep the study's single-run reading comparable.
   n                   every judged question, invalid verdicts included, so that an unparseable
                       reply is never a silent win or tie. FastChat's MT-bench pairwise script
                       drops failed verdicts from its counts; we keep them in n as non-wins, so
@@ -40,9 +44,15 @@ tables/winrate.csv and .json, one row per setting (COLUMNS):
                       now or from the cache, so the numbers do not depend on what was cached.
   cost_usd            estimated from judge.price_per_million {input, output} (USD per million
                       prompt / completion tokens); empty when no prices are given.
+  replicates, replicate_win_rate_min, _max, _sd   K and the spread of the replicates' own win
+                      rates (sd with ddof 1, empty when K = 1): how far seed noise alone moves a
+                      setting's rate.
+  lc_win_rate         length-controlled win rate (claim_stats.length_controlled_win_rate):
+                      the win rate a logistic regression on the answer-length difference
+                      predicts at equal lengths; empty where it cannot be fitted (e.g. all wins).
 
-tables/pairwise.csv, one row per pair of settings (in config order), on the questions both
-were judged on: a question is discordant when exactly one of the two settings won it (its
+tables/<test set>/<judge>/pairwise.csv, one row per pair of settings (in config order), on the
+questions both were judged on, replicate r of one setting paired with replicate r of the other: a question is discordant when exactly one of the two settings won it (its
 verdict is 'win'; a tie, loss or invalid verdict is not a win, as in win_rate). a_better counts
 the questions that a won and b did not, b_better the reverse, and p_value is the exact McNemar
 test: the two-sided binomial test of a_better out of a_better + b_better against 1/2 (1.0 when
@@ -59,23 +69,23 @@ import yaml
 from scipy.stats import binomtest, boschloo_exact
 
 from chat_api import cost_usd
-from common import DataError, PipelineError, iter_jsonl, log, run_stage, write_json, write_text
-
-VERDICTS = ("win", "tie", "loss", "invalid")
-ORDERS = ("setting_first", "baseline_first")  # judge_pairwise.ORDERS
+from claim_stats import length_controlled_win_rate
+from common import PipelineError, log, run_stage, write_json, write_text
+from verdicts import ORDERS, VERDICTS, read_runs, table_rows
 COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
     "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
     "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
     "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
-    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd",
+    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
+    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate",
 ]
 PAIRWISE_COLUMNS = ["setting_a", "setting_b", "n", "a_better", "b_better", "p_value"]
 INT_COLUMNS = [
-    "n", "wins", "ties", "losses", "invalid", "order_flips", "prompt_tokens", "completion_tokens", "judge_calls",
+    "replicates", "n", "wins", "ties", "losses", "invalid", "order_flips", "prompt_tokens", "completion_tokens", "judge_calls",
 ]
 NULLABLE_INT_COLUMNS = ["published_wins", "published_n"]  # empty when not compared
-FLOAT_COLUMNS = ["published_win_rate", "published_p_value", "cost_usd"]
+FLOAT_COLUMNS = ["published_win_rate", "published_p_value", "cost_usd", "replicate_win_rate_sd", "lc_win_rate"]
 
 
 def wilson_interval(k: int, n: int) -> tuple[float, float]:
@@ -170,9 +180,30 @@ def _mean(values: list[int]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def replicate_columns(replicates: list[list[dict]]) -> dict:
+    """How far the replicates' own win rates spread (sd with ddof 1; empty for one replicate)."""
+    rates = pd.Series([sum(r["verdict"] == "win" for r in rep) / len(rep) for rep in replicates if rep])
+    return {
+        "replicates": len(replicates),
+        "replicate_win_rate_min": rates.min() if len(rates) else math.nan,
+        "replicate_win_rate_max": rates.max() if len(rates) else math.nan,
+        "replicate_win_rate_sd": rates.std(ddof=1) if len(rates) > 1 else math.nan,
+    }
+
+
+def lc_column(records: list[dict]) -> float:
+    wins = [int(r["verdict"] == "win") for r in records]
+    diff = [len(r["setting_answer"]) - len(r["baseline_answer"]) for r in records]
+    lc = length_controlled_win_rate(wins, diff) if records else None
+    return math.nan if lc is None else lc
+
+
 def winrate_row(
-    setting: str, title: str, records: list[dict], prices: Mapping | None = None, published: Mapping | None = None,
+    setting: str, title: str, replicates: list[list[dict]], prices: Mapping | None = None,
+    published: Mapping | None = None,
 ) -> dict:
+    """A setting's row: its replicates' verdicts pooled (n = questions x replicates)."""
+    records = [r for rep in replicates for r in rep]
     counts = {v: 0 for v in VERDICTS}
     for record in records:
         verdict = record.get("verdict")
@@ -206,16 +237,18 @@ def winrate_row(
         "completion_tokens": completion_tokens,
         "judge_calls": sum(r["usage"]["calls"] for r in records),
         "cost_usd": cost_usd(prompt_tokens, completion_tokens, prices) if prices else math.nan,
+        **replicate_columns(replicates),
+        "lc_win_rate": lc_column(records),
     }
 
 
 def winrate_table(
-    verdict_records_by_setting: Mapping[str, list[dict]],
+    verdict_records_by_setting: Mapping[str, list[list[dict]]],
     titles: Mapping[str, str] | None = None,
     prices: Mapping | None = None,
     published: Mapping[str, Mapping] | None = None,
 ) -> pd.DataFrame:
-    """One row per setting, in the mapping's order; `published` (read_published) holds the
+    """One row per setting, in the mapping's order (its value: the verdicts of each replicate); `published` (read_published) holds the
     study's rates to compare with, by setting (none: the published columns stay empty)."""
     titles, published = titles or {}, published or {}
     rows = [
@@ -229,9 +262,13 @@ def winrate_table(
     )
 
 
-def pairwise_row(a: str, a_records: list[dict], b: str, b_records: list[dict]) -> dict:
-    won_a = {str(r["id"]): r["verdict"] == "win" for r in a_records}
-    won_b = {str(r["id"]): r["verdict"] == "win" for r in b_records}
+def _won(replicates: list[list[dict]]) -> dict[str, bool]:
+    """(replicate, question) -> won: replicate r of one setting is paired with replicate r of another."""
+    return {f"{i}:{r['id']}": r["verdict"] == "win" for i, rep in enumerate(replicates) for r in rep}
+
+
+def pairwise_row(a: str, a_replicates: list[list[dict]], b: str, b_replicates: list[list[dict]]) -> dict:
+    won_a, won_b = _won(a_replicates), _won(b_replicates)
     common = [key for key in won_a if key in won_b]
     a_better = sum(won_a[key] and not won_b[key] for key in common)
     b_better = sum(won_b[key] and not won_a[key] for key in common)
@@ -245,7 +282,7 @@ def pairwise_row(a: str, a_records: list[dict], b: str, b_records: list[dict]) -
     }
 
 
-def pairwise_table(verdict_records_by_setting: Mapping[str, list[dict]]) -> pd.DataFrame:
+def pairwise_table(verdict_records_by_setting: Mapping[str, list[list[dict]]]) -> pd.DataFrame:
     """Every pair of settings, each once, in the mapping's order."""
     rows = [
         pairwise_row(a, verdict_records_by_setting[a], b, verdict_records_by_setting[b])
@@ -255,68 +292,11 @@ def pairwise_table(verdict_records_by_setting: Mapping[str, list[dict]]) -> pd.D
     return df.astype({c: "int64" for c in ("n", "a_better", "b_better")}).astype({"p_value": "float64"})
 
 
-# What the table reads from each verdict record (judge_pairwise.py writes them all).
-RECORD_FIELDS = {
-    "id": (str, int),
-    "verdict": str,
-    "consistent": (bool, type(None)),
-    "orders": list,
-    "setting_answer": str,
-    "baseline_answer": str,
-    "usage": dict,
-}
-USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "calls")
-
-
-def read_verdicts(path, setting: str) -> list[dict]:
-    records = []
-    for lineno, record in iter_jsonl(path):
-        if record.get("setting") != setting:
-            raise DataError(path, lineno, "setting", f"expected {setting!r}, got {record.get('setting')!r}")
-        for name, kind in RECORD_FIELDS.items():
-            if name not in record or not isinstance(record[name], kind):
-                raise DataError(path, lineno, name, f"missing or of the wrong type ({record.get(name)!r})")
-        if record["verdict"] not in VERDICTS:
-            raise DataError(path, lineno, "verdict", f"expected one of {', '.join(VERDICTS)}, got {record['verdict']!r}")
-        orders = [o if isinstance(o, dict) else {} for o in record["orders"]]
-        if sorted(str(o.get("order")) for o in orders) != sorted(ORDERS) or any(
-            o.get("outcome") not in VERDICTS for o in orders
-        ):
-            raise DataError(path, lineno, "orders", f"expected one outcome ({', '.join(VERDICTS)}) for each "
-                            f"of the orders {', '.join(ORDERS)}")
-        for name in USAGE_FIELDS:
-            if not isinstance(record["usage"].get(name), int):
-                raise DataError(path, lineno, f"usage.{name}", "missing or not an integer")
-        records.append(record)
-    if not records:
-        raise DataError(path, None, None, "no verdicts")
-    return records
-
-
-def table_rows(df: pd.DataFrame) -> list[dict]:
-    """Plain JSON rows: Python numbers, NaN as null."""
-    rows = []
-    for row in df.to_dict(orient="records"):
-        out = {}
-        for key, value in row.items():
-            if hasattr(value, "item"):
-                value = value.item()
-            if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-                value = None
-            out[key] = value
-        rows.append(out)
-    return rows
-
-
 def main(smk) -> None:
-    paths = list(smk.input.verdicts) if not isinstance(smk.input.verdicts, str) else [smk.input.verdicts]
     settings = list(smk.params.settings)
-    if len(paths) != len(settings):
-        raise PipelineError(f"{len(paths)} verdict files for {len(settings)} settings")
     names = [s["name"] for s in settings]
-    if len(set(names)) != len(names):
-        raise PipelineError(f"settings: duplicate names in {names}")
-    by_setting = {s["name"]: read_verdicts(path, s["name"]) for s, path in zip(settings, paths)}
+    runs = read_runs(list(smk.input.verdicts), names, smk.params.replicates)
+    by_setting = {name: [runs[name, r] for r in range(smk.params.replicates)] for name in names}
     titles = {s["name"]: s.get("title") or s["name"] for s in settings}
     published = read_published(smk.input.study) if smk.params.compare_published else {}
     df = winrate_table(by_setting, titles, smk.params.prices, published)
@@ -325,11 +305,12 @@ def main(smk) -> None:
     write_text(smk.output.pairwise, pairwise_table(by_setting).to_csv(index=False))
     for row in table_rows(df):
         log.info(
-            "%s: win rate %s (%d/%d, 95%% CI %s-%s, sign test p=%s, %d invalid, orders agree %s, "
-            "win/loss flips %d; published %s, Boschloo p=%s)",
-            row["setting"], row["win_rate"], row["wins"], row["n"], row["ci_low"], row["ci_high"],
-            row["p_value"], row["invalid"], row["consistency"], row["order_flips"], row["published_win_rate"],
-            row["published_p_value"],
+            "%s: win rate %s (%d/%d over %d replicates, spread %s-%s, 95%% CI %s-%s, sign test p=%s, "
+            "%d invalid, orders agree %s, win/loss flips %d; length-controlled %s; published %s, Boschloo p=%s)",
+            row["setting"], row["win_rate"], row["wins"], row["n"], row["replicates"],
+            row["replicate_win_rate_min"], row["replicate_win_rate_max"], row["ci_low"], row["ci_high"],
+            row["p_value"], row["invalid"], row["consistency"], row["order_flips"], row["lc_win_rate"],
+            row["published_win_rate"], row["published_p_value"],
         )
 
 

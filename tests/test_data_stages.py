@@ -132,12 +132,13 @@ def test_course_file_errors(tmp_path):
         test_set.read_course_file(str(tmp_path / "none.json"))
 
 
-def test_heldout_draw_keeps_reference_answers():
+def test_heldout_slices_keep_reference_answers_and_do_not_overlap():
     heldout = [row(i, f"问题{i}？", answer=f"回答{i}") for i in range(10)]
-    test = test_set.draw_from_heldout(heldout, 4, seed=0)
-    assert len(test) == 4 and all(t["reference"] == f"回答{t['id']}" for t in test)
-    with pytest.raises(PipelineError, match="test.n: 11 questions"):
-        test_set.draw_from_heldout(heldout, 11, seed=0)
+    first, second = test_set.draw_from_heldout(heldout, 0, 4), test_set.draw_from_heldout(heldout, 4, 10)
+    assert [t["id"] for t in first] == [0, 1, 2, 3] and [t["id"] for t in second] == list(range(4, 10))
+    assert all(t["reference"] == f"回答{t['id']}" and t["baseline_answer"] is None for t in first + second)
+    with pytest.raises(PipelineError, match=r"held-out rows \[4, 11\) asked for .* the held-out split has 10"):
+        test_set.draw_from_heldout(heldout, 4, 11)
 
 
 def test_real_rows_through_raw_and_splits(shared_data, tmp_path):

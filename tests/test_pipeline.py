@@ -25,12 +25,28 @@ WINRATE_COLUMNS = [
     "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
     "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
     "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
-    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd",
+    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
+    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate",
 ]
-# What reruns after the tables: the paper's context, .tex, report tables and PDF, and the figures
-# of the win-rate table.
+# The demo's DAG: 4 trained settings and 2 controls, 2 replicates each, 2 test sets, 2 judges.
+SETTINGS = ["setting1", "setting2", "setting3", "setting4", "control-s", "control-m"]
+TRAINED = SETTINGS[:4]
+REPLICATES, TEST_SETS, JUDGES = 2, ["small", "large"], ["primary", "chrf"]
+HEADLINE = "results/demo/tables/small/primary"
+# What reruns after the tables: the paper's context, .tex, report tables and PDF.
 PAPER_JOBS = {"paper_context": 1, "render_tex": 1, "report_tables": 1, "paper_pdf": 1, "all": 1}
-WINRATE_JOBS = {"winrate_table": 1, "figure_win_rates": 1, "figure_answer_lengths": 1, **PAPER_JOBS}
+
+
+def table_jobs(tables: int) -> dict[str, int]:
+    """What reruns after `tables` (test set, judge) pairs' verdicts change: their win-rate and
+    claims tables, the judges' agreement, the headline figures and the paper."""
+    return {"winrate_table": tables, "claims_table": tables, "judge_agreement": 1, "figure_win_rates": 1,
+            "figure_answer_lengths": 1, **PAPER_JOBS}
+
+
+# Every replicate of one setting, answered on every test set and judged by every judge.
+ONE_SETTING = {"train_adapter": REPLICATES, "generate_answers": REPLICATES * 2, "judge_pairwise": REPLICATES * 2 * 2,
+               "figure_loss_curves": 1, **table_jobs(4)}
 COPIED = ["Snakefile", "rules", "scripts", "config", "envs", "paper", "data/demo", "data/protected_terms.txt"]
 
 
@@ -77,35 +93,95 @@ def demo_run(tmp_path_factory):
     return root
 
 
+def read_csv(path):
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
 def test_demo_writes_the_table_and_the_paper(demo_run):
     results = demo_run / "results" / "demo"
-    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    assert [r["setting"] for r in rows] == ["setting1", "setting2", "setting3", "setting4"]
+    rows = read_csv(demo_run / HEADLINE / "winrate.csv")
+    assert [r["setting"] for r in rows] == SETTINGS
     for r in rows:
         n, wins, ties, losses, invalid = (int(r[k]) for k in ("n", "wins", "ties", "losses", "invalid"))
-        assert n == 12 and wins + ties + losses + invalid == n
+        assert n == 12 * REPLICATES and wins + ties + losses + invalid == n and int(r["replicates"]) == REPLICATES
         assert float(r["win_rate"]) == pytest.approx(wins / n)
     tex = (results / "paper" / "paper.tex").read_text(encoding="utf-8")
     for r in rows:
         assert f"{100 * float(r['win_rate']):.1f}" in tex
     assert "loss_curves.pdf" in tex
     assert (results / "paper" / "loss_curves.pdf").read_bytes().startswith(b"%PDF")
-    for setting in ("setting1", "setting4"):
-        with open(results / "losses" / f"{setting}.csv", encoding="utf-8") as f:
-            losses = list(csv.DictReader(f))
-        assert {r["split"] for r in losses} == {"train", "val"}
+    for setting in TRAINED:
+        for rep in range(REPLICATES):
+            losses = read_csv(results / "losses" / setting / f"rep{rep}.csv")
+            assert {r["split"] for r in losses} == {"train", "val"}
     stats = yaml.safe_load((results / "data" / "split_stats.json").read_text())
     assert stats["dropped"]["malformed"] >= 1 and stats["dropped"]["duplicate_question"] >= 1
-    assert (results / "adapters" / "setting2" / "adapter_config.json").exists()
+    assert (results / "adapters" / "setting2" / "rep1" / "adapter_config.json").exists()
+    assert not (results / "adapters" / "control-s").exists()  # a control trains nothing
     assert list(rows[0]) == WINRATE_COLUMNS
     for r in rows:  # the reference judge is asked both ways, and is symmetric
-        assert float(r["consistency"]) == 1.0 and int(r["judge_calls"]) == 24 and r["cost_usd"] == ""
+        assert float(r["consistency"]) == 1.0 and int(r["judge_calls"]) == 2 * 12 * REPLICATES and r["cost_usd"] == ""
         assert 0 <= float(r["ci_low"]) <= float(r["win_rate"]) <= float(r["ci_high"]) <= 1
-    with open(results / "tables" / "pairwise.csv", encoding="utf-8") as f:
-        pairs = list(csv.DictReader(f))
-    assert list(pairs[0]) == ["setting_a", "setting_b", "n", "a_better", "b_better", "p_value"] and len(pairs) == 6
-    assert not (results / "checkpoints" / "setting1").exists()  # cleaned up once the adapter is saved
+    pairs = read_csv(demo_run / HEADLINE / "pairwise.csv")
+    assert list(pairs[0]) == ["setting_a", "setting_b", "n", "a_better", "b_better", "p_value"] and len(pairs) == 15
+    assert not (results / "checkpoints" / "setting1" / "rep0").exists()  # cleaned up once the adapter is saved
+    # Two disjoint test sets from the held-out split; replicates differ by their seeds.
+    tests = {t: read_jsonl(results / "data" / "test" / f"{t}.jsonl") for t in TEST_SETS}
+    assert [len(tests[t]) for t in TEST_SETS] == [12, 20]
+    assert not {r["id"] for r in tests["small"]} & {r["id"] for r in tests["large"]}
+    rep0, rep1 = (read_jsonl(results / f"generations/small/setting1/rep{r}.jsonl") for r in range(2))
+    assert [a["answer"] for a in rep0] != [a["answer"] for a in rep1]
+
+
+def verdicts_of(results, test_set, judge):
+    """(setting, replicate, question id) -> verdict, from the run's verdict files."""
+    return {(s, rep, str(r["id"])): r["verdict"]
+            for s in SETTINGS for rep in range(REPLICATES)
+            for r in read_jsonl(results / "verdicts" / test_set / judge / s / f"rep{rep}.jsonl")}
+
+
+def test_demo_tables_recompute_from_the_verdict_files(demo_run):
+    """Pooled and per-replicate rates, the claims table's Holm p-values, effects and verdicts, and
+    the judges' kappa, recomputed here from the verdict files."""
+    from statsmodels.stats.multitest import multipletests
+
+    results = demo_run / "results" / "demo"
+    for test_set in TEST_SETS:
+        for judge in JUDGES:
+            verdicts = verdicts_of(results, test_set, judge)
+            tables = results / "tables" / test_set / judge
+            for row in read_csv(tables / "winrate.csv"):
+                s = row["setting"]
+                per_rep = [[v for (s2, rep, _), v in verdicts.items() if s2 == s and rep == r] for r in range(REPLICATES)]
+                rates = [sum(v == "win" for v in rep) / len(rep) for rep in per_rep]
+                assert float(row["win_rate"]) == pytest.approx(sum(rates) / REPLICATES)
+                assert float(row["replicate_win_rate_min"]) == pytest.approx(min(rates))
+                assert float(row["replicate_win_rate_max"]) == pytest.approx(max(rates))
+            claims = read_csv(tables / "claims.csv")
+            assert len(claims) == 9 and {c["verdict"] for c in claims} <= {"supported", "contradicted", "inconclusive"}
+            p_holm = multipletests([float(c["p_value"]) for c in claims], method="holm")[1]
+            for c, expected in zip(claims, p_holm):
+                assert float(c["p_holm"]) == pytest.approx(expected)
+                against = c["against"]
+                rate = {s: sum(v == "win" for (s2, _, _), v in verdicts.items() if s2 == s) / (12 if test_set == "small" else 20) / REPLICATES
+                        for s in SETTINGS}
+                effect = rate[c["setting"]] - (0.5 if against == "baseline" else rate[against])
+                assert float(c["effect"]) == pytest.approx(effect)
+                significant = float(c["p_holm"]) < 0.05
+                assert c["verdict"] == ("inconclusive" if not significant or effect == 0
+                                        else "supported" if effect > 0 else "contradicted")
+            assert {c["against"] for c in claims if c["id"].startswith("sft_effective")} == {"control-s", "control-m"}
+    for row in read_csv(results / "tables" / "judge_agreement.csv"):
+        a, b = (verdicts_of(results, row["test_set"], j) for j in ("primary", row["judge_b"]))
+        pairs = [(a[k], b[k]) for k in a if "invalid" not in (a[k], b[k])]
+        n = len(pairs)
+        observed = sum(x == y for x, y in pairs) / n
+        expected = sum(sum(x == c for x, _ in pairs) * sum(y == c for _, y in pairs) for c in ("win", "tie", "loss")) / n**2
+        assert int(row["n"]) == n and float(row["agreement"]) == pytest.approx(observed)
+        assert float(row["kappa"]) == pytest.approx((observed - expected) / (1 - expected))
+    tex = (results / "paper" / "paper.tex").read_text(encoding="utf-8")
+    assert r"\label{tab:claims-small}" in tex and r"\label{tab:claims-large}" in tex and r"\label{tab:agreement}" in tex
 
 
 def test_demo_paper_shows_fidelity_orders_and_truncation_from_the_run_files(demo_run):
@@ -119,10 +195,10 @@ def test_demo_paper_shows_fidelity_orders_and_truncation_from_the_run_files(demo
     judge_row = next(r for r in fidelity if r["parameter"] == "Judge model")
     assert (f"Judge model & gpt-3.5-turbo & rouge-l-char & {judge_row['source']}; {judge_row['note']} & differs \\\\"
             in tex)
-    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(demo_run / HEADLINE / "winrate.csv")
     for k, r in enumerate(rows, 1):
-        answers = read_jsonl(results / "generations" / f"{r['setting']}.jsonl")
+        answers = [a for rep in range(REPLICATES)
+                   for a in read_jsonl(results / "generations" / "small" / r["setting"] / f"rep{rep}.jsonl")]
         cut = sum(a["hit_token_limit"] for a in answers)
         cells = [f"{100 * float(r[c]):.1f}" for c in ("win_rate_as_first", "win_rate_as_second", "order_flip_share",
                                                        "consistency")]
@@ -131,11 +207,12 @@ def test_demo_paper_shows_fidelity_orders_and_truncation_from_the_run_files(demo
     stats = json.loads((results / "data" / "augment_stats.json").read_text(encoding="utf-8"))
     assert stats["method"] == "synonym" and stats["n_augmented"] >= 1 and stats["replacements_sample"]
     assert f"adds a rewritten copy (answer kept) of {stats['n_augmented']} of the {stats['n_train']}" in tex
-    leakage = json.loads((results / "data" / "near_duplicates.json").read_text(encoding="utf-8"))
-    assert leakage["n_compared"] == {"train": len(read_jsonl(results / "data/train.jsonl")),
-                                     "val": len(read_jsonl(results / "data/val.jsonl"))}
-    assert (f"Near-duplicates: {leakage['n_test_with_near_duplicate']} of the {leakage['n_test']} test questions"
-            in " ".join(tex.split()))
+    for test_set in TEST_SETS:
+        leakage = json.loads((results / "data" / "near_duplicates" / f"{test_set}.json").read_text(encoding="utf-8"))
+        assert leakage["n_compared"] == {"train": len(read_jsonl(results / "data/train.jsonl")),
+                                         "val": len(read_jsonl(results / "data/val.jsonl"))}
+        assert (f"Near-duplicates in test set {test_set}: {leakage['n_test_with_near_duplicate']} of its "
+                f"{leakage['n_test']} questions" in " ".join(tex.split()))
 
 
 def test_finished_run_has_nothing_to_do(demo_run):
@@ -145,14 +222,15 @@ def test_finished_run_has_nothing_to_do(demo_run):
 def test_judge_temperature_reruns_only_judging_and_after(demo_run):
     name = overlay(demo_run, "judge_t.yaml", {"judge": {"temperature": 0.7}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    # The fidelity table shows the judge's temperature: it reruns too (a second).
-    assert jobs == {"judge_pairwise": 4, "fidelity_table": 1, **WINRATE_JOBS}
+    # The primary judge on both test sets, not the panel's; the fidelity table shows the judge's
+    # temperature: it reruns too (a second).
+    assert jobs == {"judge_pairwise": len(SETTINGS) * REPLICATES * 2, "fidelity_table": 1, **table_jobs(2)}
 
 
 def test_the_leakage_threshold_reruns_only_its_report_and_the_paper(demo_run):
-    name = overlay(demo_run, "leakage.yaml", {"test": {"leakage": {"threshold": 0.3}}})
+    name = overlay(demo_run, "leakage.yaml", {"leakage": {"threshold": 0.3}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    assert jobs == {"near_duplicates": 1, "fidelity_table": 1, **PAPER_JOBS}
+    assert jobs == {"near_duplicates": 2, "fidelity_table": 1, **PAPER_JOBS}
 
 
 def test_a_bigger_gpu_reruns_nothing(demo_run):
@@ -163,10 +241,10 @@ def test_a_bigger_gpu_reruns_nothing(demo_run):
 def test_augmentation_ratio_reruns_only_the_augmented_setting(demo_run):
     name = overlay(demo_run, "ratio.yaml", {"augmentation": {"ratio": 0.5}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    assert jobs == {"augment_train": 1, "train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1,
-                    "fidelity_table": 1, "figure_loss_curves": 1, **WINRATE_JOBS}
+    assert jobs == {"augment_train": 1, "fidelity_table": 1, **ONE_SETTING}
     out = snakemake(demo_run, "-n", "--cores", "1", "--configfile", "config/demo.yaml", name).stdout
-    assert re.findall(r"rule train_adapter:\n(?:    .*\n)*?    wildcards: setting=(\w+)", out) == ["setting3"]
+    trained = re.findall(r"rule train_adapter:\n(?:    .*\n)*?    wildcards: setting=(\w+), replicate=(\d)", out)
+    assert sorted(trained) == [("setting3", "0"), ("setting3", "1")]
 
 
 def test_the_other_augmentation_method_reruns_no_augmentation(demo_run):
@@ -180,7 +258,7 @@ def test_the_judge_prompt_file_reruns_judging(demo_run, tmp_path):
     shutil.copytree(demo_run, root, symlinks=True)
     prompt = root / "config" / "judge_prompt.txt"
     prompt.write_text(prompt.read_text(encoding="utf-8") + " Answer in English.\n", encoding="utf-8")
-    assert planned_jobs(root, *DEMO) == {"judge_pairwise": 4, **WINRATE_JOBS}
+    assert planned_jobs(root, *DEMO) == {"judge_pairwise": len(SETTINGS) * REPLICATES * 2 * 2, **table_jobs(4)}
 
 
 def edit_loss_figure_program(root):
@@ -191,7 +269,7 @@ def edit_loss_figure_program(root):
 
 def change_a_loss_table(root):
     # Content, not only the time: Snakemake reruns nothing for an input touched with the same checksum.
-    with open(root / "results" / "demo" / "losses" / "setting2.csv", "a", encoding="utf-8") as f:
+    with open(root / "results" / "demo" / "losses" / "setting2" / "rep1.csv", "a", encoding="utf-8") as f:
         f.write("999,9.0,train,0.5\n")
 
 
@@ -208,21 +286,30 @@ def test_a_fifth_setting_needs_no_code(demo_run):
     fifth = {**demo["settings"]["setting1"], "title": "Higher rank", "lora": {**demo["settings"]["setting1"]["lora"], "r": 16}}
     name = overlay(demo_run, "fifth.yaml", {"settings": {"setting5": fifth}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    assert jobs == {"train_adapter": 1, "generate_answers": 1, "judge_pairwise": 1, "fidelity_table": 1,
-                    "figure_loss_curves": 1, **WINRATE_JOBS}
+    assert jobs == {"fidelity_table": 1, **ONE_SETTING}
+
+
+def test_a_third_replicate_computes_only_itself(demo_run):
+    name = overlay(demo_run, "replicates.yaml", {"replicates": 3})
+    jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
+    assert jobs == {"train_adapter": len(TRAINED), "generate_answers": len(SETTINGS) * 2,
+                    "judge_pairwise": len(SETTINGS) * 2 * 2, "figure_loss_curves": 1, "fidelity_table": 1,
+                    **table_jobs(4)}
 
 
 def test_openai_judge_without_key_stops_before_any_job(demo_run):
     name = overlay(demo_run, "openai.yaml", {"judge": {"backend": "openai", "model": "gpt-4o",
                                                        "api_key_env": "PIPELINE_TEST_KEY"}})
     env = {k: v for k, v in os.environ.items() if k != "PIPELINE_TEST_KEY"}
-    before = (demo_run / "results/demo/verdicts/setting1.jsonl").stat().st_mtime_ns
+    verdicts = demo_run / "results/demo/verdicts/small/primary/setting1/rep0.jsonl"
+    before = verdicts.stat().st_mtime_ns
     proc = subprocess.run([*SNAKEMAKE, "--cores", "1", "--configfile", "config/demo.yaml", name],
                           cwd=demo_run, capture_output=True, text=True, env=env)
     assert proc.returncode != 0
     assert "environment variable PIPELINE_TEST_KEY is not set" in proc.stdout + proc.stderr
-    assert (demo_run / "results/demo/verdicts/setting1.jsonl").stat().st_mtime_ns == before
-    assert planned_jobs(demo_run, "--configfile", "config/demo.yaml", name, env=env)["judge_pairwise"] == 4
+    assert verdicts.stat().st_mtime_ns == before
+    jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name, env=env)
+    assert jobs["judge_pairwise"] == len(SETTINGS) * REPLICATES * 2
 
 
 def test_openai_judge_in_the_dag_pays_once_and_writes_the_key_nowhere(demo_run, tmp_path):
@@ -237,16 +324,19 @@ def test_openai_judge_in_the_dag_pays_once_and_writes_the_key_nowhere(demo_run, 
             "api_key_env": "PIPELINE_JUDGE_KEY", "concurrency": 4, "backoff_base": 0.01,
             "price_per_million": {"input": 2.5, "output": 10.0}}})
         args, env = ("--configfile", "config/demo.yaml", name), {"PIPELINE_JUDGE_KEY": secret}
-        assert planned_jobs(root, *args, env=env) == {"judge_pairwise": 4, "fidelity_table": 1, **WINRATE_JOBS}
+        assert planned_jobs(root, *args, env=env) == {"judge_pairwise": len(SETTINGS) * REPLICATES * 2,
+                                                      "fidelity_table": 1, **table_jobs(2)}
         snakemake(root, "--cores", "1", *args, env=env)
         results = root / "results" / "demo"
-        question = {r["id"]: r["question"] for r in read_jsonl(results / "data/test.jsonl")}
-        baseline = {r["id"]: r["answer"] for r in read_jsonl(results / "baseline/answers.jsonl")}
         expected = set()  # both orders of every (question, answer) that some setting gave
-        for setting in ("setting1", "setting2", "setting3", "setting4"):
-            for r in read_jsonl(results / f"generations/{setting}.jsonl"):
-                q, a, b = question[r["id"]], r["answer"], baseline[r["id"]]
-                expected |= {(q, a, b), (q, b, a)}
+        for test_set in TEST_SETS:
+            question = {r["id"]: r["question"] for r in read_jsonl(results / "data/test" / f"{test_set}.jsonl")}
+            baseline = {r["id"]: r["answer"] for r in read_jsonl(results / "baseline" / f"{test_set}.jsonl")}
+            for setting in SETTINGS:
+                for rep in range(REPLICATES):
+                    for r in read_jsonl(results / "generations" / test_set / setting / f"rep{rep}.jsonl"):
+                        q, a, b = question[r["id"]], r["answer"], baseline[r["id"]]
+                        expected |= {(q, a, b), (q, b, a)}
         asked = [fake_openai.conversation(r["body"]) for r in server.requests]
         assert len(asked) == len(expected) and set(asked) == expected  # each once: equal answers share calls
         assert all(r["headers"]["authorization"] == f"Bearer {secret}" for r in server.requests)
@@ -255,10 +345,9 @@ def test_openai_judge_in_the_dag_pays_once_and_writes_the_key_nowhere(demo_run, 
         assert len(server.requests) == len(asked)  # the cache answers a rerun
     finally:
         fake_openai.stop(server)
-    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(root / HEADLINE / "winrate.csv")
     assert list(rows[0]) == WINRATE_COLUMNS
-    assert all(int(r["judge_calls"]) == 24 and float(r["cost_usd"]) > 0 for r in rows)
+    assert all(int(r["judge_calls"]) == 2 * 12 * REPLICATES and float(r["cost_usd"]) > 0 for r in rows)
     for folder in (root / "results", root / ".snakemake"):
         for path in folder.rglob("*"):
             if path.is_file():
@@ -304,9 +393,10 @@ def test_study_dag_dry_run_offline_without_key(tmp_path):
     root = copy_repo(tmp_path)
     env = {"OPENAI_API_KEY": "", "HF_HUB_OFFLINE": "1"}
     jobs = planned_jobs(root, "--resources", "gpu=1", env=env)
-    assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 1, "near_duplicates": 1, "augment_train": 1, "base_model": 2,
-                    "train_adapter": 4, "generate_answers": 4, "baseline_answers": 1, "judge_pairwise": 4,
-                    "fidelity_table": 1, "figure_loss_curves": 1, **WINRATE_JOBS}
+    # 4 settings x 3 replicates trained; they and 2 controls answer 2 test sets; 2 judges.
+    assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 2, "near_duplicates": 2, "augment_train": 1,
+                    "base_model": 2, "train_adapter": 12, "generate_answers": 36, "baseline_answers": 2,
+                    "judge_pairwise": 72, "fidelity_table": 1, "figure_loss_curves": 1, **table_jobs(4)}
     out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env=env).stdout
     assert "results/study/models/qwen3-14b/manifest.json" in out
 
@@ -316,7 +406,7 @@ def test_study_run_without_course_file_stops_before_any_job(tmp_path):
     proc = snakemake(root, "--cores", "1", "--resources", "gpu=1", env={"OPENAI_API_KEY": "sk-test", "DEEPSEEK_API_KEY": "sk-test"},
                      check=False)
     assert proc.returncode != 0
-    assert "test.source: the course file 'data/zh_med.json' does not exist" in proc.stdout + proc.stderr
+    assert "test_sets.course.source: the course file 'data/zh_med.json' does not exist" in proc.stdout + proc.stderr
     assert not (root / "results").exists()
 
 
@@ -327,6 +417,7 @@ def test_study_dry_run_uses_the_course_file_when_present(tmp_path):
     shutil.copy(SHARED_DATA / "zh_med.json", root / "data" / "zh_med.json")
     out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env={"HF_HUB_OFFLINE": "1"}).stdout
     assert re.search(r"rule test_set:\n\s+input: data/zh_med.json", out)
+    assert "wildcards: test_set=heldout" in out
 
 
 def test_workflow_lints_clean():
@@ -342,6 +433,11 @@ def test_workflow_lints_clean():
     ({"judge": {"temprature": 0.2}}, "'temprature' was unexpected"),
     ({"splits": {"seed": "seven"}}, "'seven' is not of type 'integer'"),
     ({"settings": {"setting1": {"model": "no-such-model"}}}, "settings.setting1.model: 'no-such-model' is not a key of models"),
+    ({"settings": {"control-s": {"lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj"]}}}},
+     "is a dependency of 'lora'"),
+    ({"judge_panel": {"chrf": {"model": "bleu"}}}, "'bleu' is not one of ['rouge-l-char', 'chrf']"),
+    ({"test_sets": {"small": {"baseline": {"source": "file"}}}},
+     "test_sets.small.baseline.source: 'file' needs a course file"),
 ])
 def test_bad_config_stops_naming_the_key(tmp_path, change, message):
     root = copy_repo(tmp_path)
@@ -359,8 +455,7 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
     assert pdf.read_bytes().startswith(b"%PDF")
     text = subprocess.run(["pdftotext", "-enc", "UTF-8", "-layout", str(pdf), "-"],
                           capture_output=True, text=True, check=True).stdout
-    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(demo_run / HEADLINE / "winrate.csv")
     for k, r in enumerate(rows, 1):  # Table 1: n, wins, ties, losses, win rate (%)
         cells = [r["n"], r["wins"], r["ties"], r["losses"], f"{100 * float(r['win_rate']):.1f}"]
         assert re.search(rf"Ours \(setting {k}\).*?\s" + r"\s+".join(cells) + r"\s", text), cells
@@ -368,6 +463,8 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
     report = (results / "report.html").read_text(encoding="utf-8")
     for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "table1.html"):
         assert item in report
+    flat = " ".join(text.split())
+    assert "The study's claims" in flat and "Agreement with the primary judge" in flat
 
 
 # Ctrl-C (issue 15): Snakemake's incomplete-output handling and our atomic writes together leave no
@@ -379,31 +476,33 @@ def test_ctrl_c_leaves_no_output_that_looks_complete_and_the_rerun_finishes(demo
     run = subprocess.Popen([*SNAKEMAKE, "--cores", "1", *DEMO], cwd=root, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 600
-    while not list(results.glob("checkpoints/*/*/checkpoint-*")) and time.time() < deadline:
+    while not list(results.glob("checkpoints/*/*/*/checkpoint-*")) and time.time() < deadline:
         time.sleep(0.1)  # until a training job is past its first checkpoint
     run.send_signal(signal.SIGINT)
     out, _ = run.communicate(timeout=300)
-    assert run.returncode != 0 and not (results / "tables" / "winrate.csv").exists(), out
-    settings = ("setting1", "setting2", "setting3", "setting4")
-    trained = [s for s in settings if (results / "adapters" / s).exists()]
-    for s in settings:  # an adapter and its loss curve exist together or not at all
-        assert (results / "losses" / f"{s}.csv").exists() == (s in trained), s
-    assert len(trained) < 4
+    assert run.returncode != 0 and not (root / HEADLINE / "winrate.csv").exists(), out
+    runs = [(s, rep) for s in TRAINED for rep in range(REPLICATES)]
+    trained = [run for run in runs if (results / "adapters" / run[0] / f"rep{run[1]}").exists()]
+    for s, rep in runs:  # an adapter and its loss curve exist together or not at all
+        assert (results / "losses" / s / f"rep{rep}.csv").exists() == ((s, rep) in trained), (s, rep)
+    assert len(trained) < len(runs)
     assert not [p for p in results.rglob(".*") if p.is_file()]  # no temporary file left behind
-    resumable = {p.parent.parent.name for p in results.glob("checkpoints/*/*/checkpoint-*")}
+    resumable = {(p.parent.parent.parent.name, p.parent.parent.name)
+                 for p in results.glob("checkpoints/*/*/*/checkpoint-*")}
     # Snakemake remembers the interrupted job as incomplete: a plain rerun says so and stops, and
     # --rerun-incomplete (which both profiles set) reruns it.
     proc = snakemake(root, "--cores", "1", *DEMO, check=False)
     assert proc.returncode != 0 and "IncompleteFilesException" in proc.stderr
     jobs = planned_jobs(root, "--rerun-incomplete", *DEMO)
-    # the settings never trained, and at most the one job (--cores 1) that Ctrl-C cut off, even if its
+    # the runs never trained, and at most the one job (--cores 1) that Ctrl-C cut off, even if its
     # outputs had already been moved into place
-    assert 4 - len(trained) <= jobs["train_adapter"] <= 4 - len(trained) + 1
+    left = len(runs) - len(trained)
+    assert left <= jobs["train_adapter"] <= left + 1
     assert not {"raw_data", "split_data", "test_set"} & set(jobs)  # what had finished stays finished
     snakemake(root, "--cores", "2", "--rerun-incomplete", *DEMO)
-    for s in resumable:
-        assert "Resuming from" in (results / "logs" / "train_adapter" / f"{s}.log").read_text(encoding="utf-8")
-    for data in ("data/train.jsonl", "data/test.jsonl", "baseline/answers.jsonl"):
+    for s, rep in resumable:
+        log = results / "logs" / "train_adapter" / s / f"{rep}.log"
+        assert "Resuming from" in log.read_text(encoding="utf-8")
+    for data in ("data/train.jsonl", "data/test/small.jsonl", "baseline/small.jsonl"):
         assert (results / data).read_bytes() == (demo_run / "results" / "demo" / data).read_bytes(), data
-    with open(results / "tables" / "winrate.csv", encoding="utf-8") as f:
-        assert [r["setting"] for r in csv.DictReader(f)] == list(settings)
+    assert [r["setting"] for r in read_csv(root / HEADLINE / "winrate.csv")] == SETTINGS

@@ -20,7 +20,11 @@ import pytest
 import yaml
 
 from conftest import REPO
-from test_pipeline import DEMO, SNAKEMAKE, copy_repo, job_stats
+from test_pipeline import DEMO, SETTINGS, SNAKEMAKE, copy_repo, job_stats, overlay
+
+# The profile is under test, not the study's design: one replicate keeps the DAG small.
+ONE_REPLICATE = "one_replicate.yaml"
+RUN = [*DEMO, ONE_REPLICATE]
 
 SLURM_DIR = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -105,11 +109,12 @@ def local_run(tmp_path_factory):
         pytest.fail("snakemake-executor-plugin-slurm is not installed: pip install -r requirements.txt")
     # One snapshot of the tree for both runs: the local copy, then the cluster copy made from it.
     root = copy_repo(tmp_path_factory.mktemp("local"))
+    overlay(root, ONE_REPLICATE, {"replicates": 1})
     cluster = tmp_path_factory.mktemp("cluster")
     shutil.copytree(root, cluster, dirs_exist_ok=True)
     shutil.copytree(PROFILE.parent, cluster / "profiles" / "slurm")
     log = open(root / "snakemake-local.log", "w", encoding="utf-8")
-    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--workflow-profile", "none", *DEMO], cwd=root,
+    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--workflow-profile", "none", *RUN], cwd=root,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=RUN_ENV,
                             start_new_session=True)
     try:
@@ -175,7 +180,7 @@ def runs(local_run, slurm):
     with open(log_path, "w", encoding="utf-8") as log:
         # --verbose: the plugin logs each sbatch call, i.e. what every job asked SLURM for.
         proc = subprocess.Popen([*SNAKEMAKE, "--profile", "profiles/slurm", "--workflow-profile", overlay,
-                                 "--verbose", *DEMO], cwd=cluster, stdout=log, stderr=subprocess.STDOUT,
+                                 "--verbose", *RUN], cwd=cluster, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=RUN_ENV, start_new_session=True)
         try:
             local_returncode = local_run["proc"].wait(timeout=900)
@@ -193,14 +198,14 @@ def runs(local_run, slurm):
 
 
 def test_slurm_run_gives_the_local_win_rate_table(runs):
-    table = "results/demo/tables/winrate.csv"
+    table = "results/demo/tables/small/primary/winrate.csv"
     via_slurm = (runs["cluster"] / table).read_text(encoding="utf-8")
     local = (runs["local"] / table).read_text(encoding="utf-8")
     assert via_slurm == local, f"SLURM:\n{via_slurm}\nlocal:\n{local}"
-    assert len(via_slurm.splitlines()) == 5  # header + four settings
+    assert len(via_slurm.splitlines()) == 1 + len(SETTINGS)  # header + the settings
     assert (runs["cluster"] / "results/demo/paper/paper.tex").exists()
     # Snakemake's own view of the SLURM run's outputs and metadata: nothing is left to do locally.
-    dry = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--workflow-profile", "none", *DEMO],
+    dry = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--workflow-profile", "none", *RUN],
                          cwd=runs["cluster"], capture_output=True, text=True)
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
 

@@ -61,7 +61,8 @@ COLUMNS = [
     "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
     "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
     "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
-    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd",
+    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
+    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate",
 ]
 PUBLISHED = {"setting1": {"win_rate": 0.75, "wins": 15, "n": 20}}
 STUDY_YAML = """settings: [setting1, setting2]
@@ -73,9 +74,10 @@ published:
 
 
 def _by_setting():
+    """One replicate per setting: {setting: [its records]}."""
     return {
-        "setting1": _records("setting1", VERDICTS["setting1"], answer="四个字符"),
-        "setting2": _records("setting2", VERDICTS["setting2"], answer="六个字符答案"),
+        "setting1": [_records("setting1", VERDICTS["setting1"], answer="四个字符")],
+        "setting2": [_records("setting2", VERDICTS["setting2"], answer="六个字符答案")],
     }
 
 
@@ -130,18 +132,18 @@ def test_per_order_rates_and_flips():
         ("loss", "loss"),
         ("tie", "loss"),         # disagree, no flip
     ]
-    row = wt.winrate_table({"s": _records_from_orders("s", pairs)}).iloc[0]
+    row = wt.winrate_table({"s": [_records_from_orders("s", pairs)]}).iloc[0]
     assert (row["n"], row["wins"], row["ties"], row["losses"], row["invalid"]) == (10, 1, 5, 1, 3)
     assert row["win_rate_as_first"] == pytest.approx(3 / 10)  # q1, q2, q4; invalid orders stay in n
     assert row["win_rate_as_second"] == pytest.approx(3 / 10)  # q1, q3, q6
     assert row["order_flips"] == 2 and row["order_flip_share"] == pytest.approx(2 / 7)  # of the 7 valid both ways
     assert row["consistency"] == pytest.approx(3 / 7)  # q1, q5, q9 agree
     # a judge that always prefers Assistant 1: every question flips, the verdicts are all ties
-    biased = wt.winrate_table({"s": _records_from_orders("s", [("win", "loss")] * 4)}).iloc[0]
+    biased = wt.winrate_table({"s": [_records_from_orders("s", [("win", "loss")] * 4)]}).iloc[0]
     assert (biased["win_rate"], biased["win_rate_as_first"], biased["win_rate_as_second"]) == (0.0, 1.0, 0.0)
     assert (biased["order_flips"], biased["order_flip_share"], biased["consistency"]) == (4, 1.0, 0.0)
     # nothing judged validly both ways: no share, no flips
-    none = wt.winrate_table({"s": _records_from_orders("s", [("invalid", "win"), ("win", "invalid")])}).iloc[0]
+    none = wt.winrate_table({"s": [_records_from_orders("s", [("invalid", "win"), ("win", "invalid")])]}).iloc[0]
     assert none["order_flips"] == 0 and math.isnan(none["order_flip_share"])
     assert (none["win_rate_as_first"], none["win_rate_as_second"]) == (0.5, 0.5)
 
@@ -184,14 +186,14 @@ def test_published_p_value_degenerate_tables():
     assert wt.published_p_value(5, 5, 20, 20) == 1.0
     # a column of zeros: no questions of ours (or none published), nothing to compare
     assert math.isnan(wt.published_p_value(0, 0, 15, 20)) and math.isnan(wt.published_p_value(3, 4, 0, 0))
-    row = wt.winrate_table({"s": []}, published={"s": PUBLISHED["setting1"]}).iloc[0]
+    row = wt.winrate_table({"s": [[]]}, published={"s": PUBLISHED["setting1"]}).iloc[0]
     assert row["published_win_rate"] == 0.75 and row["published_wins"] == 15 and math.isnan(row["published_p_value"])
 
 
 def test_winrate_table_with_published_rates():
     by_setting = {
-        "setting1": _records("setting1", ["win"] * 20),
-        "setting2": _records("setting2", ["win"] * 15 + ["loss"] * 5),
+        "setting1": [_records("setting1", ["win"] * 20)],
+        "setting2": [_records("setting2", ["win"] * 15 + ["loss"] * 5)],
     }
     one, two = wt.winrate_table(by_setting, published=PUBLISHED).to_dict(orient="records")
     assert (one["published_win_rate"], one["published_wins"], one["published_n"]) == (0.75, 15, 20)
@@ -237,9 +239,9 @@ def test_winrate_table_cost():
 
 def test_pairwise_table():
     by_setting = {
-        "a": _records("a", ["win", "win", "win", "loss", "tie", "win"]),
-        "b": _records("b", ["win", "loss", "tie", "win", "invalid", "loss"]),
-        "c": _records("c", ["win"] * 6),
+        "a": [_records("a", ["win", "win", "win", "loss", "tie", "win"])],
+        "b": [_records("b", ["win", "loss", "tie", "win", "invalid", "loss"])],
+        "c": [_records("c", ["win"] * 6)],
     }
     df = wt.pairwise_table(by_setting)
     assert list(df.columns) == ["setting_a", "setting_b", "n", "a_better", "b_better", "p_value"]
@@ -256,16 +258,19 @@ def test_pairwise_table():
 
 
 def test_winrate_table_empty_setting_is_nan():
-    df = wt.winrate_table({"s": []})
+    df = wt.winrate_table({"s": [[]]})
     assert df.loc[0, "n"] == 0 and math.isnan(df.loc[0, "win_rate"])
+    assert df.loc[0, "replicates"] == 1
+    assert all(math.isnan(df.loc[0, c]) for c in ("replicate_win_rate_min", "replicate_win_rate_max",
+                                                  "replicate_win_rate_sd", "lc_win_rate"))
 
 
 def test_winrate_table_unknown_verdict():
     with pytest.raises(PipelineError, match="unknown verdict"):
-        wt.winrate_table({"s": _records("s", ["draw"])})
+        wt.winrate_table({"s": [_records("s", ["draw"])]})
 
 
-def _smk(tmp_path, paths, settings=SETTINGS, study=None, compare_published=False):
+def _smk(tmp_path, paths, settings=SETTINGS, study=None, compare_published=False, replicates=1):
     if study is None:
         study = tmp_path / "config" / "study.yaml"
         study.parent.mkdir(exist_ok=True)
@@ -277,7 +282,8 @@ def _smk(tmp_path, paths, settings=SETTINGS, study=None, compare_published=False
             "json": str(tmp_path / "tables" / "winrate.json"),
             "pairwise": str(tmp_path / "tables" / "pairwise.csv"),
         },
-        params={"settings": settings, "prices": None, "compare_published": compare_published},
+        params={"settings": settings, "replicates": replicates, "prices": None,
+                "compare_published": compare_published},
         rule="winrate_table",
     )
 
@@ -286,7 +292,7 @@ def _write(tmp_path):
     paths = []
     for name, verdicts in VERDICTS.items():
         path = tmp_path / "verdicts" / f"{name}.jsonl"
-        write_jsonl(path, _by_setting()[name])
+        write_jsonl(path, _by_setting()[name][0])
         paths.append(path)
     return paths
 
@@ -304,12 +310,19 @@ def test_main_writes_csv_and_json(tmp_path):
     assert rows[0]["cost_usd"] is None and rows[0]["p_value"] == pytest.approx(58 / 128)
     assert rows[0]["order_flips"] == 2 and rows[0]["win_rate_as_first"] == 0.7
     assert all(rows[0][c] is None for c in COLUMNS if c.startswith("published_"))  # compare_published false
+    # one replicate: its rate is the spread's both ends, no sd; every answer 4 characters against 5, so the
+    # length control has no slope to fit and gives the raw rate; setting2 won nothing: no fit, empty
+    assert (rows[0]["replicates"], rows[0]["replicate_win_rate_min"], rows[0]["replicate_win_rate_max"]) == (1, 0.5, 0.5)
+    assert rows[0]["replicate_win_rate_sd"] is None and rows[0]["lc_win_rate"] == pytest.approx(0.5)
+    assert rows[1]["lc_win_rate"] is None and isinstance(rows[0]["replicates"], int)
     assert rows[1]["title"] == "Scaling" and rows[1]["invalid"] == 2 and rows[1]["win_rate"] == 0.0
     with open(tmp_path / "tables" / "winrate.csv", encoding="utf-8") as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["setting"] for r in csv_rows] == ["setting1", "setting2"]
     assert csv_rows[0]["n"] == "10" and csv_rows[0]["wins"] == "5" and float(csv_rows[0]["win_rate"]) == 0.5
     assert list(csv_rows[0]) == COLUMNS and csv_rows[0]["cost_usd"] == ""
+    assert csv_rows[0]["replicates"] == "1" and csv_rows[0]["replicate_win_rate_sd"] == ""
+    assert csv_rows[1]["lc_win_rate"] == ""
     assert all(csv_rows[0][c] == "" for c in COLUMNS if c.startswith("published_"))
     with open(tmp_path / "tables" / "pairwise.csv", encoding="utf-8") as f:
         pairs = list(csv.DictReader(f))
@@ -325,8 +338,12 @@ def test_main_checks_setting_order(tmp_path):
 
 
 def test_main_checks_counts(tmp_path):
-    with pytest.raises(PipelineError, match="2 verdict files for 1 settings"):
+    # settings x replicates files (verdicts.read_runs): 2 files are neither 1 setting x 1 replicate ...
+    with pytest.raises(PipelineError, match="2 verdict files for 1 settings x 1 replicates"):
         wt.main(_smk(tmp_path, _write(tmp_path), settings=SETTINGS[:1]))
+    # ... nor 2 settings x 2 replicates
+    with pytest.raises(PipelineError, match="2 verdict files for 2 settings x 2 replicates"):
+        wt.main(_smk(tmp_path, _write(tmp_path), replicates=2))
 
 
 def test_main_rejects_bad_verdict_and_empty_file(tmp_path):
@@ -373,3 +390,132 @@ def test_main_checks_orders(tmp_path):
     write_jsonl(paths[1], records)
     with pytest.raises(DataError, match=r"line 1: field 'orders'"):
         wt.main(_smk(tmp_path, paths))
+
+
+# --- replicates ---------------------------------------------------------------------------------
+
+# Two replicates of one setting on the same 10 questions: 5 and 2 wins (rates 0.5 and 0.2).
+REPLICATE_VERDICTS = [
+    ["win"] * 5 + ["tie"] * 2 + ["loss"] * 2 + ["invalid"],
+    ["win", "loss", "loss", "tie", "win", "loss", "tie", "loss", "invalid", "invalid"],
+]
+
+
+def test_replicates_are_pooled_with_their_spread():
+    replicates = [_records("s", v) for v in REPLICATE_VERDICTS]
+    row = wt.winrate_table({"s": replicates}).iloc[0]
+    # pooled: n = 10 questions x 2 replicates, every count the sum of the replicates'
+    assert (row["n"], row["wins"], row["ties"], row["losses"], row["invalid"]) == (20, 7, 4, 6, 3)
+    assert row["win_rate"] == pytest.approx(7 / 20) and row["win_rate_ties_half"] == pytest.approx(9 / 20)
+    assert row["p_value"] == pytest.approx(wt.exact_binomial_p(7, 13))  # sign test on the pooled wins and losses
+    assert (row["ci_low"], row["ci_high"]) == tuple(pytest.approx(x) for x in wt.wilson_interval(7, 20))
+    assert (row["prompt_tokens"], row["judge_calls"]) == (4000, 40)
+    # the replicates' own rates 5/10 and 2/10: sd (ddof 1) by hand
+    rates = [0.5, 0.2]
+    mean = sum(rates) / 2
+    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / (2 - 1))
+    assert sd == pytest.approx(0.3 / math.sqrt(2))
+    assert row["replicates"] == 2
+    assert (row["replicate_win_rate_min"], row["replicate_win_rate_max"]) == (pytest.approx(0.2), pytest.approx(0.5))
+    assert row["replicate_win_rate_sd"] == pytest.approx(sd)
+    # pooling does not depend on the replicates' order
+    swapped = wt.winrate_table({"s": replicates[::-1]}).iloc[0]
+    assert (swapped["wins"], swapped["n"], swapped["replicate_win_rate_sd"]) == (7, 20, pytest.approx(sd))
+
+
+def test_three_replicates_sd_by_hand():
+    verdicts = [["win"] * 4 + ["loss"] * 4, ["win"] * 2 + ["loss"] * 6, ["win"] * 7 + ["tie"]]
+    row = wt.winrate_table({"s": [_records("s", v) for v in verdicts]}).iloc[0]
+    rates = [4 / 8, 2 / 8, 7 / 8]
+    mean = sum(rates) / 3
+    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / 2)
+    assert (row["n"], row["wins"], row["replicates"]) == (24, 13, 3)
+    assert (row["replicate_win_rate_min"], row["replicate_win_rate_max"]) == (0.25, 0.875)
+    assert row["replicate_win_rate_sd"] == pytest.approx(sd)
+
+
+def _with_lengths(records, lengths):
+    for record, n in zip(records, lengths):
+        record["setting_answer"] = "字" * n
+    return records
+
+
+def test_lc_win_rate_is_the_length_controlled_rate_of_the_pooled_verdicts():
+    import claim_stats
+
+    # wins with long and with short answers (no separation), lengths varying across replicates
+    rep0 = _with_lengths(_records("s", ["win", "loss", "win", "tie", "loss", "win", "loss", "win"]),
+                         [10, 3, 4, 8, 6, 12, 9, 2])
+    rep1 = _with_lengths(_records("s", ["loss", "win", "win", "loss", "tie", "win", "loss", "loss"]),
+                         [9, 5, 11, 2, 7, 4, 12, 3])
+    row = wt.winrate_table({"s": [rep0, rep1]}).iloc[0]
+    pooled = rep0 + rep1
+    wins = [int(r["verdict"] == "win") for r in pooled]
+    diff = [len(r["setting_answer"]) - len("基线答案。") for r in pooled]
+    expected = claim_stats.length_controlled_win_rate(wins, diff)
+    assert expected is not None and 0 < expected < 1
+    assert row["lc_win_rate"] == pytest.approx(expected)
+    assert row["lc_win_rate"] != pytest.approx(row["win_rate"])  # the lengths matter here
+    # only the first replicate's data would give another rate: the column pools
+    assert row["lc_win_rate"] != pytest.approx(claim_stats.length_controlled_win_rate(wins[:8], diff[:8]))
+
+
+def test_lc_win_rate_is_empty_when_every_verdict_is_a_win():
+    rep0 = _with_lengths(_records("s", ["win"] * 4), [3, 8, 5, 12])
+    rep1 = _with_lengths(_records("s", ["win"] * 4), [4, 9, 2, 6])
+    row = wt.winrate_table({"s": [rep0, rep1]}).iloc[0]
+    assert row["win_rate"] == 1.0 and math.isnan(row["lc_win_rate"])
+    none = wt.winrate_table({"s": [_records("s", ["loss"] * 4), _records("s", ["tie"] * 4)]}).iloc[0]
+    assert math.isnan(none["lc_win_rate"])  # no wins at all: no fit either
+
+
+def test_pairwise_pairs_replicate_r_with_replicate_r():
+    # a and b agree question by question within each replicate (nothing discordant), but replicate 0
+    # of one against replicate 1 of the other would disagree on every question
+    a = [_records("a", ["win"] * 3), _records("a", ["loss"] * 3)]
+    b = [_records("b", ["win"] * 3), _records("b", ["loss"] * 3)]
+    c = [_records("c", ["loss"] * 3), _records("c", ["win"] * 3)]
+    df = wt.pairwise_table({"a": a, "b": b, "c": c})
+    rows = {(r["setting_a"], r["setting_b"]): r for r in df.to_dict(orient="records")}
+    ab = rows["a", "b"]
+    assert (ab["n"], ab["a_better"], ab["b_better"], ab["p_value"]) == (6, 0, 0, 1.0)  # 3 questions x 2 replicates
+    ac = rows["a", "c"]
+    assert (ac["n"], ac["a_better"], ac["b_better"]) == (6, 3, 3)  # replicate 0: a won; replicate 1: c won
+    # mixed within one replicate: a's replicate 1 question q1 against b's replicate 1 question q1 only
+    a2 = [_records("a", ["win", "loss", "tie"]), _records("a", ["loss", "win", "loss"])]
+    b2 = [_records("b", ["loss", "loss", "win"]), _records("b", ["win", "loss", "loss"])]
+    row = wt.pairwise_table({"a": a2, "b": b2}).iloc[0]
+    # rep 0: q0 a, q2 b; rep 1: q0 b, q1 a
+    assert (row["n"], row["a_better"], row["b_better"]) == (6, 2, 2)
+
+
+def _write_replicates(tmp_path, verdicts_by_setting):
+    """Files in rules/common.smk runs_of order: each setting's replicates, settings in order."""
+    paths = []
+    for name, replicates in verdicts_by_setting.items():
+        for r, verdicts in enumerate(replicates):
+            path = tmp_path / "verdicts" / name / f"rep{r}.jsonl"
+            write_jsonl(path, _records(name, verdicts))
+            paths.append(path)
+    return paths
+
+
+def test_main_pools_replicates(tmp_path):
+    paths = _write_replicates(tmp_path, {
+        "setting1": REPLICATE_VERDICTS,
+        "setting2": [["win"] * 10, ["loss"] * 10],
+    })
+    wt.main(_smk(tmp_path, paths, replicates=2))
+    one, two = json.loads((tmp_path / "tables" / "winrate.json").read_text(encoding="utf-8"))
+    assert (one["n"], one["wins"], one["replicates"]) == (20, 7, 2)
+    assert (one["replicate_win_rate_min"], one["replicate_win_rate_max"]) == (pytest.approx(0.2), pytest.approx(0.5))
+    assert one["replicate_win_rate_sd"] == pytest.approx(0.3 / math.sqrt(2))
+    assert (two["n"], two["wins"], two["replicate_win_rate_min"], two["replicate_win_rate_max"]) == (20, 10, 0.0, 1.0)
+    assert two["lc_win_rate"] == pytest.approx(0.5)  # every answer the same length: the raw rate
+    with open(tmp_path / "tables" / "pairwise.csv", encoding="utf-8") as f:
+        pair = next(csv.DictReader(f))
+    # replicate 0: setting2 won all 10, setting1 5 of them; replicate 1: setting1 won q0 and q4
+    assert (pair["n"], pair["a_better"], pair["b_better"]) == ("20", "2", "5")
+    # a file of another setting in a replicate's place
+    with pytest.raises(DataError, match="setting2"):
+        wt.main(_smk(tmp_path, [paths[0], paths[2], paths[1], paths[3]], replicates=2))

@@ -1,0 +1,88 @@
+"""The verdict files (judge_pairwise.py writes them): read and checked once, for every table that
+pools them (win rates, claims, judges' agreement), and those tables as JSON rows. A run is one
+replicate of one setting."""
+
+import itertools
+import math
+from typing import Sequence
+
+import pandas as pd
+
+from common import DataError, PipelineError, iter_jsonl
+
+VERDICTS = ("win", "tie", "loss", "invalid")
+ORDERS = ("setting_first", "baseline_first")  # judge_pairwise.ORDERS
+
+# What the table reads from each verdict record (judge_pairwise.py writes them all).
+RECORD_FIELDS = {
+    "id": (str, int),
+    "verdict": str,
+    "consistent": (bool, type(None)),
+    "orders": list,
+    "setting_answer": str,
+    "baseline_answer": str,
+    "usage": dict,
+}
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "calls")
+
+
+def read_verdicts(path, setting: str) -> list[dict]:
+    records = []
+    for lineno, record in iter_jsonl(path):
+        if record.get("setting") != setting:
+            raise DataError(path, lineno, "setting", f"expected {setting!r}, got {record.get('setting')!r}")
+        for name, kind in RECORD_FIELDS.items():
+            if name not in record or not isinstance(record[name], kind):
+                raise DataError(path, lineno, name, f"missing or of the wrong type ({record.get(name)!r})")
+        if record["verdict"] not in VERDICTS:
+            raise DataError(path, lineno, "verdict", f"expected one of {', '.join(VERDICTS)}, got {record['verdict']!r}")
+        orders = [o if isinstance(o, dict) else {} for o in record["orders"]]
+        if sorted(str(o.get("order")) for o in orders) != sorted(ORDERS) or any(
+            o.get("outcome") not in VERDICTS for o in orders
+        ):
+            raise DataError(path, lineno, "orders", f"expected one outcome ({', '.join(VERDICTS)}) for each "
+                            f"of the orders {', '.join(ORDERS)}")
+        for name in USAGE_FIELDS:
+            if not isinstance(record["usage"].get(name), int):
+                raise DataError(path, lineno, f"usage.{name}", "missing or not an integer")
+        records.append(record)
+    if not records:
+        raise DataError(path, None, None, "no verdicts")
+    return records
+
+
+def read_runs(paths: Sequence[str], settings: Sequence[str], replicates: int) -> dict[tuple[str, int], list[dict]]:
+    """(setting, replicate) -> its verdicts, from paths in rules/common.smk runs_of order: each
+    setting's replicates 0..K-1, settings in config order."""
+    runs = list(itertools.product(settings, range(replicates)))
+    if len(paths) != len(runs):
+        raise PipelineError(f"{len(paths)} verdict files for {len(settings)} settings x {replicates} replicates")
+    return {(setting, rep): read_verdicts(path, setting) for (setting, rep), path in zip(runs, paths)}
+
+
+def verdict_frame(runs: dict[tuple[str, int], list[dict]]) -> pd.DataFrame:
+    """One row per verdict: setting, replicate, id, verdict, answer_chars, baseline_chars."""
+    return pd.DataFrame(
+        [
+            {"setting": setting, "replicate": rep, "id": str(r["id"]), "verdict": r["verdict"],
+             "answer_chars": len(r["setting_answer"]), "baseline_chars": len(r["baseline_answer"])}
+            for (setting, rep), records in runs.items()
+            for r in records
+        ],
+        columns=["setting", "replicate", "id", "verdict", "answer_chars", "baseline_chars"],
+    )
+
+
+def table_rows(df: pd.DataFrame) -> list[dict]:
+    """Plain JSON rows: Python numbers, NaN as null."""
+    rows = []
+    for row in df.to_dict(orient="records"):
+        out = {}
+        for key, value in row.items():
+            if hasattr(value, "item"):
+                value = value.item()
+            if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+                value = None
+            out[key] = value
+        rows.append(out)
+    return rows
