@@ -8,6 +8,7 @@ rule winrate_table:
         csv=f"{RESULTS}/tables/{{test_set}}/{{judge}}/winrate.csv",
         json=f"{RESULTS}/tables/{{test_set}}/{{judge}}/winrate.json",
         pairwise=f"{RESULTS}/tables/{{test_set}}/{{judge}}/pairwise.csv",
+        replicates=f"{RESULTS}/tables/{{test_set}}/{{judge}}/replicates.csv",
     log:
         f"{LOGS}/winrate_table/{{test_set}}/{{judge}}.log",
     conda:

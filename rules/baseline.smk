@@ -9,12 +9,15 @@ rule baseline_answers:
     conda:
         "../envs/train.yaml"
     resources:
-        gpu=lambda wc: int(config["test_sets"][wc.test_set]["baseline"]["source"] == "model"),
+        gpu=lambda wc: int(
+            config["test_sets"][wc.test_set]["baseline"]["source"] == "model"
+        ),
     params:
         baseline=lambda wc: config["test_sets"][wc.test_set]["baseline"],
         generation=config["generation"],
         quantization=config["quantization"],
         device=config["device"],
+        section=lambda wc: f"test_sets.{wc.test_set}.baseline",
         cache_dir=lambda wc: api_cache_dir(
             config["test_sets"][wc.test_set]["baseline"], "baseline_cache"
         ),

@@ -68,7 +68,9 @@ def check_config():
     for name, judge in JUDGES.items():
         key = "judge" if name == "primary" else f"judge_panel.{name}"
         reference = judge["backend"] == "reference"
-        if reference and any(t["source"] != "heldout" for t in config["test_sets"].values()):
+        if reference and any(
+            t["source"] != "heldout" for t in config["test_sets"].values()
+        ):
             problems.append(
                 f"{key}.backend: 'reference' needs reference answers, i.e. every test set's source: heldout"
             )
@@ -113,7 +115,10 @@ def setting_params(wildcards):
     setting = config["settings"][wildcards.setting]
     params = {key: value for key, value in setting.items() if key != "title"}
     training = params["training"]
-    params["training"] = {**training, "seed": training["seed"] + int(wildcards.replicate)}
+    params["training"] = {
+        **training,
+        "seed": training["seed"] + int(wildcards.replicate),
+    }
     return params
 
 
@@ -156,7 +161,9 @@ def verdicts_of(test_set, judge):
 def tables_of(name):
     """A table of every test set by every judge, test sets first: tables/<test set>/<judge>/<name>."""
     return expand(
-        f"{RESULTS}/tables/{{test_set}}/{{judge}}/{name}", test_set=TEST_SETS, judge=JUDGES
+        f"{RESULTS}/tables/{{test_set}}/{{judge}}/{name}",
+        test_set=TEST_SETS,
+        judge=JUDGES,
     )
 
 
@@ -261,7 +268,9 @@ def api_cache_dir(section, default_name):
 
 def api_key_envs(rule_names):
     """Environment variables that the jobs about to run read their OpenAI-compatible keys from."""
-    callers = [("judge_pairwise", j) for j in JUDGES.values() if j["backend"] == "openai"]
+    callers = [
+        ("judge_pairwise", j) for j in JUDGES.values() if j["backend"] == "openai"
+    ]
     callers += [
         ("baseline_answers", t["baseline"])
         for t in config["test_sets"].values()
@@ -286,7 +295,7 @@ def preflight_checks():
         raise WorkflowError(
             f"environment variable {', '.join(missing)} is not set; the judge, baseline or "
             "augmentation stage of this config calls an OpenAI-compatible API with it (see "
-            "judge.api_key_env, baseline.api_key_env, augmentation.llm.api_key_env)"
+            "the api_key_env of judge, judge_panel.<name>, test_sets.<name>.baseline, augmentation.llm)"
         )
     tex = shutil.which("latexmk") and shutil.which("xelatex")
     if "paper_pdf" in rules_to_run and not tex:

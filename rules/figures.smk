@@ -2,7 +2,9 @@
 # changes (and the PDF after it).
 rule figure_loss_curves:
     input:
-        losses=runs_of(f"{RESULTS}/losses/{{setting}}/rep{{replicate}}.csv", settings=TRAINED),
+        losses=runs_of(
+            f"{RESULTS}/losses/{{setting}}/rep{{replicate}}.csv", settings=TRAINED
+        ),
     output:
         figure=report(
             f"{PAPER}/{FIGURES['loss']}",

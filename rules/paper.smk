@@ -19,12 +19,17 @@ rule paper_context:
         ),
         baseline=f"{RESULTS}/baseline/{HEADLINE}.jsonl",
         # Truncated answers (every replicate) and the case study (the first) on the headline set.
-        generations=runs_of(f"{RESULTS}/generations/{HEADLINE}/{{setting}}/rep{{replicate}}.jsonl"),
+        generations=runs_of(
+            f"{RESULTS}/generations/{HEADLINE}/{{setting}}/rep{{replicate}}.jsonl"
+        ),
         # Provenance: the training devices and dates, and the models' resolved revisions.
         train_stats=runs_of(
-            f"{RESULTS}/train_stats/{{setting}}/rep{{replicate}}.json", settings=TRAINED
+            f"{RESULTS}/train_stats/{{setting}}/rep{{replicate}}.json",
+            settings=TRAINED,
         ),
-        models=expand(f"{RESULTS}/models/{{model}}/manifest.json", model=answering_models()),
+        models=expand(
+            f"{RESULTS}/models/{{model}}/manifest.json", model=answering_models()
+        ),
         judge_prompt=JUDGE_PROMPT,
     output:
         context=f"{PAPER}/context.json",

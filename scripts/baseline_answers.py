@@ -8,15 +8,16 @@ from common import PipelineError, chat_prompt, log, read_jsonl, run_stage, write
 def answers_from_file(test: list[dict]) -> list[str]:
     missing = [t["id"] for t in test if not t.get("baseline_answer")]
     if missing:
-        raise PipelineError(f"baseline source 'file' but test questions {missing[:5]} carry no baseline answer")
+        raise PipelineError(f"baseline source 'file', but test questions {missing[:5]} carry no baseline answer")
     return [t["baseline_answer"] for t in test]
 
 
-def answers_from_openai(test: list[dict], baseline: dict, cache_dir: str) -> list[str]:
-    """One answer per question from an OpenAI-compatible chat model, through the cached client."""
+def answers_from_openai(test: list[dict], baseline: dict, cache_dir: str, section: str = "baseline") -> list[str]:
+    """One answer per question from an OpenAI-compatible chat model, through the cached client;
+    `section` names the baseline's config section in errors."""
     from chat_api import ChatClient
 
-    client = ChatClient(baseline, cache_dir, desc="baseline", section="baseline")
+    client = ChatClient(baseline, cache_dir, desc="baseline", section=section)
     return [reply.content for reply in client.ask([chat_prompt(t["question"]) for t in test])]
 
 
@@ -35,7 +36,7 @@ def main(smk):
     if source == "file":
         answers = answers_from_file(test)
     elif source == "openai":
-        answers = answers_from_openai(test, p.baseline, p.cache_dir)
+        answers = answers_from_openai(test, p.baseline, p.cache_dir, p.section)
     else:
         answers = answers_from_model(test, smk.input.model[0], p.generation, p.quantization, p.device)
     write_jsonl(smk.output[0], (

@@ -12,10 +12,11 @@ says whether the two orders agreed (null when one is invalid).
 Backends, both through the same two-order path:
   openai     an OpenAI-compatible chat-completions endpoint (the study's judge), cached, with
              retries, optionally through the Batch API (chat_api.py).
-  reference  offline: character-level ROUGE-L F1 of each answer against the test row's
-             reference answer (the demo's judge; needs test.source: heldout). Symmetric.
+  reference  offline: character-level ROUGE-L F1 (model rouge-l-char) or chrF (model chrf) of
+             each answer against the test row's reference answer (the demo's judges; needs
+             held-out test sets). Symmetric.
 
-One record per question in verdicts/<setting>.jsonl, with per order the label, the outcome and
+One record per question in verdicts/<test set>/<judge>/<setting>/rep<r>.jsonl, with per order the label, the outcome and
 every call (reply and token usage), and per question the usage totals the win-rate table sums.
 """
 
@@ -259,16 +260,17 @@ class ReferenceJudge:
 class OpenAIJudge:
     """The study's judge prompt, sent through chat_api.ChatClient (cache, retries, batch)."""
 
-    def __init__(self, judge: dict, cache_dir: str, desc: str, prompt: str):
-        self.chat, self.prompt = ChatClient(judge, cache_dir, desc), prompt
+    def __init__(self, judge: dict, cache_dir: str, desc: str, prompt: str, section: str):
+        self.chat, self.prompt = ChatClient(judge, cache_dir, desc, section=section), prompt
 
     def ask(self, pairs: list[Pair], attempt: int = 0) -> list[Reply]:
         return self.chat.ask([build_messages(self.prompt, p.question, p.answer1, p.answer2) for p in pairs], attempt)
 
 
-def make_judge(judge: dict, items: list[Item], cache_dir: str, setting: str, prompt: str):
+def make_judge(judge: dict, items: list[Item], cache_dir: str, setting: str, prompt: str, section: str = "judge"):
+    """`section` names the judge's config section in errors (judge, judge_panel.<name>)."""
     if judge["backend"] == "openai":
-        return OpenAIJudge(judge, cache_dir, desc=f"judge {setting}", prompt=prompt)
+        return OpenAIJudge(judge, cache_dir, desc=f"judge {setting}", prompt=prompt, section=section)
     missing = [it.id for it in items if not it.reference]
     if missing:
         raise PipelineError(
@@ -347,7 +349,8 @@ def main(smk) -> None:
     check_judge(judge_cfg)
     setting = str(smk.params.setting)
     items = load_items(smk.input.test, smk.input.baseline, smk.input.answers)
-    judge = make_judge(judge_cfg, items, str(smk.params.cache_dir), setting, read_prompt(smk.input.prompt))
+    judge = make_judge(judge_cfg, items, str(smk.params.cache_dir), setting, read_prompt(smk.input.prompt),
+                       smk.params.section)
     records = judge_items(items, judge_cfg, judge, setting)
     write_jsonl(smk.output.verdicts, records)
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("win", "tie", "loss", "invalid")}

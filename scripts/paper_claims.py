@@ -4,6 +4,8 @@ the power at the published effect and a verdict), every judge's win rates side b
 their length-controlled counterparts, the judges' agreement (Cohen's kappa), and how far seed
 noise alone moves a win rate. The sentences are generated from these tables only."""
 
+import math
+import re
 from typing import Any, Mapping, Sequence
 
 from common import PipelineError
@@ -89,18 +91,28 @@ def seed_noise(winrates: Mapping[tuple[str, str], Sequence[Mapping]], titles: Ma
             "can be seed noise alone.")
 
 
+def _number(value: float | None) -> float | None:
+    """A CSV cell's number, None where it is empty (NaN)."""
+    return None if value is None or math.isnan(value) else value
+
+
 def agreement_rows(agreement: Sequence[Mapping]) -> list[dict]:
-    return [{"test_set": r["test_set"], "judge": r["judge_b"], "n": int(r["n"]),
-             "agreement": pct(r["agreement"]), "kappa": "--" if r["kappa"] != r["kappa"] else f"{r['kappa']:.2f}",
-             "ci": ("--" if r["kappa_low"] != r["kappa_low"] else f"[{r['kappa_low']:.2f}, {r['kappa_high']:.2f}]")}
-            for r in agreement]
+    rows = []
+    for r in agreement:
+        share, kappa, low, high = (_number(r[k]) for k in ("agreement", "kappa", "kappa_low", "kappa_high"))
+        rows.append({"test_set": r["test_set"], "judge": r["judge_b"], "n": int(r["n"]), "agreement": pct(share),
+                     "kappa": "--" if kappa is None else f"{kappa:.2f}",
+                     "ci": "--" if low is None else f"[{low:.2f}, {high:.2f}]"})
+    return rows
 
 
 def claims_context(claims: Mapping[str, Sequence[Mapping]], winrates: Mapping[tuple[str, str], Sequence[Mapping]],
                    agreement: Sequence[Mapping], settings: Sequence[Mapping]) -> dict[str, Any]:
     """claims: test set -> the primary judge's claims table; winrates: (test set, judge) -> table."""
     titles = {s["key"]: f"setting {s['k']}" for s in settings}
-    tables = [{"test_set": t, "rows": claim_rows(rows, titles, f"claims table of {t}")} for t, rows in claims.items()]
+    # LaTeX labels from letters, digits and hyphens only: a test set may be called held_out.
+    tables = [{"test_set": t, "label": "claims-" + re.sub(r"[^A-Za-z0-9]+", "-", t),
+               "rows": claim_rows(rows, titles, f"claims table of {t}")} for t, rows in claims.items()]
     return {
         "claims": tables,
         "claims_analysis": [claim_sentence(t["test_set"], row) for t in tables for row in t["rows"]],

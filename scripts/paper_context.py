@@ -102,8 +102,9 @@ def main(smk) -> None:
     settings = list(need(config, "settings", "config"))
     test_sets, judges = list(p.test_sets), list(p.judges)
     pairs = [(t, j) for t in test_sets for j in judges]
-    winrates = {pair: read_json(path) for pair, path in zip(pairs, _paths(smk.input.winrates))}
-    claims_paths = dict(zip(pairs, _paths(smk.input.claims)))
+    names = [f"{t}/{j}" for t, j in pairs]
+    winrates = {pair: read_json(path) for pair, path in zip(pairs, _by_name(names, smk.input.winrates, "winrates").values())}
+    claims_paths = dict(zip(pairs, _by_name(names, smk.input.claims, "claims").values()))
     replicates = config.get("replicates", 1)
     train_stats = _replicates(p.trained, replicates, smk.input.train_stats)
     winrate = read_json(smk.input.winrate)

@@ -51,6 +51,9 @@ replicates; these columns keep the study's single-run reading comparable.
                       the win rate a logistic regression on the answer-length difference
                       predicts at equal lengths; empty where it cannot be fitted (e.g. all wins).
 
+tables/<test set>/<judge>/replicates.csv, one row per setting and replicate (REPLICATE_COLUMNS):
+its own verdict counts and win rate, the rows the spread columns above summarise.
+
 tables/<test set>/<judge>/pairwise.csv, one row per pair of settings (in config order), on the
 questions both were judged on, replicate r of one setting paired with replicate r of the other: a question is discordant when exactly one of the two settings won it (its
 verdict is 'win'; a tie, loss or invalid verdict is not a win, as in win_rate). a_better counts
@@ -80,6 +83,7 @@ COLUMNS = [
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
     "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate",
 ]
+REPLICATE_COLUMNS = ["setting", "replicate", "n", "wins", "ties", "losses", "invalid", "win_rate"]
 PAIRWISE_COLUMNS = ["setting_a", "setting_b", "n", "a_better", "b_better", "p_value"]
 INT_COLUMNS = [
     "replicates", "n", "wins", "ties", "losses", "invalid", "order_flips", "prompt_tokens", "completion_tokens", "judge_calls",
@@ -267,6 +271,18 @@ def _won(replicates: list[list[dict]]) -> dict[str, bool]:
     return {f"{i}:{r['id']}": r["verdict"] == "win" for i, rep in enumerate(replicates) for r in rep}
 
 
+def replicate_table(verdict_records_by_setting: Mapping[str, list[list[dict]]]) -> pd.DataFrame:
+    """One row per setting and replicate: that replicate's verdicts alone."""
+    rows = []
+    for setting, replicates in verdict_records_by_setting.items():
+        for r, records in enumerate(replicates):
+            counts = {v: sum(rec["verdict"] == v for rec in records) for v in VERDICTS}
+            rows.append({"setting": setting, "replicate": r, "n": len(records), "wins": counts["win"],
+                         "ties": counts["tie"], "losses": counts["loss"], "invalid": counts["invalid"],
+                         "win_rate": counts["win"] / len(records) if records else math.nan})
+    return pd.DataFrame(rows, columns=REPLICATE_COLUMNS)
+
+
 def pairwise_row(a: str, a_replicates: list[list[dict]], b: str, b_replicates: list[list[dict]]) -> dict:
     won_a, won_b = _won(a_replicates), _won(b_replicates)
     common = [key for key in won_a if key in won_b]
@@ -303,6 +319,7 @@ def main(smk) -> None:
     write_text(smk.output.csv, df.to_csv(index=False))
     write_json(smk.output.json, table_rows(df))
     write_text(smk.output.pairwise, pairwise_table(by_setting).to_csv(index=False))
+    write_text(smk.output.replicates, replicate_table(by_setting).to_csv(index=False))
     for row in table_rows(df):
         log.info(
             "%s: win rate %s (%d/%d over %d replicates, spread %s-%s, 95%% CI %s-%s, sign test p=%s, "

@@ -131,7 +131,7 @@ def _smk(tmp_path, paths, judge, setting="setting1", log_file=None):
     return fake_snakemake(
         input={"prompt": str(PROMPT_FILE), **{k: str(v) for k, v in paths.items()}},
         output={"verdicts": str(tmp_path / "out" / "verdicts.jsonl")},
-        params={"judge": judge, "setting": setting, "cache_dir": str(tmp_path / "cache")},
+        params={"judge": judge, "setting": setting, "cache_dir": str(tmp_path / "cache"), "section": "judge"},
         log=[str(log_file)] if log_file else None,
         rule="judge_pairwise",
     )
@@ -183,7 +183,7 @@ def test_reference_judge_needs_reference(tmp_path):
     rows = [dict(TEST_ROWS[0]), {"id": "q2", "question": TEST_ROWS[1]["question"], "reference": None}, dict(TEST_ROWS[2])]
     paths = _write_inputs(tmp_path, test_rows=rows)
     smk = _smk(tmp_path, paths, REFERENCE_JUDGE)
-    with pytest.raises(PipelineError, match="test.source: heldout"):
+    with pytest.raises(PipelineError, match="use a held-out test set"):
         jp.main(smk)
     assert not (tmp_path / "out" / "verdicts.jsonl").exists()
 

@@ -115,7 +115,7 @@ def smk_args(tmp_path, paths, judge, setting="setting1"):
     return {
         "input": {"prompt": str(PROMPT_FILE), **{k: str(v) for k, v in paths.items()}},
         "output": {"verdicts": str(tmp_path / "verdicts" / f"{setting}.jsonl")},
-        "params": {"judge": judge, "setting": setting, "cache_dir": str(tmp_path / "cache")},
+        "params": {"judge": judge, "setting": setting, "cache_dir": str(tmp_path / "cache"), "section": "judge"},
     }
 
 

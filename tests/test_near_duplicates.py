@@ -32,7 +32,7 @@ def test_a_near_copy_stops_the_run_naming_the_pair():
     pairs = nd.near_duplicates(TEST, {"train": TRAIN, "val": copy}, CFG)
     assert pairs[0]["jaccard"] == 1.0 and pairs[0]["split"] == "val"
     with pytest.raises(PipelineError, match=r"test question 2 is a near-duplicate of val row 'x' .*Jaccard 1.00 "
-                                            r">= test.leakage.stop_threshold 0.9"):
+                                            r">= leakage.stop_threshold 0.9"):
         nd.check_stop(pairs, 0.9)
     nd.check_stop(pairs, None)  # null: report only
 

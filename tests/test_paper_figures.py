@@ -1,7 +1,9 @@
-"""The paper's figures, each a stage of its own: the loss curves from the losses tables, the win
-rates and answer lengths from winrate.json; Chinese labels through the Noto CJK font."""
+"""The paper's figures, each a stage of its own: the loss curves of the trained settings'
+replicates from the losses tables, the win rates and answer lengths of every setting (controls
+too) from the headline winrate.json; Chinese labels through the Noto CJK font."""
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -14,12 +16,35 @@ from conftest import fake_snakemake
 from figure_loss_curves import plot_loss_curves
 from figure_style import setting_rows
 from figure_win_rates import plot_win_rates
-from paper_data import SETTINGS, loss_frame, needs_xelatex, pdftotext, squash, winrate_rows
+from paper_data import (REPLICATES, SETTINGS, TRAINED, loss_frame, needs_xelatex, pdftotext, squash,
+                        study_config, winrate_rows)
+
+
+def loss_numbers():
+    """figure_loss_curves' params.numbers as rules/common.smk trained_numbers() gives them for the
+    study config: trained setting -> (its number in the paper, its title)."""
+    settings = study_config()["settings"]
+    return {s: (k, f"Title {s}") for k, s in enumerate(settings, 1) if "training" in settings[s]}
+
+
+def write_losses(folder):
+    """losses/<setting>/rep<r>.csv of the trained settings, in settings x replicates order; setting4's
+    second replicate without validation rows."""
+    paths = []
+    for s in TRAINED:
+        for r in range(REPLICATES):
+            path = folder / s / f"rep{r}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            loss_frame(with_val=(s, r) != ("setting4", 1), scale=1 + r / 10).to_csv(path, index=False)
+            paths.append(str(path))
+    return paths
+
 
 def test_loss_figure_is_a_real_pdf(tmp_path):
     path = tmp_path / "paper" / "loss_curves.pdf"
     path.parent.mkdir()
-    frames = {"Setting 1": loss_frame(), "Setting 2": loss_frame(with_val=False), "Setting 3": loss_frame(n_steps=1)}
+    frames = {"Setting 1": [loss_frame(), loss_frame(scale=1.2)], "Setting 2": [loss_frame(with_val=False)],
+              "Setting 3": [loss_frame(n_steps=1), loss_frame(n_steps=1, scale=2.0)]}
     plot_loss_curves(frames, path)
     data = path.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 1000
@@ -47,13 +72,11 @@ def test_each_figure_stage_writes_its_figure(tmp_path):
         out = tmp_path / f"{program.__name__}.pdf"
         program.main(fake_snakemake(input={"winrate": str(winrate)}, output={"figure": str(out)}))
         assert out.read_bytes().startswith(b"%PDF")
-    losses = []
-    for i, s in enumerate(SETTINGS):
-        losses.append(tmp_path / f"{s}.csv")
-        loss_frame(with_val=(i != 3)).to_csv(losses[-1], index=False)
+    assert len(json.loads(winrate.read_text(encoding="utf-8"))) == len(SETTINGS)  # controls too
     out = tmp_path / "loss_curves.pdf"
-    figure_loss_curves.main(fake_snakemake(input={"losses": [str(p) for p in losses]}, output={"figure": str(out)},
-                                           params={"titles": {s: f"Title {s}" for s in SETTINGS}}))
+    figure_loss_curves.main(fake_snakemake(input={"losses": write_losses(tmp_path / "losses")},
+                                           output={"figure": str(out)},
+                                           params={"numbers": loss_numbers(), "replicates": REPLICATES}))
     assert out.read_bytes().startswith(b"%PDF")
     assert [p.name for p in tmp_path.glob(".*")] == []  # no temporary file left
 
@@ -69,8 +92,35 @@ def test_loss_figure_rejects_a_bad_loss_csv(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("step,epoch,split,loss\n1,0.1,test,2.0\n")
     out = tmp_path / "loss_curves.pdf"
-    smk = fake_snakemake(input={"losses": [str(bad)] * 4}, output={"figure": str(out)},
-                         params={"titles": {s: s for s in SETTINGS}})
+    smk = fake_snakemake(input={"losses": [str(bad)] * (len(TRAINED) * REPLICATES)}, output={"figure": str(out)},
+                         params={"numbers": loss_numbers(), "replicates": REPLICATES})
     with pytest.raises(PipelineError, match=r"bad.csv, line 2: field 'split'"):
         figure_loss_curves.main(smk)
     assert not out.exists()
+
+
+def test_loss_figure_needs_every_replicate_of_every_trained_setting(tmp_path):
+    out = tmp_path / "loss_curves.pdf"
+    losses = write_losses(tmp_path / "losses")
+    for paths in (losses[:-1], losses + losses[:4]):  # a replicate missing; 6 settings' count (controls too)
+        smk = fake_snakemake(input={"losses": paths}, output={"figure": str(out)},
+                             params={"numbers": loss_numbers(), "replicates": REPLICATES})
+        message = rf"input 'losses': {len(paths)} file\(s\) for 4 settings x 2 replicates"
+        with pytest.raises(PipelineError, match=message):
+            figure_loss_curves.main(smk)
+    assert not out.exists()
+
+
+@needs_xelatex
+def test_loss_figure_has_a_panel_per_trained_setting_and_a_curve_per_replicate(tmp_path):
+    out = tmp_path / "loss_curves.pdf"
+    figure_loss_curves.main(fake_snakemake(input={"losses": write_losses(tmp_path / "losses")},
+                                           output={"figure": str(out)},
+                                           params={"numbers": loss_numbers(), "replicates": REPLICATES}))
+    text = pdftotext(out)
+    panels = re.findall(r"Setting (\d): Title (\S+)", text)
+    assert sorted(panels) == [("1", "setting1"), ("2", "setting2"), ("3", "setting3"), ("4", "setting4")]
+    assert "control" not in text  # the controls train nothing: no panel
+    for r in range(REPLICATES):
+        assert text.count(f"train, replicate {r}") == 4
+    assert text.count("validation, replicate 0") == 4 and text.count("validation, replicate 1") == 3  # setting4's

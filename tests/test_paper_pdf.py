@@ -12,8 +12,9 @@ from figure_answer_lengths import plot_answer_lengths
 from figure_loss_curves import plot_loss_curves
 from figure_style import APT_PACKAGES, setting_rows
 from figure_win_rates import KEYS, plot_win_rates
-from paper_data import (HAS_TEX, NO_TEX, PUBLISHED, QUESTIONS, SPECIAL, STUDY_PROMPT_START, loss_frame,
-                        make_context, pdftotext, squash, study_config, table_cells, winrate_rows)
+from paper_data import (HAS_TEX, NO_TEX, PUBLISHED, QUESTIONS, REPLICATES, SPECIAL, STUDY_PROMPT_START, TEST_SETS,
+                        TITLES, TRAINED, claims_rows, loss_frame, make_context, pdftotext, squash, study_config,
+                        table_cells, winrate_rows)
 from render_tex import render_paper
 from test_pipeline import DEMO, copy_repo, snakemake
 
@@ -30,7 +31,8 @@ def workflow_with_tex(root: Path, tex: str) -> Path:
     paper.mkdir(parents=True)
     (paper / "paper.tex").write_text(tex, encoding="utf-8")
     rows = winrate_rows()
-    plot_loss_curves({f"Setting {k}": loss_frame() for k in range(1, 5)}, paper / "loss_curves.pdf")
+    plot_loss_curves({f"Setting {k}: {TITLES[s]}": [loss_frame(scale=1 + r / 10) for r in range(REPLICATES)]
+                      for k, s in enumerate(TRAINED, 1)}, paper / "loss_curves.pdf")
     plot_win_rates(setting_rows(rows, KEYS), paper / "win_rates.pdf")
     plot_answer_lengths(setting_rows(rows, ("mean_answer_chars", "baseline_mean_answer_chars")),
                         paper / "answer_lengths.pdf")
@@ -54,12 +56,41 @@ def test_the_pdf_rule_writes_the_pdf_and_nothing_else(built_paper):
     assert "All targets (paper.pdf) are up-to-date" in (built_paper.parents[1] / "demo/logs/paper_pdf.log").read_text()
 
 
+def cells_pattern(cells):
+    """A table row's cells in the PDF's text, in order; TeX typesets -- as an en dash."""
+    return r"\s+".join("(?:--|–)" if c == "--" else re.escape(c) for c in cells)
+
+
 def test_pdf_table_has_the_numbers_of_the_winrate_table(built_paper):
     text = pdftotext(built_paper / "paper.pdf", layout=True)
-    for k, row in enumerate(winrate_rows(), 1):
+    for k, row in enumerate(winrate_rows(), 1):  # the controls' rows too, with no published rate
         cells = table_cells(row) + [PUBLISHED[row["setting"]]]
-        pattern = r"\s+".join(re.escape(c) for c in cells)
-        assert re.search(pattern, text), f"Table 1 row of setting {k}: {cells}"
+        assert re.search(cells_pattern(cells), text), f"Table 1 row of setting {k}: {cells}"
+
+
+def test_pdf_has_the_claims_table_of_each_test_set(built_paper):
+    text = pdftotext(built_paper / "paper.pdf", layout=True)
+    captions = [f"The study’s claims on test set {t} (primary judge; effects in percentage points)" for t in TEST_SETS]
+    starts = [text.index(caption) for caption in captions]
+    for test_set, start, end in zip(TEST_SETS, starts, starts[1:] + [len(text)]):
+        table, at = text[start:end], 0
+        for row in claims_rows(test_set):  # each row in order: its claim's first words, then its cells
+            # Published effect, ours, its interval, Holm p, power, n for 80% power, verdict.
+            cells = [points(row["published_effect"]), points(row["effect"]),
+                     f"[{points(row['ci_low'])}, {points(row['ci_high'])}]",
+                     "<0.001" if row["p_holm"] < 0.001 else f"{row['p_holm']:.3f}",
+                     "--" if row["power"] is None else f"{100 * row['power']:.1f}",
+                     "--" if row["n_for_80_power"] is None else str(row["n_for_80_power"]), row["verdict"]]
+            words = r"\s+".join(map(re.escape, row["claim"].split()[:3]))
+            found = re.compile(rf"^{words}[^\n]*?\s{cells_pattern(cells)}$", re.M).search(table, at)
+            assert found, f"claims table {test_set}, claim {row['id']}: {cells}"
+            at = found.end()
+    assert re.search(r"^Scaling the base model from 4B to 14B\s+\+15\.0\s+\+15\.0\s+\[-2\.5, \+32\.5\]\s+0\.155\s+"
+                     r"22\.7\s+99\s+inconclusive$", text[starts[0]:starts[1]], re.M)
+
+
+def points(value):
+    return "--" if value is None else f"{100 * value:+.1f}"
 
 
 def test_pdf_has_the_case_study_in_chinese_and_every_setting(built_paper):
@@ -68,6 +99,7 @@ def test_pdf_has_the_case_study_in_chinese_and_every_setting(built_paper):
     assert squash("基线回答：多喝水，多喝水，") in text
     for k, row in enumerate(winrate_rows(), 1):
         assert squash(f"Ours (setting {k}): {row['title']}") in text
+    assert squash("Untuned controls, each a base model answering with no adapter") in text
     assert squash(SPECIAL) in text  # LaTeX specials and Chinese survive escaping and compiling
     assert squash(STUDY_PROMPT_START) in text
     assert squash("Package versions are those of the environment") in text

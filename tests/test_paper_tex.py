@@ -1,7 +1,10 @@
-"""The paper's context (design, results, analysis, case study, provenance rows) and its LaTeX:
-what paper_context.py puts in context.json and what render_tex.py makes of it."""
+"""The paper's context (design, results, analysis, case study, claims, provenance rows) and its
+LaTeX: what paper_context.py puts in context.json and what render_tex.py makes of it, on the
+study config's fixture run (6 settings, the last 2 untuned controls; 2 replicates; the test sets
+course and heldout; the judges primary and gpt-4o)."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -16,11 +19,20 @@ import report_tables
 from common import PipelineError, read_prompt
 from conftest import fake_snakemake
 from paper_context import read_pairwise_csv
-from paper_data import (JUDGE_PROMPT, LEAKAGE, PUBLISHED, QUESTIONS, SPECIAL, SPECIAL_ESCAPED, STUDY_PROMPT_START,
-                        EXPECTED_PCT, config, make_context, pairwise_rows, sample_records, table_cells,  # noqa: F401
-                        winrate_rows, write_run_files)
+from paper_data import (JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, QUESTIONS, REPLICATES, SETTINGS, SIZES,
+                        SPECIAL, SPECIAL_ESCAPED, STUDY_PROMPT_START, TABLES, TEST_SETS, TRAINED, WIDEST_SPREAD,
+                        EXPECTED_PCT, agreement_rows, all_claims, all_winrates, answer, claims_rows,
+                        config, context_params, make_context, pairwise_rows, sample_records,  # noqa: F401
+                        table_cells, winrate_rows, write_run_files)
 from paper_results import conclusion_sentences
 from render_tex import latex_escape, render_paper
+
+
+def section(tex, start, end=r"\end{tabular}"):
+    """The part of the .tex from `start` to the next `end`."""
+    i = tex.index(start)
+    return tex[i:tex.index(end, i)]
+
 
 # --------------------------------------------------------------------------- the .tex
 
@@ -37,26 +49,60 @@ def test_table_rows_have_the_numbers_of_the_winrate_table(config):
     assert tex.startswith(r"\documentclass[fontset=ubuntu]{ctexart}")
     assert tex.rstrip().endswith(r"\end{document}")
     assert "Win rate against the baseline" in tex
-    for k, row in enumerate(winrate_rows(), 1):
+    rows = winrate_rows()
+    assert [row["setting"] for row in rows] == list(SETTINGS)  # the controls too, after the trained settings
+    for k, row in enumerate(rows, 1):
         s = row["setting"]
         cells = table_cells(row)
         assert cells[4] == EXPECTED_PCT[s]
         expected = f"Ours (setting {k}): {latex_escape(row['title'])} & " + " & ".join(cells) + f" & {PUBLISHED[s]} \\\\"
         assert expected in tex
-    assert r"Setting 2 & Setting 3 & 20 & 6 & 0 & 0.031 \\" in tex  # paired table
-    assert r"Ours (setting 1): Baseline recipe (Qwen3-4B) & 195 & 241 \\" in tex  # answer lengths
+    # n: 20 questions x 2 replicates, pooled; a control has no published rate
+    assert (r"Ours (setting 1): Baseline recipe (Qwen3-4B) & 40 & 30 & 1 & 9 & 75.0 & [59.8, 85.8] & 0.001 & "
+            r"75.0 \\") in tex
+    assert (r"Ours (setting 5): Untuned control (Qwen3-4B) & 40 & 10 & 6 & 24 & 25.0 & [14.2, 40.2] & 0.024 & "
+            r"-- \\") in tex
+    pairs = section(tex, r"\label{tab:pairs}")  # every pair of the 6 settings once
+    assert r"Setting 2 & Setting 3 & 40 & 10 & 1 & 0.012 \\" in pairs
+    assert r"Setting 5 & Setting 6 & 40 & 3 & 8 & 0.227 \\" in pairs
+    assert len(re.findall(r"^Setting \d & Setting \d & ", pairs, re.M)) == 15
+    assert r"Ours (setting 1): Baseline recipe (Qwen3-4B) & 210 & 241 \\" in tex  # answer lengths
+    assert r"Ours (setting 6): Untuned control (Qwen3-14B) & 195 & 241 \\" in tex
 
 
 def test_hyperparameter_table_reads_the_sftconfig_keys(config):
-    """The study's rows as they were when `training:` had our own names (epochs, batch_size, ...)."""
+    """The study's rows as they were when `training:` had our own names (epochs, batch_size, ...);
+    the trained settings' columns only."""
     rows = {row["label"]: row["values"] for row in make_context(config)["hparams"]}
     assert list(rows)[6:] == ["Epochs", "Batch size", "Grad. accumulation", "Learning rate", "Weight decay", "Warmup",
                               "Scheduler", "Optimizer", "Gradient checkpointing", "Eval steps"]
+    assert all(len(values) == len(TRAINED) for values in rows.values())
+    assert rows["Model"] == ["qwen3-4b", "qwen3-14b", "qwen3-4b", "qwen3-4b"]
     assert rows["Epochs"] == ["1"] * 4 and rows["Weight decay"] == ["0.001"] * 4
     assert rows["Batch size"] == ["2", "2", "2", "10"] and rows["Grad. accumulation"] == ["8", "8", "8", "1"]
     assert rows["Learning rate"] == ["2e-5", "2e-5", "2e-5", "1e-4"] and rows["Eval steps"] == ["10", "10", "10", "1"]
     assert rows["Warmup"] == ["3% of steps"] * 4 and rows["Scheduler"] == ["cosine"] * 4
     assert rows["Optimizer"] == ["paged_adamw_32bit"] * 4 and rows["Gradient checkpointing"] == ["yes"] * 4
+
+
+def test_controls_are_settings_without_hyperparameters(config):
+    context = make_context(config)
+    assert [(s["k"], s["key"], s["control"]) for s in context["settings"]] == [
+        (1, "setting1", False), (2, "setting2", False), (3, "setting3", False), (4, "setting4", False),
+        (5, "control-4b", True), (6, "control-14b", True)]
+    assert context["trained"] == [{"k": k, "key": s} for k, s in enumerate(TRAINED, 1)]
+    tex = render_paper(context)
+    assert "The study compares 6 settings" in tex
+    assert ("Untuned controls, each a base model answering with no adapter and the same decoding:\n"
+            "setting 5 (Untuned control (Qwen3-4B)); \nsetting 6 (Untuned control (Qwen3-14B)).") in tex
+    hparams = section(tex, r"\label{tab:hparams}")
+    assert r"\begin{tabular}{@{}l*{4}{" in hparams
+    assert [int(k) for k in re.findall(r"^ & Setting (\d+)$", hparams, re.M)] == [1, 2, 3, 4]
+    assert "Setting 5" not in hparams and "Setting 6" not in hparams and "Untuned" not in hparams
+    assert r"Model & qwen3-4b & qwen3-14b & qwen3-4b & qwen3-4b \\" in hparams
+    # A control is in every result table, e.g. the case study and the per-order table.
+    assert r"\paragraph{Ours (setting 6): Untuned control (Qwen3-14B).}" in tex
+    assert re.search(r"^Setting 6 & [\d.]+ & [\d.]+ & 10\.0 & 85\.0 & 11 of 40 \\\\$", tex, re.M)
 
 
 def test_specials_mixed_with_chinese_are_escaped(config):
@@ -77,7 +123,12 @@ def test_case_study(config):
     baseline_answer = sample_records()[1][2]["answer"]
     assert baseline_answer[:300] + r"\ldots" in tex
     assert baseline_answer[:301] not in tex
-    assert "setting1 的回答 第二段 " + SPECIAL_ESCAPED in tex
+    # Every setting's answer of its first replicate (replicate 0), the controls' too.
+    for s in SETTINGS:
+        first = " ".join(answer(s, 0).replace("\x07", "").split())
+        assert latex_escape(first) in tex
+        assert f"{s} 第1轮的回答" not in tex
+    assert "setting1 第0轮的回答 第二段 " + SPECIAL_ESCAPED in tex
 
 
 def test_design_section_comes_from_the_config(config):
@@ -90,8 +141,15 @@ def test_design_section_comes_from_the_config(config):
     assert r"Gradient checkpointing & yes & yes & yes & yes \\" in tex
     assert r"LoRA targets & q\_proj, k\_proj, v\_proj, o\_proj, gate\_proj, up\_proj &" in tex
     assert r"\texttt{openai}, model" in tex and r"\texttt{gpt-3.5-turbo}" in tex
+    assert r"the panel:" + "\n" + r" \texttt{gpt-4o} (backend \texttt{openai}, model \texttt{gpt-4o})" in tex
     assert STUDY_PROMPT_START in tex and "does not affect your judgment." in tex
-    assert "Test set: 4 questions" in tex
+    # Each test set, the first the headline, with its size and its baseline.
+    assert (r"Test set \texttt{course}: 20 questions (from data/zh\_med.json); baseline:" + "\n"
+            r"the ChatGPT answers of the course's test file (the headline test set of Table~\ref{tab:winrate}).") in tex
+    assert (r"Test set \texttt{heldout}: 8 questions (a slice of the held-out split); baseline:" + "\n"
+            "the answers of gpt-3.5-turbo through an OpenAI-compatible API.") in tex
+    assert "Every setting runs 2 times (replicates)" in tex
+    assert r"$n$ counts questions times replicates" in tex
     for name in ("loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf"):
         assert f"{{{name}}}" in tex
     assert "Invalid judge replies (not parsed as a verdict): 1 in all" in tex
@@ -100,33 +158,65 @@ def test_design_section_comes_from_the_config(config):
         assert tex.count(f"\\begin{{{env}}}") == tex.count(f"\\end{{{env}}}"), env
 
 
+def test_one_replicate_is_not_called_replicates(config):
+    config["replicates"] = 1
+    one = {key: [{**r, "replicates": 1, "replicate_win_rate_sd": None} for r in rows]
+           for key, rows in all_winrates().items()}
+    tests, baseline, generations = sample_records()
+    context = make_context(config, winrates=one, generations={s: reps[:1] for s, reps in generations.items()})
+    assert context["seed_noise"] is None
+    tex = render_paper(context)
+    assert "(replicates)" not in tex and "times replicates" not in tex and "seed noise" not in tex
+    assert re.search(r"^Setting 1 & [\d.]+ & [\d.]+ & 10\.0 & 85\.0 & 0 of 20 \\\\$", tex, re.M)
+
+
 def test_provenance_section(config):
     tex = render_paper(make_context(config)).split(r"\section{Provenance}")[1]
     assert r"\texttt{0123456789abcdef0123456789abcdef01234567 (uncommitted changes present)}" in tex
     assert "ab" * 32 in tex and "cd" * 32 in tex
     assert r"Model \texttt{qwen3-14b} & \texttt{8268fe3026cb304910457689366670e803a6fd56}" in tex
-    assert r"NVIDIA H100 80GB HBM3 (settings 1, 2, 3 and 4)" in tex
+    assert r"Training device & NVIDIA H100 80GB HBM3 (settings 1, 2, 3 and 4) \\" in tex  # controls train nothing
     for name in provenance.PACKAGES:
         assert f"\\texttt{{{name}}} & 1.0" in tex
-    assert r"Judge calls & 86" in tex and "84,086 prompt, 20,000 completion" in tex
-    assert "0.36 USD (estimate)" in tex
-    assert r"Setting 4 & 0 & 85.0 & 6 & 21,003 & 5,000 & -- \\" in tex  # no price: no cost
+    # The headline table's usage: 6 settings x 40 verdicts x 2 calls.
+    assert r"Judge calls & 480" in tex and "126,240 prompt, 30,000 completion" in tex
+    assert "0.60 USD (estimate)" in tex
+    assert r"Setting 4 & 0 & 85.0 & 80 & 21,040 & 5,000 & -- \\" in tex  # no price: no cost
+    assert r"Setting 3 & 1 & 85.0 & 80 & 21,040 & 5,000 & 0.12 \\" in tex
+    assert r"Setting 6 & 0 & 85.0 & 80 & 21,040 & 5,000 & 0.12 \\" in tex
 
 
 def test_analysis_calls_significant_only_what_the_tests_say(config):
     context = make_context(config)
     analysis = " ".join(context["analysis"]["baseline"] + context["analysis"]["pairwise"])
-    assert "Setting 1 (Baseline recipe (Qwen3-4B)) wins 15 of 20 questions" in analysis
-    assert "p = 0.008: the judge prefers this setting's answers significantly more often" in analysis
-    assert "p = 0.096: the difference between wins and losses is not significant" in analysis
+    assert "Setting 1 (Baseline recipe (Qwen3-4B)) wins 30 of 40 judged answers" in analysis
+    assert "p = 0.001: the judge prefers this setting's answers significantly more often" in analysis
+    assert "p = 0.143: the difference between wins and losses is not significant" in analysis
+    assert ("Setting 5 (Untuned control (Qwen3-4B)) wins 10 of 40 judged answers against the baseline (25.0%, "
+            "95% interval [14.2, 40.2]%)") in analysis
+    assert "p = 0.024: the judge prefers the baseline's answers significantly more often" in analysis
     assert "setting 2 wins significantly more often than setting 3" in analysis
-    assert "Setting 1 against setting 2" in analysis and "(p = 0.375); the difference is not significant" in analysis
+    assert "Setting 1 against setting 2" in analysis and "(p = 0.109); the difference is not significant" in analysis
     conclusion = " ".join(context["conclusion"])
     assert "Setting 2 (Scaling (Qwen3-14B)) reaches the highest win rate against the baseline, 90.0%" in conclusion
-    assert "The paired tests put it significantly ahead of setting 3." in conclusion
+    assert "The paired tests put it significantly ahead of settings 3, 5 and 6." in conclusion
     assert "do not separate it from settings 1 and 4, so its lead over them may be chance" in conclusion
     assert "settings 1 and 2 are judged significantly better" in conclusion
-    assert "For settings 3 and 4, the sign test finds no significant difference" in conclusion
+    assert "Against the baseline, setting 5 is judged significantly worse." in conclusion
+    assert "For settings 3, 4 and 6, the sign test finds no significant difference" in conclusion
+
+
+def test_significance_is_at_the_configs_alpha(config):
+    """statistics.alpha, not a constant: at 0.01, p = 0.001 stays significant, p = 0.024 does not."""
+    config["statistics"]["alpha"] = 0.01
+    context = make_context(config)
+    conclusion = " ".join(context["conclusion"])
+    assert "Against the baseline, settings 1 and 2 are judged significantly better." in conclusion
+    assert "worse" not in conclusion and "For settings 3, 4, 5 and 6, the sign test finds no" in conclusion
+    assert "p = 0.024: the difference between wins and losses is not significant" in " ".join(
+        context["analysis"]["baseline"])
+    tex = render_paper(context)
+    assert "gives $p < 0.01$" in tex and "corrected $p$ is below\n0.01 and" in tex
 
 
 def test_no_significance_claimed_when_no_test_is_significant(config):
@@ -138,13 +228,13 @@ def test_no_significance_claimed_when_no_test_is_significant(config):
     sentences = context["analysis"]["baseline"] + context["analysis"]["pairwise"] + context["conclusion"]
     claims = [s for s in sentences if re.search(r"(?<!not )(?<!no )significant", s)]
     assert claims == []
-    assert "do not separate it from settings 1, 3 and 4" in " ".join(context["conclusion"])
+    assert "do not separate it from settings 1, 3, 4, 5 and 6" in " ".join(context["conclusion"])
 
 
 def test_best_without_paired_tests_is_not_called_ahead(config):
     results = make_context(config)["results"]
     sentences = conclusion_sentences(results, [])
-    assert "No paired test compares it with settings 1, 3 and 4." in sentences
+    assert "No paired test compares it with settings 1, 3, 4, 5 and 6." in sentences
     assert not any("ahead" in s for s in sentences)
 
 
@@ -152,8 +242,10 @@ def test_a_setting_without_a_published_rate_shows_none(config):
     rows = winrate_rows()
     rows[3].update(published_win_rate=None, published_wins=None, published_n=None, published_p_value=None)
     tex = render_paper(make_context(config, winrate=rows))
-    assert r"Ours (setting 4): Training tricks (Qwen3-4B) & 3 & 2 & 0 & 1 & 66.7 & [20.8, 93.9] & 1.000 & -- \\" in tex
-    assert r"Setting 4 & 2/3 & -- & -- & -- \\" in tex
+    assert (r"Ours (setting 4): Training tricks (Qwen3-4B) & 40 & 22 & 4 & 14 & 55.0 & [39.8, 69.3] & 0.243 & "
+            r"-- \\") in tex
+    assert r"Setting 4 & 22/40 & -- & -- & -- \\" in tex
+    assert r"Setting 5 & 10/40 & -- & -- & -- \\" in tex  # the controls: the study had none
 
 
 def test_published_rates_only_against_the_study_baseline(config):
@@ -161,7 +253,7 @@ def test_published_rates_only_against_the_study_baseline(config):
     for row in rows:  # as winrate_table writes them when the run's baseline is not the study's
         row.update(published_win_rate=None, published_wins=None, published_n=None, published_p_value=None)
     context = make_context(config, winrate=rows)
-    assert [r["published"] for r in context["results"]] == ["--"] * 4
+    assert [r["published"] for r in context["results"]] == ["--"] * 6
     tex = render_paper(context)
     assert "a different baseline, so they are\nnot shown" in tex and "open\ndiamonds" not in tex
     assert r"\label{tab:published}" not in tex
@@ -171,18 +263,21 @@ def test_published_rates_only_against_the_study_baseline(config):
 def test_published_rates_are_tested_not_eyeballed(config):
     context = make_context(config)
     analysis = " ".join(context["analysis"]["baseline"])
-    assert ("The study published 80.0% (16 of 20); Boschloo's exact test of our 13 of 20 against it gives "
-            "p = 0.490: our rate is not significantly different from the published one.") in analysis
+    assert ("The study published 80.0% (16 of 20); Boschloo's exact test of our 24 of 40 against it gives "
+            "p = 0.130: our rate is not significantly different from the published one.") in analysis
     assert "inside" not in analysis and "outside" not in analysis
+    assert not any("The study published" in s for s in context["analysis"]["baseline"][4:])  # controls
     tex = render_paper(context)
-    assert r"Setting 3 & 13/20 & 16/20 & 80.0 & 0.490 \\" in tex
+    assert r"Setting 3 & 24/40 & 16/20 & 80.0 & 0.130 \\" in tex
+    assert r"Setting 4 & 22/40 & 16/20 & 80.0 & 0.061 \\" in tex
 
 
 def test_per_order_rates_position_bias_and_truncation(config):
     tex = render_paper(make_context(config))
-    # setting 1: 15 wins of 20 -> 16/20 as first, 14/20 as second; flips 10%; 1 of 4 answers cut
-    assert r"Setting 1 & 80.0 & 70.0 & 10.0 & 85.0 & 0 of 4 \\" in tex
-    assert r"Setting 4 & 100.0 & 33.3 & 10.0 & 85.0 & 3 of 4 \\" in tex
+    # setting 1: 30 wins of 40 -> 31/40 as first, 29/40 as second; flips 10%; truncation counts
+    # both replicates: 0 of replicate 0's 20 answers, 1 of replicate 1's
+    assert r"Setting 1 & 77.5 & 72.5 & 10.0 & 85.0 & 1 of 40 \\" in tex
+    assert r"Setting 4 & 57.5 & 52.5 & 10.0 & 85.0 & 7 of 40 \\" in tex
     assert "FastChat drops such failed verdicts from its counts; we keep them in $n$ as\nnon-wins" in tex
     assert "The study judged each question once, in an order it does not state" in tex
     assert "each question from its own seed" in tex and "at most 800 new tokens" in tex
@@ -193,6 +288,7 @@ def test_fidelity_table_marks_what_differs_from_the_study(config):
     assert r"\label{tab:fidelity}" in tex and "none of them differs from the study's value" in tex
     assert r"Judge model & gpt-3.5-turbo & gpt-3.5-turbo & report §2, §3.4" in tex
     assert r"Split seed & not stated & 42 & assumption" in tex and tex.count("& ours \\") >= 5
+    assert r"Runs per setting & 1 & 2 & report Table 1" in tex and tex.count("& by design \\") >= 2
     config["judge"]["model"] = "gpt-4o"
     tex = render_paper(make_context(config))
     assert "1 of them differ from the study's value in this run" in tex
@@ -208,12 +304,12 @@ def test_augmentation_is_described_from_its_stats(config):
 
 def test_tied_best_and_missing_win_rate(config):
     rows = winrate_rows()
-    rows[0].update(wins=18, ties=1, losses=1, win_rate=0.9)
+    rows[0].update(wins=36, ties=2, losses=2, win_rate=0.9)
     rows[3].update(n=0, wins=0, ties=0, losses=0, win_rate=None, win_rate_ties_half=None, ci_low=None,
-                   ci_high=None, consistency=None, mean_answer_chars=None)
+                   ci_high=None, p_value=1.0, consistency=None, mean_answer_chars=None)
     tex = render_paper(make_context(config, winrate=rows))
     assert "Settings 1 (Baseline recipe (Qwen3-4B)), 2 (Scaling (Qwen3-14B)) share the highest" in tex
-    assert r"& 0 & 0 & 0 & 0 & -- & -- & 1.000 & 80.0 \\" in tex
+    assert r"Ours (setting 4): Training tricks (Qwen3-4B) & 0 & 0 & 0 & 0 & -- & -- & 1.000 & 80.0 \\" in tex
     assert "Setting 4 (Training tricks (Qwen3-4B)) has no judged answers." in tex
 
 
@@ -229,8 +325,8 @@ def test_strict_undefined_raises_on_a_missing_key(config):
 
 
 def test_bad_inputs_are_user_errors(config):
-    config["paper"]["case_study"] = 9
-    with pytest.raises(PipelineError, match="case_study"):
+    config["paper"]["case_study"] = 21  # the headline test set has 20 questions
+    with pytest.raises(PipelineError, match=r"case_study: 21 is not a question number between 1 and 20"):
         make_context(config)
     config["paper"]["case_study"] = 1
     with pytest.raises(PipelineError, match="no row for setting 'setting4'"):
@@ -244,6 +340,22 @@ def test_bad_inputs_are_user_errors(config):
         make_context(config, winrate=rows)
     with pytest.raises(PipelineError, match="pairwise.csv: setting 'setting9'"):
         make_context(config, pairwise=[{**pairwise_rows()[0], "setting_b": "setting9"}])
+    generations = sample_records()[2]
+    del generations["control-14b"]
+    with pytest.raises(PipelineError, match="no generations for setting 'control-14b'"):
+        make_context(config, generations=generations)
+    winrates = all_winrates()
+    winrates["heldout", "gpt-4o"] = winrates["heldout", "gpt-4o"][:5]
+    with pytest.raises(PipelineError, match="winrate table of heldout/gpt-4o: no row for setting 'control-14b'"):
+        make_context(config, winrates=winrates)
+    claims = all_claims()
+    claims["heldout"][2]["verdict"] = "refuted"
+    with pytest.raises(PipelineError, match="claims table of heldout row 3: unknown verdict 'refuted'"):
+        make_context(config, claims=claims)
+    claims = all_claims()
+    del claims["course"][0]["verdict"]
+    with pytest.raises(PipelineError, match="claims table of course row 1: missing key 'verdict'"):
+        make_context(config, claims=claims)
 
 
 def test_pairwise_csv_and_judge_prompt_are_read(tmp_path):
@@ -261,6 +373,181 @@ def test_pairwise_csv_and_judge_prompt_are_read(tmp_path):
         read_prompt(empty)
 
 
+# --------------------------------------------------------------------------- the claims section
+
+VERDICT_WORDS = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive at this n"}
+
+
+def points(value):
+    return "--" if value is None else f"{100 * value:+.1f}"
+
+
+def claim_cells(row):
+    """What a claims table shows for a claims.json row: the claim, the published effect, ours and
+    its interval in percentage points, Holm's p, the power (%), the n for 80% power, the verdict."""
+    p = row["p_holm"]
+    return [latex_escape(row["claim"]), points(row["published_effect"]), points(row["effect"]),
+            f"[{points(row['ci_low'])}, {points(row['ci_high'])}]", "<0.001" if p < 0.001 else f"{p:.3f}",
+            "--" if row["power"] is None else f"{100 * row['power']:.1f}",
+            "--" if row["n_for_80_power"] is None else str(row["n_for_80_power"]), row["verdict"]]
+
+
+def test_claims_tables_per_test_set(config):
+    context = make_context(config)
+    assert [t["test_set"] for t in context["claims"]] == list(TEST_SETS)
+    tex = render_paper(context)
+    assert r"Table~\ref{tab:claims-course} and the tables after it" in tex
+    for test_set in TEST_SETS:
+        table = section(tex, f"\\caption{{The study's claims on test set \\texttt{{{test_set}}} (primary judge")
+        assert f"\\label{{tab:claims-{test_set}}}" in table
+        lines = [line for line in table.splitlines() if line.endswith(r" \\")][1:]  # past the header
+        rows = claims_rows(test_set)
+        assert len(lines) == len(rows) == 9
+        for line, row in zip(lines, rows):
+            assert line == " & ".join(claim_cells(row)) + r" \\"
+    course = section(tex, r"\label{tab:claims-course}")
+    heldout = section(tex, r"\label{tab:claims-heldout}")
+    # Published +15 points of scaling, ours +15.0 with its interval; 99 questions for 80% power.
+    assert (r"Scaling the base model from 4B to 14B has a significant impact (+15 points) & +15.0 & +15.0 & "
+            r"[-2.5, +32.5] & 0.155 & 22.7 & 99 & inconclusive \\") in course
+    assert (r"All four settings significantly outperformed the baseline (setting 2) & +40.0 & +40.0 & "
+            r"[+27.5, +50.0] & <0.001 & 100.0 & 7 & supported \\") in course
+    # The study had no controls: no published effect, no power.
+    assert (r"Supervised fine-tuning is effective (Qwen3-4B against its untuned control) & -- & +50.0 & "
+            r"[+30.0, +67.5] & <0.001 & -- & -- & supported \\") in course
+    assert (r"The training tricks improve the win rate (+5 points) & +5.0 & -37.5 & [-62.5, -12.5] & 0.008 & 5.5 & "
+            r"1093 & contradicted \\") in heldout
+    assert (r"All four settings significantly outperformed the baseline (setting 3) & +30.0 & +6.2 & "
+            r"[-25.0, +31.2] & 0.900 & 44.9 & 16 & inconclusive \\") in heldout
+
+
+def test_claims_sentences_follow_the_verdicts(config):
+    context = make_context(config)
+    sentences = context["claims_analysis"]
+    rows = [(t, row) for t in TEST_SETS for row in claims_rows(t)]
+    assert len(sentences) == len(rows) == 18
+    tex = render_paper(context)
+    for sentence, (test_set, row) in zip(sentences, rows):
+        assert sentence.startswith(f"On {test_set}, ``{row['claim']}'' ({row['source']}): ")
+        assert f"so the claim is {VERDICT_WORDS[row['verdict']]}." in sentence
+        for other in set(VERDICT_WORDS) - {row["verdict"]}:
+            assert f"so the claim is {other}" not in sentence
+        assert f"differs by {points(row['effect'])} points" in sentence
+        assert f"Holm-corrected p {claim_cells(row)[4]}" in sentence
+        assert latex_escape(sentence) in tex
+    by_id = {(t, row["id"]): s for s, (t, row) in zip(sentences, rows)}
+    assert by_id["course", "beats_baseline_1"] == (
+        "On course, ``All four settings significantly outperformed the baseline (setting 1)'' (report §4.1): "
+        "setting 1 against the baseline (50%) differs by +25.0 points (95% interval [+7.5, +40.0]; Holm-corrected "
+        "p 0.007), so the claim is supported. The study's +25.0 points lie inside our interval; our test would "
+        "detect an effect of that size with power 68.8%, and 26 questions would give 80%.")
+    assert by_id["heldout", "training_tricks"].startswith(
+        "On heldout, ``The training tricks improve the win rate (+5 points)'' (report §4.1): setting 4 against "
+        "setting 1 differs by -37.5 points (95% interval [-62.5, -12.5]; Holm-corrected p 0.008), so the claim is "
+        "contradicted. The study's +5.0 points lie outside our interval")
+    assert "so the claim is inconclusive at this n. The study's +15.0 points lie inside" in by_id["course", "scaling"]
+    # A control is named by its number; with no published effect, no power sentence.
+    assert by_id["course", "sft_effective_14b"] == (
+        "On course, ``Supervised fine-tuning is effective (Qwen3-14B against its untuned control)'' (report §5): "
+        "setting 2 against setting 6 differs by +52.5 points (95% interval [+35.0, +70.0]; Holm-corrected "
+        "p <0.001), so the claim is supported.")
+
+
+def test_a_claim_not_run_says_so(config):
+    """As claims_table writes a claim whose setting or comparison is not in the run."""
+    claims = all_claims()
+    claims["course"][8].update(against="control of setting2", n=None, replicates=None, effect=None, ci_low=None,
+                               ci_high=None, published_in_ci=None, p_value=None, p_holm=None, power=None,
+                               n_for_80_power=None, verdict="not run")
+    context = make_context(config, claims=claims)
+    assert context["claims_analysis"][8] == (
+        "On course, the claim ``Supervised fine-tuning is effective (Qwen3-14B against its untuned control)'' is not "
+        "tested: a setting it compares is not in this run.")
+    tex = render_paper(context)
+    assert (r"Supervised fine-tuning is effective (Qwen3-14B against its untuned control) & -- & -- & -- & -- & "
+            r"-- & -- & not run \\") in tex
+
+
+def test_judges_win_rates_with_length_control(config):
+    context = make_context(config)
+    assert context["judge_rates"]["columns"] == [{"test_set": t, "judge": j} for t in TEST_SETS for j in JUDGES]
+    tex = render_paper(context)
+    table = section(tex, r"\label{tab:judges}")
+    assert r"\begin{tabular}{@{}l*{4}{r}@{}}" in table
+    assert (r"Setting & \texttt{course}/\texttt{primary} & \texttt{course}/\texttt{gpt-4o} & "
+            r"\texttt{heldout}/\texttt{primary} & \texttt{heldout}/\texttt{gpt-4o} \\") in table
+    for k, s in enumerate(SETTINGS, 1):
+        cells = []
+        for t in TEST_SETS:
+            for j in JUDGES:
+                rep_wins, _, _, _, lc = TABLES[t, j][s]
+                rate = 100 * sum(rep_wins) / (SIZES[t] * REPLICATES)
+                cells.append(f"{rate:.1f} ({'--' if lc is None else f'{100 * lc:.1f}'})")
+        assert f"Setting {k} & " + " & ".join(cells) + r" \\" in table
+    # Every verdict a win: no length control fitted.
+    assert r"Setting 2 & 90.0 (87.4) & 90.0 (88.1) & 87.5 (85.1) & 100.0 (--) \\" in table
+    assert r"Setting 5 & 25.0 (26.8) & 25.0 (24.3) & 18.8 (20.3) & 18.8 (19.4) \\" in table
+
+
+def test_judges_agreement_with_kappa_and_its_interval(config):
+    tex = render_paper(make_context(config))
+    table = section(tex, r"\label{tab:agreement}")
+    assert r"\texttt{course} & \texttt{gpt-4o} & 239 & 72.0 & 0.58 & [0.49, 0.67] \\" in table
+    assert r"\texttt{heldout} & \texttt{gpt-4o} & 96 & 64.0 & 0.44 & [0.29, 0.59] \\" in table
+    assert "primary" not in table.split(r"\midrule")[1]  # each panel judge against the primary one
+    # Both judges using one category alone: kappa is 0/0, as judge_agreement.csv leaves it (NaN).
+    rows = agreement_rows()
+    rows[1].update(agreement=1.0, kappa=math.nan, kappa_low=math.nan, kappa_high=math.nan)
+    table = section(render_paper(make_context(config, agreement=rows)), r"\label{tab:agreement}")
+    assert r"\texttt{heldout} & \texttt{gpt-4o} & 96 & 100.0 & -- & -- \\" in table
+    # No panel: no agreement table.
+    assert r"\label{tab:agreement}" not in render_paper(make_context(config, agreement=[]))
+
+
+def test_agreement_without_valid_verdicts_shows_no_number(config):
+    rows = agreement_rows()
+    rows[1].update(n=0, agreement=math.nan, kappa=math.nan, kappa_low=math.nan, kappa_high=math.nan)
+    table = section(render_paper(make_context(config, agreement=rows)), r"\label{tab:agreement}")
+    assert r"\texttt{heldout} & \texttt{gpt-4o} & 0 & -- & -- & -- \\" in table
+
+
+def test_seed_noise_names_the_widest_replicate_spread(config):
+    context = make_context(config)
+    setting, test_set, judge, width = WIDEST_SPREAD
+    k = SETTINGS.index(setting) + 1
+    expected = (f"Each setting ran {REPLICATES} times with different seeds (training data order, LoRA initialisation, "
+                f"decoding). Across them, one setting's win rate moves by up to {width} points (setting {k}, test set "
+                f"{test_set}, judge {judge}); a difference between two settings of that size can be seed noise alone.")
+    assert context["seed_noise"] == expected
+    assert expected in render_paper(context)
+    # A wider spread elsewhere (the headline control-4b: 0 and 15 of 20) is the one named.
+    winrates = all_winrates()
+    row = winrates["course", "primary"][4]
+    row.update(replicate_win_rate_min=0.0, replicate_win_rate_max=0.75)
+    assert "moves by up to 75.0 points (setting 5, test set course, judge primary)" in make_context(
+        config, winrates=winrates)["seed_noise"]
+
+
+def renamed(mapping, old, new):
+    """A mapping by test set (or by (test set, judge)) with test set `old` named `new`, in order."""
+    def key(k):
+        return (new if k[0] == old else k[0], k[1]) if isinstance(k, tuple) else new if k == old else k
+    return {key(k): v for k, v in mapping.items()}
+
+
+def test_labels_stay_plain_for_any_test_set_name(config):
+    config["test_sets"] = renamed(config["test_sets"], "heldout", "held_out")  # ^[A-Za-z0-9_.-]+$ in the schema
+    tests = sample_records()[0]
+    agreement = [{**r, "test_set": "held_out" if r["test_set"] == "heldout" else r["test_set"]}
+                 for r in agreement_rows()]
+    tex = render_paper(make_context(
+        config, tests=renamed(tests, "heldout", "held_out"), leakage=renamed(LEAKAGE, "heldout", "held_out"),
+        claims=renamed(all_claims(), "heldout", "held_out"), winrates=renamed(all_winrates(), "heldout", "held_out"),
+        agreement=agreement))
+    assert r"\texttt{held\_out}" in tex  # shown escaped
+    keys = re.findall(r"\\(?:label|ref)\{([^}]*)\}", tex)
+    assert "tab:claims-course" in keys
+    assert [k for k in keys if "\\" in k] == []  # a label is a name, not typeset text
 
 
 # --------------------------------------------------------------------------- the stages
@@ -270,7 +557,7 @@ def context_stage(tmp_path, config):
     """Rule paper_context's snakemake object on run-like files, writing tmp_path/paper/context.json."""
     return fake_snakemake(input=write_run_files(tmp_path / "in", config),
                           output={"context": str(tmp_path / "paper" / "context.json")},
-                          params={"config": config, "figures": paper_context.FIGURES})
+                          params=context_params(config))
 
 
 def test_context_json_holds_raw_values_that_render_the_paper(tmp_path, config):
@@ -278,17 +565,32 @@ def test_context_json_holds_raw_values_that_render_the_paper(tmp_path, config):
     paper_context.main(smk)
     context = json.loads(Path(smk.output.context).read_text(encoding="utf-8"))
     assert context["results"][2]["title"] == SPECIAL  # raw: the template escapes
-    assert context["provenance"]["devices"] == ["cpu (settings 1, 2, 3 and 4)"]
+    assert context["provenance"]["devices"] == ["cpu (settings 1, 2, 3 and 4)"]  # trained settings' replicates
     assert context["figures"] == {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf",
                                   "lengths": "answer_lengths.pdf"}
+    assert [r["truncated_text"] for r in context["results"]] == [f"{2 * k + 1} of 40" for k in range(6)]
+    assert [t["test_set"] for t in context["claims"]] == list(TEST_SETS)
     tex_path = tmp_path / "paper" / "paper.tex"
     render_tex.main(fake_snakemake(input={"context": smk.output.context, "template": str(render_tex.TEMPLATE)},
                                    output={"tex": str(tex_path)}, params={"config": config}))
     tex = tex_path.read_text(encoding="utf-8")
-    # The same .tex as rendering the context in memory, the provenance's dates and checkout aside.
+    # The same .tex as rendering the context in memory (the primary judge's claims, every table of
+    # every test set and judge), the provenance's dates and checkout aside.
     in_memory = {**make_context(config), "provenance": context["provenance"]}
     assert tex == render_paper(in_memory)
     assert f"Ours (setting 3): {SPECIAL_ESCAPED} & " + " & ".join(table_cells(winrate_rows()[2])) in tex
+
+
+def test_context_stage_checks_its_inputs_counts(tmp_path, config):
+    smk = context_stage(tmp_path, config)
+    smk.input.generations = smk.input.generations[:-1]  # one replicate of control-14b missing
+    with pytest.raises(PipelineError, match=r"11 file\(s\) for 6 settings x 2 replicates"):
+        paper_context.main(smk)
+    smk = context_stage(tmp_path, config)
+    smk.input.tests = smk.input.tests[:1]
+    with pytest.raises(PipelineError, match=r"input 'tests': 1 file\(s\) for 2"):
+        paper_context.main(smk)
+    assert not Path(smk.output.context).exists()
 
 
 def test_report_tables_are_html_pages_of_the_context(tmp_path, config):
@@ -298,9 +600,10 @@ def test_report_tables_are_html_pages_of_the_context(tmp_path, config):
     output = {name: str(tmp_path / f"{name}.html") for name in names}
     report_tables.main(fake_snakemake(input={"context": str(context)}, output=output, params={"config": config}))
     table = Path(output["table"]).read_text(encoding="utf-8")
-    assert "<td>[53.1, 88.8]</td>" in table and "50% 的 A&amp;B_C" in table
-    assert "<td>0.031</td>" in Path(output["pairwise_table"]).read_text(encoding="utf-8")
-    assert "<td>195</td>" in Path(output["lengths_table"]).read_text(encoding="utf-8")
+    assert "<td>[59.8, 85.8]</td>" in table and "50% 的 A&amp;B_C" in table
+    assert "<td>Ours (setting 6): Untuned control (Qwen3-14B)</td>" in table
+    assert "<td>0.012</td>" in Path(output["pairwise_table"]).read_text(encoding="utf-8")
+    assert "<td>210</td>" in Path(output["lengths_table"]).read_text(encoding="utf-8")
 
 
 def test_a_secret_in_the_context_stops_the_stage_before_writing(tmp_path, config, monkeypatch):
@@ -315,11 +618,15 @@ def test_a_secret_in_the_context_stops_the_stage_before_writing(tmp_path, config
 
 def test_near_duplicates_are_reported_with_the_closest_pairs(config):
     tex = " ".join(render_paper(make_context(config)).split())
-    assert ("Near-duplicates: 1 of the 4 test questions have a question among the 400 train, 100 val rows whose "
-            "character 2-grams overlap with Jaccard similarity of at least 0.5") in tex
+    assert ("Near-duplicates in test set course: 1 of its 20 questions have a question among the 400 train, 100 val "
+            "rows whose character 2-grams overlap with Jaccard similarity of at least 0.5") in tex
     assert "the run stops at 0.9." in tex
     assert (r"\item test q001 and train 17 (0.67): 高血压患者平时饮食需要注意什么？ / "
             "高血压患者平时的饮食需要注意些什么？") in tex
-    none_found = {**LEAKAGE, "n_pairs": 0, "n_test_with_near_duplicate": 0, "closest": [], "stop_threshold": None}
-    tex = render_paper(make_context(config, leakage=none_found))
-    assert "Near-duplicates: 0 of the 4" in " ".join(tex.split()) and "The closest pairs" not in tex
+    assert "Near-duplicates in test set heldout: 0 of its 8 questions have a question among the 400 train" in tex
+    assert tex.count("The closest pairs") == 1  # course's; heldout has none
+    none_found = {**LEAKAGE["course"], "n_pairs": 0, "n_test_with_near_duplicate": 0, "closest": [],
+                  "stop_threshold": None}
+    tex = " ".join(render_paper(make_context(config, leakage={**LEAKAGE, "course": none_found})).split())
+    assert "Near-duplicates in test set course: 0 of its 20" in tex and "The closest pairs" not in tex
+    assert tex.count("the run stops at") == 1  # heldout's

@@ -155,6 +155,8 @@ def test_demo_tables_recompute_from_the_verdict_files(demo_run):
                 s = row["setting"]
                 per_rep = [[v for (s2, rep, _), v in verdicts.items() if s2 == s and rep == r] for r in range(REPLICATES)]
                 rates = [sum(v == "win" for v in rep) / len(rep) for rep in per_rep]
+                listed = [r for r in read_csv(tables / "replicates.csv") if r["setting"] == s]
+                assert [float(r["win_rate"]) for r in listed] == pytest.approx(rates)
                 assert float(row["win_rate"]) == pytest.approx(sum(rates) / REPLICATES)
                 assert float(row["replicate_win_rate_min"]) == pytest.approx(min(rates))
                 assert float(row["replicate_win_rate_max"]) == pytest.approx(max(rates))

@@ -281,6 +281,7 @@ def _smk(tmp_path, paths, settings=SETTINGS, study=None, compare_published=False
             "csv": str(tmp_path / "tables" / "winrate.csv"),
             "json": str(tmp_path / "tables" / "winrate.json"),
             "pairwise": str(tmp_path / "tables" / "pairwise.csv"),
+            "replicates": str(tmp_path / "tables" / "replicates.csv"),
         },
         params={"settings": settings, "replicates": replicates, "prices": None,
                 "compare_published": compare_published},
@@ -516,6 +517,10 @@ def test_main_pools_replicates(tmp_path):
         pair = next(csv.DictReader(f))
     # replicate 0: setting2 won all 10, setting1 5 of them; replicate 1: setting1 won q0 and q4
     assert (pair["n"], pair["a_better"], pair["b_better"]) == ("20", "2", "5")
+    with open(tmp_path / "tables" / "replicates.csv", encoding="utf-8") as f:
+        listed = [(r["setting"], r["replicate"], r["n"], r["wins"], float(r["win_rate"])) for r in csv.DictReader(f)]
+    assert listed == [("setting1", "0", "10", "5", 0.5), ("setting1", "1", "10", "2", 0.2),
+                      ("setting2", "0", "10", "10", 1.0), ("setting2", "1", "10", "0", 0.0)]
     # a file of another setting in a replicate's place
     with pytest.raises(DataError, match="setting2"):
         wt.main(_smk(tmp_path, [paths[0], paths[2], paths[1], paths[3]], replicates=2))
