@@ -164,11 +164,19 @@ def setup_logging(log_path: str | os.PathLike | None = None) -> None:
 
 
 def run_stage(main, smk) -> None:
-    """Snakemake glue: log to the rule's log file, and turn a user error into one clear line
-    (in the log and on stderr) and a non-zero exit instead of a traceback."""
+    """Snakemake glue: log to the rule's log file, and turn a user error (or a CUDA out of
+    memory) into one clear message (in the log and on stderr) and a non-zero exit instead of a
+    traceback."""
     setup_logging(smk.log[0] if smk.log else None)
     try:
         main(smk)
     except PipelineError as e:
         log.error("%s: %s", smk.rule, e)
+        sys.exit(1)
+    except Exception as e:
+        from cuda_oom import cuda_oom_message, is_cuda_oom
+
+        if not is_cuda_oom(e):
+            raise
+        log.error("%s", cuda_oom_message(smk, e))
         sys.exit(1)

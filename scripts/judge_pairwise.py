@@ -25,8 +25,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from common import DataError, PipelineError, iter_jsonl, log, normalize_text, read_prompt, run_stage, write_jsonl
 from chat_api import ChatClient, Reply
+from common import DataError, PipelineError, log, normalize_text, read_prompt, run_stage, write_jsonl
+from records import read_records
 
 
 BACKENDS = ("openai", "reference")
@@ -47,10 +48,22 @@ LABEL_TEXT = {
 # --------------------------------------------------------------------------- prompt and label
 
 
+# Each answer sits between its own start and end lines (FastChat's pairwise layout), so that the
+# judge reads it as data. An answer cannot write those lines: a "[The Start of" or "[The End of"
+# inside it gets a full-width bracket, so no answer can close its block early or pose as the other.
+_FENCE = re.compile(r"\[(?=The (?:Start|End) of )")
+
+
+def _fenced(n: int, answer: str) -> str:
+    answer = _FENCE.sub("\uff3b", answer)
+    return f"[The Start of Assistant {n}'s Answer]\n{answer}\n[The End of Assistant {n}'s Answer]"
+
+
 def build_messages(prompt: str, question: str, answer1: str, answer2: str) -> list[dict]:
     """The judge's conversation: one user message with the study's prompt (config/judge_prompt.txt),
-    the question and the two answers."""
-    content = f"{prompt}\n\nQuestion: {question}\n\nAssistant1: {answer1}\n\nAssistant2: {answer2}"
+    the question and the two fenced answers."""
+    question = _FENCE.sub("\uff3b", question)
+    content = f"{prompt}\n\n[Question]\n{question}\n\n{_fenced(1, answer1)}\n\n{_fenced(2, answer2)}"
     return [{"role": "user", "content": content}]
 
 
@@ -118,32 +131,14 @@ def pairs_of(item: Item) -> list[Pair]:
     return [Pair(item.question, s, b, item.reference), Pair(item.question, b, s, item.reference)]
 
 
-def _require_str(path, lineno, record, key, allow_none=False):
-    value = record.get(key)
-    if value is None and allow_none:
-        return None
-    if key not in record:
-        raise DataError(path, lineno, key, "missing")
-    if not isinstance(value, str):
-        raise DataError(path, lineno, key, f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _read_by_id(path, fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, dict]:
-    """Records of a JSONL file keyed by id (ids compared as strings), each checked for `fields`."""
+def _read_by_id(path, kind: str) -> dict[str, dict]:
+    """Records of a JSONL file of `kind` (records.py) keyed by id, ids compared as strings."""
     by_id: dict[str, dict] = {}
-    for lineno, record in iter_jsonl(path):
-        if "id" not in record or record["id"] is None:
-            raise DataError(path, lineno, "id", "missing")
+    for lineno, record in read_records(path, kind):
         key = str(record["id"])
         if key in by_id:
             raise DataError(path, lineno, "id", f"duplicate id {key!r}")
-        row = {"id": record["id"], "_line": lineno}
-        for name in fields:
-            row[name] = _require_str(path, lineno, record, name)
-        for name in optional:
-            row[name] = _require_str(path, lineno, record, name, allow_none=True)
-        by_id[key] = row
+        by_id[key] = {**record, "_line": lineno}
     return by_id
 
 
@@ -159,11 +154,11 @@ def _check_same_ids(test_ids: list[str], path, by_id: dict[str, dict]) -> None:
 def load_items(test_path, baseline_path, answers_path) -> list[Item]:
     """Join the test file, the baseline's answers and the setting's answers on id, in test order.
     Every file must hold exactly the test ids, each once, for the same question."""
-    test = _read_by_id(test_path, ("question",), optional=("reference",))
+    test = _read_by_id(test_path, "test_question")
     if not test:
         raise DataError(test_path, None, None, "no test questions")
-    baseline = _read_by_id(baseline_path, ("question", "answer"))
-    answers = _read_by_id(answers_path, ("question", "answer"))
+    baseline = _read_by_id(baseline_path, "answer")
+    answers = _read_by_id(answers_path, "answer")
     test_ids = list(test)
     for path, by_id in ((baseline_path, baseline), (answers_path, answers)):
         _check_same_ids(test_ids, path, by_id)
@@ -177,7 +172,7 @@ def load_items(test_path, baseline_path, answers_path) -> list[Item]:
             question=test[key]["question"],
             setting_answer=answers[key]["answer"],
             baseline_answer=baseline[key]["answer"],
-            reference=test[key]["reference"],
+            reference=test[key].get("reference"),
         )
         for key in test_ids
     ]

@@ -8,43 +8,18 @@ from typing import Sequence
 
 import pandas as pd
 
-from common import DataError, PipelineError, iter_jsonl
+from common import DataError, PipelineError
+from records import read_records
 
-VERDICTS = ("win", "tie", "loss", "invalid")
+VERDICTS = ("win", "tie", "loss", "invalid")  # schemas/verdict.yaml
 ORDERS = ("setting_first", "baseline_first")  # judge_pairwise.ORDERS
 
-# What the table reads from each verdict record (judge_pairwise.py writes them all).
-RECORD_FIELDS = {
-    "id": (str, int),
-    "verdict": str,
-    "consistent": (bool, type(None)),
-    "orders": list,
-    "setting_answer": str,
-    "baseline_answer": str,
-    "usage": dict,
-}
-USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "calls")
-
-
 def read_verdicts(path, setting: str) -> list[dict]:
+    """A run's verdicts (records.py checks each against schemas/verdict.yaml), all of `setting`."""
     records = []
-    for lineno, record in iter_jsonl(path):
-        if record.get("setting") != setting:
-            raise DataError(path, lineno, "setting", f"expected {setting!r}, got {record.get('setting')!r}")
-        for name, kind in RECORD_FIELDS.items():
-            if name not in record or not isinstance(record[name], kind):
-                raise DataError(path, lineno, name, f"missing or of the wrong type ({record.get(name)!r})")
-        if record["verdict"] not in VERDICTS:
-            raise DataError(path, lineno, "verdict", f"expected one of {', '.join(VERDICTS)}, got {record['verdict']!r}")
-        orders = [o if isinstance(o, dict) else {} for o in record["orders"]]
-        if sorted(str(o.get("order")) for o in orders) != sorted(ORDERS) or any(
-            o.get("outcome") not in VERDICTS for o in orders
-        ):
-            raise DataError(path, lineno, "orders", f"expected one outcome ({', '.join(VERDICTS)}) for each "
-                            f"of the orders {', '.join(ORDERS)}")
-        for name in USAGE_FIELDS:
-            if not isinstance(record["usage"].get(name), int):
-                raise DataError(path, lineno, f"usage.{name}", "missing or not an integer")
+    for lineno, record in read_records(path, "verdict"):
+        if record["setting"] != setting:
+            raise DataError(path, lineno, "setting", f"expected {setting!r}, got {record['setting']!r}")
         records.append(record)
     if not records:
         raise DataError(path, None, None, "no verdicts")

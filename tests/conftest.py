@@ -18,6 +18,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One real demo run for the session (a few minutes on two cores), in its own copy of the repo.
+    Tests only read it or dry-run against it; a test that runs jobs copies it first."""
+    from dag import DEMO, copy_repo, snakemake
+
+    root = copy_repo(tmp_path_factory.mktemp("demo"))
+    snakemake(root, "--cores", "2", *DEMO)
+    return root
+
+
 def fake_snakemake(input=None, output=None, params=None, log=None, rule="test"):
     """A stand-in for the `snakemake` object a `script:` receives, for calling a stage's main()."""
     return SimpleNamespace(

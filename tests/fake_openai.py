@@ -29,7 +29,9 @@ LABEL = {
     "worse": "Assistant 1 is worse than Assistant 2",
     "equal": "Assistant 1 is equal to Assistant 2",
 }
-_CONTENT = re.compile(r"\n\nQuestion: (.*)\n\nAssistant1: (.*)\n\nAssistant2: (.*)\Z", re.S)
+_CONTENT = re.compile(r"\n\n\[Question\]\n(.*)\n\n\[The Start of Assistant 1's Answer\]\n(.*)\n\[The End of "
+                      r"Assistant 1's Answer\]\n\n\[The Start of Assistant 2's Answer\]\n(.*)\n\[The End of "
+                      r"Assistant 2's Answer\]\Z", re.S)
 
 
 def longer_is_better(question: str, answer1: str, answer2: str) -> str:

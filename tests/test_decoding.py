@@ -10,6 +10,7 @@ from scipy.stats import chisquare
 
 import base_model
 import qlora
+from records import check_record
 from common import CHAT_TEMPLATE_KWARGS, chat_prompt, write_json, write_jsonl
 from test_models import QA, QUANT, SHAPE
 
@@ -209,6 +210,8 @@ def test_generate_answers_records_carry_hit_token_limit(tiny, monkeypatch):
     assert [set(r) for r in records] == [{"id", "question", "answer", "prompt_tokens", "answer_tokens",
                                           "hit_token_limit", "generation"}] * len(test)
     assert [r["id"] for r in records] == IDS and all(r["generation"] == STUDY for r in records)
+    for r in records:  # what the judge and the paper read (scripts/schemas/answer.yaml)
+        check_record(r, "answer", "generations")
     assert records == [{"id": i, **a, "generation": STUDY}
                        for i, a in zip(IDS, qlora.answer_questions(model, tokenizer, QUESTIONS, STUDY, IDS))]
 

@@ -158,7 +158,7 @@ def test_both_orders_are_asked_and_combined(tmp_path, fake, capsys):
         body = r["body"]
         assert body["model"] == "judge-model" and body["temperature"] == 0.0 and body["max_tokens"] == 256
         assert r["headers"]["authorization"] == f"Bearer {SECRET}"  # the key is used ...
-    q1_content = f"{PROMPT}\n\nQuestion: {Q['q1']}\n\nAssistant1: {SETTING['q1']}\n\nAssistant2: {BASELINE['q1']}"
+    q1_content = jp.build_messages(PROMPT, Q["q1"], SETTING["q1"], BASELINE["q1"])[0]["content"]
     assert any(r["body"]["messages"] == [{"role": "user", "content": q1_content}] for r in requests)
 
     assert [r["id"] for r in records] == ["q1", "q2", "q3"]

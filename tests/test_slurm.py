@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from test_pipeline import DEMO, SETTINGS, SNAKEMAKE, copy_repo, job_stats, overlay
+from dag import DEMO, SETTINGS, SNAKEMAKE, copy_repo, job_stats, overlay
 
 # The profile is under test, not the study's design: one replicate keeps the DAG small.
 ONE_REPLICATE = "one_replicate.yaml"

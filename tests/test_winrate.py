@@ -355,11 +355,11 @@ def test_main_rejects_bad_verdict_and_empty_file(tmp_path):
     record = _records("setting2", ["win"])[0]
     del record["usage"]["calls"]
     write_jsonl(paths[1], [record])
-    with pytest.raises(DataError, match=r"line 1: field 'usage.calls'"):
+    with pytest.raises(DataError, match=r"line 1: field 'usage': 'calls' is a required property"):
         wt.main(_smk(tmp_path, paths))
     del record["consistent"]
     write_jsonl(paths[1], [record])
-    with pytest.raises(DataError, match=r"line 1: field 'consistent'"):
+    with pytest.raises(DataError, match=r"line 1: 'consistent' is a required property"):
         wt.main(_smk(tmp_path, paths))
     write_jsonl(paths[1], [])
     with pytest.raises(DataError, match="no verdicts"):
@@ -389,7 +389,7 @@ def test_main_checks_orders(tmp_path):
         wt.main(_smk(tmp_path, paths))
     records[0]["orders"] = _orders("win", "draw")
     write_jsonl(paths[1], records)
-    with pytest.raises(DataError, match=r"line 1: field 'orders'"):
+    with pytest.raises(DataError, match=r"line 1: field 'orders.1.outcome': 'draw' is not one of"):
         wt.main(_smk(tmp_path, paths))
 
 
