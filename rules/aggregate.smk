@@ -21,7 +21,7 @@ rule winrate_table:
             for s in SETTINGS
         ],
         replicates=config["replicates"],
-        prices=lambda wc: JUDGES[wc.judge].get("price_per_million"),
+        prices=lambda wc: JUDGES[wc.judge]["price_per_million"],
         compare_published=lambda wc: compares_with_published(wc.test_set, wc.judge),
     script:
         "../scripts/winrate_table.py"

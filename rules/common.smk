@@ -2,6 +2,10 @@
 import os
 import re
 import shutil
+import sys
+
+sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+from config_checks import config_problems
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
@@ -51,46 +55,10 @@ def compares_with_published(test_set, judge):
 
 
 def check_config():
-    """Cross-references the schema cannot express, reported with the key that is wrong."""
-    problems = []
-    for name, setting in config["settings"].items():
-        if setting["model"] not in config["models"]:
-            problems.append(
-                f"settings.{name}.model: '{setting['model']}' is not a key of models ({', '.join(MODELS)})"
-            )
-    for name, model in config["models"].items():
-        if (model["source"] == "build") != ("build" in model):
-            problems.append(
-                f"models.{name}: 'build:' is needed exactly when source is 'build'"
-            )
-    for name, spec in config["test_sets"].items():
-        problems += test_set_problems(name, spec)
-    for name, judge in JUDGES.items():
-        key = "judge" if name == "primary" else f"judge_panel.{name}"
-        reference = judge["backend"] == "reference"
-        if reference and any(
-            t["source"] != "heldout" for t in config["test_sets"].values()
-        ):
-            problems.append(
-                f"{key}.backend: 'reference' needs reference answers, i.e. every test set's source: heldout"
-            )
-        if judge.get("batch") and judge["backend"] != "openai":
-            problems.append(f"{key}.batch: the Batch API needs backend: openai")
+    """Cross-references the schema cannot express (scripts/config_checks.py), each naming its key."""
+    problems = config_problems(config)
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
-
-
-def test_set_problems(name, spec):
-    baseline, key = spec["baseline"], f"test_sets.{name}.baseline"
-    if baseline["source"] == "model" and baseline.get("model") not in config["models"]:
-        return [f"{key}.model: '{baseline.get('model')}' is not a key of models"]
-    if baseline["source"] == "openai" and not baseline.get("model"):
-        return [f"{key}.model: the OpenAI chat model to ask is missing"]
-    if baseline["source"] == "file" and spec["source"] == "heldout":
-        return [
-            f"{key}.source: 'file' needs a course file with baseline answers as the test set's source"
-        ]
-    return []
 
 
 check_config()
@@ -279,11 +247,7 @@ def api_key_envs(rule_names):
     if config["augmentation"]["method"] == "llm":
         callers.append(("augment_train", config["augmentation"]["llm"]))
     return sorted(
-        {
-            section.get("api_key_env", "OPENAI_API_KEY")
-            for rule, section in callers
-            if rule in rule_names
-        }
+        {section["api_key_env"] for rule, section in callers if rule in rule_names}
     )
 
 

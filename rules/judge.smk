@@ -22,7 +22,6 @@ rule judge_pairwise:
         section=lambda wc: (
             "judge" if wc.judge == "primary" else f"judge_panel.{wc.judge}"
         ),
-        cache_dir=lambda wc: JUDGES[wc.judge].get("cache_dir")
-        or f"{RESULTS}/judge_cache",
+        cache_dir=lambda wc: JUDGES[wc.judge]["cache_dir"] or f"{RESULTS}/judge_cache",
     script:
         "../scripts/judge_pairwise.py"

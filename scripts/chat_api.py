@@ -89,7 +89,7 @@ def complete(client: openai.OpenAI, body: dict) -> Reply:
 
 def request_body(cfg: dict, messages: list[dict], max_tokens: int | None = None) -> dict:
     """The request: the section's model and temperature; max_tokens given per call, else the section's."""
-    body = {"model": cfg["model"], "messages": messages, "temperature": float(cfg.get("temperature", 0.0))}
+    body = {"model": cfg["model"], "messages": messages, "temperature": float(cfg["temperature"])}
     max_tokens = max_tokens if max_tokens is not None else cfg.get("max_tokens")
     if max_tokens is not None:
         body["max_tokens"] = int(max_tokens)
@@ -153,7 +153,7 @@ def describe(exc: BaseException, api_key: str) -> str:
 
 
 def retrying(cfg: dict, api_key: str, desc: str) -> Retrying:
-    base = float(cfg.get("backoff_base", 1.0))
+    base = float(cfg["backoff_base"])
     backoff = wait_exponential_jitter(multiplier=base, max=MAX_BACKOFF_S, jitter=base)
 
     def wait(state) -> float:
@@ -167,7 +167,7 @@ def retrying(cfg: dict, api_key: str, desc: str) -> Retrying:
     return Retrying(
         retry=retry_if_exception(is_transient),
         wait=wait,
-        stop=stop_after_attempt(int(cfg.get("max_retries", 5)) + 1),
+        stop=stop_after_attempt(int(cfg["max_retries"]) + 1),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -227,7 +227,7 @@ class ChatClient:
             base_url=cfg.get("base_url") or None,
             api_key=self.api_key,
             max_retries=0,
-            timeout=float(cfg.get("timeout", 120.0)),
+            timeout=float(cfg["timeout"]),
         )
         self.base_url = str(self.client.base_url).rstrip("/")
         self.cache = Cache(cache_dir)
@@ -283,7 +283,7 @@ class ChatClient:
             return key, reply
 
         replies = {}
-        pool = ThreadPoolExecutor(max_workers=int(self.cfg.get("concurrency", 4)))
+        pool = ThreadPoolExecutor(max_workers=int(self.cfg["concurrency"]))
         try:
             futures = [pool.submit(one, key) for key in todo]
             for future in tqdm(as_completed(futures), total=len(futures), desc=self.desc, unit="call"):
@@ -346,7 +346,7 @@ class ChatClient:
             )
 
     def _poll(self, batch_id: str, total: int):
-        interval = float(self.cfg.get("batch_poll_interval", 60.0))
+        interval = float(self.cfg["batch_poll_interval"])
         status = None
         with tqdm(total=total, desc=f"{self.desc} (batch)", unit="call") as bar:
             while True:

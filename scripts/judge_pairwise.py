@@ -30,7 +30,6 @@ from common import DataError, PipelineError, log, normalize_text, read_prompt, r
 from records import read_records
 
 
-BACKENDS = ("openai", "reference")
 # Which answer is Assistant 1: the setting's, then the baseline's.
 ORDERS = ("setting_first", "baseline_first")
 # The label (about Assistant 1) as an outcome for the setting, in each order.
@@ -182,21 +181,6 @@ def _same_question(a: str, b: str) -> bool:
     return normalize_text(a) == normalize_text(b)
 
 
-# --------------------------------------------------------------------------- judge config
-
-
-def check_judge(judge: dict) -> str:
-    """Validate the judge section; return the backend."""
-    if not isinstance(judge, dict):
-        raise PipelineError("judge: expected a mapping")
-    backend = judge.get("backend")
-    if backend not in BACKENDS:
-        raise PipelineError(f"judge.backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "openai" and not judge.get("model"):
-        raise PipelineError("judge.model: required for the openai backend")
-    return backend
-
-
 # --------------------------------------------------------------------------- reference backend
 
 
@@ -237,7 +221,7 @@ class ReferenceJudge:
     """Replies like an LLM judge would, its last line a label, from a metric against the reference."""
 
     def __init__(self, judge: dict):
-        self.tie_margin = float(judge.get("tie_margin", 0.0) or 0.0)
+        self.tie_margin = float(judge["tie_margin"])
         self.name, self.metric = REFERENCE_METRICS[judge["model"]]
 
     def ask(self, pairs: list[Pair], attempt: int = 0) -> list[Reply]:
@@ -340,8 +324,7 @@ def judge_items(items: list[Item], judge_cfg: dict, judge, setting: str) -> list
 
 
 def main(smk) -> None:
-    judge_cfg = dict(smk.params.judge)
-    check_judge(judge_cfg)
+    judge_cfg = dict(smk.params.judge)  # validated, with its defaults, by config/schema.yaml
     setting = str(smk.params.setting)
     items = load_items(smk.input.test, smk.input.baseline, smk.input.answers)
     judge = make_judge(judge_cfg, items, str(smk.params.cache_dir), setting, read_prompt(smk.input.prompt),

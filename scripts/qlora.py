@@ -148,10 +148,10 @@ def answer_questions(model, tokenizer, questions: list[str], generation: dict, i
     model.eval()
     model.generation_config.cache_implementation = decoding_cache(
         model.device.type, len(questions), generation["max_new_tokens"])
-    max_new_tokens, seed = generation["max_new_tokens"], generation.get("seed", 0)
+    max_new_tokens, seed = generation["max_new_tokens"], generation["seed"]
     top_k = inherited_top_k(model)
     eos = torch.tensor(eos_token_ids(model, tokenizer), device=model.device)
-    results, batch_size = [], generation.get("batch_size", 8)
+    results, batch_size = [], generation["batch_size"]
     for start in tqdm(range(0, len(questions), batch_size), desc="generating", unit="batch"):
         batch, batch_ids = questions[start : start + batch_size], ids[start : start + batch_size]
         prompts = [
@@ -161,8 +161,8 @@ def answer_questions(model, tokenizer, questions: list[str], generation: dict, i
         ]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         sampler = (
-            [GumbelSampler([question_seed(seed, i) for i in batch_ids], generation.get("temperature", 1.0),
-                           generation.get("top_p", 1.0), top_k, model.device)]
+            [GumbelSampler([question_seed(seed, i) for i in batch_ids], generation["temperature"],
+                           generation["top_p"], top_k, model.device)]
             if generation["do_sample"] else []
         )
         out = model.generate(
@@ -170,7 +170,7 @@ def answer_questions(model, tokenizer, questions: list[str], generation: dict, i
             max_new_tokens=max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
             do_sample=False, temperature=None, top_p=None, top_k=None,  # the sampler (if any) warps and draws
-            repetition_penalty=float(generation.get("repetition_penalty", 1.0)),  # HF's, before the sampler
+            repetition_penalty=float(generation["repetition_penalty"]),  # HF's, before the sampler
             logits_processor=LogitsProcessorList(sampler),
         )
         new_tokens = out[:, enc["input_ids"].shape[1] :]

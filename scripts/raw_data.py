@@ -34,7 +34,7 @@ def take_subset(rows: datasets.Dataset, subset: dict | None) -> datasets.Dataset
     """Rows [start, stop), shuffled with seed, first n: how the course sampled its 500 rows."""
     if not subset:
         return rows
-    start, stop = subset.get("start", 0), subset.get("stop") or len(rows)
+    start, stop = subset["start"], subset["stop"] or len(rows)
     if stop > len(rows) or start >= stop:
         raise PipelineError(f"data.subset: rows [{start}, {stop}) are outside the {len(rows)} rows of the data")
     window = rows.select(range(start, stop)).shuffle(seed=subset["seed"])
@@ -43,7 +43,7 @@ def take_subset(rows: datasets.Dataset, subset: dict | None) -> datasets.Dataset
 
 def main(smk):
     data = smk.params.data
-    rows = take_subset(load_rows(data["source"], data.get("revision"), data.get("split", "train")), data.get("subset"))
+    rows = take_subset(load_rows(data["source"], data["revision"], data["split"]), data.get("subset"))
     n = write_jsonl(smk.output[0], rows)
     log.info("Wrote %d raw rows to %s", n, smk.output[0])
 

@@ -1,8 +1,10 @@
+import copy
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -27,6 +29,22 @@ def demo_run(tmp_path_factory):
     root = copy_repo(tmp_path_factory.mktemp("demo"))
     snakemake(root, "--cores", "2", *DEMO)
     return root
+
+
+def with_defaults(key: str, values: dict) -> dict:
+    """`values` as a stage receives them from the validated config: config/schema.yaml's defaults
+    filled in by Snakemake's own validate. `key` says where the section sits in a config (judge,
+    generation, augmentation.llm, test_sets.small.baseline, models.tiny-s.build, ...)."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text(encoding="utf-8"))
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    node[last] = copy.deepcopy(values)
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    return node[last]
 
 
 def fake_snakemake(input=None, output=None, params=None, log=None, rule="test"):

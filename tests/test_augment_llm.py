@@ -3,11 +3,13 @@ the notebook's messages and limits on the wire, exactly the configured share rew
 untouched, unusable replies retried once and then counted, a rerun paying for nothing, the key
 written nowhere."""
 
+import importlib.metadata
 import json
+import platform
 import re
 
 import pytest
-from conftest import fake_snakemake
+from conftest import fake_snakemake, with_defaults
 
 import augment_llm
 import augment_train
@@ -52,9 +54,10 @@ def env(monkeypatch):
 def config(server, **llm):
     return {
         "method": "llm", "ratio": 0.3, "seed": 42,
-        "llm": {"model": "deepseek-chat", "base_url": server.base_url, "api_key_env": KEY_ENV,
-                "temperature": 0.7, "max_retries": 0, "backoff_base": 0.0, "concurrency": 2,
-                "price_per_million": {"input": 1.0, "output": 2.0}, **llm},
+        "llm": with_defaults("augmentation.llm", {
+            "model": "deepseek-chat", "base_url": server.base_url, "api_key_env": KEY_ENV, "temperature": 0.7,
+            "max_retries": 0, "backoff_base": 0.0, "concurrency": 2, "price_per_million": {"input": 1.0, "output": 2.0},
+            **llm}),
     }
 
 
@@ -100,6 +103,8 @@ def test_the_notebooks_call_rewrites_exactly_the_share_and_keeps_answers(server,
     usage = stats["usage"]
     assert usage["calls"] == 6 and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     assert usage["cost_usd"] == pytest.approx((usage["prompt_tokens"] + 2 * usage["completion_tokens"]) / 1e6)
+    # For the paper's provenance: the client library this method ran with, as installed here.
+    assert stats["versions"] == {"python": platform.python_version(), "openai": importlib.metadata.version("openai")}
 
 
 def test_a_rerun_after_losing_the_file_pays_for_nothing(server, tmp_path):

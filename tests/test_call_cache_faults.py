@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, with_defaults
 
 import chat_api
 import fake_openai
@@ -40,8 +40,9 @@ def server():
 
 
 def cfg(server, **extra):
-    return {"model": "m", "base_url": server.base_url, "api_key_env": KEY_ENV, "max_retries": 0,
-            "backoff_base": 0.0, "concurrency": 2, **extra}
+    """An OpenAI-compatible section as the validated config gives it (schema defaults filled)."""
+    return with_defaults("augmentation.llm", {"model": "m", "base_url": server.base_url, "api_key_env": KEY_ENV,
+                                              "max_retries": 0, "backoff_base": 0.0, "concurrency": 2, **extra})
 
 
 def chat_requests(server):

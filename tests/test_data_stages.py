@@ -1,13 +1,16 @@
 """raw -> splits -> test set on tiny inputs, the real Huatuo rows, and the error paths."""
 
 import json
+import platform
 
 import pytest
+from conftest import fake_snakemake, with_defaults
 
 import raw_data
 import split_data
 import test_set
-from common import DataError, PipelineError, normalize_text, read_jsonl, write_jsonl
+import versions
+from common import DataError, PipelineError, normalize_text, read_json, read_jsonl, write_jsonl
 
 
 def row(i, question, answer="多喝水，注意休息，如症状加重请及时就医。", score=5, **extra):
@@ -57,13 +60,31 @@ def test_subset_takes_a_seeded_sample_of_a_window():
     b = raw_data.take_subset(rows, {"start": 10, "stop": 50, "n": 5, "seed": 42})
     assert a["id"] == b["id"] and len(a) == 5 and all(10 <= i < 50 for i in a["id"])
     with pytest.raises(PipelineError, match=r"rows \[0, 500\) are outside the 100 rows"):
-        raw_data.take_subset(rows, {"stop": 500, "n": 5, "seed": 1})
+        raw_data.take_subset(rows, {"start": 0, "stop": 500, "n": 5, "seed": 1})
 
 
 def test_clean_rows_counts_each_reason(raw_file):
     kept, dropped = split_data.clean_rows(str(raw_file), {"min_score": 2, "max_answer_chars": 40}, False)
     assert len(kept) == 20
     assert dropped == {"duplicate_question": 1, "low_score": 1, "answer_too_long": 1}
+
+
+class Files(list):
+    """A rule's input or output as a `script:` sees it: a list, with names as attributes."""
+
+
+def test_split_stage_writes_its_stats_and_the_versions_it_ran_with(raw_file, tmp_path):
+    cfg = with_defaults("splits", {"seed": 3, "val_fraction": 0.1, "heldout_fraction": 0.2,
+                                   "filters": {"min_score": 2, "max_answer_chars": 40}})
+    smk = fake_snakemake(output={name: str(tmp_path / f"{name}.jsonl") for name in ("train", "val", "heldout")},
+                         params={"splits": cfg})
+    smk.input, smk.output.stats = Files([str(raw_file)]), str(tmp_path / "split_stats.json")
+    split_data.main(smk)
+    stats = read_json(smk.output.stats)
+    assert stats["n_raw"] == 23 and stats["n_kept"] == 20
+    assert stats["n_train"] + stats["n_val"] + stats["n_heldout"] == 20
+    # For the paper's provenance: the stage imports no third-party package, so Python alone.
+    assert stats["versions"] == {"python": platform.python_version()} == versions.versions(versions.SPLIT)
 
 
 @pytest.mark.parametrize("bad, field, problem", [

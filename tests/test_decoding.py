@@ -12,6 +12,7 @@ import base_model
 import qlora
 from records import check_record
 from common import CHAT_TEMPLATE_KWARGS, chat_prompt, write_json, write_jsonl
+from conftest import with_defaults
 from test_models import QA, QUANT, SHAPE
 
 QUESTIONS = [q for q, _ in QA] + ["短？", "这是一个比较长的问题，让同一批里的提示长短不一，"
@@ -19,7 +20,7 @@ QUESTIONS = [q for q, _ in QA] + ["短？", "这是一个比较长的问题，�
 IDS = [f"q{i}" for i in range(len(QUESTIONS))]
 STUDY = {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.2, "max_new_tokens": 24,
          "seed": 42, "batch_size": 6}
-GREEDY = {"do_sample": False, "max_new_tokens": 16, "batch_size": 3}
+GREEDY = with_defaults("generation", {"do_sample": False, "max_new_tokens": 16, "batch_size": 3})
 
 
 @pytest.fixture(scope="module")

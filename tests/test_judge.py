@@ -2,7 +2,7 @@
 OpenAI path, against a loopback server, is in test_judge_api.py)."""
 
 import pytest
-from conftest import REPO, fake_snakemake
+from conftest import REPO, fake_snakemake, with_defaults
 
 import judge_pairwise as jp
 from records import check_record, validator
@@ -142,7 +142,8 @@ def _smk(tmp_path, paths, judge, setting="setting1", log_file=None):
     return fake_snakemake(
         input={"prompt": str(PROMPT_FILE), **{k: str(v) for k, v in paths.items()}},
         output={"verdicts": str(tmp_path / "out" / "verdicts.jsonl")},
-        params={"judge": judge, "setting": setting, "cache_dir": str(tmp_path / "cache"), "section": "judge"},
+        params={"judge": with_defaults("judge", judge), "setting": setting, "cache_dir": str(tmp_path / "cache"),
+                "section": "judge"},
         log=[str(log_file)] if log_file else None,
         rule="judge_pairwise",
     )
@@ -219,12 +220,6 @@ def test_extra_id_is_an_error(tmp_path):
     write_jsonl(paths["answers"], read_jsonl(paths["answers"]) + [{"id": "q9", "question": "x", "answer": "y"}])
     with pytest.raises(DataError, match=r"answers\.jsonl.*'q9'"):
         jp.main(_smk(tmp_path, paths, REFERENCE_JUDGE))
-
-
-def test_unknown_backend(tmp_path):
-    paths = _write_inputs(tmp_path)
-    with pytest.raises(PipelineError, match="judge.backend"):
-        jp.main(_smk(tmp_path, paths, {"backend": "gpt"}))
 
 
 def test_int_ids_are_kept(tmp_path):

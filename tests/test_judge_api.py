@@ -14,7 +14,7 @@ import time
 import httpx2
 import openai
 import pytest
-from conftest import REPO, fake_snakemake
+from conftest import REPO, fake_snakemake, with_defaults
 
 import fake_openai
 import chat_api
@@ -115,7 +115,8 @@ def smk_args(tmp_path, paths, judge, setting="setting1"):
     return {
         "input": {"prompt": str(PROMPT_FILE), **{k: str(v) for k, v in paths.items()}},
         "output": {"verdicts": str(tmp_path / "verdicts" / f"{setting}.jsonl")},
-        "params": {"judge": judge, "setting": setting, "cache_dir": str(tmp_path / "cache"), "section": "judge"},
+        "params": {"judge": with_defaults("judge", judge), "setting": setting, "cache_dir": str(tmp_path / "cache"),
+                   "section": "judge"},
     }
 
 

@@ -3,12 +3,15 @@ through the real transformers / bitsandbytes / peft / TRL code on the CPU."""
 
 import csv
 import dataclasses
+import importlib.metadata
+import platform
+from types import SimpleNamespace
 
 import bitsandbytes as bnb
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from conftest import REPO, fake_snakemake, with_defaults
 from snakemake.utils import validate
 from transformers import TrainerCallback
 
@@ -20,8 +23,9 @@ import train_adapter
 from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, read_json, read_jsonl, write_json, write_jsonl
 from qlora import check_device, load_quantized_model, load_tokenizer
 
-SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 400, "seed": 0}
+SHAPE = with_defaults("models.tiny-s.build", {
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 400, "seed": 0})
 QUANT = {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
 QA = [("我最近总是头晕，血压有点高，需要吃药吗？", "建议先连续测量一周血压，如果超过140/90，请到心血管内科就诊。"),
       ("孩子发烧三十八度五，需要去医院吗？", "可以先物理降温，多喝水；精神差或持续高热请及时就医。"),
@@ -135,7 +139,7 @@ def test_train_answer_only_loss_and_resume(tiny, caplog):
 
     trainer.model.save_pretrained(tiny / "adapter")
     test = [{"id": "q1", "question": QA[0][0]}, {"id": "q2", "question": QA[1][0]}]
-    gen = {"max_new_tokens": 8, "do_sample": False, "batch_size": 2}
+    gen = with_defaults("generation", {"max_new_tokens": 8, "do_sample": False, "batch_size": 2})
     records = generate_answers.generate_answers(str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test,
                                                 gen, QUANT, "cpu")
     assert [r["id"] for r in records] == ["q1", "q2"]
@@ -143,6 +147,42 @@ def test_train_answer_only_loss_and_resume(tiny, caplog):
     again = generate_answers.generate_answers(str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test,
                                               gen, QUANT, "cpu")
     assert [r["answer"] for r in again] == [r["answer"] for r in records]  # greedy is deterministic
+
+
+class Files(list):
+    """A rule's input or output as a `script:` sees it: a list, with names as attributes."""
+
+
+def installed(*names):
+    """What a stage run in this process records under `versions`: Python, then each package."""
+    return {"python": platform.python_version(), **{name: importlib.metadata.version(name) for name in names}}
+
+
+def test_base_model_stage_records_the_versions_it_built_with(tiny, tmp_path):
+    smk = fake_snakemake(input={"train": [str(tiny / "train.jsonl")]},
+                         params={"model": {"source": "build", "build": SHAPE}})
+    smk.output = Files([str(tmp_path / "m" / "manifest.json")])
+    base_model.main(smk)
+    manifest = read_json(tmp_path / "m" / "manifest.json")
+    assert manifest["source"] == "build" and manifest["path"] == str(tmp_path / "m" / "weights")
+    # For the paper's provenance, read in the stage's own process (its env under --sdm conda).
+    assert manifest["versions"] == installed("torch", "transformers", "tokenizers", "huggingface_hub")
+    assert load_tokenizer(smk.output[0]).eos_token == "<|im_end|>"  # the manifest still loads
+
+
+def test_train_stage_records_the_versions_it_ran_with(tiny, tmp_path):
+    setting = {**SETTING, "training": {**SETTING["training"], "max_steps": 1}}
+    out = {"adapter": str(tmp_path / "adapter"), "stats": str(tmp_path / "rep0.json"), "loss": str(tmp_path / "loss.csv")}
+    smk = fake_snakemake(input={"model": str(tiny / "m" / "manifest.json"), "train": str(tiny / "train.jsonl"),
+                                "val": str(tiny / "val.jsonl")}, output=out,
+                         params={"setting": setting, "quantization": QUANT, "device": "cpu",
+                                 "checkpoints": str(tmp_path / "ckpt")})
+    smk.resources, smk.wildcards = SimpleNamespace(gpu_memory_gib=32), SimpleNamespace(setting="tiny")
+    train_adapter.main(smk)
+    stats = read_json(out["stats"])
+    assert stats["global_step"] == 1 and stats["device"] == "cpu" and not (tmp_path / "ckpt").exists()
+    assert stats["versions"] == installed("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate",
+                                          "datasets")
 
 
 def test_checkpoint_fingerprint_changes_with_data(tmp_path):
@@ -214,7 +254,7 @@ def test_fast_generation_answers_like_nf4_with_unmerged_lora(tiny, tmp_path):
     get_peft_model(load_quantized_model(manifest, QUANT, "cpu"), config).save_pretrained(tmp_path / "adapter")
     tokenizer = load_tokenizer(manifest)
     questions = [q for q, _ in QA]
-    gen = {"max_new_tokens": 16, "do_sample": False, "batch_size": 4}
+    gen = with_defaults("generation", {"max_new_tokens": 16, "do_sample": False, "batch_size": 4})
     slow = qlora.answer_questions(PeftModel.from_pretrained(load_quantized_model(manifest, QUANT, "cpu"),
                                                             tmp_path / "adapter"), tokenizer, questions, gen)
     fast = qlora.answer_questions(qlora.load_generation_model(manifest, QUANT, "cpu", str(tmp_path / "adapter")),

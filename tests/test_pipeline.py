@@ -370,6 +370,7 @@ def test_workflow_lints_clean():
     ({"settings": {"control-s": {"lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj"]}}}},
      "is a dependency of 'lora'"),
     ({"judge_panel": {"chrf": {"model": "bleu"}}}, "'bleu' is not one of ['rouge-l-char', 'chrf']"),
+    ({"judge": {"backend": "gpt"}}, "'gpt' is not one of ['openai', 'reference']"),
     ({"test_sets": {"small": {"baseline": {"source": "file"}}}},
      "test_sets.small.baseline.source: 'file' needs a course file"),
 ])
