@@ -9,22 +9,17 @@ untuned control of the setting's base model (rules/common.smk controls_by_settin
 effects are differences of the study's published win rates (`published:`), whatever the test
 set: they are what the claim says, and what the power is computed at."""
 
-import yaml
-
 from claim_stats import BASELINE, claims_table
 from common import PipelineError, log, run_stage, write_json, write_text
 from verdicts import read_runs, table_rows, verdict_frame
-from winrate_table import read_published
+from winrate_table import load_study, read_published
 
 CONTROL = "control"
 
 
 def read_study(path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            study = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise PipelineError(f"{path}: cannot read the study file ({e})") from None
+    """The study file, its `claims:` checked."""
+    study = load_study(path)
     claims = study.get("claims") if isinstance(study, dict) else None
     if not isinstance(claims, list) or not claims:
         raise PipelineError(f"{path}: claims: missing or not a list")

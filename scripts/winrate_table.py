@@ -152,13 +152,18 @@ def published_columns(wins: int, n: int, published: Mapping | None) -> dict:
     }
 
 
-def read_published(path) -> dict[str, dict]:
-    """Setting -> {win_rate, wins, n} from the `published:` section of the study file."""
+def load_study(path) -> dict | None:
+    """config/study.yaml as YAML (its sections are checked by their readers)."""
     try:
         with open(path, encoding="utf-8") as f:
-            study = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as e:
         raise PipelineError(f"{path}: cannot read the study file ({e})") from None
+
+
+def read_published(path) -> dict[str, dict]:
+    """Setting -> {win_rate, wins, n} from the `published:` section of the study file."""
+    study = load_study(path)
     published = study.get("published") if isinstance(study, dict) else None
     if not isinstance(published, dict):
         raise PipelineError(f"{path}: published: missing or not a mapping (n, win_rates)")

@@ -1,4 +1,5 @@
 import copy
+import logging
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +30,35 @@ def demo_run(tmp_path_factory):
     root = copy_repo(tmp_path_factory.mktemp("demo"))
     snakemake(root, "--cores", "2", *DEMO)
     return root
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """Stages log to the root logger (common.setup_logging): each test leaves it as it found it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for h in root.handlers[:]:
+        if h not in handlers:
+            h.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def fake():
+    """Starts loopback OpenAI-compatible servers (tests/fake_openai.py); stops them after the test."""
+    import fake_openai
+
+    servers = []
+
+    def start(**kwargs):
+        servers.append(fake_openai.start(**kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        fake_openai.stop(server)
 
 
 def with_defaults(key: str, values: dict) -> dict:

@@ -14,7 +14,6 @@ leaves no output. Injected here on the CPU as a real torch.OutOfMemoryError; pro
 an H200 once, recorded in bench/OOM_MESSAGE.md.
 """
 
-import logging
 import types
 
 import pytest
@@ -36,31 +35,6 @@ def env(monkeypatch):
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(KEY_ENV, "sk-test-injection")
-
-
-@pytest.fixture(autouse=True)
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    for h in root.handlers[:]:
-        if h not in handlers:
-            h.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture
-def fake():
-    servers = []
-
-    def start(**kwargs):
-        servers.append(fake_openai.start(**kwargs))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        fake_openai.stop(server)
 
 
 # =========================================================================== prompt injection

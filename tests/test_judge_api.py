@@ -54,36 +54,11 @@ def baseline_first(q):
     return (Q[q], BASELINE[q])
 
 
-@pytest.fixture
-def fake():
-    servers = []
-
-    def start(**kwargs):
-        servers.append(fake_openai.start(**kwargs))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        fake_openai.stop(server)
-
-
 @pytest.fixture(autouse=True)
 def env(monkeypatch):
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(KEY_ENV, SECRET)
-
-
-@pytest.fixture(autouse=True)
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    for h in root.handlers[:]:
-        if h not in handlers:
-            h.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def write_inputs(tmp_path, setting=SETTING, name="answers"):
