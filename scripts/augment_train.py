@@ -120,7 +120,10 @@ def main(smk) -> None:
         "examples": examples,
     }
     write_jsonl(smk.output.train, out)
-    write_json(smk.output.stats, stats)
+    from versions import AUGMENT, versions
+
+    # For the paper's provenance: the packages this method ran with.
+    write_json(smk.output.stats, {**stats, "versions": versions(AUGMENT[cfg["method"]])})
     log.info("augmentation (%s): %d of %d training questions selected (ratio %s, seed %s); %d rewritten, "
              "%d left unaugmented %s", cfg["method"], len(selected), len(records), cfg["ratio"], cfg["seed"],
              n_augmented, len(selected) - n_augmented, method_stats["unaugmented_reasons"])

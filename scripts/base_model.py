@@ -102,7 +102,7 @@ def build_tiny_model(train: list[dict], shape: dict, out_dir: str | os.PathLike)
     )
     torch.manual_seed(shape["seed"])
     model = Qwen3ForCausalLM(config)
-    pretrain_losses = pretrain(model, tokenizer, texts, shape.get("pretrain_epochs", 0), shape.get("pretrain_lr", 1e-3))
+    pretrain_losses = pretrain(model, tokenizer, texts, shape["pretrain_epochs"], shape["pretrain_lr"])
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
@@ -133,10 +133,13 @@ def resolve_model(model: dict, train_path: str | None, out_dir: Path) -> dict:
 
 
 def main(smk):
+    from versions import BASE_MODEL as BASE_MODEL_PACKAGES, versions
+
     manifest_path = Path(smk.output[0])
     train = smk.input.train[0] if smk.input.train else None
     manifest = resolve_model(smk.params.model, train, manifest_path.parent)
-    write_json(manifest_path, manifest)
+    # For the paper's provenance: what this job built or fetched the model with.
+    write_json(manifest_path, {**manifest, "versions": versions(BASE_MODEL_PACKAGES)})
     log.info("Base model ready: %s", manifest)
 
 

@@ -1,11 +1,12 @@
 """Figure stage: the mean answer length of each setting beside the baseline's on the same
-questions, from tables/winrate.json as paper/answer_lengths.pdf."""
+questions, from the headline tables/<test set>/primary/winrate.json as paper/answer_lengths.pdf."""
 
 import os
 from typing import Mapping, Sequence
 
-from common import log, read_json, run_stage
+from common import log, run_stage
 from figure_style import setting_rows, settings_figure
+from records import read_table_json
 
 KEYS = ("mean_answer_chars", "baseline_mean_answer_chars")
 BAR_HEIGHT = 0.38
@@ -20,7 +21,7 @@ def plot_answer_lengths(results: Sequence[Mapping], path: str | os.PathLike) -> 
 
 
 def main(smk) -> None:
-    plot_answer_lengths(setting_rows(read_json(smk.input.winrate), KEYS), smk.output.figure)
+    plot_answer_lengths(setting_rows(read_table_json(smk.input.winrate, "winrate_row"), KEYS), smk.output.figure)
     log.info("figure: wrote %s", smk.output.figure)
 
 

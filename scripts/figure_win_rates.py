@@ -1,11 +1,12 @@
 """Figure stage: each setting's win rate against the baseline with its 95% Wilson interval, and
-the study's published rate where there is one, from tables/winrate.json as paper/win_rates.pdf."""
+the study's published rate where there is one, from the headline tables/<test set>/primary/winrate.json as paper/win_rates.pdf."""
 
 import os
 from typing import Mapping, Sequence
 
-from common import log, read_json, run_stage
+from common import log, run_stage
 from figure_style import setting_rows, settings_figure
+from records import read_table_json
 
 KEYS = ("win_rate", "ci_low", "ci_high", "published_win_rate")
 
@@ -31,7 +32,7 @@ def plot_win_rates(results: Sequence[Mapping], path: str | os.PathLike) -> None:
 
 
 def main(smk) -> None:
-    plot_win_rates(setting_rows(read_json(smk.input.winrate), KEYS), smk.output.figure)
+    plot_win_rates(setting_rows(read_table_json(smk.input.winrate, "winrate_row"), KEYS), smk.output.figure)
     log.info("figure: wrote %s", smk.output.figure)
 
 

@@ -116,8 +116,10 @@ def main(smk) -> None:
         tests={t: read_jsonl(path) for t, path in _by_name(test_sets, smk.input.tests, "tests").items()},
         baseline=read_jsonl(smk.input.baseline),
         generations=_replicates(settings, replicates, smk.input.generations, read_jsonl),
+        # Package versions as each stage recorded them in its stats or manifest.
         provenance=collect_provenance(config, winrate, smk.input.winrate, smk.input.raw, train_stats,
-                                      _paths(smk.input.models)),
+                                      _paths(smk.input.models), split_stats=smk.input.split_stats,
+                                      augment_stats=smk.input.augment_stats[0] if smk.input.augment_stats else None),
         judge_prompt=read_prompt(smk.input.judge_prompt),
         fidelity=read_fidelity_csv(smk.input.fidelity),
         augment_stats=read_json(smk.input.augment_stats[0]) if smk.input.augment_stats else None,

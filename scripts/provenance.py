@@ -1,13 +1,12 @@
-"""How a run was made, for the paper: code version, config hash, package versions, devices,
-data and model revisions, dates and the judge's usage; and the guard that keeps secrets out."""
+"""How a run was made, for the paper: code version, config hash, package versions (as each stage
+recorded them in its own output), devices, data and model revisions, dates and the judge's usage; and
+the guard that keeps secrets out."""
 
 
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import subprocess
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -15,8 +14,14 @@ from urllib.parse import urlsplit
 
 from common import PipelineError, read_json
 from paper_format import count, fmt, settings_list
+from versions import PAPER as PAPER_PACKAGES, versions
 
-PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "openai", "snakemake")
+# The paper's own packages, which it records itself; every other version comes from the stage that
+# used the package (versions.py), never from this process, which under `--sdm conda` has none of them.
+PACKAGES = PAPER_PACKAGES
+# The stages whose outputs record versions, by the names the paper gives them, in its order.
+STAGES = {"train": "adapter training", "model": "base model", "split": "data split", "augment": "augmentation",
+          "paper": "paper"}
 
 # Secrets the pipeline may read besides the configured key variables (judge/baseline api_key_env).
 SECRET_ENVS = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -56,14 +61,38 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+def gather_versions(records: Mapping[str, Mapping[str | None, Mapping]]) -> dict:
+    """The package versions the stages recorded in their outputs (`versions`, see versions.py),
+    by package. `records` maps each stage to its files' contents by item (a setting's replicate,
+    a model; None for a stage of one file), stages in the order the paper lists them. Returns
+    {"packages": {package: [{"version", "stages": [{"stage", "items"}]}]}, "not_recorded":
+    [{"stage", "items"}]}, packages and versions in order of first appearance; `items` is None
+    where a version covers every file of the stage that recorded the package (or, for
+    not_recorded, where no file of the stage recorded versions: outputs older than the record)."""
+    packages: dict[str, dict[str, dict[str, list]]] = {}  # package -> version -> stage -> items
+    used: dict[tuple[str, str], list] = {}  # (package, stage) -> the items that recorded it
+    not_recorded = []
+    for stage, files in records.items():
+        missing = []
+        for item, content in files.items():
+            found = content.get("versions")
+            if not isinstance(found, Mapping):
+                missing.append(item)
+                continue
+            for package, version in found.items():
+                packages.setdefault(package, {}).setdefault(str(version), {}).setdefault(stage, []).append(item)
+                used.setdefault((package, stage), []).append(item)
+        if missing:
+            not_recorded.append({"stage": stage, "items": None if len(missing) == len(files) else missing})
+    return {
+        "packages": {package: [{"version": version,
+                                "stages": [{"stage": stage,
+                                            "items": None if len(items) == len(used[package, stage]) else items}
+                                           for stage, items in stages.items()]}
+                               for version, stages in by_version.items()]
+                     for package, by_version in packages.items()},
+        "not_recorded": not_recorded,
+    }
 
 
 def xelatex_version() -> str:
@@ -111,19 +140,28 @@ def run_dates(winrate_path: str | os.PathLike, raw_data: str | os.PathLike,
 
 def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.PathLike,
             raw_data: str | os.PathLike, stats_paths: Mapping[str, Sequence[str | os.PathLike]],
-            model_manifests: Iterable[str | os.PathLike], cwd: str | os.PathLike = ".") -> dict:
+            model_manifests: Iterable[str | os.PathLike], cwd: str | os.PathLike = ".",
+            split_stats: str | os.PathLike | None = None, augment_stats: str | os.PathLike | None = None) -> dict:
     """Everything the paper's provenance section shows, as plain values (the template escapes
     them). `stats_paths` maps each trained setting to its replicates' training stats
-    (train_stats/<setting>/rep<r>.json); a model's name is the folder of its manifest."""
+    (train_stats/<setting>/rep<r>.json); a model's name is the folder of its manifest. Package
+    versions are the ones each stage recorded in these files and the data stages' stats (none
+    where the run augments nothing), and the paper's own (PACKAGES), read in this process."""
     train_stats = {setting: [read_json(path) for path in paths] for setting, paths in stats_paths.items()}
     manifests = {Path(path).parent.name: read_json(path) for path in model_manifests}
+    records = {
+        STAGES["train"]: {f"{setting}/rep{r}": s for setting, stats in train_stats.items() for r, s in enumerate(stats)},
+        STAGES["model"]: manifests,
+        **({STAGES["split"]: {None: read_json(split_stats)}} if split_stats else {}),
+        **({STAGES["augment"]: {None: read_json(augment_stats)}} if augment_stats else {}),
+        STAGES["paper"]: {None: {"versions": versions(PACKAGES)}},
+    }
     data = config.get("data") or {}
     judge = config.get("judge") or {}
     return {
         "git": git_state(cwd),
         "config_sha256": config_hash(config),
-        "packages": package_versions(),
-        "python": platform.python_version(),
+        "versions": gather_versions(records),
         "xelatex": xelatex_version(),
         # Written by the train stage since it records its device; older adapters lack it.
         "devices": {setting: "; ".join(sorted({s.get("device") or "not recorded" for s in stats}))
@@ -136,6 +174,30 @@ def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.
         "judge": {"backend": judge.get("backend"), "model": judge.get("model"),
                   "endpoint": public_url(judge.get("base_url")), "temperature": judge.get("temperature"),
                   **judge_usage(winrate)},
+    }
+
+
+def _and_list(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}"
+
+
+def _stage_text(entry: Mapping) -> str:
+    """'adapter training', or 'adapter training of setting3/rep1 and setting4/rep0'."""
+    return entry["stage"] if entry["items"] is None else f"{entry['stage']} of {_and_list(entry['items'])}"
+
+
+def version_rows(gathered: Mapping) -> dict:
+    """gather_versions' record as table text: each package (Python apart) with each version and
+    the stages that ran it, '2.13.0 (adapter training, base model); 2.12.0 (paper)', and the
+    stages whose outputs recorded no versions (None when every one did)."""
+    def text(versions_of: Sequence[Mapping]) -> str:
+        return "; ".join(f"{v['version']} ({', '.join(_stage_text(s) for s in v['stages'])})" for v in versions_of)
+
+    packages = gathered["packages"]
+    return {
+        "packages": [{"name": name, "version": text(found)} for name, found in packages.items() if name != "python"],
+        "python": text(packages["python"]) if "python" in packages else "not recorded",
+        "not_recorded": "; ".join(_stage_text(s) for s in gathered["not_recorded"]) or None,
     }
 
 
@@ -160,8 +222,7 @@ def paper_rows(prov: Mapping, settings: Sequence[Mapping]) -> dict:
         "raw_sha256": prov["data"]["raw_sha256"],
         "models": [{"name": name, "revision": fmt(rev)} for name, rev in prov["models"].items()],
         "devices": [f"{device} ({settings_list(ks)})" for device, ks in by_device.items()],
-        "packages": [{"name": name, "version": version} for name, version in prov["packages"].items()],
-        "python": prov["python"],
+        **version_rows(prov["versions"]),
         "xelatex": prov["xelatex"],
         "dates": [{"what": what, "when": when} for what, when in prov["dates"].items()],
         "judge": {

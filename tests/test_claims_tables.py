@@ -17,6 +17,7 @@ import judge_pairwise as jp
 from chat_api import Reply
 from common import PipelineError, write_jsonl
 from verdicts import verdict_frame
+from records import read_table_json
 
 # --- verdict records, as judge_pairwise.py writes them ------------------------------------------
 
@@ -157,6 +158,7 @@ def _holm_by_hand(pvalues):
 def test_claims_table_main_end_to_end(tmp_path):
     ct.main(_claims_smk(tmp_path, _write_runs(tmp_path / "verdicts", CLAIM_RUNS)))
     rows = json.loads((tmp_path / "tables" / "claims.json").read_text(encoding="utf-8"))
+    assert read_table_json(tmp_path / "tables" / "claims.json", "claim_row") == rows  # schemas/claim_row.yaml
     assert [r["id"] for r in rows] == ["beats", "even", "scaling", "sft", "sft2"]
     assert all(list(r) == CLAIM_COLUMNS for r in rows)
     by_id = {r["id"]: r for r in rows}

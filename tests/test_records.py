@@ -12,7 +12,7 @@ import baseline_answers
 import test_set
 from common import DataError, read_jsonl, write_jsonl
 from conftest import fake_snakemake
-from records import KINDS, SCHEMAS, check_record, read_records, validator
+from records import KINDS, SCHEMAS, check_record, read_records, read_table_json, validator
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -70,3 +70,17 @@ def test_test_set_and_file_baseline_write_records_that_fit(tmp_path):
     assert [a["answer"] for a in answers] == ["多休息。", "规律作息。"] and {a["source"] for a in answers} == {"file"}
     assert set(answers[0]) <= set(validator("answer").schema["properties"])
     assert read_jsonl(test_path)[0]["reference"] is None
+
+
+def test_a_bad_table_row_names_the_row_and_the_column(tmp_path):
+    path = tmp_path / "claims.json"
+    row = {"id": "scaling", "claim": "c", "source": "report §4.1", "setting": "setting2", "against": "setting1",
+           "n": 20, "replicates": 3, "published_effect": 0.15, "effect": 0.05, "ci_low": -0.1, "ci_high": 0.2,
+           "published_in_ci": True, "p_value": 0.4, "p_holm": 1.0, "power": 0.2, "n_for_80_power": 99,
+           "verdict": "inconclusive"}
+    path.write_text(json.dumps([row, {**row, "verdict": "maybe"}]), encoding="utf-8")
+    with pytest.raises(DataError, match=r"claims\.json: field 'row 2\.verdict': 'maybe' is not one of"):
+        read_table_json(path, "claim_row")
+    path.write_text(json.dumps({"rows": [row]}), encoding="utf-8")
+    with pytest.raises(DataError, match="expected a JSON list of rows"):
+        read_table_json(path, "claim_row")

@@ -11,6 +11,7 @@ from scipy.stats import binom, fisher_exact, hypergeom
 
 import winrate_table as wt
 from common import DataError, PipelineError, write_jsonl
+from records import read_table_json, validator
 
 
 # The setting's outcomes (setting_first, baseline_first) behind each verdict in _records: a tie
@@ -303,6 +304,9 @@ def test_main_writes_csv_and_json(tmp_path):
     wt.main(smk)
     rows = json.loads((tmp_path / "tables" / "winrate.json").read_text(encoding="utf-8"))
     assert isinstance(rows, list) and [r["setting"] for r in rows] == ["setting1", "setting2"]
+    # the interchange format the paper reads (scripts/schemas/winrate_row.yaml): every column, typed
+    assert read_table_json(tmp_path / "tables" / "winrate.json", "winrate_row") == rows
+    assert list(rows[0]) == list(validator("winrate_row").schema["properties"])
     assert list(rows[0]) == COLUMNS
     assert {k: rows[0][k] for k in COLUMNS[:9]} == {
         "setting": "setting1", "title": "Baseline recipe", "n": 10, "wins": 5, "ties": 2, "losses": 2,
