@@ -18,6 +18,7 @@ from paper_claims import claims_context
 from paper_design import design_context, setting_specs
 from paper_format import need
 from paper_results import results_context
+from records import read_table_json
 from provenance import check_no_secrets, collect as collect_provenance, paper_rows
 
 # The figures' file names, relative to the .tex file (rules/common.smk passes the same).
@@ -103,11 +104,12 @@ def main(smk) -> None:
     test_sets, judges = list(p.test_sets), list(p.judges)
     pairs = [(t, j) for t in test_sets for j in judges]
     names = [f"{t}/{j}" for t, j in pairs]
-    winrates = {pair: read_json(path) for pair, path in zip(pairs, _by_name(names, smk.input.winrates, "winrates").values())}
+    winrates = {pair: read_table_json(path, "winrate_row")
+                for pair, path in zip(pairs, _by_name(names, smk.input.winrates, "winrates").values())}
     claims_paths = dict(zip(pairs, _by_name(names, smk.input.claims, "claims").values()))
     replicates = config.get("replicates", 1)
     train_stats = _replicates(p.trained, replicates, smk.input.train_stats)
-    winrate = read_json(smk.input.winrate)
+    winrate = read_table_json(smk.input.winrate, "winrate_row")
     context = paper_context(
         config=config,
         winrate=winrate,
@@ -124,7 +126,7 @@ def main(smk) -> None:
         fidelity=read_fidelity_csv(smk.input.fidelity),
         augment_stats=read_json(smk.input.augment_stats[0]) if smk.input.augment_stats else None,
         leakage={t: read_json(path) for t, path in _by_name(test_sets, smk.input.near_duplicates, "near_duplicates").items()},
-        claims={t: read_json(claims_paths[t, "primary"]) for t in test_sets},
+        claims={t: read_table_json(claims_paths[t, "primary"], "claim_row") for t in test_sets},
         winrates=winrates,
         agreement=pd.read_csv(smk.input.agreement).to_dict(orient="records"),
         figures=smk.params.figures,

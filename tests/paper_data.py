@@ -86,7 +86,7 @@ def wilson(k, n, z=1.959963984540054):
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return center - half, center + half
+    return max(0.0, center - half), min(1.0, center + half)  # as scipy clips it
 
 
 def sign_test(a, b):
