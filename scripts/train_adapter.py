@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import io
 import json
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,6 @@ import transformers
 import trl
 from datasets import Dataset
 from peft import LoraConfig
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 import cuda_speed
@@ -179,6 +179,20 @@ def loss_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest checkpoint-N that was written to the end. The Trainer writes a checkpoint in
+    place, trainer_state.json last, and reads that file when resuming: a job killed while saving
+    leaves a newer, half-written folder that transformers' get_last_checkpoint would pick, and
+    every rerun would crash on it."""
+    steps = sorted(((int(m[1]), p) for p in output_dir.glob("checkpoint-*")
+                    if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))), reverse=True)
+    for _, folder in steps:
+        if (folder / "trainer_state.json").is_file() and any(folder.glob("adapter_model.*")):
+            return str(folder)
+        log.warning("Skipping %s: written only in part (its job was killed while saving)", folder)
+    return None
+
+
 def train_adapter(model_manifest, train_path, val_path, setting, quantization, device, gpu_memory_gib, checkpoint_dir,
                   *, name: str, callbacks=()):
     """Train (or resume) setting `name` and return the trainer; checkpoints under checkpoint_dir/<fingerprint>."""
@@ -192,7 +206,7 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
         load_base(model_manifest, quantization, device, gpu_memory_gib), load_tokenizer(model_manifest),
         sft_dataset(read_jsonl(train_path)), sft_dataset(read_jsonl(val_path)), args, setting["lora"], callbacks,
     )
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    last = last_complete_checkpoint(output_dir)
     if last:
         log.info("Resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)

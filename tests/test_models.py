@@ -185,6 +185,20 @@ def test_train_stage_records_the_versions_it_ran_with(tiny, tmp_path):
                                           "datasets")
 
 
+def test_a_half_written_checkpoint_is_skipped_when_resuming(tmp_path, caplog):
+    """A job killed while saving leaves checkpoint-20 without trainer_state.json: resume from 10."""
+    for step, files in ((10, ("adapter_model.safetensors", "trainer_state.json")), (20, ("adapter_model.safetensors",)),
+                        (5, ("adapter_model.safetensors", "trainer_state.json"))):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in files:
+            (folder / name).write_text("{}", encoding="utf-8")
+    (tmp_path / "checkpoint-x").mkdir()  # not a step: ignored
+    assert train_adapter.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert "checkpoint-20: written only in part" in caplog.text
+    assert train_adapter.last_complete_checkpoint(tmp_path / "none") is None
+
+
 def test_checkpoint_fingerprint_changes_with_data(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text("1"), b.write_text("2")

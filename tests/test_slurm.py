@@ -5,7 +5,8 @@ give the same win-rate table as a local run of the same code; the GPU rules' job
 for a GPU and been given one, the others not. The cluster is stopped (by PID) and /etc/slurm put
 back as it was. Skipped where it cannot run: not root, no apt-get to install SLURM, a SLURM already
 running here, or PIPELINE_SKIP_SLURM set. Without a cluster: a dry run of the study through the
-profile shows each setting's jobs sized by its base model."""
+profile shows each setting's jobs sized by its base model. And one training job cancelled (scancel)
+or requeued (scontrol requeue) once it has a checkpoint: run again, it resumes from it (issue 15)."""
 
 import os
 import re
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dag import DEMO, SETTINGS, SNAKEMAKE, copy_repo, job_stats, overlay
+from dag import DEMO, SETTINGS, SNAKEMAKE, copy_repo, job_stats, overlay, read_csv
 
 # The profile is under test, not the study's design: one replicate keeps the DAG small.
 ONE_REPLICATE = "one_replicate.yaml"
@@ -66,16 +67,25 @@ def test_profile_sizes_the_studys_jobs_by_setting(tmp_path):
     root = copy_repo(tmp_path)
     shutil.copytree(PROFILE.parent, root / "profiles" / "slurm")
     jobs = planned_resources(root, "--profile", "profiles/slurm", "--workflow-profile", "none")
-    train = {wc: res for (rule, wc), res in jobs.items() if rule == "train_adapter"}
-    generate = {wc: res for (rule, wc), res in jobs.items() if rule == "generate_answers"}
-    assert len(train) == len(generate) == 4
-    for res in [*train.values(), *generate.values()]:
-        assert res["gpu"] == "1" and res["cpus_per_task"] == "4"
-    big, small = train["setting=setting2"], train["setting=setting1"]  # Qwen3-14B, Qwen3-4B
+    # One size per setting: its replicates and test sets are the same job to SLURM.
+    sizes = {"train_adapter": {}, "generate_answers": {}}
+    for (rule, wc), res in jobs.items():
+        if rule in sizes:
+            assert res["gpu"] == "1" and res["cpus_per_task"] == "4", (rule, wc, res)
+            sizes[rule].setdefault(re.search(r"setting=([^,]+)", wc)[1], []).append(res)
+    for rule, by_setting in sizes.items():
+        for setting, each in by_setting.items():
+            assert all(res == each[0] for res in each), (rule, setting, each)
+    train = {setting: each[0] for setting, each in sizes["train_adapter"].items()}
+    generate = {setting: each[0] for setting, each in sizes["generate_answers"].items()}
+    assert set(train) == {"setting1", "setting2", "setting3", "setting4"}  # the controls train nothing
+    assert set(generate) == {*train, "control-4b", "control-14b"}
+    big, small = train["setting2"], train["setting1"]  # Qwen3-14B, Qwen3-4B
     assert int(big["mem_mb"]) > int(small["mem_mb"]) and int(big["runtime"]) > int(small["runtime"])
-    assert int(generate["setting=setting2"]["mem_mb"]) > int(generate["setting=setting1"]["mem_mb"])
+    assert int(generate["setting2"]["mem_mb"]) > int(generate["setting1"]["mem_mb"])
+    assert generate["control-14b"] == generate["setting2"] and generate["control-4b"] == generate["setting1"]
     for setting in ("setting1", "setting3", "setting4"):  # the three Qwen3-4B settings
-        assert train[f"setting={setting}"] == small
+        assert train[setting] == small
     for (rule, _), res in jobs.items():
         if rule not in GPU_RULES and rule != "all":
             assert res.get("gpu", "0") == "0" and res["cpus_per_task"] == "1", (rule, res)
@@ -255,3 +265,129 @@ def test_every_job_went_through_slurm_and_exactly_the_gpu_rules_asked_for_a_gpu(
         # the profile's defaults.
         if rule in ("train_adapter", "generate_answers"):
             assert (runtime, mem_mb) in local_job_sizes(local, rule), f"{rule}: -t {runtime} --mem {mem_mb}"
+
+
+# Issue 15, "a SLURM training job killed mid-run (scancel) or requeued": one training job of the demo
+# through the profile, its SLURM job killed (scancel) or requeued (scontrol requeue) once it has
+# written a checkpoint. A cancelled job is a failed job to the plugin (CANCELLED is in its fail
+# states), so the profile's `retries: 1` resubmits it as a new SLURM job; a requeued job keeps its
+# SLURM id and is only PENDING again to the plugin, which waits for it. Either way the training
+# that runs again finds the checkpoint (results/<run>/checkpoints, beside the outputs on the shared
+# file system) and resumes from it instead of starting over.
+TRAIN_TARGET = "results/demo/adapters/setting1/rep0"
+# 4 epochs instead of 2 (48 optimizer steps, a checkpoint every 10): a few seconds between the first
+# checkpoint and the end of training on a busy 2-core machine are too few to cancel in reliably.
+LONGER_TRAINING = "longer_training.yaml"
+TRAIN_STEPS = 48
+
+
+def squeue_state(job_id: str) -> str:
+    """The job's state as the profile's status command sees it ('' once SLURM forgot it)."""
+    proc = subprocess.run(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"],
+                          capture_output=True, text=True)
+    return proc.stdout.strip()
+
+
+def wait_for(condition, proc, log_path, what, timeout=600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if proc.poll() is not None:
+            pytest.fail(f"snakemake exited ({proc.returncode}) before {what}:\n"
+                        f"{log_path.read_text(encoding='utf-8')[-6000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}:\n{log_path.read_text(encoding='utf-8')[-6000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["scancel", "requeue"])
+def test_a_training_job_killed_in_slurm_resumes_from_its_checkpoint(slurm, tmp_path, fault):
+    started = time.monotonic()
+    root = copy_repo(tmp_path)
+    shutil.copytree(PROFILE.parent, root / "profiles" / "slurm")
+    overlay(root, LONGER_TRAINING, {"settings": {"setting1": {"training": {"num_train_epochs": 4}}}})
+    run = [*DEMO, LONGER_TRAINING]
+    test_profile = write_overlay(root, slurm)
+    checkpoints = root / "results/demo/checkpoints/setting1/rep0"
+    log_path = root / "snakemake-slurm.log"
+
+    def training_job():
+        jobs = slurm_jobs(log_path.read_text(encoding="utf-8"))
+        return next((job for job, info in jobs.items() if info["rule"] == "train_adapter"), None)
+
+    def saved_checkpoints():  # complete ones: the Trainer writes trainer_state.json last
+        return sorted((p.parent for p in checkpoints.glob("*/checkpoint-*/trainer_state.json")),
+                      key=lambda p: int(p.name.split("-")[1]))
+
+    with open(log_path, "w", encoding="utf-8") as log:
+        # The target first: --configfile takes every path after it (run ends with it). --verbose: the sbatch calls;
+        # --slurm-keep-successful-logs: the retried job's own SLURM log is kept to be read.
+        proc = subprocess.Popen([*SNAKEMAKE, TRAIN_TARGET, "--profile", "profiles/slurm", "--workflow-profile",
+                                 test_profile, "--verbose", "--slurm-keep-successful-logs", *run],
+                                cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=RUN_ENV, start_new_session=True)
+        try:
+            first = wait_for(training_job, proc, log_path, "the training job's submission")
+            wait_for(lambda: squeue_state(first) == "RUNNING" and saved_checkpoints(), proc, log_path,
+                     f"SLURM job {first} RUNNING with a checkpoint written")
+            before = saved_checkpoints()
+            if fault == "scancel":
+                subprocess.run(["scancel", first], check=True)
+                wait_for(lambda: squeue_state(first) == "CANCELLED", proc, log_path, f"job {first} CANCELLED")
+            else:
+                subprocess.run(["scontrol", "requeue", first], check=True)
+            to_fault = time.monotonic() - started
+            returncode = proc.wait(timeout=900)
+        finally:
+            stop_process(proc)
+    output = log_path.read_text(encoding="utf-8")
+    print(f"timings (s): {fault} after {to_fault:.0f}, whole run {time.monotonic() - started:.0f}")
+    print(f"checkpoints at the fault: {[p.name for p in before]}")
+    assert returncode == 0, f"the SLURM run failed ({returncode}):\n{output[-8000:]}"
+
+    trainings = [job for job, info in slurm_jobs(output).items() if info["rule"] == "train_adapter"]
+    records = Path(slurm["SLURM_TEST_JOBCOMP"]).read_text(encoding="utf-8")
+    states = {job: re.findall(rf"^JobId={job} .*?JobState=(\w+)", records, re.M) for job in trainings}
+    print(f"training SLURM jobs and their jobcomp states: {states}")
+    slurm_log = root / ".snakemake/slurm_logs/rule_train_adapter/setting1_0"
+    if fault == "scancel":
+        # Snakemake's retry: a second sbatch for the same job, which completed.
+        assert "Trying to restart job" in output, output[-6000:]
+        assert len(trainings) == 2 and trainings[0] == first, trainings
+        retry = trainings[1]
+        assert states[first][-1] == "CANCELLED" and states[retry][-1] == "COMPLETED", states
+        assert "CANCELLED" in (slurm_log / f"{first}.log").read_text(encoding="utf-8")
+    else:
+        # SLURM's own requeue: the same job ran again; Snakemake saw it pending and waited.
+        assert "Trying to restart job" not in output, output[-6000:]
+        assert trainings == [first], trainings
+        retry = first
+        # Two jobcomp records (22.05 logs the requeue as PENDING), and slurmctld counts the restart.
+        # SLURM holds a requeued job back for AuthInfo's cred_expire (120 s by default, Reason=
+        # BeginTime) before it starts it again: most of this case's time.
+        assert len(states[first]) == 2 and states[first][-1] == "COMPLETED", states
+        shown = subprocess.run(["scontrol", "show", "job", first], capture_output=True, text=True).stdout
+        assert "Restarts=1 " in shown, shown
+    retried_log = (slurm_log / f"{retry}.log").read_text(encoding="utf-8")
+    train_log = (root / "results/demo/logs/train_adapter/setting1/rep0.log").read_text(encoding="utf-8")
+    # The training that ran again resumed from a checkpoint (it logs this before training a step, so
+    # the checkpoint is the first attempt's), at least as late as the one seen before the fault.
+    resumed = re.findall(r"Resuming from (\S+)", train_log)
+    assert len(resumed) == 1, train_log
+    assert re.search(rf"Resuming from {re.escape(resumed[0])}", retried_log), retried_log[-4000:]
+    resumed_at = root / resumed[0]
+    assert resumed_at.parent == before[-1].parent, (resumed_at, before)  # the same fingerprint folder
+    assert int(before[-1].name.split("-")[1]) <= int(resumed_at.name.split("-")[1]) < TRAIN_STEPS
+    # It finished the recipe: every step once, the adapter and its loss curve, no checkpoint left.
+    results = root / "results/demo"
+    assert (results / "adapters/setting1/rep0/adapter_config.json").exists()
+    stats = yaml.safe_load((results / "train_stats/setting1/rep0.json").read_text(encoding="utf-8"))
+    assert stats["global_step"] == TRAIN_STEPS, stats
+    steps = [int(r["step"]) for r in read_csv(results / "losses/setting1/rep0.csv") if r["split"] == "train"]
+    assert steps == list(range(1, TRAIN_STEPS + 1)), steps
+    assert not checkpoints.exists()
+    dry = subprocess.run([*SNAKEMAKE, TRAIN_TARGET, "-n", "--cores", "1", "--workflow-profile", "none", *run],
+                         cwd=root, capture_output=True, text=True)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:] + dry.stderr[-3000:]
