@@ -41,6 +41,16 @@ def _no_space(path: Path, e: OSError) -> PipelineError:
                          "nothing was written there: free some space and rerun")
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """A write killed with SIGKILL never ran its cleanup: its temporary sibling (.<name>.<8
+    random characters>[suffix], as mkstemp/mkdtemp name them below) goes before the next write of
+    the same output. Snakemake runs one job per output at a time, the call cache locks its keys."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}(\..*)?")
+    for stale in path.parent.iterdir():
+        if pattern.fullmatch(stale.name):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds,
@@ -49,6 +59,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
@@ -68,6 +79,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Like atomic_path, for a folder (a saved model or adapter): built aside, then swapped in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp

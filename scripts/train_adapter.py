@@ -179,6 +179,22 @@ def loss_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def keep_adapter_dtypes(trainer) -> None:
+    """Resuming reloads the adapter through peft's load_adapter, which upcasts it to float32 where
+    TRL had cast it to the compute dtype: cast it back right after the reload, before the
+    optimizer is built, so that a resumed run trains (and saves) as an uninterrupted one."""
+    dtypes = {name: p.dtype for name, p in trainer.model.named_parameters() if p.requires_grad}
+    load = trainer._load_from_checkpoint
+
+    def load_then_cast(*args, **kwargs):
+        load(*args, **kwargs)
+        for name, p in trainer.model.named_parameters():
+            if name in dtypes and p.dtype != dtypes[name]:
+                p.data = p.data.to(dtypes[name])
+
+    trainer._load_from_checkpoint = load_then_cast
+
+
 def last_complete_checkpoint(output_dir: Path) -> str | None:
     """The newest checkpoint-N that was written to the end. The Trainer writes a checkpoint in
     place, trainer_state.json last, and reads that file when resuming: a job killed while saving
@@ -207,6 +223,8 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
         sft_dataset(read_jsonl(train_path)), sft_dataset(read_jsonl(val_path)), args, setting["lora"], callbacks,
     )
     last = last_complete_checkpoint(output_dir)
+    if last:
+        keep_adapter_dtypes(trainer)
     if last:
         log.info("Resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)

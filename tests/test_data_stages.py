@@ -177,3 +177,23 @@ def test_real_course_file_has_the_case_study_question(shared_data):
     test = test_set.read_course_file(str(shared_data / "zh_med.json"))
     assert len(test) == 20
     assert test[2]["question"] == "请描述一下病毒性感染的传播途径以及如何防止传播？"
+
+
+def test_a_killed_writes_temporary_goes_with_the_next_write_of_that_output(tmp_path):
+    """SIGKILL runs no cleanup: a stale .<name>.<8 characters>[suffix] beside an output is removed
+    when that output is written again; another output's temporaries are left alone."""
+    from common import atomic_dir, write_text
+
+    stale_file, stale_dir = tmp_path / ".out.json.abcd1234.tmp", tmp_path / ".adapter.k9_x2mq7"
+    others = [tmp_path / ".out.json.gz.abcd1234.tmp", tmp_path / ".out.jsonl.abcd1234.tmp", tmp_path / ".out.json.x"]
+    stale_file.write_text("half", encoding="utf-8")
+    stale_dir.mkdir()
+    (stale_dir / "adapter_model.safetensors").write_text("half", encoding="utf-8")
+    for other in others:
+        other.write_text("another output's", encoding="utf-8")
+    write_text(tmp_path / "out.json", "{}")
+    with atomic_dir(tmp_path / "adapter") as tmp:
+        (tmp / "adapter_config.json").write_text("{}", encoding="utf-8")
+    assert not stale_file.exists() and not stale_dir.exists()
+    assert all(other.exists() for other in others)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["adapter", "out.json"]
