@@ -433,7 +433,9 @@ def test_ctrl_c_leaves_no_output_that_looks_complete_and_the_rerun_finishes(demo
     # outputs had already been moved into place
     left = len(runs) - len(trained)
     assert left <= jobs["train_adapter"] <= left + 1
-    assert not {"raw_data", "split_data", "test_set"} & set(jobs)  # what had finished stays finished
+    # what had finished stays finished (with one core, a test set may not have been drawn yet)
+    assert not {"raw_data", "split_data"} & set(jobs)
+    assert jobs.get("test_set", 0) == sum(not (results / "data" / "test" / f"{t}.jsonl").exists() for t in TEST_SETS)
     snakemake(root, "--cores", "2", "--rerun-incomplete", *DEMO)
     for s, rep in resumable:
         log = results / "logs" / "train_adapter" / s / f"{rep}.log"
