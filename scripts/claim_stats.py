@@ -22,7 +22,6 @@ study's win rate); a score is win 1, tie 0.5, loss 0, invalid 0.5 (no preference
                   win rate at equal lengths.
   kappa           Cohen's kappa of two judges' win/tie/loss verdicts with its 95% interval
                   (statsmodels, Fleiss, Cohen and Everitt 1969 standard error).
-  seed noise      the spread of one setting's win rates over its replicates (training seeds).
 """
 
 import math
@@ -38,8 +37,8 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.tools.sm_exceptions import ModelWarning, PerfectSeparationError
 
 from common import PipelineError
+from verdicts import VERDICTS
 
-VERDICTS = ("win", "tie", "loss", "invalid")
 SCORES = {"win": 1.0, "tie": 0.5, "loss": 0.0, "invalid": 0.5}
 KAPPA_CATEGORIES = ("win", "tie", "loss")
 VERDICT_COLUMNS = ("setting", "replicate", "id", "verdict", "answer_chars", "baseline_chars")
@@ -48,8 +47,6 @@ COLUMNS = [
     "id", "claim", "source", "setting", "against", "n", "replicates", "published_effect", "effect",
     "ci_low", "ci_high", "published_in_ci", "p_value", "p_holm", "power", "n_for_80_power", "verdict",
 ]
-SPREAD_COLUMNS = ["setting", "replicates", "win_rate", "replicate_win_rates", "replicate_min", "replicate_max",
-                  "replicate_sd"]
 
 
 def check_verdicts(verdicts: pd.DataFrame) -> None:
@@ -269,32 +266,3 @@ def claims_table(verdicts: pd.DataFrame, claims: list[dict], alpha: float = 0.05
     floats = ("effect", "ci_low", "ci_high", "p_value", "p_holm", "power")
     return pd.DataFrame(rows, columns=COLUMNS).astype(
         {"n": "Int64", "replicates": "Int64", "n_for_80_power": "Int64", **dict.fromkeys(floats, "float64")})
-
-
-def replicate_spread(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Per setting: pooled win rate, each replicate's, their min, max and sd (ddof=1)."""
-    check_verdicts(verdicts)
-    rows = []
-    for setting in pd.unique(verdicts["setting"]):
-        wins = per_question(verdicts, setting)
-        rates = wins.mean(axis=0)
-        sd = float(rates.std(ddof=1)) if len(rates) > 1 else math.nan
-        rows.append([setting, len(rates), float(wins.mean()), rates.tolist(), rates.min(), rates.max(), sd])
-    return pd.DataFrame(rows, columns=SPREAD_COLUMNS)
-
-
-def seed_noise(spread: pd.DataFrame) -> tuple[str | None, float]:
-    """(setting, range): the largest max - min of one setting's replicate win rates; NaN at K=1."""
-    multi = spread[spread["replicates"] > 1]
-    if multi.empty:
-        return None, math.nan
-    ranges = multi["replicate_max"] - multi["replicate_min"]
-    return multi["setting"].loc[ranges.idxmax()], float(ranges.max())
-
-
-def seed_noise_summary(spread: pd.DataFrame) -> str:
-    setting, width = seed_noise(spread)
-    if setting is None:
-        return "One replicate per setting: seed noise is not measured."
-    return (f"Seed noise alone moves a setting's win rate by up to {width:.3f} between replicates "
-            f"({setting}); differences between settings smaller than that are within seed noise.")

@@ -289,33 +289,7 @@ def test_claims_need_setting_and_against():
         cs.claims_table(df, [{"id": "X", "setting": "a"}], n_boot=10)
 
 
-# --- replicate spread ---------------------------------------------------------------------------
-
-def test_replicate_spread_and_seed_noise():
-    df = _table({
-        "a": [["win", "win", "loss", "loss"], ["win", "win", "win", "loss"], ["win", "tie", "loss", "invalid"]],
-        "b": [["win", "loss", "loss", "loss"]] * 3,
-    })
-    spread = cs.replicate_spread(df)
-    a = spread.set_index("setting").loc["a"]
-    assert a["replicate_win_rates"] == [0.5, 0.75, 0.25]
-    assert a["win_rate"] == pytest.approx(6 / 12)
-    assert (a["replicate_min"], a["replicate_max"]) == (0.25, 0.75)
-    assert a["replicate_sd"] == pytest.approx(np.std([0.5, 0.75, 0.25], ddof=1))
-    assert spread.set_index("setting").loc["b", "replicate_sd"] == 0.0
-    assert cs.seed_noise(spread) == ("a", 0.5)
-    assert "0.500" in cs.seed_noise_summary(spread) and "(a)" in cs.seed_noise_summary(spread)
-
-
-def test_seed_noise_with_one_replicate():
-    spread = cs.replicate_spread(_table({"a": [["win", "loss"]]}))
-    assert math.isnan(spread["replicate_sd"][0])
-    assert cs.seed_noise(spread)[0] is None
-    assert "not measured" in cs.seed_noise_summary(spread)
-
-
 def test_empty_table_runs_no_claim():
     df = pd.DataFrame(columns=list(cs.VERDICT_COLUMNS))
     table = cs.claims_table(df, CLAIMS, n_boot=10)
     assert (table["verdict"] == "not run").all() and table["p_holm"].isna().all()
-    assert cs.replicate_spread(df).empty
