@@ -5,7 +5,9 @@ rule generate_answers:
         adapter=adapter_input,
         test=f"{RESULTS}/data/test/{{test_set}}.jsonl",
     output:
-        f"{RESULTS}/generations/{{test_set}}/{{setting}}/rep{{replicate}}.jsonl",
+        answers=f"{RESULTS}/generations/{{test_set}}/{{setting}}/rep{{replicate}}.jsonl",
+        # Wall time, tokens/s and peak GPU memory of the answering: the paper's compute table.
+        stats=f"{RESULTS}/generation_stats/{{test_set}}/{{setting}}/rep{{replicate}}.json",
     log:
         f"{LOGS}/generate_answers/{{test_set}}/{{setting}}/rep{{replicate}}.log",
     conda:

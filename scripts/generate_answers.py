@@ -1,27 +1,44 @@
 """Stage generate: each setting's answers to the test questions: the 4-bit base model with the
 setting's LoRA adapter (a control: with none), batched, thinking off; sampled as the study did (each question from its own
 seed, so batching changes speed only) or greedy. Each record says whether its answer was cut at
-max_new_tokens (hit_token_limit)."""
+max_new_tokens (hit_token_limit). A stats file gives the job's load and answering times, tokens/s
+and peak GPU memory for the paper's compute table."""
+
+import time
+
+from common import log, read_jsonl, run_stage, write_json, write_jsonl
+from qlora import answer_questions, device_name, load_generation_model, load_tokenizer, peak_gpu_gib
 
 
-from common import log, read_jsonl, run_stage, write_jsonl
-from qlora import answer_questions, load_generation_model, load_tokenizer
-
-
-def generate_answers(model_manifest, adapter_dir, test, generation, quantization, device) -> list[dict]:
+def generate_answers(model_manifest, adapter_dir, test, generation, quantization, device) -> tuple[list[dict], dict]:
+    """The answer records and the job's compute stats."""
+    started = time.perf_counter()
     tokenizer = load_tokenizer(model_manifest)
     model = load_generation_model(model_manifest, quantization, device, adapter_dir)
+    loaded = time.perf_counter()
     answers = answer_questions(model, tokenizer, [t["question"] for t in test], generation, [t["id"] for t in test])
-    return [{"id": t["id"], **a, "generation": generation} for t, a in zip(test, answers)]
+    answered = time.perf_counter()
+    tokens = sum(a["answer_tokens"] for a in answers)
+    stats = {
+        "device": device_name(device),
+        "questions": len(answers),
+        "answer_tokens": tokens,
+        "load_s": round(loaded - started, 3),
+        "generate_s": round(answered - loaded, 3),  # the first call's warm-up (graph capture) included
+        "tokens_per_s": round(tokens / (answered - loaded), 1),
+        "peak_gpu_gib": peak_gpu_gib(device),
+    }
+    return [{"id": t["id"], **a, "generation": generation} for t, a in zip(test, answers)], stats
 
 
 def main(smk):
     p = smk.params
     adapter = smk.input.adapter[0] if smk.input.adapter else None  # none: an untuned control
-    records = generate_answers(smk.input.model, adapter, read_jsonl(smk.input.test),
-                               p.generation, p.quantization, p.device)
-    write_jsonl(smk.output[0], records)
-    log.info("Wrote %d answers to %s", len(records), smk.output[0])
+    records, stats = generate_answers(smk.input.model, adapter, read_jsonl(smk.input.test),
+                                      p.generation, p.quantization, p.device)
+    write_jsonl(smk.output.answers, records)
+    write_json(smk.output.stats, stats)
+    log.info("Wrote %d answers to %s (%.0f tokens/s)", len(records), smk.output.answers, stats["tokens_per_s"])
 
 
 if "snakemake" in globals():

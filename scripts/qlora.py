@@ -24,6 +24,16 @@ def check_device(device: str) -> None:
         )
 
 
+def device_name(device: str) -> str:
+    """The card a job ran on (the model sits on GPU 0 when device is cuda), or "cpu"."""
+    return torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+
+
+def peak_gpu_gib(device: str) -> float | None:
+    """The most GPU memory this process's tensors held, in GiB (None on the CPU)."""
+    return round(torch.cuda.max_memory_allocated(0) / 2**30, 2) if device == "cuda" else None
+
+
 def bnb_config(quantization: dict) -> BitsAndBytesConfig:
     return BitsAndBytesConfig(
         load_in_4bit=True,

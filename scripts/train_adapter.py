@@ -27,7 +27,7 @@ from trl import SFTConfig, SFTTrainer
 import cuda_speed
 from common import (CHAT_TEMPLATE_KWARGS, PipelineError, atomic_dir, chat_prompt, log, read_jsonl, run_stage,
                     write_json, write_text)
-from qlora import load_quantized_model, load_tokenizer
+from qlora import device_name, load_quantized_model, load_tokenizer, peak_gpu_gib
 
 
 def sft_dataset(records: list[dict]) -> Dataset:
@@ -150,6 +150,20 @@ def execution(trainer) -> dict:
     }
 
 
+def train_runtime_s(trainer) -> float | None:
+    return next((e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e), None)
+
+
+def train_tokens_per_s(trainer) -> float | None:
+    """Tokens trained on (prompt and answer, no padding) per second of the trainer's own runtime,
+    evaluations included."""
+    runtime = train_runtime_s(trainer)
+    if not runtime:
+        return None
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * trainer.state.epoch
+    return round(tokens / runtime, 1)
+
+
 def run_fingerprint(*parts) -> str:
     """Checkpoints are only resumed by a run with the same setting, data and base model."""
     digest = hashlib.sha256()
@@ -245,10 +259,11 @@ def main(smk):
     write_json(smk.output.stats, {
         "global_step": state.global_step,
         "epochs": state.epoch,
-        "train_runtime_s": next((e["train_runtime"] for e in reversed(state.log_history) if "train_runtime" in e), None),
+        "train_runtime_s": train_runtime_s(trainer),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-        # For the paper's provenance; the model sits on GPU 0 when device is cuda (qlora.py).
-        "device": torch.cuda.get_device_name(0) if smk.params.device == "cuda" else "cpu",
+        "device": device_name(smk.params.device),  # for the paper's provenance and compute table
+        "peak_gpu_gib": peak_gpu_gib(smk.params.device),
+        "train_tokens_per_s": train_tokens_per_s(trainer),
         "execution": execution(trainer),
         "versions": versions(TRAIN_PACKAGES),  # for the paper's provenance: what this job ran with
     })

@@ -207,7 +207,10 @@ def test_generate_answers_records_carry_hit_token_limit(tiny, monkeypatch):
     monkeypatch.setattr(generate_answers, "load_tokenizer", lambda manifest: tokenizer)
     monkeypatch.setattr(generate_answers, "load_generation_model", lambda *args: model)
     test = [{"id": i, "question": q} for i, q in zip(IDS, QUESTIONS)]
-    records = generate_answers.generate_answers("manifest", None, test, STUDY, QUANT, "cpu")
+    records, stats = generate_answers.generate_answers("manifest", None, test, STUDY, QUANT, "cpu")
+    assert stats["device"] == "cpu" and stats["questions"] == len(test) and stats["peak_gpu_gib"] is None
+    assert stats["answer_tokens"] == sum(r["answer_tokens"] for r in records) > 0
+    assert stats["tokens_per_s"] == pytest.approx(stats["answer_tokens"] / stats["generate_s"], rel=0.01)
     assert [set(r) for r in records] == [{"id", "question", "answer", "prompt_tokens", "answer_tokens",
                                           "hit_token_limit", "generation"}] * len(test)
     assert [r["id"] for r in records] == IDS and all(r["generation"] == STUDY for r in records)
