@@ -197,7 +197,7 @@ def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
         "micro_batch": trainer.args.per_device_train_batch_size,
         "grad_accum": trainer.args.gradient_accumulation_steps,
         "liger": trainer.args.use_liger_kernel,
-        "compiled_layers": cuda_speed.compiles_layers(trainer.args, trainer.model),
+        "compiled_layers": cuda_speed.compiles_layers(trainer),
         "tokens_per_s": round(tps, 1),
         # 4 x non-embedding parameters per token: forward 2N, backward to the activations 2N
         # (the frozen base gets no weight gradients); recomputation is not counted as useful.

@@ -1,8 +1,10 @@
 """The CUDA speed policy of training: how a setting's recipe runs faster on a GPU without changing
 what it learns (fewer, larger micro-batches; the frozen NF4 base dequantised once when it fits;
-no cuDNN attention; compiled decoder layers where activations are kept). On the CPU the recipe
+no cuDNN attention; compiled decoder layers where activations are kept and the job is long enough
+for the compilation to pay). On the CPU the recipe
 runs as written. Measurements: bench/RESULTS.md (bench/train_bench.py, bench/profile_step.py)."""
 
+import math
 from collections.abc import Mapping
 
 import bitsandbytes as bnb
@@ -32,15 +34,54 @@ def four_bit(model) -> bool:
     return any(isinstance(p, bnb.nn.Params4bit) for p in model.parameters())
 
 
-def compiles_layers(args, model) -> bool:
-    """Decoder layers are compiled on CUDA where activations are kept (no gradient checkpointing:
-    setting 4) over the dequantised base, where the step is launch-bound: 7,505 instead of 4,450
-    tokens/s with Liger's kernels (bench/RESULTS.md). Not over 4-bit matmuls (a compiled 4-bit
-    model was slower), not with gradient checkpointing (compiled layers failed at the first step
-    on the H100; those settings already run 6-11x stock), and not where a config asks for Liger's
-    kernels (inductor fails on Liger's RMSNorm) or a whole-model compile (torch_compile)."""
+def can_compile_layers(args, model) -> bool:
+    """Decoder layers can be compiled on CUDA where activations are kept (no gradient checkpointing:
+    setting 4) over the dequantised base, where the step is launch-bound: 7,505 instead of 4,156
+    tokens/s (bench/RESULTS.md). Not over 4-bit matmuls (a compiled 4-bit model was slower), not
+    with gradient checkpointing (compiled layers failed at the first step on the H100), and not
+    where a config asks for Liger's kernels (inductor fails on Liger's RMSNorm) or a whole-model
+    compile (torch_compile)."""
     return not (args.use_cpu or args.gradient_checkpointing or args.use_liger_kernel or args.torch_compile
                 or four_bit(model))
+
+
+# The cost model of compiling, from setting 4's measurements on an H100 (bench/RESULTS.md, second
+# and third pass: 4B, dequantised base, Huatuo lengths, fresh processes): eager and compiled
+# training throughput, and the compilation the first training step pays (about 90 s); evaluation,
+# in eval mode, compiles once more (bench/gpu_smoke_h100.json). [ours] An evaluated token costs a
+# third of a trained one (a forward of forward + backward) in either path.
+EAGER_TOKENS_PER_S = 4_156
+COMPILED_TOKENS_PER_S = 7_505
+COMPILE_S = 90.0
+EVAL_TOKEN_SHARE = 1 / 3
+
+
+def compile_saving_s(train_tokens: float, eval_tokens: float) -> float:
+    """Seconds compiling the decoder layers saves a job (negative: what it costs)."""
+    work = train_tokens + EVAL_TOKEN_SHARE * eval_tokens
+    compilations = 2 if eval_tokens else 1
+    return work * (1 / EAGER_TOKENS_PER_S - 1 / COMPILED_TOKENS_PER_S) - compilations * COMPILE_S
+
+
+def job_tokens(trainer) -> tuple[int, int]:
+    """Tokens the job trains on (prompt and answer, every epoch) and evaluates (the whole
+    validation set at every eval_steps and after the last step)."""
+    args = trainer.args
+    per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    steps_per_epoch = math.ceil(len(trainer.train_dataset) /
+                                (args.per_device_train_batch_size * args.gradient_accumulation_steps))
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.num_train_epochs)
+    train = per_epoch * steps / steps_per_epoch
+    every = args.eval_steps if args.eval_steps >= 1 else math.ceil(args.eval_steps * steps)
+    evaluated = sum(len(ids) for ids in trainer.eval_dataset["input_ids"]) * math.ceil(steps / every)
+    return round(train), evaluated
+
+
+def compiles_layers(trainer) -> bool:
+    """The decoder layers are compiled where they can be and the job is long enough for the
+    compilation to pay for itself: not at the study's size (setting 4: ~60k trained and ~600k
+    evaluated tokens save ~30 s against ~180 s of compiling), but for a whole epoch of Huatuo."""
+    return can_compile_layers(trainer.args, trainer.model) and compile_saving_s(*job_tokens(trainer)) > 0
 
 
 def bf16_gib(model) -> float:
@@ -82,5 +123,6 @@ def compile_decoder_layers(model):
 
 def compile_where_it_pays(trainer) -> None:
     """The trainer's decoder layers compiled where compiles_layers says so (never on the CPU)."""
-    if compiles_layers(trainer.args, trainer.model):
+    if compiles_layers(trainer):
+        log.info("Compiling the decoder layers: expected to save %.0f s", compile_saving_s(*job_tokens(trainer)))
         compile_decoder_layers(trainer.model)

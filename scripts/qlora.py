@@ -12,6 +12,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfi
                           TopPLogitsWarper)
 
 from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, log, read_json
+from decoding import decode, processors
 
 
 def check_device(device: str) -> None:
@@ -80,18 +81,6 @@ def load_generation_model(manifest_path: str, quantization: dict, device: str, a
     return model.eval()
 
 
-# A static KV cache makes generate() compile the decoding step into CUDA graphs: 2,036 against 638
-# tokens/s for 20 answers x 256 tokens of a 4B model on an H100, but the compilation costs ~45 s,
-# so it pays only from about this many tokens to generate (bench/RESULTS.md).
-STATIC_CACHE_FROM_TOKENS = 40_000
-
-
-def decoding_cache(device_type: str, n_questions: int, max_new_tokens: int) -> str | None:
-    if device_type == "cuda" and n_questions * max_new_tokens >= STATIC_CACHE_FROM_TOKENS:
-        return "static"
-    return None
-
-
 def question_seed(seed: int, question_id) -> int:
     """The seed a question samples from: SHA-256 of "<seed>:<id>", stable across processes and
     machines (unlike hash()), in the 63 bits a torch.Generator takes."""
@@ -150,14 +139,12 @@ def answer_questions(model, tokenizer, questions: list[str], generation: dict, i
     """Batched answers (thinking off), with prompt and answer token counts and whether the answer
     was cut at max_new_tokens. Sampling (do_sample) draws each question's tokens from its own seed,
     question_seed(generation["seed"], its id) (ids default to the positions), so an answer is the
-    same whichever questions share its batch; greedy is generate's own."""
+    same whichever questions share its batch; greedy is generate()'s (decoding.decode)."""
     ids = list(range(len(questions))) if ids is None else list(ids)
     if len(ids) != len(questions):
         raise PipelineError(f"{len(questions)} questions but {len(ids)} ids")
     tokenizer.padding_side = "left"  # decoder-only batches must end on the prompt's last token
     model.eval()
-    model.generation_config.cache_implementation = decoding_cache(
-        model.device.type, len(questions), generation["max_new_tokens"])
     max_new_tokens, seed = generation["max_new_tokens"], generation["seed"]
     top_k = inherited_top_k(model)
     eos = torch.tensor(eos_token_ids(model, tokenizer), device=model.device)
@@ -175,15 +162,12 @@ def answer_questions(model, tokenizer, questions: list[str], generation: dict, i
                            generation["top_p"], top_k, model.device)]
             if generation["do_sample"] else []
         )
-        out = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            do_sample=False, temperature=None, top_p=None, top_k=None,  # the sampler (if any) warps and draws
-            repetition_penalty=float(generation["repetition_penalty"]),  # HF's, before the sampler
-            logits_processor=LogitsProcessorList(sampler),
+        new_tokens = decode(
+            model, enc["input_ids"], enc["attention_mask"], max_new_tokens,
+            # HF's repetition penalty, then the sampler (if any) warps and draws; greedy without one
+            processors(float(generation["repetition_penalty"]), sampler),
+            eos, tokenizer.pad_token_id, cuda_graph=model.device.type == "cuda",
         )
-        new_tokens = out[:, enc["input_ids"].shape[1] :]
         ended = torch.isin(new_tokens, eos)
         for q, prompt_mask, tokens, row_ended in zip(batch, enc["attention_mask"], new_tokens, ended):
             # after its EOS a row holds only padding, up to the batch's longest answer

@@ -145,7 +145,7 @@ def execution(trainer) -> dict:
     return {
         "micro_batch": trainer.args.per_device_train_batch_size,
         "grad_accum": trainer.args.gradient_accumulation_steps,
-        "compiled_layers": cuda_speed.compiles_layers(trainer.args, trainer.model),
+        "compiled_layers": cuda_speed.compiles_layers(trainer),
         "frozen_base": "4-bit" if cuda_speed.four_bit(trainer.model) else "dequantised once from 4-bit",
     }
 

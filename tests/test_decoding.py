@@ -1,12 +1,14 @@
 """Decoding as the study did it (temperature, top_p, repetition penalty), with each question
 sampling from its own seed: the Gumbel-max sampler's distribution, answers that do not depend on
 the batch, reruns, greedy as Hugging Face's, hit_token_limit, and the repetition penalty; through
-the real transformers generate() on a tiny random Qwen3 on the CPU."""
+the pipeline's decoding loop, checked against the real transformers generate(), on a tiny random
+Qwen3 on the CPU."""
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import chisquare
+from transformers import LogitsProcessorList
 
 import base_model
 import qlora
@@ -37,19 +39,19 @@ def tiny(tmp_path_factory):
 
 def answer(model, tokenizer, questions, generation, ids):
     """answer_questions' records, and each answer's new token ids (up to its EOS, which is kept),
-    read off generate() itself."""
-    generate, rows = model.generate, []
+    read off the decoding loop itself."""
+    rows, decode = [], qlora.decode
 
-    def spy(**kwargs):
-        out = generate(**kwargs)
-        rows.extend(out[:, kwargs["input_ids"].shape[1]:].tolist())
+    def spy(*args, **kwargs):
+        out = decode(*args, **kwargs)
+        rows.extend(out.tolist())
         return out
 
-    model.generate = spy
+    qlora.decode = spy
     try:
         records = qlora.answer_questions(model, tokenizer, questions, generation, ids)
     finally:
-        del model.generate
+        qlora.decode = decode
     eos = set(qlora.eos_token_ids(model, tokenizer))
     tokens = [row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))] for row in rows]
     return records, tokens
@@ -168,6 +170,33 @@ def test_greedy_is_hugging_faces_plain_greedy(tiny, penalty):
         reference = out[0, enc["input_ids"].shape[1]:].tolist()
         assert got == reference
         assert record["answer"] == tokenizer.decode(reference, skip_special_tokens=True).strip()
+
+
+def test_the_decoding_loop_is_generate_over_a_padded_batch_sampled_and_penalised(tiny):
+    """decoding.decode (static cache, 4D masks, its own positions) makes the tokens generate() makes
+    for the same left-padded batch, repetition penalty and Gumbel sampler, over generate()'s dynamic
+    cache and over its static one."""
+    model, tokenizer = tiny
+    prompts = [tokenizer.apply_chat_template(chat_prompt(q), tokenize=False, add_generation_prompt=True,
+                                             **CHAT_TEMPLATE_KWARGS) for q in QUESTIONS]
+    tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    assert (enc["attention_mask"] == 0).any()  # prompts of different lengths: padding in the batch
+
+    def sampler():
+        seeds = [qlora.question_seed(42, i) for i in IDS]
+        return [qlora.GumbelSampler(seeds, 0.7, 0.9, qlora.inherited_top_k(model))]
+
+    eos = torch.tensor(qlora.eos_token_ids(model, tokenizer))
+    ours = qlora.decode(model, enc["input_ids"], enc["attention_mask"], 24, qlora.processors(1.2, sampler()), eos,
+                        tokenizer.pad_token_id, cuda_graph=False)
+    for cache in (None, "static"):
+        out = model.generate(**enc, max_new_tokens=24, do_sample=False, temperature=None, top_p=None, top_k=None,
+                             repetition_penalty=1.2, logits_processor=LogitsProcessorList(sampler()),
+                             pad_token_id=tokenizer.pad_token_id, cache_implementation=cache)
+        theirs = out[:, enc["input_ids"].shape[1]:]
+        assert ours[:, : theirs.shape[1]].tolist() == theirs.tolist(), cache
+        assert (ours[:, theirs.shape[1]:] == tokenizer.pad_token_id).all()  # past every end: padding only
 
 
 class EndAt:

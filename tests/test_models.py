@@ -278,12 +278,6 @@ def test_fast_generation_answers_like_nf4_with_unmerged_lora(tiny, tmp_path):
     assert [a["answer"] for a in fast] != [a["answer"] for a in base]  # the adapter was applied
 
 
-def test_static_cache_only_where_compiling_pays():
-    assert qlora.decoding_cache("cpu", 10_000, 512) is None
-    assert qlora.decoding_cache("cuda", 20, 512) is None  # the study: compiling would cost more than it saves
-    assert qlora.decoding_cache("cuda", 100, 512) == "static"
-
-
 def test_cuda_speedups_keep_each_optimiser_step_the_same():
     course = {**SETTING["training"], "per_device_train_batch_size": 2, "gradient_accumulation_steps": 8}
     assert cuda_speed.speedups(course, "cpu") == {}  # the CPU runs the recipe as written
@@ -301,7 +295,7 @@ def test_decoder_layers_compiled_only_on_cuda_without_checkpointing_over_the_deq
     dense = load_quantized_model(str(tiny / "m" / "manifest.json"), QUANT, "cpu").dequantize()
 
     def compiles(training, device, model=dense):
-        return cuda_speed.compiles_layers(train_adapter.sft_config(training, str(tmp_path), device, "tiny"), model)
+        return cuda_speed.can_compile_layers(train_adapter.sft_config(training, str(tmp_path), device, "tiny"), model)
 
     assert compiles(setting4, "cuda")
     assert not compiles(setting4, "cuda", nf4)  # 4-bit matmuls: not measured faster compiled
