@@ -81,13 +81,13 @@ def pretrain(model, tokenizer, texts: list[str], epochs: int, lr: float, block: 
     return losses
 
 
-def build_tiny_model(train: list[dict], shape: dict, out_dir: str | os.PathLike) -> dict:
+def build_model(train: list[dict], shape: dict, out_dir: str | os.PathLike) -> dict:
     """Tokenizer + seeded Qwen3ForCausalLM (random, then optionally pretrained on the train text)
     saved in Hugging Face format; returns what the manifest records of it."""
     texts = [t for r in train for t in (r["question"], r["answer"])]
     tokenizer = train_tokenizer(texts, shape["vocab_size"])
     config = Qwen3Config(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), shape["vocab_size"]),
         hidden_size=shape["hidden_size"],
         intermediate_size=shape["intermediate_size"],
         num_hidden_layers=shape["num_hidden_layers"],
@@ -95,13 +95,13 @@ def build_tiny_model(train: list[dict], shape: dict, out_dir: str | os.PathLike)
         num_key_value_heads=shape["num_key_value_heads"],
         head_dim=shape["head_dim"],
         max_position_embeddings=2048,
-        tie_word_embeddings=True,
+        tie_word_embeddings=shape["tie_word_embeddings"],
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(shape["seed"])
-    model = Qwen3ForCausalLM(config)
+    model = Qwen3ForCausalLM._from_config(config, dtype=getattr(torch, shape["dtype"]))
     pretrain_losses = pretrain(model, tokenizer, texts, shape["pretrain_epochs"], shape["pretrain_lr"])
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -123,7 +123,7 @@ def resolve_model(model: dict, train_path: str | None, out_dir: Path) -> dict:
     source = model["source"]
     if source == "build":
         with atomic_dir(out_dir / "weights") as tmp:
-            built = build_tiny_model(read_jsonl(train_path), model["build"], tmp)
+            built = build_model(read_jsonl(train_path), model["build"], tmp)
         return {"source": "build", "path": str(out_dir / "weights"), "revision": None, **built}
     if os.path.isdir(source):
         if not os.path.exists(os.path.join(source, "config.json")):

@@ -12,8 +12,9 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, fake_snakemake, with_defaults
+from safetensors import safe_open
 from snakemake.utils import validate
-from transformers import TrainerCallback
+from transformers import AutoTokenizer, TrainerCallback
 
 import base_model
 import cuda_speed
@@ -66,6 +67,19 @@ def test_build_writes_a_qwen3_model_and_its_tokenizer(tiny):
     text = QA[0][1]
     assert tokenizer.decode(tokenizer(text)["input_ids"]) == text  # byte-level BPE round-trips Chinese
     assert read_json(tiny / "m" / "weights" / "config.json")["model_type"] == "qwen3"
+
+
+def test_build_makes_a_published_shape_bf16_untied_with_more_rows_than_tokens(tiny, tmp_path):
+    """As config/gpu-proof.yaml builds Qwen3-14B's shape: bf16 weights on disk, an output layer of
+    its own, and the shape's vocabulary rows, which a tokenizer learnt from little text cannot fill."""
+    shape = {**SHAPE, "vocab_size": 5000, "dtype": "bfloat16", "tie_word_embeddings": False}
+    base_model.resolve_model({"source": "build", "build": shape}, str(tiny / "train.jsonl"), tmp_path / "m")
+    config = read_json(tmp_path / "m" / "weights" / "config.json")
+    assert config["vocab_size"] == 5000 > len(AutoTokenizer.from_pretrained(tmp_path / "m" / "weights"))
+    assert config["tie_word_embeddings"] is False
+    with safe_open(tmp_path / "m" / "weights" / "model.safetensors", "pt") as weights:
+        assert weights.get_tensor("lm_head.weight").shape == (5000, SHAPE["hidden_size"])
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.bfloat16}
 
 
 def test_chat_template_honours_enable_thinking_like_qwen3(tiny):
