@@ -1,0 +1,57 @@
+"""On a GPU: the decoding loop's CUDA-graph replay makes the tokens its eager run and generate()
+make (a small random Qwen3 in float32, greedy, a left-padded batch, the study's repetition
+penalty), and what each costs per step. Prints one JSON line; exits 1 when the tokens differ.
+
+    python bench/decode_check.py
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import decoding  # noqa: E402
+
+BATCH, PROMPT, NEW = 8, 24, 64
+
+
+def main() -> int:
+    torch.manual_seed(0)
+    config = Qwen3Config(vocab_size=4096, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                         num_attention_heads=8, num_key_value_heads=2, head_dim=32, max_position_embeddings=512,
+                         pad_token_id=0, eos_token_id=1)
+    with torch.device("cuda"):
+        model = Qwen3ForCausalLM._from_config(config, dtype=torch.float32).eval()
+    ids = torch.randint(2, 4096, (BATCH, PROMPT), device="cuda")
+    mask = torch.ones_like(ids)
+    for row in range(BATCH):  # left padding of different lengths
+        mask[row, : row * 2] = 0
+        ids[row, : row * 2] = 0
+    eos = torch.tensor([1], device="cuda")
+    result = {}
+    with torch.inference_mode():
+        for name, graph in (("eager", False), ("cuda_graph", True)):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            result[name] = decoding.decode(model, ids, mask, NEW, decoding.processors(1.2, []), eos, 0, graph)
+            torch.cuda.synchronize()
+            result[f"{name}_ms_per_step"] = round(1000 * (time.perf_counter() - start) / NEW, 2)
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW, do_sample=False,
+                             repetition_penalty=1.2, pad_token_id=0, eos_token_id=1)
+    generate = out[:, PROMPT:]
+    report = {
+        "graph_equals_eager": torch.equal(result["cuda_graph"], result["eager"]),
+        "eager_equals_generate": torch.equal(result["eager"][:, : generate.shape[1]], generate),
+        "eager_ms_per_step": result["eager_ms_per_step"], "cuda_graph_ms_per_step": result["cuda_graph_ms_per_step"],
+        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+    }
+    print(json.dumps(report))
+    return 0 if report["graph_equals_eager"] and report["eager_equals_generate"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
