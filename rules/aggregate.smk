@@ -11,6 +11,8 @@ rule winrate_table:
         replicates=f"{RESULTS}/tables/{{test_set}}/{{judge}}/replicates.csv",
     log:
         f"{LOGS}/winrate_table/{{test_set}}/{{judge}}.log",
+    benchmark:
+        f"{BENCHMARKS}/winrate_table/{{test_set}}/{{judge}}.tsv"
     conda:
         "../envs/judge.yaml"
     resources:
@@ -36,6 +38,8 @@ rule claims_table:
         json=f"{RESULTS}/tables/{{test_set}}/{{judge}}/claims.json",
     log:
         f"{LOGS}/claims_table/{{test_set}}/{{judge}}.log",
+    benchmark:
+        f"{BENCHMARKS}/claims_table/{{test_set}}/{{judge}}.tsv"
     conda:
         "../envs/judge.yaml"
     resources:
@@ -56,6 +60,8 @@ rule judge_agreement:
         csv=f"{RESULTS}/tables/judge_agreement.csv",
     log:
         f"{LOGS}/judge_agreement.log",
+    benchmark:
+        f"{BENCHMARKS}/judge_agreement.tsv"
     conda:
         "../envs/judge.yaml"
     resources:
@@ -67,3 +73,25 @@ rule judge_agreement:
         replicates=config["replicates"],
     script:
         "../scripts/judge_agreement.py"
+
+
+# The compute table: per GPU job, Snakemake's benchmark (the whole job's wall time and max RSS)
+# beside the device, peak GPU memory and tokens/s the job's stage recorded.
+rule compute_table:
+    input:
+        benchmarks=compute_job_files("benchmark"),
+        stats=compute_job_files("stats"),
+    output:
+        csv=f"{RESULTS}/tables/compute.csv",
+    log:
+        f"{LOGS}/compute_table.log",
+    benchmark:
+        f"{BENCHMARKS}/compute_table.tsv"
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    params:
+        jobs=compute_jobs(),
+    script:
+        "../scripts/compute_table.py"

@@ -7,6 +7,8 @@ rule augment_train:
         stats=f"{RESULTS}/data/augment_stats.json",
     log:
         f"{LOGS}/augment_train.log",
+    benchmark:
+        f"{BENCHMARKS}/augment_train.tsv"
     conda:
         "../envs/data.yaml"
     resources:

@@ -6,6 +6,8 @@ rule baseline_answers:
         f"{RESULTS}/baseline/{{test_set}}.jsonl",
     log:
         f"{LOGS}/baseline_answers/{{test_set}}.log",
+    benchmark:
+        f"{BENCHMARKS}/baseline_answers/{{test_set}}.tsv"
     conda:
         "../envs/train.yaml"
     resources:

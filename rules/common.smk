@@ -9,6 +9,8 @@ from config_checks import config_problems
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
+# Snakemake's own measure of every job (wall time, max RSS), one TSV per job, beside its log.
+BENCHMARKS = f"{RESULTS}/benchmarks"
 SETTINGS = list(config["settings"])
 MODELS = list(config["models"])
 # A setting with no training is an untuned control: its base model answers with no adapter.
@@ -133,6 +135,36 @@ def tables_of(name):
         test_set=TEST_SETS,
         judge=JUDGES,
     )
+
+
+def compute_jobs():
+    """The GPU jobs that record their compute (device, peak GPU memory, tokens/s) beside
+    Snakemake's benchmark, each as its rule's name and its wildcards, in the compute table's
+    order: every trained setting's replicates, then every test set's answers by every setting and
+    replicate. A model baseline's job records no such stats and is not among them."""
+    train = [
+        {"rule": "train_adapter", "setting": s, "replicate": r}
+        for s in TRAINED
+        for r in REPLICATES
+    ]
+    generate = [
+        {"rule": "generate_answers", "test_set": t, "setting": s, "replicate": r}
+        for t in TEST_SETS
+        for s in SETTINGS
+        for r in REPLICATES
+    ]
+    return train + generate
+
+
+def compute_job_files(kind):
+    """Each of compute_jobs()'s benchmark TSV (kind "benchmark") or stats JSON ("stats"), in order."""
+    files = []
+    for job in compute_jobs():
+        producer = getattr(rules, job["rule"])
+        pattern = producer.benchmark if kind == "benchmark" else producer.output.stats
+        wildcards = {k: v for k, v in job.items() if k != "rule"}
+        files.append(expand(pattern, **wildcards)[0])
+    return files
 
 
 def heldout_slice(test_set):

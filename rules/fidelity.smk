@@ -5,6 +5,8 @@ rule fidelity_table:
         f"{RESULTS}/tables/fidelity.csv",
     log:
         f"{LOGS}/fidelity_table.log",
+    benchmark:
+        f"{BENCHMARKS}/fidelity_table.tsv"
     conda:
         "../envs/paper.yaml"
     resources:

@@ -13,6 +13,8 @@ rule figure_loss_curves:
         ),
     log:
         f"{LOGS}/figure_loss_curves.log",
+    benchmark:
+        f"{BENCHMARKS}/figure_loss_curves.tsv"
     conda:
         "../envs/paper.yaml"
     resources:
@@ -35,6 +37,8 @@ rule figure_win_rates:
         ),
     log:
         f"{LOGS}/figure_win_rates.log",
+    benchmark:
+        f"{BENCHMARKS}/figure_win_rates.tsv"
     conda:
         "../envs/paper.yaml"
     resources:
@@ -54,6 +58,8 @@ rule figure_answer_lengths:
         ),
     log:
         f"{LOGS}/figure_answer_lengths.log",
+    benchmark:
+        f"{BENCHMARKS}/figure_answer_lengths.tsv"
     conda:
         "../envs/paper.yaml"
     resources:

@@ -10,6 +10,8 @@ rule generate_answers:
         stats=f"{RESULTS}/generation_stats/{{test_set}}/{{setting}}/rep{{replicate}}.json",
     log:
         f"{LOGS}/generate_answers/{{test_set}}/{{setting}}/rep{{replicate}}.log",
+    benchmark:
+        f"{BENCHMARKS}/generate_answers/{{test_set}}/{{setting}}/rep{{replicate}}.tsv"
     conda:
         "../envs/train.yaml"
     resources:

@@ -9,6 +9,8 @@ rule judge_pairwise:
         verdicts=f"{RESULTS}/verdicts/{{test_set}}/{{judge}}/{{setting}}/rep{{replicate}}.jsonl",
     log:
         f"{LOGS}/judge_pairwise/{{test_set}}/{{judge}}/{{setting}}/rep{{replicate}}.log",
+    benchmark:
+        f"{BENCHMARKS}/judge_pairwise/{{test_set}}/{{judge}}/{{setting}}/rep{{replicate}}.tsv"
     conda:
         "../envs/judge.yaml"
     resources:

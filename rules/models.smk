@@ -5,6 +5,8 @@ rule base_model:
         f"{RESULTS}/models/{{model}}/manifest.json",
     log:
         f"{LOGS}/base_model/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/base_model/{{model}}.tsv"
     conda:
         "../envs/train.yaml"
     resources:

@@ -10,6 +10,7 @@ rule paper_context:
         claims=tables_of("claims.json"),
         agreement=f"{RESULTS}/tables/judge_agreement.csv",
         fidelity=f"{RESULTS}/tables/fidelity.csv",
+        compute=f"{RESULTS}/tables/compute.csv",
         split_stats=f"{RESULTS}/data/split_stats.json",
         augment_stats=augment_stats_input(),
         raw=f"{RESULTS}/data/raw.jsonl",
@@ -35,6 +36,8 @@ rule paper_context:
         context=f"{PAPER}/context.json",
     log:
         f"{LOGS}/paper_context.log",
+    benchmark:
+        f"{BENCHMARKS}/paper_context.tsv"
     conda:
         "../envs/paper.yaml"
     resources:
@@ -57,6 +60,8 @@ rule render_tex:
         tex=f"{PAPER}/paper.tex",
     log:
         f"{LOGS}/render_tex.log",
+    benchmark:
+        f"{BENCHMARKS}/render_tex.tsv"
     conda:
         "../envs/paper.yaml"
     resources:
@@ -89,6 +94,8 @@ rule report_tables:
         ),
     log:
         f"{LOGS}/report_tables.log",
+    benchmark:
+        f"{BENCHMARKS}/report_tables.tsv"
     conda:
         "../envs/paper.yaml"
     resources:
@@ -114,6 +121,8 @@ rule paper_pdf:
         ),
     log:
         f"{LOGS}/paper_pdf.log",
+    benchmark:
+        f"{BENCHMARKS}/paper_pdf.tsv"
     conda:
         "../envs/paper.yaml"
     resources:

@@ -5,6 +5,8 @@ rule raw_data:
         f"{RESULTS}/data/raw.jsonl",
     log:
         f"{LOGS}/raw_data.log",
+    benchmark:
+        f"{BENCHMARKS}/raw_data.tsv"
     conda:
         "../envs/data.yaml"
     resources:

@@ -8,6 +8,8 @@ rule split_data:
         stats=f"{RESULTS}/data/split_stats.json",
     log:
         f"{LOGS}/split_data.log",
+    benchmark:
+        f"{BENCHMARKS}/split_data.tsv"
     conda:
         "../envs/data.yaml"
     resources:

@@ -8,6 +8,8 @@ rule test_set:
         f"{RESULTS}/data/test/{{test_set}}.jsonl",
     log:
         f"{LOGS}/test_set/{{test_set}}.log",
+    benchmark:
+        f"{BENCHMARKS}/test_set/{{test_set}}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -32,6 +34,8 @@ rule near_duplicates:
         f"{RESULTS}/data/near_duplicates/{{test_set}}.json",
     log:
         f"{LOGS}/near_duplicates/{{test_set}}.log",
+    benchmark:
+        f"{BENCHMARKS}/near_duplicates/{{test_set}}.tsv"
     priority: 100
     conda:
         "../envs/data.yaml"

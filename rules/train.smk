@@ -10,6 +10,8 @@ rule train_adapter:
         stats=f"{RESULTS}/train_stats/{{setting}}/rep{{replicate}}.json",
     log:
         f"{LOGS}/train_adapter/{{setting}}/rep{{replicate}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_adapter/{{setting}}/rep{{replicate}}.tsv"
     conda:
         "../envs/train.yaml"
     resources:

@@ -1,4 +1,4 @@
-"""Paper stage: read the run's files (the win-rate, paired-test and fidelity tables, the data
+"""Paper stage: read the run's files (the win-rate, paired-test, fidelity and compute tables, the data
 stages' stats and near-duplicate report, the test set, the answers, the training stats, the model manifests, the judge's
 prompt) into results/<run>/paper/context.json: everything paper/paper.tex.j2 needs, as raw
 values (the template escapes each one). The .tex, the report tables and, through them, the PDF
@@ -13,8 +13,10 @@ import pandas as pd
 
 import fidelity_table
 from common import DataError, PipelineError, log, read_json, read_jsonl, read_prompt, run_stage, write_text
+from compute_table import read_compute_csv
 from paper_case import case_study
 from paper_claims import claims_context
+from paper_compute import compute_context
 from paper_design import design_context, setting_specs
 from paper_format import need
 from paper_results import results_context
@@ -59,12 +61,13 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
                   generations: Mapping[str, list[dict]], provenance: Mapping, judge_prompt: str,
                   fidelity: Sequence[Mapping], augment_stats: Mapping | None, leakage: Mapping[str, Mapping],
                   claims: Mapping[str, Sequence[Mapping]], winrates: Mapping[tuple[str, str], Sequence[Mapping]],
-                  agreement: Sequence[Mapping], figures: Mapping[str, str] = FIGURES) -> dict[str, Any]:
+                  agreement: Sequence[Mapping], compute: Sequence[Mapping],
+                  figures: Mapping[str, str] = FIGURES) -> dict[str, Any]:
     """Everything the template needs, as raw (unescaped) strings and numbers. `tests` holds every
     test set by name, the first the headline one that `winrate`, `pairwise`, `baseline` and
     `generations` (setting -> its replicates' answers) are of; `claims` the primary judge's claims table per test set, `winrates` every
-    test set's table by every judge. `figures` maps loss, winrate and lengths to file names
-    relative to the .tex file."""
+    test set's table by every judge; `compute` the compute table's rows (compute_table.read_compute_csv). `figures` maps
+    loss, winrate and lengths to file names relative to the .tex file."""
     settings = setting_specs(config)
     alpha = need(need(config, "statistics", "config"), "alpha", "config 'statistics'")
     test = next(iter(tests.values()))
@@ -76,6 +79,7 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
         "figures": dict(figures),
         "case": case_study(config, test, baseline, {s: reps[0] for s, reps in generations.items()}, settings),
         "provenance": paper_rows(provenance, settings),
+        "compute": compute_context(compute, settings, config),
     }
 
 
@@ -129,6 +133,7 @@ def main(smk) -> None:
         claims={t: read_table_json(claims_paths[t, "primary"], "claim_row") for t in test_sets},
         winrates=winrates,
         agreement=pd.read_csv(smk.input.agreement).to_dict(orient="records"),
+        compute=read_compute_csv(smk.input.compute),
         figures=smk.params.figures,
     )
     text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"

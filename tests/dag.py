@@ -30,9 +30,10 @@ def table_jobs(tables: int) -> dict[str, int]:
             "figure_answer_lengths": 1, **PAPER_JOBS}
 
 
-# Every replicate of one setting, answered on every test set and judged by every judge.
+# Every replicate of one setting, answered on every test set and judged by every judge; its new
+# benchmarks and stats rerun the compute table.
 ONE_SETTING = {"train_adapter": REPLICATES, "generate_answers": REPLICATES * 2, "judge_pairwise": REPLICATES * 2 * 2,
-               "figure_loss_curves": 1, **table_jobs(4)}
+               "figure_loss_curves": 1, "compute_table": 1, **table_jobs(4)}
 COPIED = ["Snakefile", "rules", "scripts", "config", "envs", "paper", "data/demo", "data/protected_terms.txt"]
 
 

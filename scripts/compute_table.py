@@ -1,0 +1,134 @@
+"""Stage compute table: one row per GPU job (every training replicate, every answering job) with
+Snakemake's benchmark of the whole job (wall time, max RSS) beside what the job's stage recorded
+(device, peak GPU memory, tokens/s), and a last row over all GPU jobs, in
+results/<run>/tables/compute.csv; the paper's compute table prints it."""
+
+import csv
+import io
+import json
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+from common import DataError, PipelineError, log, run_stage, write_text
+
+COLUMNS = ("rule", "test_set", "setting", "replicate", "device", "wall_s", "max_rss_mib", "peak_gpu_gib",
+           "tokens_per_s")
+TOTAL = "all GPU jobs"
+# The key under which each rule's stage records its throughput in its stats file.
+TOKENS_PER_S = {"train_adapter": "train_tokens_per_s", "generate_answers": "tokens_per_s"}
+
+
+def _number(value: Any, path, line: int | None, field: str, nullable: bool = False) -> float | None:
+    """A finite number (or its text); None for a nullable field's null or empty cell."""
+    if nullable and value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise DataError(path, line, field, f"not a number ({value!r})") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(path, line, field, f"not a number ({value!r})")
+    return value
+
+
+def read_benchmark(path: str | os.PathLike) -> dict:
+    """Snakemake's benchmark TSV of one job: its wall time (column s) and max RSS in MiB (max_rss;
+    "NA" where the job ended before Snakemake's first sample of its memory)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        for column in ("s", "max_rss"):
+            if column not in (reader.fieldnames or []):
+                raise DataError(path, 1, column, "missing column")
+        rows = list(reader)
+    if len(rows) != 1:  # one per run of the job: the rules set no benchmark repeats
+        raise DataError(path, None, None, f"expected one benchmark row, found {len(rows)}")
+    rss = rows[0]["max_rss"]
+    return {"wall_s": _number(rows[0]["s"], path, 2, "s"),
+            "max_rss_mib": None if rss == "NA" else _number(rss, path, 2, "max_rss")}
+
+
+def read_stats(path: str | os.PathLike, rule: str) -> dict:
+    """A training or answering job's stats JSON: its device, peak GPU memory (null on the CPU) and
+    tokens/s (null where the trainer logged no runtime)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            stats = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(path, e.lineno, None, f"not valid JSON ({e.msg})") from None
+    if not isinstance(stats, dict):
+        raise DataError(path, None, None, "not a JSON object")
+    fields = {"device": "device", "peak_gpu_gib": "peak_gpu_gib", "tokens_per_s": TOKENS_PER_S[rule]}
+    for key in fields.values():
+        if key not in stats:
+            raise DataError(path, None, key, "missing")
+    device = stats["device"]
+    if not isinstance(device, str) or not device:
+        raise DataError(path, None, "device", f"not a device name ({device!r})")
+    return {"device": device,
+            **{name: _number(stats[key], path, None, key, nullable=True)
+               for name, key in fields.items() if name != "device"}}
+
+
+def total_row(rows: Sequence[Mapping]) -> dict:
+    """All GPU jobs: their wall time summed, the largest memory peaks, the devices they ran on."""
+    def largest(column):
+        return max((r[column] for r in rows if r[column] is not None), default=None)
+
+    return {"rule": TOTAL, "test_set": None, "setting": None, "replicate": None,
+            "device": "; ".join(dict.fromkeys(r["device"] for r in rows)),
+            "wall_s": round(sum(r["wall_s"] for r in rows), 4), "max_rss_mib": largest("max_rss_mib"),
+            "peak_gpu_gib": largest("peak_gpu_gib"), "tokens_per_s": None}
+
+
+def compute_rows(jobs: Sequence[Mapping], benchmarks: Sequence, stats: Sequence) -> list[dict]:
+    """A row per job ({rule, setting, replicate[, test_set]}) from its benchmark TSV and stats JSON
+    (paths, in the jobs' order), then the total row."""
+    if not len(jobs) == len(benchmarks) == len(stats):
+        raise PipelineError(f"{len(benchmarks)} benchmark and {len(stats)} stats file(s) for {len(jobs)} jobs")
+    rows = []
+    for job, benchmark, stats_path in zip(jobs, benchmarks, stats):
+        recorded = read_stats(stats_path, job["rule"])
+        rows.append({"rule": job["rule"], "test_set": job.get("test_set"), "setting": job["setting"],
+                     "replicate": job["replicate"], "device": recorded["device"], **read_benchmark(benchmark),
+                     "peak_gpu_gib": recorded["peak_gpu_gib"], "tokens_per_s": recorded["tokens_per_s"]})
+    return rows + [total_row(rows)]
+
+
+def to_csv(rows: Sequence[Mapping]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if row[k] is None else row[k] for k in COLUMNS} for row in rows)
+    return out.getvalue()
+
+
+def read_compute_csv(path: str | os.PathLike) -> list[dict]:
+    """tables/compute.csv back as rows: numbers as numbers, empty cells as None."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for column in COLUMNS:
+            if column not in (reader.fieldnames or []):
+                raise DataError(path, 1, column, "missing column")
+        rows = []
+        for line, row in enumerate(reader, 2):
+            cells = {k: row[k] or None for k in COLUMNS}
+            for k in ("wall_s", "max_rss_mib", "peak_gpu_gib", "tokens_per_s"):
+                cells[k] = _number(cells[k], path, line, k, nullable=k != "wall_s")
+            if cells["replicate"] is not None:
+                if not cells["replicate"].isdigit():
+                    raise DataError(path, line, "replicate", f"not a replicate number ({cells['replicate']!r})")
+                cells["replicate"] = int(cells["replicate"])
+            rows.append(cells)
+    return rows
+
+
+def main(smk) -> None:
+    rows = compute_rows(smk.params.jobs, list(smk.input.benchmarks), list(smk.input.stats))
+    write_text(smk.output.csv, to_csv(rows))
+    log.info("compute table: %d GPU jobs, %.1f s of wall time in all", len(rows) - 1, rows[-1]["wall_s"])
+
+
+if "snakemake" in globals():
+    run_stage(main, snakemake)  # noqa: F821
