@@ -10,8 +10,14 @@ rule base_model:
     conda:
         "../envs/train.yaml"
     resources:
-        gpu=0,
+        # A model of a published shape is built where it runs: initialising ~15B weights takes
+        # seconds on the GPU and minutes in the job's one CPU thread.
+        gpu=lambda wc: int(
+            config["models"][wc.model]["source"] == "build"
+            and config["device"] == "cuda"
+        ),
     params:
         model=lambda wc: config["models"][wc.model],
+        device=config["device"],
     script:
         "../scripts/base_model.py"

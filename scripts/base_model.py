@@ -70,7 +70,7 @@ def pretrain(model, tokenizer, texts: list[str], epochs: int, lr: float, block: 
     for epoch in range(epochs):
         order, total = torch.randperm(len(blocks)), 0.0
         for start in range(0, len(blocks), batch):
-            x = blocks[order[start : start + batch]]
+            x = blocks[order[start : start + batch]].to(model.device)
             loss = model(input_ids=x, labels=x).loss
             loss.backward()
             optimizer.step()
@@ -81,7 +81,7 @@ def pretrain(model, tokenizer, texts: list[str], epochs: int, lr: float, block: 
     return losses
 
 
-def build_model(train: list[dict], shape: dict, out_dir: str | os.PathLike) -> dict:
+def build_model(train: list[dict], shape: dict, out_dir: str | os.PathLike, device: str) -> dict:
     """Tokenizer + seeded Qwen3ForCausalLM (random, then optionally pretrained on the train text)
     saved in Hugging Face format; returns what the manifest records of it."""
     texts = [t for r in train for t in (r["question"], r["answer"])]
@@ -101,7 +101,8 @@ def build_model(train: list[dict], shape: dict, out_dir: str | os.PathLike) -> d
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(shape["seed"])
-    model = Qwen3ForCausalLM._from_config(config, dtype=getattr(torch, shape["dtype"]))
+    with torch.device(device):
+        model = Qwen3ForCausalLM._from_config(config, dtype=getattr(torch, shape["dtype"]))
     pretrain_losses = pretrain(model, tokenizer, texts, shape["pretrain_epochs"], shape["pretrain_lr"])
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -119,11 +120,11 @@ def fetch_hub_model(repo_id: str, revision: str | None) -> str:
     return Path(path).name  # snapshots/<commit sha>
 
 
-def resolve_model(model: dict, train_path: str | None, out_dir: Path) -> dict:
+def resolve_model(model: dict, train_path: str | None, out_dir: Path, device: str) -> dict:
     source = model["source"]
     if source == "build":
         with atomic_dir(out_dir / "weights") as tmp:
-            built = build_model(read_jsonl(train_path), model["build"], tmp)
+            built = build_model(read_jsonl(train_path), model["build"], tmp, device)
         return {"source": "build", "path": str(out_dir / "weights"), "revision": None, **built}
     if os.path.isdir(source):
         if not os.path.exists(os.path.join(source, "config.json")):
@@ -137,7 +138,7 @@ def main(smk):
 
     manifest_path = Path(smk.output[0])
     train = smk.input.train[0] if smk.input.train else None
-    manifest = resolve_model(smk.params.model, train, manifest_path.parent)
+    manifest = resolve_model(smk.params.model, train, manifest_path.parent, smk.params.device)
     # For the paper's provenance: what this job built or fetched the model with.
     write_json(manifest_path, {**manifest, "versions": versions(BASE_MODEL_PACKAGES)})
     log.info("Base model ready: %s", manifest)

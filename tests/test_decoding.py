@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-decoding")
     write_jsonl(root / "train.jsonl", [{"id": i, "question": f"{q}（{i}）", "answer": a}
                                        for i in range(5) for q, a in QA])
-    manifest = base_model.resolve_model({"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m")
+    manifest = base_model.resolve_model({"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m", "cpu")
     write_json(root / "m" / "manifest.json", manifest)
     path = str(root / "m" / "manifest.json")
     return qlora.load_generation_model(path, QUANT, "cpu"), qlora.load_tokenizer(path)

@@ -54,7 +54,7 @@ def tiny(tmp_path_factory):
     rows = [{"id": i, "question": f"{q}（{i}）", "answer": a} for i in range(6) for q, a in QA]
     write_jsonl(root / "train.jsonl", rows[:20])
     write_jsonl(root / "val.jsonl", rows[20:])
-    manifest = base_model.resolve_model({"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m")
+    manifest = base_model.resolve_model({"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m", "cpu")
     write_json(root / "m" / "manifest.json", manifest)
     return root
 
@@ -73,7 +73,7 @@ def test_build_makes_a_published_shape_bf16_untied_with_more_rows_than_tokens(ti
     """As config/gpu-proof.yaml builds Qwen3-14B's shape: bf16 weights on disk, an output layer of
     its own, and the shape's vocabulary rows, which a tokenizer learnt from little text cannot fill."""
     shape = {**SHAPE, "vocab_size": 5000, "dtype": "bfloat16", "tie_word_embeddings": False}
-    base_model.resolve_model({"source": "build", "build": shape}, str(tiny / "train.jsonl"), tmp_path / "m")
+    base_model.resolve_model({"source": "build", "build": shape}, str(tiny / "train.jsonl"), tmp_path / "m", "cpu")
     config = read_json(tmp_path / "m" / "weights" / "config.json")
     assert config["vocab_size"] == 5000 > len(AutoTokenizer.from_pretrained(tmp_path / "m" / "weights"))
     assert config["tie_word_embeddings"] is False
@@ -174,7 +174,7 @@ def installed(*names):
 
 def test_base_model_stage_records_the_versions_it_built_with(tiny, tmp_path):
     smk = fake_snakemake(input={"train": [str(tiny / "train.jsonl")]},
-                         params={"model": {"source": "build", "build": SHAPE}})
+                         params={"model": {"source": "build", "build": SHAPE}, "device": "cpu"})
     smk.output = Files([str(tmp_path / "m" / "manifest.json")])
     base_model.main(smk)
     manifest = read_json(tmp_path / "m" / "manifest.json")
