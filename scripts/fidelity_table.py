@@ -3,10 +3,14 @@ this run's value, read from the run's config, and whether it deviates.
 
 tables/fidelity.csv, one row per parameter (COLUMNS):
   group, parameter, study, this_run, source, note   the values as text; `study` is "not stated"
-                      where the study gives none (source: assumption).
-  status              same | deviation (this run's value differs from the study's) | not stated
-                      (the study gives no value: ours is an assumption) | execution (changes
-                      speed only, never a deviation) | by design (our protocol differs on purpose).
+                      where the study gives none (source: assumption; the note then gives our
+                      assumed value).
+  status              same (this run has the value the study states) | deviation (this run's
+                      value differs from the study's, or from our reading of it) | not stated
+                      (the study gives no value: ours is an assumption) | our reading (the study
+                      names it in words a config cannot hold, e.g. "ChatGPT-3", and this run has
+                      our reading of them) | execution (changes speed only, never a deviation) |
+                      by design (our protocol differs on purpose).
 """
 
 import math
@@ -20,6 +24,9 @@ from paper_format import fmt
 
 COLUMNS = ["group", "parameter", "study", "this_run", "source", "note", "status"]
 ABSENT = object()  # a key this run's config does not have
+# A parameter's fields (config/README.md, "config/study.yaml").
+FIELDS = {"group", "label", "key", "value", "study", "reading", "assumed", "settings", "source", "note",
+          "execution", "protocol", "ours"}
 
 
 def lookup(config: dict, key: str) -> Any:
@@ -52,44 +59,84 @@ def text(value: Any) -> str:
     return "none" if value is None else fmt(value)
 
 
-def run_values(config: dict, key: str, study_settings: list[str]) -> dict[str, Any]:
-    """{label: value} of a key; `settings.*.x` gives one entry per study setting."""
+def run_values(config: dict, key: str, settings: list[str]) -> dict[str, Any]:
+    """{label: value} of a key; `settings.*.x` gives one entry per setting of `settings`."""
     if key.startswith("settings.*."):
         rest = key.removeprefix("settings.*.")
-        return {name: lookup(config, f"settings.{name}.{rest}") for name in study_settings}
+        return {name: lookup(config, f"settings.{name}.{rest}") for name in settings}
     return {"": lookup(config, key)}
 
 
-def fidelity_row(param: dict, config: dict, study_settings: list[str]) -> dict:
+def row_settings(param: dict, study_settings: list[str]) -> list[str]:
+    """The study settings a `settings.*` row covers: its `settings`, else all of them."""
+    where = f"config/study.yaml parameter {param['label']!r}"
+    if "settings" not in param:
+        return study_settings
+    chosen = param["settings"]
+    if not str(param["key"]).startswith("settings.*."):
+        raise PipelineError(f"{where}: 'settings' needs a key 'settings.*.<name>', not {param['key']!r}")
+    if not isinstance(chosen, list) or not chosen or not set(chosen) <= set(study_settings):
+        raise PipelineError(f"{where}: 'settings' must be a non-empty list of {study_settings}, not {chosen!r}")
+    return chosen
+
+
+def check_param(param: dict) -> None:
+    """Stop on a parameter whose fields contradict each other, naming it."""
     where = f"config/study.yaml parameter {param.get('label')!r}"
     for field in ("group", "label", "key", "source"):
         if field not in param:
             raise PipelineError(f"{where}: missing '{field}'")
+    # An unquoted comma in a YAML flow mapping starts a new key: caught here, not printed cut short.
+    unknown = sorted(set(param) - FIELDS, key=str)
+    if unknown:
+        raise PipelineError(f"{where}: unknown field(s) {unknown} (fields: {sorted(FIELDS)})")
+    if "value" in param and "assumed" in param:
+        raise PipelineError(f"{where}: 'assumed' is ours where the study gives no 'value'; not both")
+    if param.get("reading") and not ("value" in param and "study" in param):
+        raise PipelineError(f"{where}: 'reading' needs the study's words in 'study' and our reading in 'value'")
+    if "ours" in param and not (param.get("protocol") or param.get("execution")):
+        raise PipelineError(f"{where}: 'ours' is for a 'protocol' or 'execution' row; any other row "
+                            "compares this run's value at 'key'")
+
+
+def fidelity_row(param: dict, config: dict, study_settings: list[str]) -> dict:
+    check_param(param)
     stated = "value" in param
-    if param.get("protocol"):
-        ours = str(param["ours"]) if "ours" in param else text(lookup(config, param["key"]))
-        status = "by design"
+    if "ours" in param:
+        ours = str(param["ours"])
     else:
-        values = run_values(config, param["key"], study_settings)
+        values = run_values(config, param["key"], row_settings(param, study_settings))
         distinct = []
         for v in values.values():
             if not any(same(v, d) for d in distinct):
                 distinct.append(v)
         ours = (text(distinct[0]) if len(distinct) == 1
                 else "; ".join(f"{name}: {text(v)}" for name, v in values.items()))
-        if param.get("execution"):
-            status = "execution"
-        elif not stated:
-            status = "not stated"
-        else:
-            status = "same" if all(same(v, param["value"]) for v in values.values()) else "deviation"
+    if param.get("protocol"):
+        status = "by design"
+    elif param.get("execution"):
+        status = "execution"
+    elif not stated:
+        status = "not stated"
+    elif all(same(v, param["value"]) for v in values.values()):
+        status = "our reading" if param.get("reading") else "same"
+    else:
+        status = "deviation"
+    # What is ours (an assumption, a reading) stays visible even where this run has another value.
+    notes = [f"our assumption: {text(param['assumed'])}" if "assumed" in param else "",
+             f"our reading: {text(param['value'])}" if param.get("reading") else "",
+             str(param.get("note", ""))]
+    if stated:
+        study = str(param["study"]) if "study" in param else text(param["value"])
+    else:
+        study = "not stated"
     return {
         "group": param["group"],
         "parameter": param["label"],
-        "study": text(param["value"]) if stated else "not stated",
+        "study": study,
         "this_run": ours,
         "source": param["source"],
-        "note": param.get("note", ""),
+        "note": "; ".join(n for n in notes if n),
         "status": status,
     }
 

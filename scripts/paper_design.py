@@ -2,13 +2,24 @@
 settings, the data and its splits, the augmentation, the models and their QLoRA hyperparameters,
 the decoding, the judge and the fidelity table."""
 
+from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from common import PipelineError
 from paper_format import fmt, need, oneline
 
-# How the fidelity table marks a row, by its status (fidelity_table.py).
-FIDELITY_MARKS = {"deviation": "differs", "not stated": "ours", "execution": "speed only", "by design": "by design"}
+# How the fidelity table marks a row, by its status (fidelity_table.py); a row with the study's value has no mark.
+FIDELITY_MARKS = {"deviation": "differs", "not stated": "ours", "our reading": "our reading",
+                  "execution": "speed only", "by design": "by design"}
+# Every status, in the order the text counts them: what one row of it, and several, do.
+FIDELITY_COUNTS = {
+    "same": ("holds the study's value", "hold the study's value"),
+    "deviation": ("differs from it in this run", "differ from it in this run"),
+    "not stated": ("is ours where the study is silent", "are ours where the study is silent"),
+    "our reading": ("is our reading of the study's words", "are our reading of the study's words"),
+    "by design": ("differs by design", "differ by design"),
+    "execution": ("changes speed only", "change speed only"),
+}
 
 
 def setting_specs(config: Mapping) -> list[dict]:
@@ -153,6 +164,25 @@ def fidelity_groups(rows: Sequence[Mapping]) -> list[dict]:
     return groups
 
 
+def fidelity_summary(rows: Sequence[Mapping]) -> str:
+    """How many rows of tables/fidelity.csv have each status, as the clause after "lists every
+    parameter ...;". A deviation is counted even when there is none, so that its absence is said."""
+    counts = Counter(row["status"] for row in rows)
+    unknown = sorted(set(counts) - set(FIDELITY_COUNTS))
+    if unknown:
+        raise PipelineError(f"tables/fidelity.csv: status {unknown} is none of {list(FIDELITY_COUNTS)}")
+    parts = []
+    for status, (one, several) in FIDELITY_COUNTS.items():
+        n = counts[status]
+        mark = f" (``{FIDELITY_MARKS[status]}'')" if status in FIDELITY_MARKS else ""
+        if n:
+            parts.append(f"{n} {one if n == 1 else several}{mark}")
+        elif status == "deviation":
+            parts.append("none differs from it in this run")
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return f"of its {len(rows)} rows, {listed}."
+
+
 def leakage_text(test_set: str, report: Mapping) -> dict[str, Any]:
     """data/near_duplicates/<test set>.json as a sentence and its closest pairs (question excerpts)."""
     where = f"near_duplicates/{test_set}.json"
@@ -223,5 +253,5 @@ def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, 
         "judges": judge_rows(config),
         "decoding": decoding_text(need(config, "generation", "config")),
         "fidelity": fidelity_groups(fidelity),
-        "deviations": sum(row["status"] == "deviation" for row in fidelity),
+        "fidelity_summary": fidelity_summary(fidelity),
     }

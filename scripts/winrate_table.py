@@ -10,7 +10,8 @@ replicates; these columns keep the study's single-run reading comparable.
                       drops failed verdicts from its counts; we keep them in n as non-wins, so
                       every rate below is out of all the questions.
   wins, ties, losses, invalid   the verdicts (judge_pairwise.py: both orders, MT-bench rule).
-  win_rate            wins / n, as the study counts it; win_rate_ties_half = (wins + ties/2) / n.
+  win_rate            wins / n, a tie a non-win (ours: the report never says how it counted ties);
+                      win_rate_ties_half = (wins + ties/2) / n.
   ci_low, ci_high     Wilson score 95% interval of win_rate (wins out of n).
   p_value             exact two-sided sign test of "the setting is no better than the baseline
                       nor worse": wins against losses, ties and invalid dropped, i.e. the
