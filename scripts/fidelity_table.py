@@ -9,7 +9,8 @@ tables/fidelity.csv, one row per parameter (COLUMNS):
                       value differs from the study's, or from our reading of it) | not stated
                       (the study gives no value: ours is an assumption) | our reading (the study
                       names it in words a config cannot hold, e.g. "ChatGPT-3", and this run has
-                      our reading of them) | execution (changes speed only, never a deviation) |
+                      our reading of them) | execution (changes speed only, at most rounding; never a
+                      deviation) |
                       by design (our protocol differs on purpose).
 """
 
@@ -92,7 +93,9 @@ def check_param(param: dict) -> None:
         raise PipelineError(f"{where}: unknown field(s) {unknown} (fields: {sorted(FIELDS)})")
     if "value" in param and "assumed" in param:
         raise PipelineError(f"{where}: 'assumed' is ours where the study gives no 'value'; not both")
-    if param.get("reading") and not ("value" in param and "study" in param):
+    if "study" in param and "value" not in param:
+        raise PipelineError(f"{where}: 'study' gives the words of the study's 'value', which is missing")
+    if param.get("reading") and "study" not in param:
         raise PipelineError(f"{where}: 'reading' needs the study's words in 'study' and our reading in 'value'")
     if "ours" in param and not (param.get("protocol") or param.get("execution")):
         raise PipelineError(f"{where}: 'ours' is for a 'protocol' or 'execution' row; any other row "
@@ -126,14 +129,10 @@ def fidelity_row(param: dict, config: dict, study_settings: list[str]) -> dict:
     notes = [f"our assumption: {text(param['assumed'])}" if "assumed" in param else "",
              f"our reading: {text(param['value'])}" if param.get("reading") else "",
              str(param.get("note", ""))]
-    if stated:
-        study = str(param["study"]) if "study" in param else text(param["value"])
-    else:
-        study = "not stated"
     return {
         "group": param["group"],
         "parameter": param["label"],
-        "study": study,
+        "study": str(param.get("study", text(param["value"]))) if stated else "not stated",
         "this_run": ours,
         "source": param["source"],
         "note": "; ".join(n for n in notes if n),

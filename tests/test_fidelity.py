@@ -221,6 +221,7 @@ ROW = {"group": "Training", "label": "Epochs", "key": "settings.*.training.num_t
      r"parameter 'Epochs': unknown field\(s\) \['not what is learned'\]"),
     ({"parameters": [{**ROW, "value": 1, "assumed": 1}]}, "parameter 'Epochs': 'assumed' is ours where"),
     ({"parameters": [{**ROW, "value": 1, "reading": True}]}, "parameter 'Epochs': 'reading' needs the study's words"),
+    ({"parameters": [{**ROW, "study": "one epoch"}]}, "parameter 'Epochs': 'study' gives the words of the study's 'value'"),
     ({"parameters": [{**ROW, "value": 1, "ours": "one"}]}, "parameter 'Epochs': 'ours' is for a 'protocol' or"),
     ({"settings": SETTINGS_1_3, "parameters": [{**ROW, "key": "judge.model", "settings": ["setting1"]}]},
      "parameter 'Epochs': 'settings' needs a key 'settings.*.<name>'"),
