@@ -10,6 +10,8 @@ import re
 import pytest
 from conftest import fake_snakemake
 
+import numpy as np
+
 import claim_stats as cs
 import claims_table as ct
 import judge_agreement as ja
@@ -17,7 +19,9 @@ import judge_pairwise as jp
 from chat_api import Reply
 from common import PipelineError, write_jsonl
 from verdicts import verdict_frame
+from crossed_stats import crossed_interval
 from records import read_table_json
+from test_crossed_stats import STUDY_NUISANCE
 
 # --- verdict records, as judge_pairwise.py writes them ------------------------------------------
 
@@ -100,7 +104,7 @@ def test_resolve_claims_without_published_rates_or_control():
     assert sft2["published_effect"] is None
     # ... so the claims table finds nothing to compare with: "not run", no statistics
     frame = verdict_frame({(s, 0): _records(s, ["win", "loss", "tie", "win"]) for s in settings})
-    row = cs.claims_table(frame, [sft2], n_boot=50).iloc[0]
+    row = cs.claims_table(frame, [sft2], 0.05, 0.15, STUDY_NUISANCE, 100, 0).iloc[0]
     assert row["verdict"] == "not run" and row["against"] == sft2["against"]
     assert math.isnan(row["p_value"]) and math.isnan(row["effect"])
 
@@ -112,12 +116,15 @@ published:
   source: report Table 1
   n: 20
   win_rates: {s1: 0.75, s2: 0.90}
+inference:
+  equivalence_margin: 0.15
+  simulation: {question_sd: 2.0, replicate_sd: 0.25, answer_sd: 1.0, order_bias: 0.3, tie_cut: 0.2, invalid: 0.01}
 claims:
   - {id: beats, setting: s1, against: baseline, source: report §4.1, claim: "s1 beats the baseline"}
   - {id: even, setting: s2, against: baseline, source: report §4.1, claim: "s2 beats the baseline"}
   - {id: scaling, setting: s2, against: s1, source: report §4.1, claim: "s2 beats s1"}
-  - {id: sft, setting: s1, against: control, source: report §5, claim: "SFT is effective (s1)"}
-  - {id: sft2, setting: s2, against: control, source: report §5, claim: "SFT is effective (s2)"}
+  - {id: sft, setting: s1, against: control, source: report §4.1, claim: "SFT is effective (s1)"}
+  - {id: sft2, setting: s2, against: control, source: report §4.1, claim: "SFT is effective (s2)"}
 """
 QUESTIONS = 12
 # K = 2 replicates of 12 questions. s1 wins everything, its control loses everything; s2 wins half
@@ -127,9 +134,7 @@ CLAIM_RUNS = {
     "s2": [["win", "loss"] * (QUESTIONS // 2)] * 2,
     "ctrl": [["loss"] * QUESTIONS] * 2,
 }
-STATISTICS = {"alpha": 0.05, "n_bootstrap": 2000, "seed": 0}
-CLAIM_COLUMNS = ["id", "claim", "source", "setting", "against", "n", "replicates", "published_effect", "effect",
-                 "ci_low", "ci_high", "published_in_ci", "p_value", "p_holm", "power", "n_for_80_power", "verdict"]
+STATISTICS = {"alpha": 0.05, "n_bootstrap": 2000, "power_simulations": 200, "seed": 0}
 
 
 def _claims_smk(tmp_path, paths, study_text=STUDY, settings=("s1", "s2", "ctrl"), replicates=2):
@@ -145,64 +150,67 @@ def _claims_smk(tmp_path, paths, study_text=STUDY, settings=("s1", "s2", "ctrl")
     )
 
 
-def _holm_by_hand(pvalues):
-    """Holm (1979): the i-th smallest of m p-values times m - i (i from 0), running maximum, at most 1."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    adjusted, running = [0.0] * len(pvalues), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
-
-
 def test_claims_table_main_end_to_end(tmp_path):
     ct.main(_claims_smk(tmp_path, _write_runs(tmp_path / "verdicts", CLAIM_RUNS)))
     rows = json.loads((tmp_path / "tables" / "claims.json").read_text(encoding="utf-8"))
     assert read_table_json(tmp_path / "tables" / "claims.json", "claim_row") == rows  # schemas/claim_row.yaml
     assert [r["id"] for r in rows] == ["beats", "even", "scaling", "sft", "sft2"]
-    assert all(list(r) == CLAIM_COLUMNS for r in rows)
+    assert all(list(r) == cs.COLUMNS for r in rows)
     by_id = {r["id"]: r for r in rows}
     beats, even, scaling, sft, sft2 = (by_id[k] for k in ("beats", "even", "scaling", "sft", "sft2"))
+    grids = {s: np.array([[cs.SCORES[v] for v in rep] for rep in reps]).T for s, reps in CLAIM_RUNS.items()}
 
-    # clearly supported: every verdict of s1 a win; Wilcoxon on 12 equal differences: 2 / 2^12
-    assert (beats["n"], beats["replicates"], beats["against"]) == (12, 2, "baseline")
-    assert beats["effect"] == pytest.approx(0.5) and beats["ci_low"] == beats["ci_high"] == pytest.approx(0.5)
-    assert beats["published_effect"] == pytest.approx(0.25) and beats["published_in_ci"] is False
-    assert beats["p_value"] == pytest.approx(2 / 2 ** QUESTIONS)
-    assert beats["power"] == pytest.approx(cs.power(QUESTIONS, None, 0.75))
-    assert beats["n_for_80_power"] == cs.n_for_power(None, 0.75)
-    assert beats["verdict"] == "supported"
+    # every verdict of s1 a win: above the study's +25 +- 15, so supported rather than reproduced
+    assert (beats["n"], beats["replicates"], beats["against"], beats["margin"]) == (12, 2, "baseline", 0.15)
+    assert beats["effect"] == pytest.approx(0.5) and beats["published_effect"] == pytest.approx(0.25)
+    assert (beats["ci_low"], beats["ci_high"], beats["p_value"]) == pytest.approx(
+        [float(x) for x in crossed_interval(grids["s1"])[1:]])
+    assert beats["verdict"] == "supported" and 0 <= beats["power"] < 0.8
+    # with two runs the run part has 1 df: no number of questions gives 80% at Holm's levels
+    assert beats["n_for_80_power"] is None
     # against the control: named in the row, no published effect or power
     assert (sft["against"], sft["effect"], sft["verdict"]) == ("ctrl", pytest.approx(1.0), "supported")
     assert sft["published_effect"] is None and sft["published_in_ci"] is None and sft["power"] is None
-    # inconclusive: half won, half lost; no difference from one half at all
+    assert "no effect to compute a power at" not in sft["reading"]
+    # half won, half lost: no effect, and the study's +40 lies above the corrected interval
     assert even["effect"] == pytest.approx(0.0) and even["p_value"] == pytest.approx(1.0)
-    assert even["ci_low"] < 0 < even["ci_high"] and even["verdict"] == "inconclusive"
-    assert even["published_effect"] == pytest.approx(0.40)
-    # s2 below s1 on 6 questions, level on 6: raw p 2 / 2^6 < alpha, but not after Holm
-    assert scaling["effect"] == pytest.approx(-0.5) and scaling["published_effect"] == pytest.approx(0.15)
-    assert scaling["p_value"] == pytest.approx(2 / 2 ** 6) and scaling["p_value"] < STATISTICS["alpha"]
-    assert scaling["p_holm"] >= STATISTICS["alpha"] and scaling["verdict"] == "inconclusive"
+    assert even["ci_low"] < 0 < even["ci_high"] < 0.4 and even["verdict"] == "contradicted"
+    assert "below the study's +40.0" in even["reading"]
+    # s2 below s1: contradicted, its corrected interval at its Holm level
+    assert scaling["effect"] == pytest.approx(-0.5) and scaling["verdict"] == "contradicted"
+    _, low, high, _ = crossed_interval(grids["s2"], grids["s1"], alpha=scaling["holm_level"])
+    assert (scaling["ci_holm_low"], scaling["ci_holm_high"]) == pytest.approx((float(low), float(high)))
     # s2 has no control here: not run, nothing computed
     assert sft2["verdict"] == "not run" and sft2["against"] not in CLAIM_RUNS
     assert all(sft2[k] is None for k in ("n", "replicates", "effect", "ci_low", "ci_high", "p_value", "p_holm",
                                          "power", "published_effect"))
 
-    # Holm over the four claims that ran, by hand; never below the raw p-value
+    # Holm over the four claims that ran, by statsmodels; its levels alpha / 4 ... alpha by p
     ran = [beats, even, scaling, sft]
-    for row, expected in zip(ran, _holm_by_hand([r["p_value"] for r in ran])):
-        assert row["p_holm"] == pytest.approx(expected)
-        assert row["p_holm"] >= row["p_value"]
-    assert scaling["p_holm"] == pytest.approx(2 * 2 / 2 ** 6)
+    assert [r["p_holm"] for r in ran] == pytest.approx(list(cs.holm([r["p_value"] for r in ran])))
+    assert sorted(r["holm_level"] for r in ran) == pytest.approx([0.05 / 4, 0.05 / 3, 0.05 / 2, 0.05])
 
     with open(tmp_path / "tables" / "claims.csv", encoding="utf-8") as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["id"] for r in csv_rows] == ["beats", "even", "scaling", "sft", "sft2"]
-    assert list(csv_rows[0]) == CLAIM_COLUMNS
-    assert [r["verdict"] for r in csv_rows] == ["supported", "inconclusive", "inconclusive", "supported", "not run"]
+    assert list(csv_rows[0]) == cs.COLUMNS
+    assert [r["verdict"] for r in csv_rows] == ["supported", "contradicted", "contradicted", "supported", "not run"]
     assert (csv_rows[0]["n"], csv_rows[0]["replicates"]) == ("12", "2")
     assert csv_rows[4]["n"] == "" and csv_rows[4]["p_value"] == "" and csv_rows[4]["against"] == sft2["against"]
     assert csv_rows[3]["published_effect"] == ""
+
+
+@pytest.mark.parametrize("change, message", [
+    (("equivalence_margin: 0.15", "equivalence_margin: 1.5"), "inference.equivalence_margin: expected a difference"),
+    (("question_sd: 2.0, ", ""), "inference.simulation: expected a mapping of"),
+    (("question_sd: 2.0", "question_sd: -2.0"), "inference.simulation: question_sd must not be negative"),
+    (("question_sd: 2.0", "question_sd: big"), "inference.simulation.question_sd: expected a number"),
+])
+def test_bad_inference_section_names_the_key(tmp_path, change, message):
+    paths = _write_runs(tmp_path / "verdicts", CLAIM_RUNS)
+    smk = _claims_smk(tmp_path, paths, study_text=STUDY.replace(*change))
+    with pytest.raises(PipelineError, match=re.escape(f"config/study.yaml: {message}")):
+        ct.main(smk)
 
 
 def test_claims_table_main_checks_the_verdict_files(tmp_path):
