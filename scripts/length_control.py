@@ -57,11 +57,13 @@ def equal_length_note(diff: np.ndarray) -> str | None:
     """Why equal length lies outside these length differences, or None where it does not."""
     if diff.size == 0:
         return "no valid verdicts"
-    shorter, longer = np.mean(diff < 0), np.mean(diff > 0)
-    if 1 - shorter < MIN_SIDE_SHARE:
-        return f"equal length outside the data: {100 * shorter:.0f}% of the answers are shorter than the baseline's"
-    if 1 - longer < MIN_SIDE_SHARE:
-        return f"equal length outside the data: {100 * longer:.0f}% of the answers are longer than the baseline's"
+    # An answer as long as the baseline's counts on both sides; counts, not 1 - share: 9 of 10
+    # shorter must leave exactly 10%.
+    n = diff.size
+    if np.count_nonzero(diff >= 0) < MIN_SIDE_SHARE * n:
+        return f"equal length outside the data: {100 * np.mean(diff < 0):.0f}% of the answers are shorter than the baseline's"
+    if np.count_nonzero(diff <= 0) < MIN_SIDE_SHARE * n:
+        return f"equal length outside the data: {100 * np.mean(diff > 0):.0f}% of the answers are longer than the baseline's"
     return None
 
 
@@ -133,7 +135,7 @@ def _grid(scores: np.ndarray, diff: np.ndarray, difficulty: np.ndarray | None) -
         raise PipelineError(f"length control: {np.size(difficulty)} difficulties for {scores.shape[0]} questions")
     bad = ~np.isnan(scores) & ~np.isin(scores, (0.0, 0.5, 1.0))
     if bad.any():
-        raise PipelineError(f"length control: scores must be 0, 1/2, 1 or NaN, got {scores[bad][0]!r}")
+        raise PipelineError(f"length control: scores must be 0, 1/2, 1 or NaN, got {float(scores[bad][0])}")
 
 
 def _rows(scores, diff, difficulty, questions, replicates):
