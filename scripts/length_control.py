@@ -80,26 +80,31 @@ def length_term(diff: np.ndarray, weight: np.ndarray) -> np.ndarray:
 def fit_logit(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted logistic regression of y in [0, 1] on x, by Newton's method, for a batch:
     x B x n x p, y and weight B x n. (coefficients B x p, fitted B): fitted is False where the
-    fit separates or does not converge. A pseudo-inverse takes a design that is not of full rank
-    in a resample (a covariate constant there) to the minimum-norm step: its predictions are
-    still the maximum-likelihood ones."""
-    beta = np.zeros((x.shape[0], x.shape[2]))
-    converged = np.zeros(x.shape[0], bool)
+    fit separates or does not converge. A ridge of 1e-9 on the Hessian only scales steps (the
+    fixed point is the maximum-likelihood one) and takes a design that is not of full rank in a
+    resample (a covariate constant there) to a step within its column space, whose predictions
+    are still the maximum-likelihood ones."""
+    b, _, p = x.shape
+    beta = np.zeros((b, p))
+    converged = np.zeros(b, bool)
+    active = np.arange(b)  # neither converged nor running off
+    ridge = 1e-9 * np.eye(p)
     for _ in range(MAX_ITER):
-        eta = np.einsum("bnp,bp->bn", x, beta)
+        xa, wa = x[active], weight[active]
+        eta = (xa @ beta[active, :, None])[..., 0]
         mu = expit(eta)
-        grad = np.einsum("bnp,bn->bp", x, weight * (y - mu))
-        hess = np.einsum("bnp,bnq->bpq", x * (weight * mu * (1 - mu))[..., None], x)
-        step = np.einsum("bpq,bq->bp", np.linalg.pinv(hess), grad)
+        grad = (xa.transpose(0, 2, 1) @ (wa * (y[active] - mu))[..., None])[..., 0]
+        hess = xa.transpose(0, 2, 1) @ (xa * (wa * mu * (1 - mu))[..., None])
+        step = np.linalg.solve(hess + ridge, grad[..., None])[..., 0]
         size = np.abs(step).max(-1, initial=0.0)
-        step *= np.minimum(1.0, MAX_STEP / np.maximum(size, 1e-300))[:, None]
-        beta = np.where(converged[:, None], beta, beta + step)
-        converged |= size < 1e-10
-        running_off = np.abs(np.where(weight > 0, eta, 0)).max(-1) > 2 * SEPARATED_ETA
-        if np.all(converged | running_off):
+        beta[active] += step * np.minimum(1.0, MAX_STEP / np.maximum(size, 1e-300))[:, None]
+        converged[active] = size < 1e-10
+        running_off = np.abs(np.where(wa > 0, eta, 0)).max(-1, initial=0.0) > 2 * SEPARATED_ETA
+        active = active[~(converged[active] | running_off | ~np.isfinite(size))]
+        if active.size == 0:
             break
-    eta = np.einsum("bnp,bp->bn", x, beta)
-    extreme = np.abs(np.where(weight > 0, eta, 0)).max(-1) > SEPARATED_ETA
+    eta = (x @ beta[..., None])[..., 0]
+    extreme = np.abs(np.where(weight > 0, eta, 0)).max(-1, initial=0.0) > SEPARATED_ETA
     return beta, converged & ~extreme & np.isfinite(beta).all(-1)
 
 
