@@ -39,6 +39,7 @@ MIN_SIDE_SHARE = 0.10
 MIN_FITTED_SHARE = 0.95
 MAX_ITER = 100
 MAX_STEP = 5.0  # damps Newton's first steps; near the optimum steps are far smaller
+GRAD_TOL = 1e-12  # of the score per unit weight
 SEPARATED_ETA = 15.0  # a fitted probability within 3e-7 of 0 or 1: the estimate is running off
 
 
@@ -81,9 +82,9 @@ def fit_logit(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[np.ndar
     """Weighted logistic regression of y in [0, 1] on x, by Newton's method, for a batch:
     x B x n x p, y and weight B x n. (coefficients B x p, fitted B): fitted is False where the
     fit separates or does not converge. A ridge of 1e-9 on the Hessian only scales steps (the
-    fixed point is the maximum-likelihood one) and takes a design that is not of full rank in a
-    resample (a covariate constant there) to a step within its column space, whose predictions
-    are still the maximum-likelihood ones."""
+    fixed point, a zero score, is the maximum-likelihood one) and lets a design that is not of
+    full rank in a resample (a covariate constant there) be solved: its predictions are still the
+    maximum-likelihood ones."""
     b, _, p = x.shape
     beta = np.zeros((b, p))
     converged = np.zeros(b, bool)
@@ -95,12 +96,16 @@ def fit_logit(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[np.ndar
         mu = expit(eta)
         grad = (xa.transpose(0, 2, 1) @ (wa * (y[active] - mu))[..., None])[..., 0]
         hess = xa.transpose(0, 2, 1) @ (xa * (wa * mu * (1 - mu))[..., None])
+        # Converged on the score, not the step: along a direction the design cannot see, the ridge
+        # turns rounding noise into steps that change no prediction.
+        done = np.abs(grad).max(-1, initial=0.0) < GRAD_TOL * wa.sum(-1)
+        converged[active] = done
         step = np.linalg.solve(hess + ridge, grad[..., None])[..., 0]
         size = np.abs(step).max(-1, initial=0.0)
-        beta[active] += step * np.minimum(1.0, MAX_STEP / np.maximum(size, 1e-300))[:, None]
-        converged[active] = size < 1e-10
+        step *= np.minimum(1.0, MAX_STEP / np.maximum(size, 1e-300))[:, None]
+        beta[active] += np.where(done[:, None], 0.0, step)
         running_off = np.abs(np.where(wa > 0, eta, 0)).max(-1, initial=0.0) > 2 * SEPARATED_ETA
-        active = active[~(converged[active] | running_off | ~np.isfinite(size))]
+        active = active[~(done | running_off | ~np.isfinite(size))]
         if active.size == 0:
             break
     eta = (x @ beta[..., None])[..., 0]

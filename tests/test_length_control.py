@@ -199,3 +199,20 @@ def test_errors_name_the_problem():
         lc.length_controlled_win_rate(np.ones((2, 2)), np.ones((2, 2)), [0.1, 0.2, 0.3])
     with pytest.raises(PipelineError, match="n_boot must be positive, got 0"):
         lc.length_controlled_win_rate(np.ones((2, 2)), np.ones((2, 2)), n_boot=0)
+
+
+def test_fit_logit_with_a_constant_covariate_gives_the_reduced_fit():
+    # A resample in which a covariate does not vary: the design is not of full rank, yet the
+    # predictions are those of the fit without it.
+    rng = np.random.default_rng(10)
+    z = rng.normal(size=60)
+    y = (rng.random(60) < expit(0.3 + z)).astype(float)
+    x = np.column_stack([np.ones(60), z, np.full(60, 0.7)])
+    beta, fitted = lc.fit_logit(x[None], y[None], np.ones((1, 60)))
+    reduced = sm.Logit(y, x[:, :2]).fit(disp=0)
+    assert fitted[0] and expit(x @ beta[0]) == pytest.approx(reduced.predict(x[:, :2]), abs=1e-7)
+    # rows of weight 0 (invalid verdicts) are no data: the fit equals the one without them
+    weight = np.ones(60)
+    weight[:10] = 0
+    beta, fitted = lc.fit_logit(x[None, :, :2], y[None], weight[None])
+    assert fitted[0] and beta[0] == pytest.approx(sm.Logit(y[10:], x[10:, :2]).fit(disp=0).params, abs=1e-8)
