@@ -13,7 +13,9 @@ verdicts against the baseline.
                keeps the length coefficient from absorbing question difficulty (hard questions
                may draw longer answers). Fitted by maximum likelihood, unpenalised: AlpacaEval's
                L1 penalty, tuned by cross-validation, and its regularisation towards "gamed"
-               baselines need data we do not have.
+               baselines need data we do not have. The data allow the instruction term where
+               the difficulty varies, the fit with it does not separate and enough of its
+               resamples can be fitted for an interval; otherwise the model goes without it.
   LC win rate  the model's mean predicted preference over the fitted verdicts with the length
                term at 0 (equal lengths). It is on the scale of (wins + ties/2) / valid verdicts.
   interval     95% percentile interval from a bootstrap that draws questions and, crossed with
@@ -159,26 +161,44 @@ def _rows(scores, diff, difficulty, questions, replicates):
     return np.nan_to_num(y).reshape(b, -1), np.nan_to_num(d).reshape(b, -1), weight, h
 
 
-def _fit_full(scores, diff, difficulty, with_length):
-    """The model on every verdict, with the instruction term where it can be fitted:
-    (rate, difficulty used, note) or (None, None, reason)."""
+def _point(scores, diff, difficulty, with_length: bool) -> float | None:
+    """The LC win rate fitted on every verdict; None where the fit separates."""
     q, k = scores.shape
-    all_rows = (np.arange(q)[None], np.arange(k)[None])
-    terms = [difficulty, None] if difficulty is not None else [None]
-    for h in terms:
-        y, d, w, hh = _rows(scores, diff, h, *all_rows)
-        rate, fitted = lc_rates(y, d, w, hh, with_length)
-        if fitted[0]:
-            note = "no instruction term: with it the fit separates" if h is None and difficulty is not None else None
-            return float(rate[0]), h, note
-    return None, None, "the fit separates (no finite estimate: e.g. every verdict one way)"
+    y, d, w, h = _rows(scores, diff, difficulty, np.arange(q)[None], np.arange(k)[None])
+    rate, fitted = lc_rates(y, d, w, h, with_length)
+    return float(rate[0]) if fitted[0] else None
+
+
+def _share(share: float) -> str:
+    return f"{np.floor(1000 * share) / 10:g}%"  # floored: 94.96% must not print as 95%
+
+
+def _choose_model(scores, diff, difficulty, with_length: bool, n_boot: int, seed: int):
+    """((rate, low, high, share fitted), note) of the model used, or (None, reason): with the
+    instruction term first, without it where that fit separates or has no interval."""
+    tried = []
+    for h in ([difficulty, None] if difficulty is not None else [None]):
+        rate = _point(scores, diff, h, with_length)
+        tried.append(None if rate is None else (rate, *lc_interval(scores, diff, h, with_length, n_boot, seed)))
+        if tried[-1] is not None and tried[-1][1] is not None:
+            break
+    fitted = [t for t in tried if t is not None]
+    if not fitted:
+        return None, "the fit separates (no finite estimate: e.g. every verdict one way)"
+    chosen = next((t for t in fitted if t[1] is not None), fitted[0])
+    if difficulty is None or chosen is tried[0]:
+        return chosen, None
+    return chosen, "no instruction term: with it " + (
+        "the fit separates" if tried[0] is None else f"only {_share(tried[0][3])} of the resamples could be fitted")
 
 
 def length_controlled_win_rate(scores, diff, difficulty=None, n_boot: int = 2000, seed: int = 0) -> dict:
     """{lc_win_rate, lc_ci_low, lc_ci_high, lc_note} of one setting. scores: questions x
     replicates of 1 (win), 0.5 (tie), 0 (loss) or NaN (invalid or missing); diff: the length
     differences (setting minus baseline) of the same cells; difficulty: per question, or None
-    for no instruction term (it is left out too where it does not vary)."""
+    for no instruction term. The term is used where the data allow it: where it varies, the
+    fit with it does not separate and enough resamples can be fitted for an interval;
+    otherwise the model without it is (lc_note says why)."""
     _grid(scores, diff, difficulty)
     scores, diff = np.asarray(scores, float), np.asarray(diff, float)
     if difficulty is not None:
@@ -194,15 +214,15 @@ def length_controlled_win_rate(scores, diff, difficulty=None, n_boot: int = 2000
     if reason:
         return {**empty, "lc_note": reason}
     with_length = bool(np.ptp(valid_diff) > 0)
-    rate, difficulty, note = _fit_full(scores, diff, difficulty, with_length)
-    if rate is None:
+    chosen, note = _choose_model(scores, diff, difficulty, with_length, n_boot, seed)
+    if chosen is None:
         return {**empty, "lc_note": note}
+    rate, low, high, share = chosen
     notes = [note] if note else []
     if not with_length:
         notes.append("every answer as long as the baseline's: no length term")
-    low, high, share = lc_interval(scores, diff, difficulty, with_length, n_boot, seed)
     if low is None:
-        notes.append(f"no interval: {100 * share:.0f}% of the resamples could be fitted")
+        notes.append(f"no interval: {_share(share)} of the resamples could be fitted")
     return {"lc_win_rate": rate, "lc_ci_low": low, "lc_ci_high": high, "lc_note": "; ".join(notes) or None}
 
 

@@ -474,23 +474,25 @@ def test_lc_win_rate_is_the_length_controlled_rate_of_the_pooled_verdicts():
     expected = _logit_lc(scores, diff)
     assert row["lc_win_rate"] == pytest.approx(expected, abs=1e-8)
     assert row["lc_win_rate"] != pytest.approx(row["win_rate_ties_half"])  # the lengths matter here
-    assert row["lc_ci_low"] < row["lc_win_rate"] < row["lc_ci_high"] and row["lc_note"] is None
+    assert row["lc_ci_low"] < row["lc_win_rate"] < row["lc_ci_high"] and pd.isna(row["lc_note"])
     # only the first replicate's data would give another rate: the column pools
     assert row["lc_win_rate"] != pytest.approx(_logit_lc(scores[:8], diff[:8]))
 
 
 def test_lc_instruction_term_from_the_other_settings():
-    # Setting s's difficulty on each question comes from t's verdicts: logit((score + 1/2) / 2).
-    reps = [_with_lengths(_records("s", v), n) for v, n in zip(LC_VERDICTS, LC_LENGTHS)]
-    other = ["win", "win", "loss", "tie", "loss", "win", "tie", "loss"]
-    t = [_records("t", other), _records("t", other[::-1])]
-    row = wt.winrate_table({"s": reps, "t": t}, n_boot=300).iloc[0]
+    # Setting s's difficulty on each question comes from t's two replicates: logit((scores + 1/2) / 3).
+    rng = np.random.default_rng(0)
+    kinds = ["win", "tie", "loss"]
+    s_reps = [_with_lengths(_records("s", list(rng.choice(kinds, 30))), rng.integers(1, 12, 30)) for _ in range(2)]
+    t_reps = [_records("t", list(rng.choice(kinds, 30))) for _ in range(2)]
+    row = wt.winrate_table({"s": s_reps, "t": t_reps}, n_boot=300).iloc[0]
     score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
-    p = [(score[a] + score[b] + 0.5) / 3 for a, b in zip(other, other[::-1])]
-    difficulty = np.tile(np.log(np.array(p) / (1 - np.array(p))), 2)
-    pooled = reps[0] + reps[1]
+    p = np.array([(score[a["verdict"]] + score[b["verdict"]] + 0.5) / 3 for a, b in zip(*t_reps)])
+    difficulty = np.tile(np.log(p / (1 - p)), 2)
+    pooled = s_reps[0] + s_reps[1]
     scores = np.array([score[r["verdict"]] for r in pooled])
     diff = np.array([len(r["setting_answer"]) - len("基线答案。") for r in pooled], float)
+    assert pd.isna(row["lc_note"])  # the term is used: the fit and its interval exist
     assert row["lc_win_rate"] == pytest.approx(_logit_lc(scores, diff, difficulty), abs=1e-8)
     assert row["lc_win_rate"] != pytest.approx(_logit_lc(scores, diff))
 
