@@ -138,7 +138,7 @@ def lc_rates(y: np.ndarray, diff: np.ndarray, weight: np.ndarray, difficulty: np
     return (weight * p).sum(-1) / weight.sum(-1), fitted
 
 
-def _grid(scores: np.ndarray, diff: np.ndarray, difficulty: np.ndarray | None) -> None:
+def _check_grid(scores: np.ndarray, diff: np.ndarray, difficulty: np.ndarray | None) -> None:
     scores, diff = np.asarray(scores, float), np.asarray(diff, float)
     if scores.ndim != 2 or scores.shape != diff.shape:
         raise PipelineError(f"length control: expected questions x replicates arrays of scores and length "
@@ -199,7 +199,7 @@ def length_controlled_win_rate(scores, diff, difficulty=None, n_boot: int = 2000
     for no instruction term. The term is used where the data allow it: where it varies, the
     fit with it does not separate and enough resamples can be fitted for an interval;
     otherwise the model without it is (lc_note says why)."""
-    _grid(scores, diff, difficulty)
+    _check_grid(scores, diff, difficulty)
     scores, diff = np.asarray(scores, float), np.asarray(diff, float)
     if difficulty is not None:
         difficulty = np.asarray(difficulty, float)
