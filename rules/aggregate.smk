@@ -25,6 +25,7 @@ rule winrate_table:
         replicates=config["replicates"],
         prices=lambda wc: JUDGES[wc.judge]["price_per_million"],
         compare_published=lambda wc: compares_with_published(wc.test_set, wc.judge),
+        statistics=config["statistics"],
     script:
         "../scripts/winrate_table.py"
 
@@ -71,6 +72,7 @@ rule judge_agreement:
         judges=list(JUDGES),
         settings=SETTINGS,
         replicates=config["replicates"],
+        statistics=config["statistics"],
     script:
         "../scripts/judge_agreement.py"
 

@@ -25,23 +25,18 @@ number of questions on a fixed grid at which it reaches 80%.
 """
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
-from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.multitest import multipletests
-from statsmodels.tools.sm_exceptions import ModelWarning, PerfectSeparationError
 
 from common import PipelineError
 from crossed_stats import SCORES, crossed_interval, holm_levels
-from verdict_simulation import Nuisance, expected_score, quality_for_score, simulate_scores
+from verdict_simulation import Nuisance, quality_for_score, simulate_scores
 from verdicts import VERDICTS
 
 VERDICT_COLUMNS = ("setting", "replicate", "id", "verdict", "answer_chars", "baseline_chars")
 BASELINE = "baseline"
-KAPPA_CATEGORIES = ("win", "tie", "loss")
 CLAIM_VERDICTS = ("reproduced", "supported", "contradicted", "inconclusive", "not run")
 COLUMNS = [
     "id", "claim", "source", "setting", "against", "n", "replicates", "published_effect", "effect",
@@ -139,50 +134,6 @@ def reading(row: dict) -> str:
     n80 = row["n_for_80_power"]
     more = f"{n80} questions would give 80%" if n80 is not None else f"more than {N_GRID[-1]} questions would be needed for 80%"
     return text + f"; at the study's effect this procedure has power {100 * power:.0f}% only: {more}"
-
-
-def length_controlled_win_rate(wins, length_diff) -> float | None:
-    """Predicted win rate at equal lengths from a logistic regression of the win indicator on
-    length_diff / sd(length_diff) (sd 0: the raw rate); None on (quasi-)separation."""
-    y, x = np.asarray(wins, float), np.asarray(length_diff, float)
-    if y.shape != x.shape or y.ndim != 1:
-        raise PipelineError(f"length control: {y.shape} wins for {x.shape} length differences")
-    if y.size == 0 or y.min() == y.max():
-        return None  # all wins or none: the intercept is infinite
-    sd = x.std(ddof=1)
-    if sd == 0:
-        return float(y.mean())
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ModelWarning)  # separation, no convergence, singular Hessian
-            warnings.simplefilter("error", RuntimeWarning)  # overflow in exp on the way to separation
-            fit = sm.Logit(y, sm.add_constant(x / sd)).fit(disp=0)
-    except (ModelWarning, RuntimeWarning, PerfectSeparationError, np.linalg.LinAlgError):
-        return None
-    return float(1 / (1 + math.exp(-fit.params[0])))
-
-
-def cohens_kappa_three_way(labels_a, labels_b) -> tuple[float, float, float, int]:
-    """(kappa, low, high, n) of two judges' win/tie/loss verdicts; pairs with an invalid dropped."""
-    a, b = pd.Series(list(labels_a), dtype=object), pd.Series(list(labels_b), dtype=object)
-    if len(a) != len(b):
-        raise PipelineError(f"kappa: {len(a)} verdicts of one judge, {len(b)} of the other")
-    unknown = (set(a) | set(b)) - set(VERDICTS)
-    if unknown:
-        raise PipelineError(f"kappa: unknown verdicts {sorted(map(str, unknown))}")
-    keep = (a != "invalid") & (b != "invalid")
-    cats = pd.CategoricalDtype(KAPPA_CATEGORIES)
-    table = pd.crosstab(a[keep].astype(cats), b[keep].astype(cats), dropna=False).to_numpy(float)
-    n = int(table.sum())
-    # One category used by both judges alone: chance agreement is 1 and kappa is 0/0.
-    if n < 2 or math.isclose(table.sum(0) @ table.sum(1), n * n):
-        return math.nan, math.nan, math.nan, n
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = cohens_kappa(table)
-    return float(result.kappa), float(result.kappa_low), float(result.kappa_upp), n
-
-
 
 
 def _given(x) -> bool:

@@ -1,8 +1,8 @@
 """The paper's claims section: for each test set, the study's claims as the primary judge's
 verdicts decide them (claims_table.py: our effect with its interval, the Holm-corrected p-value,
 the power at the published effect and a verdict), every judge's win rates side by side with
-their length-controlled counterparts, the judges' agreement (Cohen's kappa), and how far seed
-noise alone moves a win rate. The sentences are generated from these tables only."""
+their length-controlled counterparts, the judges' agreement (weighted kappa, ordinal alpha), and
+how far seed noise alone moves a win rate. The sentences are generated from these tables only."""
 
 import math
 import re
@@ -96,13 +96,19 @@ def _number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
+def _with_interval(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "--"
+    return f"{value:.2f}" if low is None else f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def agreement_rows(agreement: Sequence[Mapping]) -> list[dict]:
     rows = []
     for r in agreement:
-        share, kappa, low, high = (_number(r[k]) for k in ("agreement", "kappa", "kappa_low", "kappa_high"))
-        rows.append({"test_set": r["test_set"], "judge": r["judge_b"], "n": int(r["n"]), "agreement": pct(share),
-                     "kappa": "--" if kappa is None else f"{kappa:.2f}",
-                     "ci": "--" if low is None else f"[{low:.2f}, {high:.2f}]"})
+        kappa, alpha = ([_number(r[f"{k}{end}"]) for end in ("", "_low", "_high")] for k in ("weighted_kappa", "alpha"))
+        rows.append({"test_set": r["test_set"], "judge": r["judge_b"], "questions": int(r["n_questions"]),
+                     "pairs": int(r["n_pairs"]), "agreement": pct(_number(r["agreement"])),
+                     "kappa": _with_interval(*kappa), "alpha": _with_interval(*alpha)})
     return rows
 
 

@@ -47,9 +47,17 @@ replicates; these columns keep the study's single-run reading comparable.
   replicates, replicate_win_rate_min, _max, _sd   K and the spread of the replicates' own win
                       rates (sd with ddof 1, empty when K = 1): how far seed noise alone moves a
                       setting's rate.
-  lc_win_rate         length-controlled win rate (claim_stats.length_controlled_win_rate):
-                      the win rate a logistic regression on the answer-length difference
-                      predicts at equal lengths; empty where it cannot be fitted (e.g. all wins).
+  lc_win_rate, lc_ci_low, lc_ci_high, lc_note   AlpacaEval 2's length-controlled win rate
+                      (length_control.py): a logistic GLM of the preference (win 1, tie 1/2,
+                      loss 0; invalid verdicts left out) on tanh(length difference / its sd)
+                      and the question's difficulty (how well the other settings do against
+                      the baseline on it), read with the length term at 0, pooled over the
+                      replicates; comparable with (wins + ties/2) / valid verdicts. Its 95%
+                      percentile interval from a bootstrap of questions crossed with whole
+                      replicates (seeded: the rule's statistics). Empty, with the reason in
+                      lc_note, where equal length lies outside the data (fewer than 10% of the
+                      answers on one side of it) or the fit separates; lc_note also says when
+                      the interval or the instruction term had to be left out.
 
 tables/<test set>/<judge>/replicates.csv, one row per setting and replicate (REPLICATE_COLUMNS):
 its own verdict counts and win rate, the rows the spread columns above summarise.
@@ -67,13 +75,14 @@ import itertools
 import math
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 import yaml
 from scipy.stats import binomtest, boschloo_exact
 
 from chat_api import cost_usd
-from claim_stats import length_controlled_win_rate
 from common import PipelineError, log, run_stage, write_json, write_text
+from length_control import SCORE, length_controlled_win_rate, question_difficulty
 from verdicts import ORDERS, VERDICTS, read_runs, table_rows
 COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
@@ -81,7 +90,7 @@ COLUMNS = [
     "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
     "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
-    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate",
+    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_note",
 ]
 REPLICATE_COLUMNS = ["setting", "replicate", "n", "wins", "ties", "losses", "invalid", "win_rate"]
 PAIRWISE_COLUMNS = ["setting_a", "setting_b", "n", "a_better", "b_better", "p_value"]
@@ -89,7 +98,8 @@ INT_COLUMNS = [
     "replicates", "n", "wins", "ties", "losses", "invalid", "order_flips", "prompt_tokens", "completion_tokens", "judge_calls",
 ]
 NULLABLE_INT_COLUMNS = ["published_wins", "published_n"]  # empty when not compared
-FLOAT_COLUMNS = ["published_win_rate", "published_p_value", "cost_usd", "replicate_win_rate_sd", "lc_win_rate"]
+FLOAT_COLUMNS = ["published_win_rate", "published_p_value", "cost_usd", "replicate_win_rate_sd", "lc_win_rate",
+                 "lc_ci_low", "lc_ci_high"]
 
 
 def wilson_interval(k: int, n: int) -> tuple[float, float]:
@@ -200,18 +210,54 @@ def replicate_columns(replicates: list[list[dict]]) -> dict:
     }
 
 
-def lc_column(records: list[dict]) -> float:
-    wins = [int(r["verdict"] == "win") for r in records]
-    diff = [len(r["setting_answer"]) - len(r["baseline_answer"]) for r in records]
-    lc = length_controlled_win_rate(wins, diff) if records else None
-    return math.nan if lc is None else lc
+def question_scores(replicates: list[list[dict]], setting: str) -> dict[str, list[float]]:
+    """Question id -> the setting's scores on it (length_control.SCORE; NaN for invalid), every replicate."""
+    out: dict[str, list[float]] = {}
+    for record in (r for rep in replicates for r in rep):
+        if record["verdict"] not in SCORE:
+            raise PipelineError(f"{setting}: unknown verdict {record['verdict']!r} (expected one of {', '.join(VERDICTS)})")
+        out.setdefault(str(record["id"]), []).append(SCORE[record["verdict"]])
+    return out
+
+
+def difficulties(by_setting: Mapping[str, list[list[dict]]]) -> dict[str, dict[str, float] | None]:
+    """Setting -> question difficulty from the other settings' verdicts (None: no other setting)."""
+    scores = {name: question_scores(replicates, name) for name, replicates in by_setting.items()}
+    out = {}
+    for name in by_setting:
+        others: dict[str, list[float]] = {}
+        for other, by_question in scores.items():
+            if other != name:
+                for q, values in by_question.items():
+                    others.setdefault(q, []).extend(values)
+        out[name] = question_difficulty(others) if len(scores) > 1 else None
+    return out
+
+
+def lc_columns(replicates: list[list[dict]], difficulty: Mapping[str, float] | None = None,
+               n_boot: int = 2000, seed: int = 0) -> dict:
+    """The length-controlled columns of a setting: its verdicts as a questions x replicates grid."""
+    ids = list(dict.fromkeys(str(r["id"]) for rep in replicates for r in rep))
+    index = {q: i for i, q in enumerate(ids)}
+    scores, diff = np.full((len(ids), len(replicates)), np.nan), np.zeros((len(ids), len(replicates)))
+    for k, rep in enumerate(replicates):
+        for r in rep:
+            scores[index[str(r["id"])], k] = SCORE[r["verdict"]]
+            diff[index[str(r["id"])], k] = len(r["setting_answer"]) - len(r["baseline_answer"])
+    # A question no other setting answered has no difficulty: the term is left out.
+    h = [difficulty.get(q) for q in ids] if difficulty else None
+    h = None if h is None or None in h else h
+    out = length_controlled_win_rate(scores, diff, h, n_boot, seed)
+    return {k: (math.nan if v is None and k != "lc_note" else v) for k, v in out.items()}
 
 
 def winrate_row(
     setting: str, title: str, replicates: list[list[dict]], prices: Mapping | None = None,
-    published: Mapping | None = None,
+    published: Mapping | None = None, difficulty: Mapping[str, float] | None = None, n_boot: int = 2000,
+    seed: int = 0,
 ) -> dict:
-    """A setting's row: its replicates' verdicts pooled (n = questions x replicates)."""
+    """A setting's row: its replicates' verdicts pooled (n = questions x replicates); difficulty:
+    question id -> difficulty for the length control's instruction term (None: no term)."""
     records = [r for rep in replicates for r in rep]
     counts = {v: 0 for v in VERDICTS}
     for record in records:
@@ -247,7 +293,7 @@ def winrate_row(
         "judge_calls": sum(r["usage"]["calls"] for r in records),
         "cost_usd": cost_usd(prompt_tokens, completion_tokens, prices) if prices else math.nan,
         **replicate_columns(replicates),
-        "lc_win_rate": lc_column(records),
+        **lc_columns(replicates, difficulty, n_boot, seed),
     }
 
 
@@ -256,12 +302,16 @@ def winrate_table(
     titles: Mapping[str, str] | None = None,
     prices: Mapping | None = None,
     published: Mapping[str, Mapping] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """One row per setting, in the mapping's order (its value: the verdicts of each replicate); `published` (read_published) holds the
-    study's rates to compare with, by setting (none: the published columns stay empty)."""
+    study's rates to compare with, by setting (none: the published columns stay empty); n_boot
+    and seed: the length control's bootstrap."""
     titles, published = titles or {}, published or {}
+    hardness = difficulties(verdict_records_by_setting)
     rows = [
-        winrate_row(name, titles.get(name, name), records, prices, published.get(name))
+        winrate_row(name, titles.get(name, name), records, prices, published.get(name), hardness[name], n_boot, seed)
         for name, records in verdict_records_by_setting.items()
     ]
     df = pd.DataFrame(rows, columns=COLUMNS)
@@ -320,7 +370,8 @@ def main(smk) -> None:
     by_setting = {name: [runs[name, r] for r in range(smk.params.replicates)] for name in names}
     titles = {s["name"]: s.get("title") or s["name"] for s in settings}
     published = read_published(smk.input.study) if smk.params.compare_published else {}
-    df = winrate_table(by_setting, titles, smk.params.prices, published)
+    statistics = smk.params.statistics
+    df = winrate_table(by_setting, titles, smk.params.prices, published, statistics["n_bootstrap"], statistics["seed"])
     write_text(smk.output.csv, df.to_csv(index=False))
     write_json(smk.output.json, table_rows(df))
     write_text(smk.output.pairwise, pairwise_table(by_setting).to_csv(index=False))
@@ -328,10 +379,11 @@ def main(smk) -> None:
     for row in table_rows(df):
         log.info(
             "%s: win rate %s (%d/%d over %d replicates, spread %s-%s, 95%% CI %s-%s, sign test p=%s, "
-            "%d invalid, orders agree %s, win/loss flips %d; length-controlled %s; published %s, Boschloo p=%s)",
+            "%d invalid, orders agree %s, win/loss flips %d; length-controlled %s (%s-%s%s); published %s, Boschloo p=%s)",
             row["setting"], row["win_rate"], row["wins"], row["n"], row["replicates"],
             row["replicate_win_rate_min"], row["replicate_win_rate_max"], row["ci_low"], row["ci_high"],
             row["p_value"], row["invalid"], row["consistency"], row["order_flips"], row["lc_win_rate"],
+            row["lc_ci_low"], row["lc_ci_high"], f": {row['lc_note']}" if row["lc_note"] else "",
             row["published_win_rate"], row["published_p_value"],
         )
 

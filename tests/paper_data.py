@@ -146,7 +146,9 @@ def winrate_row(setting, test_set="course", judge="primary"):
             "cost_usd": None if setting == "setting4" else 0.12,  # setting 4's judge had no prices
             "replicates": len(rep_wins), "replicate_win_rate_min": min(rates),
             "replicate_win_rate_max": max(rates), "replicate_win_rate_sd": statistics.stdev(rates),
-            "lc_win_rate": lc}
+            "lc_win_rate": lc, "lc_ci_low": None if lc is None else lc - 0.15,
+            "lc_ci_high": None if lc is None else min(1.0, lc + 0.15),
+            "lc_note": "the fit separates (no finite estimate: e.g. every verdict one way)" if lc is None else None}
 
 
 def winrate_rows(test_set="course", judge="primary"):
@@ -245,10 +247,12 @@ def agreement_rows():
     """tables/judge_agreement.csv: the primary judge against gpt-4o on each test set's verdicts
     (6 settings x 2 replicates x its questions; the pair with an invalid verdict dropped)."""
     return [
-        {"test_set": "course", "judge_a": "primary", "judge_b": "gpt-4o", "n": 239, "agreement": 0.72,
-         "kappa": 0.58, "kappa_low": 0.49, "kappa_high": 0.67},
-        {"test_set": "heldout", "judge_a": "primary", "judge_b": "gpt-4o", "n": 96, "agreement": 0.64,
-         "kappa": 0.44, "kappa_low": 0.29, "kappa_high": 0.59},
+        {"test_set": "course", "judge_a": "primary", "judge_b": "gpt-4o", "n_questions": 20, "n_pairs": 239,
+         "agreement": 0.72, "weighted_kappa": 0.58, "weighted_kappa_low": 0.49, "weighted_kappa_high": 0.67,
+         "alpha": 0.57, "alpha_low": 0.47, "alpha_high": 0.66},
+        {"test_set": "heldout", "judge_a": "primary", "judge_b": "gpt-4o", "n_questions": 8, "n_pairs": 96,
+         "agreement": 0.64, "weighted_kappa": 0.44, "weighted_kappa_low": 0.29, "weighted_kappa_high": 0.59,
+         "alpha": 0.41, "alpha_low": 0.25, "alpha_high": 0.58},
     ]
 
 

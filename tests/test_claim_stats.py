@@ -6,6 +6,7 @@ import pytest
 
 import claim_stats as cs
 from test_crossed_stats import STUDY_NUISANCE
+from verdict_simulation import expected_score
 from crossed_stats import crossed_interval
 from common import PipelineError
 
@@ -55,70 +56,6 @@ def test_unequal_replicates_duplicates_and_unknown_verdicts_are_errors():
         cs.check_verdicts(_table({"a": [["win"]]}).drop(columns="answer_chars"))
     with pytest.raises(PipelineError, match="nope: no verdicts"):
         cs.per_question(df, "nope")
-
-
-# --- length-controlled win rate ---------------------------------------------------------------
-
-def test_lc_win_rate_equals_raw_rate_when_length_is_unrelated():
-    # Wins and non-wins see the same length differences: the slope is 0, the intercept logit(0.75).
-    diffs = [-200, -100, 100, 200]
-    wins = [1] * 12 + [0] * 4
-    length = diffs * 3 + diffs
-    assert cs.length_controlled_win_rate(wins, length) == pytest.approx(0.75, abs=1e-6)
-
-
-def test_lc_win_rate_below_raw_rate_when_wins_go_with_longer_answers():
-    length = np.array([-100, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600])
-    wins = np.array([0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 1])
-    lc = cs.length_controlled_win_rate(wins, length)
-    assert lc is not None and lc < wins.mean()
-
-
-def test_lc_win_rate_degenerate_inputs():
-    assert cs.length_controlled_win_rate([1, 1, 1], [10, 20, 30]) is None
-    assert cs.length_controlled_win_rate([0, 0, 0], [10, 20, 30]) is None
-    assert cs.length_controlled_win_rate([0, 0, 1, 1], [-2, -1, 1, 2]) is None  # perfect separation
-    assert cs.length_controlled_win_rate([0, 0, 1, 0, 1, 1], [-2, -1, 0, 0, 1, 2]) is None  # quasi-perfect
-    assert cs.length_controlled_win_rate([0, 1, 1, 0], [5, 5, 5, 5]) == 0.5  # sd 0: raw rate
-    with pytest.raises(PipelineError, match="length"):
-        cs.length_controlled_win_rate([1, 0], [1, 2, 3])
-
-
-# --- kappa --------------------------------------------------------------------------------------
-
-def _labels(table):
-    cats = ["win", "tie", "loss"]
-    pairs = [(cats[i], cats[j]) for i in range(3) for j in range(3) for _ in range(table[i][j])]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def test_kappa_textbook_formula_by_hand():
-    table = [[10, 2, 1], [3, 8, 2], [1, 1, 5]]
-    a, b = _labels(table)
-    # p_o = 23/33; rows 13, 13, 7; columns 14, 11, 8; p_e = (182 + 143 + 56) / 33**2 = 381/1089.
-    po, pe = 23 / 33, 381 / 1089
-    a, b = a + ["invalid", "win"], b + ["win", "invalid"]  # dropped pairs
-    kappa, low, high, n = cs.cohens_kappa_three_way(a, b)
-    assert n == 33
-    assert kappa == pytest.approx((po - pe) / (1 - pe))
-    assert kappa == pytest.approx(378 / 708)
-    assert low < kappa < high and (kappa - low) == pytest.approx(high - kappa)
-
-
-def test_kappa_empty_category_and_degenerate_tables():
-    kappa, *_ = cs.cohens_kappa_three_way(["win", "loss", "win", "loss"], ["win", "loss", "loss", "loss"])
-    # 2x2 in effect (no ties): p_o = 3/4, p_e = (2*1 + 2*3)/16 = 1/2 -> kappa 1/2.
-    assert kappa == pytest.approx(0.5)
-    out = cs.cohens_kappa_three_way(["win"] * 5, ["win"] * 5)
-    assert all(math.isnan(x) for x in out[:3]) and out[3] == 5
-    out = cs.cohens_kappa_three_way(["win", "invalid"], ["win", "tie"])
-    assert all(math.isnan(x) for x in out[:3]) and out[3] == 1
-    with pytest.raises(PipelineError, match="verdicts"):
-        cs.cohens_kappa_three_way(["win"], ["win", "tie"])
-    with pytest.raises(PipelineError, match="unknown"):
-        cs.cohens_kappa_three_way(["win", "draw"], ["win", "tie"])
-
-
 
 
 # --- Holm ---------------------------------------------------------------------------------------
@@ -270,7 +207,7 @@ def test_simulated_qualities_follow_the_published_rates_and_controls_are_null():
               {"setting": "s5", "against": "baseline", "published_setting_rate": None}]
     nuisance = STUDY_NUISANCE
     q = cs.simulation_qualities(claims, nuisance)
-    assert cs.expected_score(q["s1"], nuisance) == pytest.approx(0.75)
+    assert expected_score(q["s1"], nuisance) == pytest.approx(0.75)
     assert q["control-s"] == q["s1"] and q["s5"] == 0.0
 
 

@@ -285,13 +285,14 @@ TABLES = {
 
 
 def _kappa_by_hand(table):
-    """Cohen's kappa, the textbook formula: (p_o - p_e) / (1 - p_e)."""
+    """Cohen's kappa with linear weights (win, tie, loss in order; a one-step miss weighs 1/2, a
+    reversal 1): 1 - observed weighted disagreement / chance's."""
     n = sum(map(sum, table))
-    p_o = sum(table[i][i] for i in range(3)) / n
     rows = [sum(table[i]) for i in range(3)]
     cols = [sum(table[i][j] for i in range(3)) for j in range(3)]
-    p_e = sum(r * c for r, c in zip(rows, cols)) / n ** 2
-    return (p_o - p_e) / (1 - p_e)
+    observed = sum(abs(i - j) / 2 * table[i][j] for i in range(3) for j in range(3)) / n
+    chance = sum(abs(i - j) / 2 * rows[i] * cols[j] for i in range(3) for j in range(3)) / n ** 2
+    return 1 - observed / chance
 
 
 def _agreement_smk(tmp_path, test_sets, judges, verdicts_of):
@@ -307,7 +308,8 @@ def _agreement_smk(tmp_path, test_sets, judges, verdicts_of):
     return fake_snakemake(
         input={"verdicts": paths},
         output={"csv": str(tmp_path / "tables" / "judge_agreement.csv")},
-        params={"test_sets": list(test_sets), "judges": list(judges), "settings": AGREE_SETTINGS, "replicates": 2},
+        params={"test_sets": list(test_sets), "judges": list(judges), "settings": AGREE_SETTINGS, "replicates": 2,
+                "statistics": {"alpha": 0.05, "n_bootstrap": 500, "seed": 0}},
         rule="judge_agreement",
     )
 
@@ -326,8 +328,11 @@ def test_kappa_tables_by_hand():
                 if "invalid" not in (x, y):
                     counted[cats.index(x)][cats.index(y)] += 1
         assert counted == table
-    assert _kappa_by_hand(TABLES["t1"]) == pytest.approx(103 / 148)  # p_o 12/15, p_e 77/225
-    assert _kappa_by_hand(TABLES["t2"]) == pytest.approx(19 / 21)  # p_o 15/16, p_e 88/256
+    # t1: observed (1/2 + 1/2 + 1) / 15 = 2/15 (win/tie, tie/loss, then loss/win a reversal);
+    # margins rows 6, 4, 5 and columns 6, 4, 5: chance (1/2 (6*4 + 4*6 + 4*5 + 5*4) + (6*5 + 5*6)) / 225 = 104/225
+    assert _kappa_by_hand(TABLES["t1"]) == pytest.approx(1 - (2 / 15) / (104 / 225))
+    # t2: one reversal (win/loss) in 16: 1/16; rows 6, 4, 6, columns 5, 4, 7: chance (1/2 (6*4 + 4*5 + 4*7 + 6*4) + (6*7 + 6*5)) / 256 = 120/256
+    assert _kappa_by_hand(TABLES["t2"]) == pytest.approx(1 - (1 / 16) / (120 / 256))
 
 
 def test_judge_agreement_main(tmp_path):
@@ -340,15 +345,19 @@ def test_judge_agreement_main(tmp_path):
         ("t1", "primary", "twin"), ("t1", "primary", "rival"), ("t2", "primary", "twin"), ("t2", "primary", "rival")]
     twin1, rival1, twin2, rival2 = rows
     for twin in (twin1, twin2):  # full agreement on all 2 settings x 2 replicates x 4 questions
-        assert int(twin["n"]) == 16 and float(twin["agreement"]) == 1.0 and float(twin["kappa"]) == pytest.approx(1.0)
-    # t1: 15 valid pairs (one invalid dropped), 12 agree
-    assert int(rival1["n"]) == 15 and float(rival1["agreement"]) == pytest.approx(12 / 15)
-    assert float(rival1["kappa"]) == pytest.approx(_kappa_by_hand(TABLES["t1"]))
+        assert (int(twin["n_questions"]), int(twin["n_pairs"])) == (4, 16) and float(twin["agreement"]) == 1.0
+        assert float(twin["weighted_kappa"]) == pytest.approx(1.0) and float(twin["alpha"]) == pytest.approx(1.0)
+    # t1: 15 valid pairs on 4 questions (one invalid dropped), 12 agree
+    assert (int(rival1["n_questions"]), int(rival1["n_pairs"])) == (4, 15)
+    assert float(rival1["agreement"]) == pytest.approx(12 / 15)
+    assert float(rival1["weighted_kappa"]) == pytest.approx(_kappa_by_hand(TABLES["t1"]))
     # t2: 16 pairs, 15 agree
-    assert int(rival2["n"]) == 16 and float(rival2["agreement"]) == pytest.approx(15 / 16)
-    assert float(rival2["kappa"]) == pytest.approx(_kappa_by_hand(TABLES["t2"]))
+    assert int(rival2["n_pairs"]) == 16 and float(rival2["agreement"]) == pytest.approx(15 / 16)
+    assert float(rival2["weighted_kappa"]) == pytest.approx(_kappa_by_hand(TABLES["t2"]))
     for row in (rival1, rival2):
-        assert float(row["kappa_low"]) < float(row["kappa"]) < float(row["kappa_high"])
+        for key in ("weighted_kappa", "alpha"):
+            assert float(row[f"{key}_low"]) <= float(row[key]) <= float(row[f"{key}_high"])
+        assert float(row["alpha_high"]) <= 1 and float(row["alpha"]) < 1
 
 
 def test_judge_agreement_without_a_panel_is_a_header(tmp_path):

@@ -489,26 +489,30 @@ def test_judges_win_rates_with_length_control(config):
     assert r"Setting 5 & 25.0 (26.8) & 25.0 (24.3) & 18.8 (20.3) & 18.8 (19.4) \\" in table
 
 
-def test_judges_agreement_with_kappa_and_its_interval(config):
+def test_judges_agreement_with_kappa_alpha_and_their_intervals(config):
     tex = render_paper(make_context(config))
     table = section(tex, r"\label{tab:agreement}")
-    assert r"\texttt{course} & \texttt{gpt-4o} & 239 & 72.0 & 0.58 & [0.49, 0.67] \\" in table
-    assert r"\texttt{heldout} & \texttt{gpt-4o} & 96 & 64.0 & 0.44 & [0.29, 0.59] \\" in table
+    assert r"\texttt{course} & \texttt{gpt-4o} & 20 & 239 & 72.0 & 0.58 [0.49, 0.67] & 0.57 [0.47, 0.66] \\" in table
+    assert r"\texttt{heldout} & \texttt{gpt-4o} & 8 & 96 & 64.0 & 0.44 [0.29, 0.59] & 0.41 [0.25, 0.58] \\" in table
     assert "primary" not in table.split(r"\midrule")[1]  # each panel judge against the primary one
-    # Both judges using one category alone: kappa is 0/0, as judge_agreement.csv leaves it (NaN).
+    # Both judges using one category alone: both statistics 0/0, as judge_agreement.csv leaves them (NaN);
+    # a statistic whose resamples are too often undefined: the value without an interval.
     rows = agreement_rows()
-    rows[1].update(agreement=1.0, kappa=math.nan, kappa_low=math.nan, kappa_high=math.nan)
+    rows[1].update(agreement=1.0, weighted_kappa=math.nan, weighted_kappa_low=math.nan, weighted_kappa_high=math.nan,
+                   alpha_low=math.nan, alpha_high=math.nan)
     table = section(render_paper(make_context(config, agreement=rows)), r"\label{tab:agreement}")
-    assert r"\texttt{heldout} & \texttt{gpt-4o} & 96 & 100.0 & -- & -- \\" in table
+    assert r"\texttt{heldout} & \texttt{gpt-4o} & 8 & 96 & 100.0 & -- & 0.41 \\" in table
     # No panel: no agreement table.
     assert r"\label{tab:agreement}" not in render_paper(make_context(config, agreement=[]))
 
 
 def test_agreement_without_valid_verdicts_shows_no_number(config):
     rows = agreement_rows()
-    rows[1].update(n=0, agreement=math.nan, kappa=math.nan, kappa_low=math.nan, kappa_high=math.nan)
+    rows[1].update(n_questions=0, n_pairs=0, agreement=math.nan, **{
+        k: math.nan for k in ("weighted_kappa", "weighted_kappa_low", "weighted_kappa_high", "alpha", "alpha_low",
+                              "alpha_high")})
     table = section(render_paper(make_context(config, agreement=rows)), r"\label{tab:agreement}")
-    assert r"\texttt{heldout} & \texttt{gpt-4o} & 0 & -- & -- & -- \\" in table
+    assert r"\texttt{heldout} & \texttt{gpt-4o} & 0 & 0 & -- & -- & -- \\" in table
 
 
 def test_seed_noise_names_the_widest_replicate_spread(config):

@@ -63,7 +63,7 @@ COLUMNS = [
     "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
     "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
-    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate",
+    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_note",
 ]
 PUBLISHED = {"setting1": {"win_rate": 0.75, "wins": 15, "n": 20}}
 STUDY_YAML = """settings: [setting1, setting2]
@@ -285,7 +285,7 @@ def _smk(tmp_path, paths, settings=SETTINGS, study=None, compare_published=False
             "replicates": str(tmp_path / "tables" / "replicates.csv"),
         },
         params={"settings": settings, "replicates": replicates, "prices": None,
-                "compare_published": compare_published},
+                "compare_published": compare_published, "statistics": {"alpha": 0.05, "n_bootstrap": 200, "seed": 0}},
         rule="winrate_table",
     )
 
@@ -315,11 +315,12 @@ def test_main_writes_csv_and_json(tmp_path):
     assert rows[0]["cost_usd"] is None and rows[0]["p_value"] == pytest.approx(58 / 128)
     assert rows[0]["order_flips"] == 2 and rows[0]["win_rate_as_first"] == 0.7
     assert all(rows[0][c] is None for c in COLUMNS if c.startswith("published_"))  # compare_published false
-    # one replicate: its rate is the spread's both ends, no sd; every answer 4 characters against 5, so the
-    # length control has no slope to fit and gives the raw rate; setting2 won nothing: no fit, empty
+    # one replicate: its rate is the spread's both ends, no sd; every answer 4 characters against 5:
+    # equal length lies outside the data, so the length control is empty and says why
     assert (rows[0]["replicates"], rows[0]["replicate_win_rate_min"], rows[0]["replicate_win_rate_max"]) == (1, 0.5, 0.5)
-    assert rows[0]["replicate_win_rate_sd"] is None and rows[0]["lc_win_rate"] == pytest.approx(0.5)
-    assert rows[1]["lc_win_rate"] is None and isinstance(rows[0]["replicates"], int)
+    assert rows[0]["replicate_win_rate_sd"] is None and rows[0]["lc_win_rate"] is None
+    assert rows[0]["lc_note"] == "equal length outside the data: 100% of the answers are shorter than the baseline's"
+    assert rows[1]["lc_win_rate"] is None and rows[1]["lc_ci_low"] is None and isinstance(rows[0]["replicates"], int)
     assert rows[1]["title"] == "Scaling" and rows[1]["invalid"] == 2 and rows[1]["win_rate"] == 0.0
     with open(tmp_path / "tables" / "winrate.csv", encoding="utf-8") as f:
         csv_rows = list(csv.DictReader(f))
@@ -327,7 +328,7 @@ def test_main_writes_csv_and_json(tmp_path):
     assert csv_rows[0]["n"] == "10" and csv_rows[0]["wins"] == "5" and float(csv_rows[0]["win_rate"]) == 0.5
     assert list(csv_rows[0]) == COLUMNS and csv_rows[0]["cost_usd"] == ""
     assert csv_rows[0]["replicates"] == "1" and csv_rows[0]["replicate_win_rate_sd"] == ""
-    assert csv_rows[1]["lc_win_rate"] == ""
+    assert csv_rows[1]["lc_win_rate"] == "" and csv_rows[1]["lc_ci_high"] == "" and "100% of the answers are longer" in csv_rows[1]["lc_note"]
     assert all(csv_rows[0][c] == "" for c in COLUMNS if c.startswith("published_"))
     with open(tmp_path / "tables" / "pairwise.csv", encoding="utf-8") as f:
         pairs = list(csv.DictReader(f))
@@ -445,33 +446,66 @@ def _with_lengths(records, lengths):
     return records
 
 
-def test_lc_win_rate_is_the_length_controlled_rate_of_the_pooled_verdicts():
-    import claim_stats
+def _logit_lc(scores, diff, difficulty=None):
+    """statsmodels' Logit on [1, tanh(diff / sd), difficulty], read with the length term at 0."""
+    import statsmodels.api as sm
+    from scipy.special import expit
 
-    # wins with long and with short answers (no separation), lengths varying across replicates
-    rep0 = _with_lengths(_records("s", ["win", "loss", "win", "tie", "loss", "win", "loss", "win"]),
-                         [10, 3, 4, 8, 6, 12, 9, 2])
-    rep1 = _with_lengths(_records("s", ["loss", "win", "win", "loss", "tie", "win", "loss", "loss"]),
-                         [9, 5, 11, 2, 7, 4, 12, 3])
-    row = wt.winrate_table({"s": [rep0, rep1]}).iloc[0]
-    pooled = rep0 + rep1
-    wins = [int(r["verdict"] == "win") for r in pooled]
-    diff = [len(r["setting_answer"]) - len("基线答案。") for r in pooled]
-    expected = claim_stats.length_controlled_win_rate(wins, diff)
-    assert expected is not None and 0 < expected < 1
-    assert row["lc_win_rate"] == pytest.approx(expected)
-    assert row["lc_win_rate"] != pytest.approx(row["win_rate"])  # the lengths matter here
+    x = np.column_stack([np.ones(len(scores)), np.tanh(diff / np.std(diff, ddof=1))]
+                        + ([] if difficulty is None else [difficulty]))
+    params = sm.Logit(scores, x).fit(disp=0).params
+    x[:, 1] = 0
+    return float(expit(x @ params).mean())
+
+
+LC_VERDICTS = (["win", "loss", "win", "tie", "loss", "win", "loss", "win"],
+               ["loss", "win", "win", "loss", "tie", "win", "loss", "loss"])
+LC_LENGTHS = ([10, 3, 4, 8, 6, 12, 9, 2], [9, 5, 11, 2, 7, 4, 12, 3])
+
+
+def test_lc_win_rate_is_the_length_controlled_rate_of_the_pooled_verdicts():
+    # wins with long and with short answers (no separation), lengths varying across replicates;
+    # one setting: no other settings to measure the questions' difficulty, so no instruction term
+    reps = [_with_lengths(_records("s", v), n) for v, n in zip(LC_VERDICTS, LC_LENGTHS)]
+    row = wt.winrate_table({"s": reps}, n_boot=300).iloc[0]
+    pooled = reps[0] + reps[1]
+    scores = np.array([{"win": 1.0, "tie": 0.5, "loss": 0.0}[r["verdict"]] for r in pooled])
+    diff = np.array([len(r["setting_answer"]) - len("基线答案。") for r in pooled], float)
+    expected = _logit_lc(scores, diff)
+    assert row["lc_win_rate"] == pytest.approx(expected, abs=1e-8)
+    assert row["lc_win_rate"] != pytest.approx(row["win_rate_ties_half"])  # the lengths matter here
+    assert row["lc_ci_low"] < row["lc_win_rate"] < row["lc_ci_high"] and pd.isna(row["lc_note"])
     # only the first replicate's data would give another rate: the column pools
-    assert row["lc_win_rate"] != pytest.approx(claim_stats.length_controlled_win_rate(wins[:8], diff[:8]))
+    assert row["lc_win_rate"] != pytest.approx(_logit_lc(scores[:8], diff[:8]))
+
+
+def test_lc_instruction_term_from_the_other_settings():
+    # Setting s's difficulty on each question comes from t's two replicates: logit((scores + 1/2) / 3).
+    rng = np.random.default_rng(0)
+    kinds = ["win", "tie", "loss"]
+    s_reps = [_with_lengths(_records("s", list(rng.choice(kinds, 30))), rng.integers(1, 12, 30)) for _ in range(2)]
+    t_reps = [_records("t", list(rng.choice(kinds, 30))) for _ in range(2)]
+    row = wt.winrate_table({"s": s_reps, "t": t_reps}, n_boot=300).iloc[0]
+    score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+    p = np.array([(score[a["verdict"]] + score[b["verdict"]] + 0.5) / 3 for a, b in zip(*t_reps)])
+    difficulty = np.tile(np.log(p / (1 - p)), 2)
+    pooled = s_reps[0] + s_reps[1]
+    scores = np.array([score[r["verdict"]] for r in pooled])
+    diff = np.array([len(r["setting_answer"]) - len("基线答案。") for r in pooled], float)
+    assert pd.isna(row["lc_note"])  # the term is used: the fit and its interval exist
+    assert row["lc_win_rate"] == pytest.approx(_logit_lc(scores, diff, difficulty), abs=1e-8)
+    assert row["lc_win_rate"] != pytest.approx(_logit_lc(scores, diff))
 
 
 def test_lc_win_rate_is_empty_when_every_verdict_is_a_win():
     rep0 = _with_lengths(_records("s", ["win"] * 4), [3, 8, 5, 12])
     rep1 = _with_lengths(_records("s", ["win"] * 4), [4, 9, 2, 6])
-    row = wt.winrate_table({"s": [rep0, rep1]}).iloc[0]
-    assert row["win_rate"] == 1.0 and math.isnan(row["lc_win_rate"])
-    none = wt.winrate_table({"s": [_records("s", ["loss"] * 4), _records("s", ["tie"] * 4)]}).iloc[0]
-    assert math.isnan(none["lc_win_rate"])  # no wins at all: no fit either
+    row = wt.winrate_table({"s": [rep0, rep1]}, n_boot=100).iloc[0]
+    assert row["win_rate"] == 1.0 and math.isnan(row["lc_win_rate"]) and math.isnan(row["lc_ci_low"])
+    assert row["lc_note"].startswith("the fit separates")
+    none = wt.winrate_table({"s": [_records("s", ["loss"] * 4), _records("s", ["tie"] * 4)]}, n_boot=100).iloc[0]
+    assert math.isnan(none["lc_win_rate"])  # every answer shorter than the baseline's: no value
+    assert "100% of the answers are shorter" in none["lc_note"]
 
 
 def test_pairwise_pairs_replicate_r_with_replicate_r():
@@ -516,7 +550,7 @@ def test_main_pools_replicates(tmp_path):
     assert (one["replicate_win_rate_min"], one["replicate_win_rate_max"]) == (pytest.approx(0.2), pytest.approx(0.5))
     assert one["replicate_win_rate_sd"] == pytest.approx(0.3 / math.sqrt(2))
     assert (two["n"], two["wins"], two["replicate_win_rate_min"], two["replicate_win_rate_max"]) == (20, 10, 0.0, 1.0)
-    assert two["lc_win_rate"] == pytest.approx(0.5)  # every answer the same length: the raw rate
+    assert two["lc_win_rate"] is None and "shorter" in two["lc_note"]  # every answer shorter than the baseline's
     with open(tmp_path / "tables" / "pairwise.csv", encoding="utf-8") as f:
         pair = next(csv.DictReader(f))
     # replicate 0: setting2 won all 10, setting1 5 of them; replicate 1: setting1 won q0 and q4
