@@ -25,7 +25,7 @@ rule winrate_table:
         replicates=config["replicates"],
         prices=lambda wc: JUDGES[wc.judge]["price_per_million"],
         compare_published=lambda wc: compares_with_published(wc.test_set, wc.judge),
-        statistics=config["statistics"],
+        statistics=statistics_of("n_bootstrap", "seed"),
     script:
         "../scripts/winrate_table.py"
 
@@ -49,9 +49,31 @@ rule claims_table:
         settings=SETTINGS,
         replicates=config["replicates"],
         controls=controls_by_setting(),
-        statistics=config["statistics"],
+        statistics=statistics_of("alpha", "power_simulations", "seed"),
     script:
         "../scripts/claims_table.py"
+
+
+rule calibration_table:
+    input:
+        tests=expand(f"{RESULTS}/data/test/{{test_set}}.jsonl", test_set=TEST_SETS),
+        study=STUDY,
+    output:
+        csv=f"{RESULTS}/tables/calibration.csv",
+    log:
+        f"{LOGS}/calibration_table.log",
+    benchmark:
+        f"{BENCHMARKS}/calibration_table.tsv"
+    conda:
+        "../envs/judge.yaml"
+    resources:
+        gpu=0,
+    params:
+        test_sets=TEST_SETS,
+        replicates=config["replicates"],
+        statistics=statistics_of("alpha", "power_simulations", "seed"),
+    script:
+        "../scripts/calibration_table.py"
 
 
 rule judge_agreement:
@@ -72,7 +94,7 @@ rule judge_agreement:
         judges=list(JUDGES),
         settings=SETTINGS,
         replicates=config["replicates"],
-        statistics=config["statistics"],
+        statistics=statistics_of("n_bootstrap", "seed"),
     script:
         "../scripts/judge_agreement.py"
 

@@ -128,6 +128,11 @@ def verdicts_of(test_set, judge):
     )
 
 
+def statistics_of(*keys):
+    """The `statistics` settings a stage's output depends on, and no others."""
+    return {key: config["statistics"][key] for key in keys}
+
+
 def tables_of(name):
     """A table of every test set by every judge, test sets first: tables/<test set>/<judge>/<name>."""
     return expand(

@@ -61,12 +61,13 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
                   generations: Mapping[str, list[dict]], provenance: Mapping, judge_prompt: str,
                   fidelity: Sequence[Mapping], augment_stats: Mapping | None, leakage: Mapping[str, Mapping],
                   claims: Mapping[str, Sequence[Mapping]], winrates: Mapping[tuple[str, str], Sequence[Mapping]],
-                  agreement: Sequence[Mapping], compute: Sequence[Mapping],
+                  agreement: Sequence[Mapping], compute: Sequence[Mapping], calibration: Sequence[Mapping],
                   figures: Mapping[str, str] = FIGURES) -> dict[str, Any]:
     """Everything the template needs, as raw (unescaped) strings and numbers. `tests` holds every
     test set by name, the first the headline one that `winrate`, `pairwise`, `baseline` and
     `generations` (setting -> its replicates' answers) are of; `claims` the primary judge's claims table per test set, `winrates` every
-    test set's table by every judge; `compute` the compute table's rows (compute_table.read_compute_csv). `figures` maps
+    test set's table by every judge; `compute` the compute table's rows (compute_table.read_compute_csv);
+    `calibration` tables/calibration.csv's rows. `figures` maps
     loss, winrate and lengths to file names relative to the .tex file."""
     settings = setting_specs(config)
     alpha = need(need(config, "statistics", "config"), "alpha", "config 'statistics'")
@@ -75,7 +76,7 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
     return {
         **design_context(config, settings, split_stats, sizes, judge_prompt, fidelity, augment_stats, leakage),
         **results_context(winrate, pairwise, settings, {s: sum(reps, []) for s, reps in generations.items()}, alpha),
-        **claims_context(claims, winrates, agreement, settings),
+        **claims_context(claims, winrates, agreement, settings, calibration),
         "figures": dict(figures),
         "case": case_study(config, test, baseline, {s: reps[0] for s, reps in generations.items()}, settings),
         "provenance": paper_rows(provenance, settings),
@@ -134,6 +135,7 @@ def main(smk) -> None:
         winrates=winrates,
         agreement=pd.read_csv(smk.input.agreement).to_dict(orient="records"),
         compute=read_compute_csv(smk.input.compute),
+        calibration=pd.read_csv(smk.input.calibration).to_dict(orient="records"),
         figures=smk.params.figures,
     )
     text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"

@@ -24,7 +24,6 @@ from paper_data import (JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, QUESTIONS, REP
                         EXPECTED_PCT, agreement_rows, all_claims, all_winrates, answer, claims_rows,
                         config, context_params, make_context, pairwise_rows, sample_records,  # noqa: F401
                         table_cells, winrate_rows, write_run_files)
-from paper_results import conclusion_sentences
 from render_tex import latex_escape, render_paper
 
 
@@ -197,22 +196,14 @@ def test_analysis_calls_significant_only_what_the_tests_say(config):
     assert "p = 0.024: the judge prefers the baseline's answers significantly more often" in analysis
     assert "setting 2 wins significantly more often than setting 3" in analysis
     assert "Setting 1 against setting 2" in analysis and "(p = 0.109); the difference is not significant" in analysis
-    conclusion = " ".join(context["conclusion"])
-    assert "Setting 2 (Scaling (Qwen3-14B)) reaches the highest win rate against the baseline, 90.0%" in conclusion
-    assert "The paired tests put it significantly ahead of settings 3, 5 and 6." in conclusion
-    assert "do not separate it from settings 1 and 4, so its lead over them may be chance" in conclusion
-    assert "settings 1 and 2 are judged significantly better" in conclusion
-    assert "Against the baseline, setting 5 is judged significantly worse." in conclusion
-    assert "For settings 3, 4 and 6, the sign test finds no significant difference" in conclusion
 
 
 def test_significance_is_at_the_configs_alpha(config):
     """statistics.alpha, not a constant: at 0.01, p = 0.001 stays significant, p = 0.024 does not."""
     config["statistics"]["alpha"] = 0.01
     context = make_context(config)
-    conclusion = " ".join(context["conclusion"])
-    assert "Against the baseline, settings 1 and 2 are judged significantly better." in conclusion
-    assert "worse" not in conclusion and "For settings 3, 4, 5 and 6, the sign test finds no" in conclusion
+    assert "p = 0.001: the judge prefers this setting's answers significantly more often" in " ".join(
+        context["analysis"]["baseline"])
     assert "p = 0.024: the difference between wins and losses is not significant" in " ".join(
         context["analysis"]["baseline"])
     tex = render_paper(context)
@@ -225,17 +216,9 @@ def test_no_significance_claimed_when_no_test_is_significant(config):
         row["p_value"] = max(row["p_value"], 0.2)
     pairs = [{**p, "p_value": max(p["p_value"], 0.06)} for p in pairwise_rows()]
     context = make_context(config, winrate=rows, pairwise=pairs)
-    sentences = context["analysis"]["baseline"] + context["analysis"]["pairwise"] + context["conclusion"]
+    sentences = context["analysis"]["baseline"] + context["analysis"]["pairwise"]
     claims = [s for s in sentences if re.search(r"(?<!not )(?<!no )significant", s)]
     assert claims == []
-    assert "do not separate it from settings 1, 3, 4, 5 and 6" in " ".join(context["conclusion"])
-
-
-def test_best_without_paired_tests_is_not_called_ahead(config):
-    results = make_context(config)["results"]
-    sentences = conclusion_sentences(results, [])
-    assert "No paired test compares it with settings 1, 3, 4, 5 and 6." in sentences
-    assert not any("ahead" in s for s in sentences)
 
 
 def test_a_setting_without_a_published_rate_shows_none(config):
@@ -302,13 +285,11 @@ def test_augmentation_is_described_from_its_stats(config):
     assert "left unaugmented: 1 empty, 1 length" in " ".join(tex.split())
 
 
-def test_tied_best_and_missing_win_rate(config):
+def test_missing_win_rate(config):
     rows = winrate_rows()
-    rows[0].update(wins=36, ties=2, losses=2, win_rate=0.9)
     rows[3].update(n=0, wins=0, ties=0, losses=0, win_rate=None, win_rate_ties_half=None, ci_low=None,
                    ci_high=None, p_value=1.0, consistency=None, mean_answer_chars=None)
     tex = render_paper(make_context(config, winrate=rows))
-    assert "Settings 1 (Baseline recipe (Qwen3-4B)), 2 (Scaling (Qwen3-14B)) share the highest" in tex
     assert r"Ours (setting 4): Training tricks (Qwen3-4B) & 0 & 0 & 0 & 0 & -- & -- & 1.000 & 80.0 \\" in tex
     assert "Setting 4 (Training tricks (Qwen3-4B)) has no judged answers." in tex
 
@@ -375,97 +356,88 @@ def test_pairwise_csv_and_judge_prompt_are_read(tmp_path):
 
 # --------------------------------------------------------------------------- the claims section
 
-VERDICT_WORDS = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive at this n"}
-
-
 def points(value):
     return "--" if value is None else f"{100 * value:+.1f}"
 
 
-def claim_cells(row):
-    """What a claims table shows for a claims.json row: the claim, the published effect, ours and
-    its interval in percentage points, Holm's p, the power (%), the n for 80% power, the verdict."""
+def claim_cells(row, compares):
+    """What a claims table row shows for a claims.json row, formatted as the paper formats it."""
     p = row["p_holm"]
-    return [latex_escape(row["claim"]), points(row["published_effect"]), points(row["effect"]),
-            f"[{points(row['ci_low'])}, {points(row['ci_high'])}]", "<0.001" if p < 0.001 else f"{p:.3f}",
+    ran = row["effect"] is not None
+    return [f"{row['claim']} ({row['source']}): {compares}", points(row["published_effect"]), points(row["effect"]),
+            f"[{points(row['ci_low'])}, {points(row['ci_high'])}]" if ran else "--",
+            "--" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}",
             "--" if row["power"] is None else f"{100 * row['power']:.1f}",
-            "--" if row["n_for_80_power"] is None else str(row["n_for_80_power"]), row["verdict"]]
+            f"\\textbf{{{row['verdict']}}}: {row['reading']}"]
 
 
 def test_claims_tables_per_test_set(config):
     context = make_context(config)
     assert [t["test_set"] for t in context["claims"]] == list(TEST_SETS)
+    assert context["margin"] == "15.0"
     tex = render_paper(context)
-    assert r"Table~\ref{tab:claims-course} and the tables after it" in tex
+    assert re.search(r"within the published effect \$\\pm\$\s+15\.0 points", tex)
     for test_set in TEST_SETS:
         table = section(tex, f"\\caption{{The study's claims on test set \\texttt{{{test_set}}} (primary judge")
         assert f"\\label{{tab:claims-{test_set}}}" in table
+        # n as questions x replicates, never pooled
+        assert f"{SIZES[test_set]} questions × {REPLICATES} replicates" in table
         lines = [line for line in table.splitlines() if line.endswith(r" \\")][1:]  # past the header
         rows = claims_rows(test_set)
-        assert len(lines) == len(rows) == 9
+        assert len(lines) == len(rows) == 11
+        by_id = {r["id"]: r for r in rows}
         for line, row in zip(lines, rows):
-            assert line == " & ".join(claim_cells(row)) + r" \\"
+            assert line.startswith(latex_escape(row["claim"]))
+            assert f"\\textbf{{{row['verdict']}}}: {latex_escape(row['reading'])}" in line
+        # the run's own models are named: setting k (its model)
+        scaling = lines[[r["id"] for r in rows].index("scaling")]
+        assert "setting 2 (qwen3-14b) vs setting 1 (qwen3-4b)" in scaling
+        baseline_row = lines[[r["id"] for r in rows].index("beats_baseline_1")]
+        assert "setting 1 (qwen3-4b) vs the baseline" in baseline_row
+        assert by_id["scaling"]["published_effect"] == pytest.approx(0.15)
     course = section(tex, r"\label{tab:claims-course}")
-    heldout = section(tex, r"\label{tab:claims-heldout}")
-    # Published +15 points of scaling, ours +15.0 with its interval; 99 questions for 80% power.
-    assert (r"Scaling the base model from 4B to 14B has a significant impact (+15 points) & +15.0 & +15.0 & "
-            r"[-2.5, +32.5] & 0.155 & 22.7 & 99 & inconclusive \\") in course
-    assert (r"All four settings significantly outperformed the baseline (setting 2) & +40.0 & +40.0 & "
-            r"[+27.5, +50.0] & <0.001 & 100.0 & 7 & supported \\") in course
-    # The study had no controls: no published effect, no power.
-    assert (r"Supervised fine-tuning is effective (Qwen3-4B against its untuned control) & -- & +50.0 & "
-            r"[+30.0, +67.5] & <0.001 & -- & -- & supported \\") in course
-    assert (r"The training tricks improve the win rate (+5 points) & +5.0 & -37.5 & [-62.5, -12.5] & 0.008 & 5.5 & "
-            r"1093 & contradicted \\") in heldout
-    assert (r"All four settings significantly outperformed the baseline (setting 3) & +30.0 & +6.2 & "
-            r"[-25.0, +31.2] & 0.900 & 44.9 & 16 & inconclusive \\") in heldout
+    assert r"& +15.0 & +15.0 & [-2.5, +32.5] & 0.155 & 22.7 & \textbf{inconclusive}: fixture reading of scaling" in course
+    assert r"& -- & +50.0 & [+30.0, +67.5] & <0.001 & -- & \textbf{supported}" in course
 
 
-def test_claims_sentences_follow_the_verdicts(config):
+def test_the_calibration_table_shows_the_runs_design(config):
+    tex = render_paper(make_context(config))
+    table = section(tex, r"\label{tab:calibration}")
+    for test_set in TEST_SETS:
+        assert (f"\\texttt{{{test_set}}} & {SIZES[test_set]} questions × {REPLICATES} replicates & 97.0 & 96.0 & "
+                f"95.0 & 98.0 & 0.4 & 400") in table
+
+
+def test_the_conclusion_is_written_from_the_claims_tables_alone(config):
     context = make_context(config)
-    sentences = context["claims_analysis"]
-    rows = [(t, row) for t in TEST_SETS for row in claims_rows(t)]
-    assert len(sentences) == len(rows) == 18
+    conclusion = context["conclusion"]
+    assert conclusion[0] == (
+        f"On test set course ({SIZES['course']} questions × {REPLICATES} replicates, primary judge), of the 11 claims "
+        "tested 5 supported (scaling_over_tricks (setting 2 (qwen3-14b) vs setting 4 (qwen3-4b)), beats_baseline_1 "
+        "(setting 1 (qwen3-4b) vs the baseline), beats_baseline_2 (setting 2 (qwen3-14b) vs the baseline), "
+        "sft_effective_4b (setting 1 (qwen3-4b) vs setting 5 (qwen3-4b)) and sft_effective_14b (setting 2 "
+        "(qwen3-14b) vs setting 6 (qwen3-14b))) and 6 inconclusive.")
+    # power below 80% at the published effect: scaling, augmentation, tricks, scaling over augmentation
+    assert conclusion[1].startswith("For 4 of the inconclusive claims the procedure has less than 80% power")
+    assert "1 reproduced (scaling_over_tricks" in conclusion[2] and "1 contradicted (training_tricks" in conclusion[2]
     tex = render_paper(context)
-    for sentence, (test_set, row) in zip(sentences, rows):
-        assert sentence.startswith(f"On {test_set}, ``{row['claim']}'' ({row['source']}): ")
-        assert f"so the claim is {VERDICT_WORDS[row['verdict']]}." in sentence
-        for other in set(VERDICT_WORDS) - {row["verdict"]}:
-            assert f"so the claim is {other}" not in sentence
-        assert f"differs by {points(row['effect'])} points" in sentence
-        assert f"Holm-corrected p {claim_cells(row)[4]}" in sentence
-        assert latex_escape(sentence) in tex
-    by_id = {(t, row["id"]): s for s, (t, row) in zip(sentences, rows)}
-    assert by_id["course", "beats_baseline_1"] == (
-        "On course, ``All four settings significantly outperformed the baseline (setting 1)'' (report §4.1): "
-        "setting 1 against the baseline (50%) differs by +25.0 points (95% interval [+7.5, +40.0]; Holm-corrected "
-        "p 0.007), so the claim is supported. The study's +25.0 points lie inside our interval; our test would "
-        "detect an effect of that size with power 68.8%, and 26 questions would give 80%.")
-    assert by_id["heldout", "training_tricks"].startswith(
-        "On heldout, ``The training tricks improve the win rate (+5 points)'' (report §4.1): setting 4 against "
-        "setting 1 differs by -37.5 points (95% interval [-62.5, -12.5]; Holm-corrected p 0.008), so the claim is "
-        "contradicted. The study's +5.0 points lie outside our interval")
-    assert "so the claim is inconclusive at this n. The study's +15.0 points lie inside" in by_id["course", "scaling"]
-    # A control is named by its number; with no published effect, no power sentence.
-    assert by_id["course", "sft_effective_14b"] == (
-        "On course, ``Supervised fine-tuning is effective (Qwen3-14B against its untuned control)'' (report §5): "
-        "setting 2 against setting 6 differs by +52.5 points (95% interval [+35.0, +70.0]; Holm-corrected "
-        "p <0.001), so the claim is supported.")
+    body = tex[tex.index(r"\section{Conclusion}"):tex.index(r"\section{Fidelity to the study}")]
+    assert "significantly ahead" not in body and "McNemar" not in body
+    for sentence in conclusion:
+        assert latex_escape(sentence) in body
 
 
 def test_a_claim_not_run_says_so(config):
     """As claims_table writes a claim whose setting or comparison is not in the run."""
     claims = all_claims()
-    claims["course"][8].update(against="control of setting2", n=None, replicates=None, effect=None, ci_low=None,
+    claims["course"][10].update(against="control of setting2", n=None, replicates=None, effect=None, ci_low=None,
                                ci_high=None, published_in_ci=None, p_value=None, p_holm=None, power=None,
-                               n_for_80_power=None, verdict="not run")
+                               n_for_80_power=None, verdict="not run", reading="a setting it compares is not in this run")
     context = make_context(config, claims=claims)
-    assert context["claims_analysis"][8] == (
-        "On course, the claim ``Supervised fine-tuning is effective (Qwen3-14B against its untuned control)'' is not "
-        "tested: a setting it compares is not in this run.")
     tex = render_paper(context)
-    assert (r"Supervised fine-tuning is effective (Qwen3-14B against its untuned control) & -- & -- & -- & -- & "
-            r"-- & -- & not run \\") in tex
+    assert (r"(report §4.1): setting 2 (qwen3-14b) vs control of setting2 & -- & -- & -- & -- & -- & "
+            r"\textbf{not run}: a setting it compares is not in this run \\") in tex
+    assert "of the 10 claims tested" in context["conclusion"][0]
 
 
 def test_judges_win_rates_with_length_control(config):
