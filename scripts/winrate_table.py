@@ -45,7 +45,10 @@ replicates; these columns keep the study's single-run reading comparable.
                       published rate's own sampling variance p(1-p)/n over the study's n = 20
                       questions (t(n-1)), the largest variance a mean of n scores in [0, 1] with
                       mean p can have. The study's single training run adds a run variance the
-                      study never reports; it is not in the published part. The equivalence test
+                      study never reports; it is not in the published part. Both rates are on
+                      the same 20 questions: adding the two as independent samples of questions
+                      can only widen the interval (shared question effects would cancel), so the
+                      test below errs towards "not shown equivalent". The equivalence test
                       (TOST at 5%): published_equivalent is true when the 90% interval of the
                       difference lies within +- published_margin (config/study.yaml
                       inference.equivalence_margin), i.e. both one-sided tests of "the
