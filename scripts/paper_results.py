@@ -8,15 +8,35 @@ from common import PipelineError
 from paper_format import count, fmt, fmt_p, fraction, need, p_phrase, pct, significant
 
 RATES = ("win_rate", "win_rate_ties_half", "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first",
-         "win_rate_as_second", "order_flip_share", "published_win_rate", "published_p_value")
+         "win_rate_as_second", "order_flip_share", "study_order_score", "published_win_rate",
+         "published_equivalence_p")
 OTHER = ("mean_answer_chars", "baseline_mean_answer_chars", "judge_calls", "prompt_tokens", "completion_tokens",
-         "cost_usd", "order_flips", "published_wins", "published_n")
+         "cost_usd", "order_flips", "published_difference", "published_difference_low", "published_difference_high",
+         "published_margin", "published_equivalent")
 
 
 def _truncation(generations: list[dict], where: str) -> dict:
     """How many answers stopped at max_new_tokens instead of ending (cut off mid-answer)."""
     hits = sum(bool(need(g, "hit_token_limit", where)) for g in generations)
     return {"truncated": hits, "truncated_text": f"{hits} of {len(generations)}"}
+
+
+def _published_texts(rates: Mapping, other: Mapping) -> dict:
+    """Ours in the study's order against the published rate: the difference and the equivalence
+    test's reading (winrate_table.published_comparison)."""
+    d, low, high = (other[k] for k in ("published_difference", "published_difference_low", "published_difference_high"))
+    equivalent, margin = other["published_equivalent"], other["published_margin"]
+    margin_text = "--" if margin is None else f"{100 * margin:.0f}"
+    reading = None if equivalent is None else "equivalent" if equivalent else "not shown equivalent"
+    return {
+        "study_order_pct": pct(rates["study_order_score"]),
+        "published_difference_text": ("--" if d is None else f"{100 * d:+.1f}" if low is None or high is None
+                                      else f"{100 * d:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"),
+        "published_margin_text": margin_text,
+        "published_reading": reading,
+        "published_equivalence_text": ("--" if reading is None
+                                       else f"{reading} ({fmt_p(rates['published_equivalence_p'])})"),
+    }
 
 
 def _texts(rates: Mapping, other: Mapping) -> dict:
@@ -31,7 +51,7 @@ def _texts(rates: Mapping, other: Mapping) -> dict:
         "consistency_pct": pct(rates["consistency"]),
         "published_value": published,
         "published": "--" if published is None else f"{published:.1f}",
-        "published_p_text": fmt_p(rates["published_p_value"]),
+        **_published_texts(rates, other),
         "as_first_pct": pct(rates["win_rate_as_first"]),
         "as_second_pct": pct(rates["win_rate_as_second"]),
         "flip_pct": pct(rates["order_flip_share"]),
@@ -62,7 +82,6 @@ def result_rows(winrate: Sequence[Mapping], settings: list[dict],
         other = {k: need(row, k, where) for k in OTHER}
         rows.append({"k": s["k"], "setting": s["key"], "title": s["title"], **counts, **rates, **other,
                      "significant": significant(rates["p_value"], alpha),
-                     "published_significant": significant(rates["published_p_value"], alpha),
                      **_texts(rates, other), **_truncation(generations[s["key"]], f"generations of {s['key']}")})
     return rows
 
@@ -80,11 +99,17 @@ def pair_rows(pairwise: Sequence[Mapping], settings: list[dict], alpha: float) -
 
 
 def _against_published(r: Mapping) -> str:
-    p = r["published_p_value"]
-    differs = "differs significantly from" if r["published_significant"] else "is not significantly different from"
-    return (f" The study published {r['published']}% ({r['published_wins']} of {r['published_n']}); "
-            f"Boschloo's exact test of our {r['wins']} of {r['n']} against it gives {p_phrase(p)}: "
-            f"our rate {differs} the published one.")
+    text = (f" The study published {r['published']}%; in its order alone (the baseline as Assistant 1, our "
+            f"assumption from the course's code), each question once, ours scores {r['study_order_pct']}%")
+    if r["published_reading"] is None:
+        return text + "; too few questions to compare the two."
+    within = (f"within ±{r['published_margin_text']} points of the study's (equivalent)"
+              if r["published_equivalent"] else
+              f"not shown equivalent to the study's within ±{r['published_margin_text']} points, "
+              "which is no evidence of a difference either")
+    return (text + f"; ours minus the study's is {r['published_difference_text']} points (estimate [95% interval]); "
+            f"the equivalence "
+            f"test gives {p_phrase(r['published_equivalence_p'])}: our rate is {within}.")
 
 
 def baseline_sentences(results: Sequence[Mapping]) -> list[str]:
@@ -109,7 +134,7 @@ def baseline_sentences(results: Sequence[Mapping]) -> list[str]:
         else:
             text += (f" The sign test on wins against losses gives {p_phrase(p)}: the difference between "
                      "wins and losses is not significant.")
-        if r["published_value"] is not None and r["published_p_value"] is not None:
+        if r["published_value"] is not None:
             text += _against_published(r)
         paragraphs.append(text)
     return paragraphs
@@ -138,6 +163,8 @@ def results_context(winrate: Sequence[Mapping], pairwise: Sequence[Mapping], set
     return {
         # The table has published rates only where the run's test set and baseline are the study's.
         "study_baseline": any(r["published_value"] is not None for r in results),
+        "published_margin_text": next((r["published_margin_text"] for r in results if r["published_margin_text"] != "--"),
+                                      "--"),
         "alpha": fmt(alpha),
         "results": results,
         "total_invalid": sum(r["invalid"] for r in results),

@@ -97,8 +97,25 @@ def sign_test(a, b):
 
 STUDY = yaml.safe_load((REPO / "config" / "study.yaml").read_text(encoding="utf-8"))
 PUBLISHED_RATE = STUDY["published"]["win_rates"]  # settings 1-4; the study had no controls
-# Boschloo's exact test of our wins of 40 against the published wins of 20 (winrate_table.published_p_value).
-PUBLISHED_P = {"setting1": 1.0, "setting2": 1.0, "setting3": 0.130, "setting4": 0.061}
+# Ours in the study's order against the published rate (winrate_table.published_comparison): the
+# score (each question once), the 95% half-width of the difference, equivalent within +-15 points?
+# and the TOST p-value.
+PUBLISHED_COMPARISON = {"setting1": (0.725, 0.27, False, 0.412), "setting2": (0.925, 0.10, True, 0.031),
+                        "setting3": (0.625, 0.28, False, 0.612), "setting4": (0.575, 0.29, False, 0.830)}
+PUBLISHED_NONE = {"published_win_rate": None, "published_difference": None, "published_difference_low": None,
+                  "published_difference_high": None, "published_margin": None, "published_equivalent": None,
+                  "published_equivalence_p": None}
+
+
+def published_columns(setting, published):
+    """The published-comparison columns of a winrate row (none where nothing is compared)."""
+    if published is None:
+        return PUBLISHED_NONE
+    _, half, equivalent, p = PUBLISHED_COMPARISON[setting]
+    d = PUBLISHED_COMPARISON[setting][0] - published
+    return {"published_win_rate": published, "published_difference": d, "published_difference_low": d - half,
+            "published_difference_high": d + half, "published_margin": 0.15, "published_equivalent": equivalent,
+            "published_equivalence_p": p}
 
 # Per table (test set, judge) and setting: each replicate's wins, ties, losses, invalid, and the
 # length-controlled win rate (None: not fitted, as when every verdict is a win).
@@ -138,9 +155,8 @@ def winrate_row(setting, test_set="course", judge="primary"):
             "ci_low": low, "ci_high": high, "p_value": sign_test(wins, losses), "consistency": 0.85,
             "win_rate_as_first": min(1.0, (wins + 1) / n), "win_rate_as_second": (wins - 1) / n,
             "order_flips": 4, "order_flip_share": 0.1,
-            "published_win_rate": published, "published_wins": None if published is None else round(20 * published),
-            "published_n": None if published is None else 20,
-            "published_p_value": None if published is None else PUBLISHED_P[setting],
+            "study_order_score": (wins + ties / 2) / n if published is None else PUBLISHED_COMPARISON[setting][0],
+            **published_columns(setting, published),
             "mean_answer_chars": 180.4 + wins, "baseline_mean_answer_chars": 240.6,
             "prompt_tokens": 21000 + n, "completion_tokens": 5000, "judge_calls": 2 * n,
             "cost_usd": None if setting == "setting4" else 0.12,  # setting 4's judge had no prices

@@ -19,7 +19,7 @@ import report_tables
 from common import PipelineError, read_prompt
 from conftest import fake_snakemake
 from paper_context import read_pairwise_csv
-from paper_data import (JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, QUESTIONS, REPLICATES, SETTINGS, SIZES,
+from paper_data import (JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, PUBLISHED_NONE, QUESTIONS, REPLICATES, SETTINGS, SIZES,
                         SPECIAL, SPECIAL_ESCAPED, STUDY_PROMPT_START, TABLES, TEST_SETS, TRAINED, WIDEST_SPREAD,
                         EXPECTED_PCT, agreement_rows, all_claims, all_winrates, answer, claims_rows,
                         config, context_params, make_context, pairwise_rows, sample_records,  # noqa: F401
@@ -223,18 +223,18 @@ def test_no_significance_claimed_when_no_test_is_significant(config):
 
 def test_a_setting_without_a_published_rate_shows_none(config):
     rows = winrate_rows()
-    rows[3].update(published_win_rate=None, published_wins=None, published_n=None, published_p_value=None)
+    rows[3].update(PUBLISHED_NONE)
     tex = render_paper(make_context(config, winrate=rows))
     assert (r"Ours (setting 4): Training tricks (Qwen3-4B) & 40 & 22 & 4 & 14 & 55.0 & [39.8, 69.3] & 0.243 & "
             r"-- \\") in tex
-    assert r"Setting 4 & 22/40 & -- & -- & -- \\" in tex
-    assert r"Setting 5 & 10/40 & -- & -- & -- \\" in tex  # the controls: the study had none
+    assert r"Setting 4 & 57.5 & -- & -- & -- \\" in tex
+    assert r"Setting 5 & 32.5 & -- & -- & -- \\" in tex  # the controls: the study had none
 
 
 def test_published_rates_only_against_the_study_baseline(config):
     rows = winrate_rows()
     for row in rows:  # as winrate_table writes them when the run's baseline is not the study's
-        row.update(published_win_rate=None, published_wins=None, published_n=None, published_p_value=None)
+        row.update(PUBLISHED_NONE)
     context = make_context(config, winrate=rows)
     assert [r["published"] for r in context["results"]] == ["--"] * 6
     tex = render_paper(context)
@@ -243,16 +243,22 @@ def test_published_rates_only_against_the_study_baseline(config):
     assert not any("published" in s for s in context["analysis"]["baseline"] + context["conclusion"])
 
 
-def test_published_rates_are_tested_not_eyeballed(config):
+def test_published_rates_are_compared_on_the_studys_terms(config):
     context = make_context(config)
     analysis = " ".join(context["analysis"]["baseline"])
-    assert ("The study published 80.0% (16 of 20); Boschloo's exact test of our 24 of 40 against it gives "
-            "p = 0.130: our rate is not significantly different from the published one.") in analysis
-    assert "inside" not in analysis and "outside" not in analysis
+    assert ("The study published 80.0%; in its order alone (the baseline as Assistant 1, our assumption from the "
+            "course's code), each question once, ours scores 62.5%; ours minus the study's is -17.5 [-45.5, +10.5] "
+            "points (estimate [95% interval]); the equivalence test gives p = 0.612: our rate is not shown "
+            "equivalent to the study's within ±15 points, which is no evidence of a difference either.") in analysis
+    assert ("ours minus the study's is +2.5 [-7.5, +12.5] points (estimate [95% interval]); the equivalence test "
+            "gives p = 0.031: our rate is within ±15 points of the study's (equivalent).") in analysis
+    assert "significantly different" not in analysis and "Boschloo" not in analysis
     assert not any("The study published" in s for s in context["analysis"]["baseline"][4:])  # controls
     tex = render_paper(context)
-    assert r"Setting 3 & 24/40 & 16/20 & 80.0 & 0.130 \\" in tex
-    assert r"Setting 4 & 22/40 & 16/20 & 80.0 & 0.061 \\" in tex
+    assert r"Within $\pm$15 points ($p$) \\" in tex and r"within $\pm$15 points (two one-sided tests" in tex
+    assert r"Setting 2 & 92.5 & 90.0 & +2.5 [-7.5, +12.5] & equivalent (0.031) \\" in tex
+    assert r"Setting 3 & 62.5 & 80.0 & -17.5 [-45.5, +10.5] & not shown equivalent (0.612) \\" in tex
+    assert r"Setting 5 & 32.5 & -- & -- & -- \\" in tex
 
 
 def test_per_order_rates_position_bias_and_truncation(config):

@@ -24,8 +24,9 @@ from dag import (DEMO, HEADLINE, JUDGES, ONE_SETTING, PAPER_JOBS, REPLICATES, SE
 WINRATE_COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
     "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
-    "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
-    "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
+    "order_flips", "order_flip_share", "study_order_score", "published_win_rate", "published_difference",
+    "published_difference_low", "published_difference_high", "published_margin", "published_equivalent",
+    "published_equivalence_p", "mean_answer_chars", "baseline_mean_answer_chars",
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
     "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_note",
 ]
