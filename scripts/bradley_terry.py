@@ -33,17 +33,7 @@ from scipy.special import logit
 from claim_stats import check_verdicts, per_question
 from common import PipelineError
 from crossed_stats import NO_EFFECT_SCORE, crossed_interval
-
-BASELINE = "baseline"
-ANCHOR = 1000.0  # the baseline's score (Arena-Hard-Auto's INIT_RATING, anchored)
-SCALE = 400.0  # score points per factor of 10 in the odds of beating the baseline
-COLUMNS = ["rank", "setting", "title", "score", "ci_low", "ci_high", "win_rate", "n", "replicates", "note"]
-NOTES = {
-    "anchor": "the baseline: anchored at 1000",
-    "not run": "not run: no verdicts for this setting",
-    "all wins": "won every question: scored half a question inside",
-    "all losses": "lost every question: scored half a question inside",
-}
+from ranking_scale import ANCHOR, BASELINE, COLUMNS, NOTES, SCALE
 
 
 def elo_from_logit(x):

@@ -6,7 +6,7 @@ keeps its row, empty, at the bottom)."""
 import os
 from typing import Mapping, Sequence
 
-from bradley_terry import ANCHOR, BASELINE
+from ranking_scale import ANCHOR, BASELINE
 from common import PipelineError, log, run_stage
 from figure_style import settings_figure
 from paper_format import oneline

@@ -3,7 +3,7 @@ setting named as the paper numbers it, and the notes its rows carry."""
 
 from typing import Mapping, Sequence
 
-from bradley_terry import BASELINE, NOTES
+from ranking_scale import BASELINE, NOTES
 from common import PipelineError
 from paper_format import need, pct
 
