@@ -57,7 +57,7 @@ def setting_score(grid, alpha: float) -> dict:
     effect, low, high, _ = (float(np.asarray(x)) for x in crossed_interval(grid, None, alpha))
     q, k = grid.shape
     edge = 1 / (2 * q)
-    rate = effect + NO_EFFECT_SCORE
+    rate = float(grid.mean())  # = effect + 1/2, without its rounding
     centre = float(logit(min(max(rate, edge), 1 - edge)))
     # crossed_interval's ends are expit(centre -+ half), unless an end was widened to an unclipped
     # mean score of 0 or 1; that end is read back from the other, the interval being symmetric

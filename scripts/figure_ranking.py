@@ -42,7 +42,7 @@ def plot_ranking(rows: Sequence[Mapping], path: str | os.PathLike) -> None:
             for (y, r), s in zip(scored, scores):
                 ax.annotate(f"#{r['rank']}", (s, y), textcoords="offset points", xytext=(0, 6), ha="center",
                             fontsize=7)
-        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_ylim(-1.4, len(rows) - 0.4)  # room below the last row for the legend
         ax.grid(axis="x", alpha=0.3)
 
 
