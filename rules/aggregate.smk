@@ -76,6 +76,33 @@ rule calibration_table:
         "../scripts/calibration_table.py"
 
 
+# Every setting and the baseline ranked by Bradley-Terry score against the baseline, as
+# Arena-Hard-Auto fits it (baseline 1000), with the crossed interval: the same verdicts.
+rule ranking_table:
+    input:
+        verdicts=lambda wc: verdicts_of(wc.test_set, wc.judge),
+    output:
+        csv=f"{RESULTS}/tables/{{test_set}}/{{judge}}/ranking.csv",
+        json=f"{RESULTS}/tables/{{test_set}}/{{judge}}/ranking.json",
+    log:
+        f"{LOGS}/ranking_table/{{test_set}}/{{judge}}.log",
+    benchmark:
+        f"{BENCHMARKS}/ranking_table/{{test_set}}/{{judge}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    resources:
+        gpu=0,
+    params:
+        settings=[
+            {"name": s, "title": config["settings"][s].get("title", s)}
+            for s in SETTINGS
+        ],
+        replicates=config["replicates"],
+        alpha=config["statistics"]["alpha"],
+    script:
+        "../scripts/ranking_table.py"
+
+
 rule judge_agreement:
     input:
         verdicts=[verdicts_of(t, j) for t in TEST_SETS for j in JUDGES],

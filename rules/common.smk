@@ -35,6 +35,7 @@ FIGURES = {
     "loss": "loss_curves.pdf",
     "winrate": "win_rates.pdf",
     "lengths": "answer_lengths.pdf",
+    "ranking": "ranking.pdf",
 }
 
 

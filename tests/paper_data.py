@@ -379,13 +379,28 @@ def fake_provenance():
     }
 
 
+# The headline ranking.json (bradley_terry.COLUMNS): a setting above the baseline, the baseline,
+# a control below it, and a setting not run.
+RANKING = [
+    {"rank": 1, "setting": "setting2", "title": TITLES["setting2"], "score": 1120.4, "ci_low": 1010.2,
+     "ci_high": 1231.0, "win_rate": 0.665, "n": 20, "replicates": 2, "note": ""},
+    {"rank": 2, "setting": "baseline", "title": "baseline", "score": 1000.0, "ci_low": 1000.0, "ci_high": 1000.0,
+     "win_rate": 0.5, "n": 20, "replicates": None, "note": "the baseline: anchored at 1000"},
+    {"rank": 3, "setting": "control-4b", "title": TITLES["control-4b"], "score": 650.0, "ci_low": 540.0,
+     "ci_high": 760.0, "win_rate": 0.1, "n": 20, "replicates": 2, "note": ""},
+    {"rank": None, "setting": "setting3", "title": TITLES["setting3"], "score": None, "ci_low": None,
+     "ci_high": None, "win_rate": None, "n": None, "replicates": None, "note": "not run: no verdicts for this setting"},
+]
+
+
 def make_context(config, **overrides):
     tests, baseline, generations = sample_records()
     kwargs = dict(config=config, winrate=winrate_rows(), pairwise=pairwise_rows(), split_stats=SPLIT_STATS,
                   tests=tests, baseline=baseline, generations=generations, provenance=fake_provenance(),
                   judge_prompt=read_prompt(JUDGE_PROMPT), fidelity=fidelity_rows(config),
                   augment_stats=AUGMENT_STATS, leakage=LEAKAGE, claims=all_claims(), winrates=all_winrates(),
-                  agreement=agreement_rows(), compute=compute_rows(), calibration=calibration_rows())
+                  agreement=agreement_rows(), compute=compute_rows(), calibration=calibration_rows(),
+                  ranking=RANKING)
     kwargs.update(overrides)
     return paper_context(**kwargs)
 
@@ -436,6 +451,7 @@ def write_run_files(folder: Path, config) -> dict:
         "claims": [write(f"tables/{t}/{j}/claims.json", json.dumps(claims_of(t, j), ensure_ascii=False))
                    for t, j in pairs],
         "calibration": write("tables/calibration.csv", pd.DataFrame(calibration_rows()).to_csv(index=False)),
+        "ranking": write("tables/course/primary/ranking.json", json.dumps(RANKING, ensure_ascii=False)),
         "agreement": write("tables/judge_agreement.csv", pd.DataFrame(agreement_rows()).to_csv(index=False)),
         "fidelity": write("tables/fidelity.csv", pd.DataFrame(fidelity_rows(config)).to_csv(index=False)),
         "compute": write("tables/compute.csv", compute_table.to_csv(compute_rows())),

@@ -549,7 +549,7 @@ def test_context_json_holds_raw_values_that_render_the_paper(tmp_path, config):
     assert context["results"][2]["title"] == SPECIAL  # raw: the template escapes
     assert context["provenance"]["devices"] == ["cpu (settings 1, 2, 3 and 4)"]  # trained settings' replicates
     assert context["figures"] == {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf",
-                                  "lengths": "answer_lengths.pdf"}
+                                  "lengths": "answer_lengths.pdf", "ranking": "ranking.pdf"}
     assert [r["truncated_text"] for r in context["results"]] == [f"{2 * k + 1} of 40" for k in range(6)]
     assert [t["test_set"] for t in context["claims"]] == list(TEST_SETS)
     tex_path = tmp_path / "paper" / "paper.tex"

@@ -407,7 +407,7 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
         assert re.search(rf"Ours \(setting {k}\).*?\s" + r"\s+".join(cells) + r"\s", text), cells
     snakemake(demo_run, *DEMO, "--report", "results/demo/report.html")
     report = (results / "report.html").read_text(encoding="utf-8")
-    for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "table1.html"):
+    for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "ranking.pdf", "table1.html"):
         assert item in report
     flat = " ".join(text.split())
     assert re.search(r"The study.s claims on test set small", flat) and "Agreement with the primary judge" in flat
