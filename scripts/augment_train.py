@@ -79,8 +79,8 @@ def llm_selection(records: list[dict], cfg: dict, cache_dir: str) -> tuple[list[
     from augment_llm import LLMRewriter
     from chat_api import cost_usd
 
-    positions = select_positions(len(records), cfg["ratio"], cfg["seed"])
     llm_cfg = cfg["llm"]
+    positions = select_positions(len(records), cfg["ratio"], cfg["seed"])
     results = LLMRewriter(llm_cfg, cache_dir).rewrite_all([records[p]["question"] for p in positions])
     calls = [call for result in results for call in result.calls]
     usage = {
