@@ -38,6 +38,7 @@ rule all:
     default_target: True
     input:
         tables_of("winrate.csv"),
+        tables_of("ranking.csv"),
         f"{RESULTS}/paper/paper.pdf",
         # The report's HTML tables: no other rule reads them.
         rules.report_tables.output,

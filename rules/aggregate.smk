@@ -25,6 +25,7 @@ rule winrate_table:
         replicates=config["replicates"],
         prices=lambda wc: JUDGES[wc.judge]["price_per_million"],
         compare_published=lambda wc: compares_with_published(wc.test_set, wc.judge),
+        statistics=statistics_of("n_bootstrap", "seed"),
     script:
         "../scripts/winrate_table.py"
 
@@ -48,9 +49,58 @@ rule claims_table:
         settings=SETTINGS,
         replicates=config["replicates"],
         controls=controls_by_setting(),
-        statistics=config["statistics"],
+        statistics=statistics_of("alpha", "power_simulations", "seed"),
     script:
         "../scripts/claims_table.py"
+
+
+rule calibration_table:
+    input:
+        tests=expand(f"{RESULTS}/data/test/{{test_set}}.jsonl", test_set=TEST_SETS),
+        study=STUDY,
+    output:
+        csv=f"{RESULTS}/tables/calibration.csv",
+    log:
+        f"{LOGS}/calibration_table.log",
+    benchmark:
+        f"{BENCHMARKS}/calibration_table.tsv"
+    conda:
+        "../envs/judge.yaml"
+    resources:
+        gpu=0,
+    params:
+        test_sets=TEST_SETS,
+        replicates=config["replicates"],
+        statistics=statistics_of("alpha", "power_simulations", "seed"),
+    script:
+        "../scripts/calibration_table.py"
+
+
+# Every setting and the baseline ranked by Bradley-Terry score against the baseline, as
+# Arena-Hard-Auto fits it (baseline 1000), with the crossed interval: the same verdicts.
+rule ranking_table:
+    input:
+        verdicts=lambda wc: verdicts_of(wc.test_set, wc.judge),
+    output:
+        csv=f"{RESULTS}/tables/{{test_set}}/{{judge}}/ranking.csv",
+        json=f"{RESULTS}/tables/{{test_set}}/{{judge}}/ranking.json",
+    log:
+        f"{LOGS}/ranking_table/{{test_set}}/{{judge}}.log",
+    benchmark:
+        f"{BENCHMARKS}/ranking_table/{{test_set}}/{{judge}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    resources:
+        gpu=0,
+    params:
+        settings=[
+            {"name": s, "title": config["settings"][s].get("title", s)}
+            for s in SETTINGS
+        ],
+        replicates=config["replicates"],
+        alpha=config["statistics"]["alpha"],
+    script:
+        "../scripts/ranking_table.py"
 
 
 rule judge_agreement:
@@ -71,6 +121,7 @@ rule judge_agreement:
         judges=list(JUDGES),
         settings=SETTINGS,
         replicates=config["replicates"],
+        statistics=statistics_of("n_bootstrap", "seed"),
     script:
         "../scripts/judge_agreement.py"
 

@@ -35,6 +35,7 @@ FIGURES = {
     "loss": "loss_curves.pdf",
     "winrate": "win_rates.pdf",
     "lengths": "answer_lengths.pdf",
+    "ranking": "ranking.pdf",
 }
 
 
@@ -126,6 +127,11 @@ def verdicts_of(test_set, judge):
         test_set=test_set,
         judge=judge,
     )
+
+
+def statistics_of(*keys):
+    """The `statistics` settings a stage's output depends on, and no others."""
+    return {key: config["statistics"][key] for key in keys}
 
 
 def tables_of(name):

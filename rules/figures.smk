@@ -66,3 +66,27 @@ rule figure_answer_lengths:
         gpu=0,
     script:
         "../scripts/figure_answer_lengths.py"
+
+
+rule figure_ranking:
+    input:
+        ranking=f"{RESULTS}/tables/{HEADLINE}/primary/ranking.json",
+    output:
+        figure=report(
+            f"{PAPER}/{FIGURES['ranking']}",
+            caption="../paper/report/ranking.rst",
+            category="Figures",
+        ),
+    log:
+        f"{LOGS}/figure_ranking.log",
+    benchmark:
+        f"{BENCHMARKS}/figure_ranking.tsv"
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    params:
+        # The paper's numbers of the settings (its labels); titles come with the table.
+        numbers={s: k for k, s in enumerate(SETTINGS, 1)},
+    script:
+        "../scripts/figure_ranking.py"

@@ -8,6 +8,8 @@ rule paper_context:
         pairwise=f"{RESULTS}/tables/{HEADLINE}/primary/pairwise.csv",
         winrates=tables_of("winrate.json"),
         claims=tables_of("claims.json"),
+        calibration=f"{RESULTS}/tables/calibration.csv",
+        ranking=f"{RESULTS}/tables/{HEADLINE}/primary/ranking.json",
         agreement=f"{RESULTS}/tables/judge_agreement.csv",
         fidelity=f"{RESULTS}/tables/fidelity.csv",
         compute=f"{RESULTS}/tables/compute.csv",

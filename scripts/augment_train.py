@@ -1,13 +1,18 @@
-"""Stage augmentation: a seeded `ratio` of the training questions (exactly round(ratio * n),
-half up) each get a rewritten copy, the answer kept, by the configured method:
-  llm      the study's: an LLM rewrites the question (augment_llm.py; cached, paid once);
-  synonym  offline: strict Cilin synonyms of the same part of speech (augment_synonym.py).
-A selected question whose rewrite fails (no usable reply, no replaceable word) stays
-unaugmented and is counted. Answers are never touched.
+"""Stage augmentation: `ratio` of the training questions (exactly round(ratio * n), half up) each
+get a rewritten copy, the answer kept, by the configured method:
+  llm      the study's: the questions are a seeded sample of all training questions, and an LLM
+           rewrites each (augment_llm.py; cached, paid once); a selected question whose rewrite
+           fails (no usable reply) stays unaugmented and is counted;
+  synonym  offline: every question is tried with strict Cilin synonyms of the same part of speech
+           (augment_synonym.py), and the seeded sample is drawn among the questions that have a
+           safe replacement (the pool), so that the augmented share is the ratio. Most questions
+           have none, so drawing among all (as the study does) would add a fraction of the ratio.
+           When the pool is smaller than the target, all of it is augmented and the stats say so.
+Answers are never touched.
 
 Inputs:  smk.input.train (JSONL); smk.input.protected (synonym method: protected terms).
 Outputs: smk.output.train (originals unchanged, in order, then one `<id>-aug` copy per rewritten
-         question, with `augmented_from`), smk.output.stats (JSON: counts, examples, usage).
+         question, with `augmented_from`), smk.output.stats (JSON: counts, pool, share, examples, usage).
 Params:  smk.params.augmentation (the validated config section), smk.params.cache_dir (llm).
 """
 
@@ -21,10 +26,16 @@ N_EXAMPLES = 10
 N_REPLACEMENTS_SAMPLE = 50
 
 
-def select_positions(n: int, ratio: float, seed: int) -> list[int]:
-    """A seeded sample of round(ratio * n) record positions (round half up), sorted."""
-    k = min(n, int(ratio * n + 0.5))
-    return sorted(random.Random(seed).sample(range(n), k))
+def target_count(n: int, ratio: float) -> int:
+    """round(ratio * n), half up: the number of questions to augment."""
+    return min(n, int(ratio * n + 0.5))
+
+
+def select_positions(n: int, ratio: float, seed: int, pool: list[int] | None = None) -> list[int]:
+    """A seeded sample of target_count(n, ratio) positions among `pool` (default: all n), sorted;
+    the whole pool when it is smaller than that."""
+    pool = range(n) if pool is None else pool
+    return sorted(random.Random(seed).sample(pool, min(target_count(n, ratio), len(pool))))
 
 
 def check_records(records: list[dict]) -> None:
@@ -44,29 +55,33 @@ def check_records(records: list[dict]) -> None:
             raise PipelineError(f"id {record['id']!r}-aug already exists: cannot name the augmented copy")
 
 
-def synonym_rewrites(selected: list[dict], synonym_cfg: dict, protected_path: str, seed: int) -> tuple[list, dict]:
-    """(new question or None per record, method stats)."""
-    from augment_synonym import SynonymRewriter
-
-    rewriter = SynonymRewriter(synonym_cfg, protected_path)
-    questions, replacements = [], []
-    for record in selected:
-        new_q, replaced = rewriter.rewrite(str(record["id"]), record["question"], seed)
-        questions.append(new_q if replaced and new_q != record["question"] else None)
-        replacements.extend({"id": record["id"], **r} for r in replaced)
+def synonym_selection(records: list[dict], cfg: dict, rewriter) -> tuple[list[int], list, dict]:
+    """(selected positions, their new questions, method stats): every question is tried with the
+    rewriter (augment_synonym.SynonymRewriter), and the seeded sample is drawn among those with a
+    safe replacement."""
+    tried = [rewriter.rewrite(str(r["id"]), r["question"], cfg["seed"]) for r in records]
+    pool = [i for i, ((new_q, replaced), r) in enumerate(zip(tried, records)) if replaced and new_q != r["question"]]
+    positions = select_positions(len(records), cfg["ratio"], cfg["seed"], pool)
+    replacements = [{"id": records[p]["id"], **r} for p in positions for r in tried[p][1]]
     stats = {
+        "selection": "among the questions with a safe replacement",
+        "n_pool": len(pool),
         "words_replaced": len(replacements),
-        "unaugmented_reasons": {"no replaceable word": questions.count(None)},
+        "unaugmented_reasons": {},
         "replacements_sample": replacements[:N_REPLACEMENTS_SAMPLE],
     }
-    return questions, stats
+    return positions, [tried[p][0] for p in positions], stats
 
 
-def llm_rewrites(selected: list[dict], llm_cfg: dict, cache_dir: str) -> tuple[list, dict]:
+def llm_selection(records: list[dict], cfg: dict, cache_dir: str) -> tuple[list[int], list, dict]:
+    """(selected positions, their new questions or None, method stats): the study's seeded sample
+    of all questions, each rewritten by the LLM."""
     from augment_llm import LLMRewriter
     from chat_api import cost_usd
 
-    results = LLMRewriter(llm_cfg, cache_dir).rewrite_all([r["question"] for r in selected])
+    llm_cfg = cfg["llm"]
+    positions = select_positions(len(records), cfg["ratio"], cfg["seed"])
+    results = LLMRewriter(llm_cfg, cache_dir).rewrite_all([records[p]["question"] for p in positions])
     calls = [call for result in results for call in result.calls]
     usage = {
         "model": llm_cfg["model"],
@@ -79,7 +94,9 @@ def llm_rewrites(selected: list[dict], llm_cfg: dict, cache_dir: str) -> tuple[l
     for result in results:
         if result.question is None:
             reasons[result.reason] = reasons.get(result.reason, 0) + 1
-    return [r.question for r in results], {"unaugmented_reasons": reasons, "usage": usage}
+    stats = {"selection": "among all questions", "n_pool": len(records), "unaugmented_reasons": reasons,
+             "usage": usage}
+    return positions, [r.question for r in results], stats
 
 
 def augment(records: list[dict], positions: list[int], rewrites: list[str | None]) -> tuple[list[dict], list[dict]]:
@@ -99,23 +116,27 @@ def main(smk) -> None:
     cfg = smk.params.augmentation
     records = read_jsonl(smk.input.train)
     check_records(records)
-    positions = select_positions(len(records), cfg["ratio"], cfg["seed"])
-    selected = [records[pos] for pos in positions]
     if cfg["method"] == "llm":
-        rewrites, method_stats = llm_rewrites(selected, cfg["llm"], smk.params.cache_dir)
+        positions, rewrites, method_stats = llm_selection(records, cfg, smk.params.cache_dir)
     else:
-        rewrites, method_stats = synonym_rewrites(selected, cfg["synonym"], smk.input.protected[0], cfg["seed"])
+        from augment_synonym import SynonymRewriter
+
+        rewriter = SynonymRewriter(cfg["synonym"], smk.input.protected[0])
+        positions, rewrites, method_stats = synonym_selection(records, cfg, rewriter)
     out, examples = augment(records, positions, rewrites)
     n_augmented = len(out) - len(records)
+    n_target = target_count(len(records), cfg["ratio"])
     stats = {
         "method": cfg["method"],
         "ratio": cfg["ratio"],
         "seed": cfg["seed"],
         "n_train": len(records),
-        "n_selected": len(selected),
+        "n_target": n_target,
+        "n_selected": len(positions),
         "n_augmented": n_augmented,
-        "n_unaugmented": len(selected) - n_augmented,
+        "n_unaugmented": len(positions) - n_augmented,
         "augmented_share": n_augmented / len(records) if records else math.nan,
+        "pool_short": method_stats["n_pool"] < n_target,
         **method_stats,
         "examples": examples,
     }
@@ -124,9 +145,13 @@ def main(smk) -> None:
 
     # For the paper's provenance: the packages this method ran with.
     write_json(smk.output.stats, {**stats, "versions": versions(AUGMENT[cfg["method"]])})
-    log.info("augmentation (%s): %d of %d training questions selected (ratio %s, seed %s); %d rewritten, "
-             "%d left unaugmented %s", cfg["method"], len(selected), len(records), cfg["ratio"], cfg["seed"],
-             n_augmented, len(selected) - n_augmented, method_stats["unaugmented_reasons"])
+    log.info("augmentation (%s): %d of %d training questions selected %s (pool %d, ratio %s, seed %s); "
+             "%d rewritten (share %.3f), %d left unaugmented %s", cfg["method"], len(positions), len(records),
+             method_stats["selection"], method_stats["n_pool"], cfg["ratio"], cfg["seed"], n_augmented,
+             stats["augmented_share"], len(positions) - n_augmented, method_stats["unaugmented_reasons"])
+    if stats["pool_short"]:
+        log.warning("augmentation: only %d training questions can be rewritten, fewer than the %d the ratio %s asks "
+                    "for: all of them were augmented", method_stats["n_pool"], n_target, cfg["ratio"])
 
 
 if "snakemake" in globals():

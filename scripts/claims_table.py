@@ -1,8 +1,9 @@
 """Stage claims: one row per claim of the study (config/study.yaml `claims:`), on one test set by
-one judge: the claim in its words, its published effect, ours with a 95% interval over questions
-and replicates, a paired test, its Holm-corrected p-value, the power at this n and the n that 80%
-power needs, and a verdict: supported, contradicted or inconclusive at this n
-(claim_stats.claims_table says how each is computed).
+one judge: the claim in its words, its published effect, ours on the one measure (mean score) with
+its 95% interval over questions and training runs, the p-value dual to it, Holm's correction and
+the corrected interval, the power of the whole procedure at the published effect and the n that
+80% needs, and a verdict: reproduced, supported, contradicted or inconclusive, with the sentence
+it rests on (claim_stats says how each is computed).
 
 A claim compares `setting` with another setting, with the baseline, or with `control`: the
 untuned control of the setting's base model (rules/common.smk controls_by_setting). Published
@@ -11,6 +12,7 @@ set: they are what the claim says, and what the power is computed at."""
 
 from claim_stats import BASELINE, claims_table
 from common import PipelineError, log, run_stage, write_json, write_text
+from verdict_simulation import Nuisance
 from verdicts import read_runs, table_rows, verdict_frame
 from winrate_table import load_study, read_published
 
@@ -30,6 +32,28 @@ def read_study(path) -> dict:
         if missing:
             raise PipelineError(f"{path}: claims[{i}]: missing '{missing[0]}'")
     return study
+
+
+def read_inference(path, study: dict) -> tuple[float, Nuisance]:
+    """(equivalence margin, simulation nuisance) from the study file's `inference:` section."""
+    inference = study.get("inference")
+    if not isinstance(inference, dict):
+        raise PipelineError(f"{path}: inference: missing or not a mapping (equivalence_margin, simulation)")
+    margin = inference.get("equivalence_margin")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
+        raise PipelineError(f"{path}: inference.equivalence_margin: expected a difference of rates in (0, 1), got {margin!r}")
+    simulation = inference.get("simulation")
+    fields = set(Nuisance.__dataclass_fields__)
+    if not isinstance(simulation, dict) or set(simulation) != fields:
+        raise PipelineError(f"{path}: inference.simulation: expected a mapping of {', '.join(sorted(fields))}, "
+                            f"got {simulation!r}")
+    for key, value in simulation.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PipelineError(f"{path}: inference.simulation.{key}: expected a number, got {value!r}")
+    try:
+        return float(margin), Nuisance(**simulation)
+    except PipelineError as e:
+        raise PipelineError(f"{path}: inference.{e}") from None
 
 
 def resolve_claims(claims: list[dict], published_rates: dict, controls: dict[str, str]) -> list[dict]:
@@ -58,13 +82,14 @@ def main(smk) -> None:
     rates = {setting: p["win_rate"] for setting, p in read_published(smk.input.study).items()}
     claims = resolve_claims(study["claims"], rates, dict(p.controls))
     verdicts = verdict_frame(read_runs(list(smk.input.verdicts), list(p.settings), p.replicates))
+    margin, nuisance = read_inference(smk.input.study, study)
     stats = p.statistics
-    table = claims_table(verdicts, claims, stats["alpha"], stats["n_bootstrap"], stats["seed"])
+    table = claims_table(verdicts, claims, stats["alpha"], margin, nuisance, stats["power_simulations"], stats["seed"])
     write_text(smk.output.csv, table.to_csv(index=False))
     write_json(smk.output.json, table_rows(table))
     for row in table_rows(table):
-        log.info("%s: %s (effect %s, 95%% CI %s to %s, Holm p %s, power %s)", row["id"], row["verdict"],
-                 row["effect"], row["ci_low"], row["ci_high"], row["p_holm"], row["power"])
+        log.info("%s: %s (effect %s, 95%% CI %s to %s, Holm p %s, power %s): %s", row["id"], row["verdict"],
+                 row["effect"], row["ci_low"], row["ci_high"], row["p_holm"], row["power"], row["reading"])
 
 
 if "snakemake" in globals():

@@ -1,8 +1,10 @@
 """The paper's claims section: for each test set, the study's claims as the primary judge's
-verdicts decide them (claims_table.py: our effect with its interval, the Holm-corrected p-value,
-the power at the published effect and a verdict), every judge's win rates side by side with
-their length-controlled counterparts, the judges' agreement (Cohen's kappa), and how far seed
-noise alone moves a win rate. The sentences are generated from these tables only."""
+verdicts decide them (claims_table.py: our effect on the one measure with its interval, Holm's
+correction, the corrected interval, the power of the whole procedure at the published effect and
+a verdict with the sentence it rests on), the calibration of that inference at this run's design,
+every judge's win rates side by side with their length-controlled counterparts, the judges'
+agreement, how far seed noise alone moves a win rate, and the Conclusion, written from the claims
+tables alone. The sentences are generated from these tables only."""
 
 import math
 import re
@@ -12,8 +14,8 @@ from common import PipelineError
 from paper_format import fmt_p, need, pct
 
 PRIMARY = "primary"
-VERDICT_WORDS = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive at this n",
-                 "not run": "not run (a setting it compares is not in this run)"}
+VERDICT_WORDS = {"reproduced": "reproduced", "supported": "supported", "contradicted": "contradicted",
+                 "inconclusive": "inconclusive", "not run": "not run"}
 
 
 def points(value: float | None, signed: bool = True) -> str:
@@ -21,43 +23,40 @@ def points(value: float | None, signed: bool = True) -> str:
     return "--" if value is None else (f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}")
 
 
-def _against(row: Mapping, titles: Mapping[str, str]) -> str:
-    against = row["against"]
-    return "the baseline (50%)" if against == "baseline" else titles.get(against, against)
+def design_text(n: int | None, replicates: int | None) -> str:
+    """The size of a comparison: always questions x replicates, never a pooled count."""
+    if n is None:
+        return "--"
+    return f"{n} questions × {replicates} replicate{'s' if replicates != 1 else ''}"
 
 
-def claim_rows(claims: Sequence[Mapping], titles: Mapping[str, str], where: str) -> list[dict]:
+def _name(key: str, settings: Mapping[str, Mapping]) -> str:
+    """'setting k (model)' for a setting of the run, the baseline as such, any other name as it is."""
+    if key == "baseline":
+        return "the baseline"
+    spec = settings.get(key)
+    return key if spec is None else f"setting {spec['k']} ({spec['model']})"
+
+
+def claim_rows(claims: Sequence[Mapping], settings: Mapping[str, Mapping], where: str) -> list[dict]:
     rows = []
     for i, row in enumerate(claims):
         at = f"{where} row {i + 1}"
         verdict = need(row, "verdict", at)
         if verdict not in VERDICT_WORDS:
             raise PipelineError(f"{at}: unknown verdict {verdict!r}")
-        n80 = row["n_for_80_power"]
+        ran = row["effect"] is not None
         rows.append({
             "id": need(row, "id", at), "claim": need(row, "claim", at), "source": need(row, "source", at),
-            "setting": titles.get(row["setting"], row["setting"]), "against": _against(row, titles),
-            "published": points(row["published_effect"]), "effect": points(row["effect"]),
-            "ci": "--" if row["ci_low"] is None else f"[{points(row['ci_low'])}, {points(row['ci_high'])}]",
-            "p": fmt_p(row["p_value"]), "p_holm": fmt_p(row["p_holm"]),
-            "power": pct(row["power"]), "n80": "--" if n80 is None else f"{n80:.0f}",
-            "verdict": verdict, "verdict_words": VERDICT_WORDS[verdict],
-            "published_in_ci": row["published_in_ci"], "n": row["n"], "replicates": row["replicates"],
+            "compares": f"{_name(row['setting'], settings)} vs {_name(row['against'], settings)}",
+            "published": points(row["published_effect"]),
+            "effect": points(row["effect"]),
+            "ci": f"[{points(row['ci_low'])}, {points(row['ci_high'])}]" if ran else "--",
+            "p_holm": fmt_p(row["p_holm"]), "power": pct(row["power"]),
+            "verdict": verdict, "reading": need(row, "reading", at),
+            "design": design_text(row["n"], row["replicates"]),
         })
     return rows
-
-
-def claim_sentence(test_set: str, row: Mapping) -> str:
-    if row["verdict"] == "not run":
-        return f"On {test_set}, the claim ``{row['claim']}'' is not tested: a setting it compares is not in this run."
-    text = (f"On {test_set}, ``{row['claim']}'' ({row['source']}): {row['setting']} against {row['against']} "
-            f"differs by {row['effect']} points (95% interval {row['ci']}; Holm-corrected p {row['p_holm']}), "
-            f"so the claim is {row['verdict_words']}.")
-    if row["published"] != "--":
-        inside = "inside" if row["published_in_ci"] else "outside"
-        text += (f" The study's {row['published']} points lie {inside} our interval; our test would detect an "
-                 f"effect of that size with power {row['power']}%, and {row['n80']} questions would give 80%.")
-    return text
 
 
 def rate_table(winrates: Mapping[tuple[str, str], Sequence[Mapping]], settings: Sequence[Mapping]) -> dict:
@@ -96,27 +95,75 @@ def _number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
+def _with_interval(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "--"
+    return f"{value:.2f}" if low is None else f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def agreement_rows(agreement: Sequence[Mapping]) -> list[dict]:
     rows = []
     for r in agreement:
-        share, kappa, low, high = (_number(r[k]) for k in ("agreement", "kappa", "kappa_low", "kappa_high"))
-        rows.append({"test_set": r["test_set"], "judge": r["judge_b"], "n": int(r["n"]), "agreement": pct(share),
-                     "kappa": "--" if kappa is None else f"{kappa:.2f}",
-                     "ci": "--" if low is None else f"[{low:.2f}, {high:.2f}]"})
+        kappa, alpha = ([_number(r[f"{k}{end}"]) for end in ("", "_low", "_high")] for k in ("weighted_kappa", "alpha"))
+        rows.append({"test_set": r["test_set"], "judge": r["judge_b"], "questions": int(r["n_questions"]),
+                     "pairs": int(r["n_pairs"]), "agreement": pct(_number(r["agreement"])),
+                     "kappa": _with_interval(*kappa), "alpha": _with_interval(*alpha)})
     return rows
 
 
+def calibration_rows(calibration: Sequence[Mapping]) -> list[dict]:
+    """tables/calibration.csv as the paper prints it: shares in %."""
+    return [{"test_set": r["test_set"], "design": design_text(int(r["questions"]), int(r["replicates"])),
+             "coverage": [pct(r[k]) for k in ("coverage_0.5", "coverage_0.75", "coverage_0.9", "coverage_difference")],
+             "fwe": pct(r["family_wise_error"]), "studies": int(r["studies"])} for r in calibration]
+
+
+def _listed(rows: Sequence[Mapping]) -> str:
+    names = [f"{r['id']} ({r['compares']})" for r in rows]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def conclusion_sentences(tables: Sequence[Mapping]) -> list[str]:
+    """The Conclusion, from the claims tables alone: per test set, which claims stand how."""
+    sentences = []
+    for t in tables:
+        rows = [r for r in t["rows"] if r["verdict"] != "not run"]
+        if not rows:
+            sentences.append(f"On test set {t['test_set']}, none of the study's claims could be tested: "
+                             "the settings they compare are not in this run.")
+            continue
+        by = {v: [r for r in rows if r["verdict"] == v] for v in VERDICT_WORDS}
+        parts = [f"{len(by[v])} {v} ({_listed(by[v])})" for v in ("reproduced", "supported", "contradicted")
+                 if by[v]]
+        parts.append(f"{len(by['inconclusive'])} inconclusive")
+        sentences.append(f"On test set {t['test_set']} ({rows[0]['design']}, primary judge), of the "
+                         f"{len(rows)} claims tested "
+                         + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + ".")
+        weak = [r for r in by["inconclusive"] if r["power"] != "--" and float(r["power"]) < 80]
+        if weak:
+            sentences.append(f"For {len(weak)} of the inconclusive claims the procedure has less than 80% power at "
+                             "the study's own effect at this size, so this run could not have settled them either way.")
+    return sentences
+
+
 def claims_context(claims: Mapping[str, Sequence[Mapping]], winrates: Mapping[tuple[str, str], Sequence[Mapping]],
-                   agreement: Sequence[Mapping], settings: Sequence[Mapping]) -> dict[str, Any]:
+                   agreement: Sequence[Mapping], settings: Sequence[Mapping],
+                   calibration: Sequence[Mapping]) -> dict[str, Any]:
     """claims: test set -> the primary judge's claims table; winrates: (test set, judge) -> table."""
+    by_key = {s["key"]: s for s in settings}
     titles = {s["key"]: f"setting {s['k']}" for s in settings}
     # LaTeX labels from letters, digits and hyphens only: a test set may be called held_out.
     tables = [{"test_set": t, "label": "claims-" + re.sub(r"[^A-Za-z0-9]+", "-", t),
-               "rows": claim_rows(rows, titles, f"claims table of {t}")} for t, rows in claims.items()]
+               "rows": claim_rows(rows, by_key, f"claims table of {t}")} for t, rows in claims.items()]
+    margins = {row["margin"] for rows in claims.values() for row in rows}
+    if len(margins) > 1:
+        raise PipelineError(f"claims tables: equivalence margins differ ({sorted(margins)}); rerun them together")
     return {
         "claims": tables,
-        "claims_analysis": [claim_sentence(t["test_set"], row) for t in tables for row in t["rows"]],
+        "margin": points(margins.pop(), signed=False) if margins else "--",
+        "calibration": calibration_rows(calibration),
         "judge_rates": rate_table(winrates, settings),
         "agreement": agreement_rows(agreement),
         "seed_noise": seed_noise(winrates, titles),
+        "conclusion": conclusion_sentences(tables),
     }

@@ -19,12 +19,14 @@ from paper_claims import claims_context
 from paper_compute import compute_context
 from paper_design import design_context, setting_specs
 from paper_format import need
+from paper_ranking import ranking_context
 from paper_results import results_context
 from records import read_table_json
 from provenance import check_no_secrets, collect as collect_provenance, paper_rows
 
 # The figures' file names, relative to the .tex file (rules/common.smk passes the same).
-FIGURES = {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf", "lengths": "answer_lengths.pdf"}
+FIGURES = {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf", "lengths": "answer_lengths.pdf",
+           "ranking": "ranking.pdf"}
 
 PAIRWISE_COLUMNS = ("setting_a", "setting_b", "n", "a_better", "b_better", "p_value")
 
@@ -61,13 +63,15 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
                   generations: Mapping[str, list[dict]], provenance: Mapping, judge_prompt: str,
                   fidelity: Sequence[Mapping], augment_stats: Mapping | None, leakage: Mapping[str, Mapping],
                   claims: Mapping[str, Sequence[Mapping]], winrates: Mapping[tuple[str, str], Sequence[Mapping]],
-                  agreement: Sequence[Mapping], compute: Sequence[Mapping],
-                  figures: Mapping[str, str] = FIGURES) -> dict[str, Any]:
+                  agreement: Sequence[Mapping], compute: Sequence[Mapping], calibration: Sequence[Mapping],
+                  figures: Mapping[str, str] = FIGURES, ranking: Sequence[Mapping] = ()) -> dict[str, Any]:
     """Everything the template needs, as raw (unescaped) strings and numbers. `tests` holds every
     test set by name, the first the headline one that `winrate`, `pairwise`, `baseline` and
     `generations` (setting -> its replicates' answers) are of; `claims` the primary judge's claims table per test set, `winrates` every
-    test set's table by every judge; `compute` the compute table's rows (compute_table.read_compute_csv). `figures` maps
-    loss, winrate and lengths to file names relative to the .tex file."""
+    test set's table by every judge; `compute` the compute table's rows (compute_table.read_compute_csv);
+    `calibration` tables/calibration.csv's rows. `figures` maps loss, winrate, lengths and ranking
+    to file names relative to the .tex file; `ranking` the headline ranking.json's rows (none: the
+    paper has no ranking)."""
     settings = setting_specs(config)
     alpha = need(need(config, "statistics", "config"), "alpha", "config 'statistics'")
     test = next(iter(tests.values()))
@@ -75,8 +79,9 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
     return {
         **design_context(config, settings, split_stats, sizes, judge_prompt, fidelity, augment_stats, leakage),
         **results_context(winrate, pairwise, settings, {s: sum(reps, []) for s, reps in generations.items()}, alpha),
-        **claims_context(claims, winrates, agreement, settings),
+        **claims_context(claims, winrates, agreement, settings, calibration),
         "figures": dict(figures),
+        "ranking": ranking_context(ranking, settings),
         "case": case_study(config, test, baseline, {s: reps[0] for s, reps in generations.items()}, settings),
         "provenance": paper_rows(provenance, settings),
         "compute": compute_context(compute, settings, config),
@@ -134,7 +139,9 @@ def main(smk) -> None:
         winrates=winrates,
         agreement=pd.read_csv(smk.input.agreement).to_dict(orient="records"),
         compute=read_compute_csv(smk.input.compute),
+        calibration=pd.read_csv(smk.input.calibration).to_dict(orient="records"),
         figures=smk.params.figures,
+        ranking=read_table_json(smk.input.ranking, "ranking_row"),
     )
     text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"
     check_no_secrets({"context.json": text}, config)

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from common import PipelineError
-from paper_format import fmt, need, oneline
+from paper_format import fmt, need, oneline, pct
 
 # How the fidelity table marks a row, by its status (fidelity_table.py); a row with the study's value has no mark.
 FIDELITY_MARKS = {"deviation": "differs", "not stated": "ours", "our reading": "our reading",
@@ -131,16 +131,29 @@ def _subset_text(subset: Mapping | None) -> str | None:
 
 
 def augmentation_text(stats: Mapping) -> str:
-    """What augment_train.py did, from its stats: method, share and what was left unaugmented."""
+    """What augment_train.py did, from its stats: method, share, selection and what was left
+    unaugmented. The synonym method's selection among rewritable questions is a deviation from
+    the study, stated as one."""
     where = "augment_stats.json"
     method = need(stats, "method", where)
-    how = (f"an LLM ({need(stats, 'usage', where)['model']}) rewrote the question with the study's prompt"
-           if method == "llm" else "strict Cilin synonyms of the same part of speech replaced up to a few words")
-    reasons = need(stats, "unaugmented_reasons", where)
-    left = ", ".join(f"{n} {reason}" for reason, n in reasons.items() if n) or "none"
-    return (f"The augmented training set adds a rewritten copy (answer kept) of {need(stats, 'n_augmented', where)} "
-            f"of the {need(stats, 'n_train', where)} training questions: {fmt(100 * need(stats, 'ratio', where))}% "
-            f"were selected with seed {need(stats, 'seed', where)} and {how}; selected but left unaugmented: {left}")
+    n_augmented, ratio = need(stats, "n_augmented", where), fmt(100 * need(stats, "ratio", where))
+    added = (f"The augmented training set adds a rewritten copy (answer kept) of {n_augmented} "
+             f"of the {need(stats, 'n_train', where)} training questions")
+    if method == "llm":
+        reasons = need(stats, "unaugmented_reasons", where)
+        left = ", ".join(f"{n} {reason}" for reason, n in reasons.items() if n) or "none"
+        return (f"{added}: {ratio}% were selected with seed {need(stats, 'seed', where)} and an LLM "
+                f"({need(stats, 'usage', where)['model']}) rewrote the question with the study's prompt; "
+                f"selected but left unaugmented: {left}")
+    n_pool, share = need(stats, "n_pool", where), pct(need(stats, "augmented_share", where))
+    text = (f"{added} ({share}%; ratio {ratio}%): strict Cilin synonyms of the same part of speech replaced up to a "
+            "few words in each. Deviation of this offline method from the study: the study draws its questions at "
+            f"random among all training questions; here they were drawn with seed {need(stats, 'seed', where)} "
+            f"among the {n_pool} questions that have a safe replacement, as most have none")
+    if need(stats, "pool_short", where):
+        text += (f"; with only {n_pool} such questions, all of them were augmented instead of the "
+                 f"{need(stats, 'n_target', where)} that {ratio}% asks for")
+    return text
 
 
 def decoding_text(generation: Mapping) -> str:

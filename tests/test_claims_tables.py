@@ -10,6 +10,8 @@ import re
 import pytest
 from conftest import fake_snakemake
 
+import numpy as np
+
 import claim_stats as cs
 import claims_table as ct
 import judge_agreement as ja
@@ -17,7 +19,9 @@ import judge_pairwise as jp
 from chat_api import Reply
 from common import PipelineError, write_jsonl
 from verdicts import verdict_frame
+from crossed_stats import crossed_interval
 from records import read_table_json
+from test_crossed_stats import STUDY_NUISANCE
 
 # --- verdict records, as judge_pairwise.py writes them ------------------------------------------
 
@@ -100,7 +104,7 @@ def test_resolve_claims_without_published_rates_or_control():
     assert sft2["published_effect"] is None
     # ... so the claims table finds nothing to compare with: "not run", no statistics
     frame = verdict_frame({(s, 0): _records(s, ["win", "loss", "tie", "win"]) for s in settings})
-    row = cs.claims_table(frame, [sft2], n_boot=50).iloc[0]
+    row = cs.claims_table(frame, [sft2], 0.05, 0.15, STUDY_NUISANCE, 100, 0).iloc[0]
     assert row["verdict"] == "not run" and row["against"] == sft2["against"]
     assert math.isnan(row["p_value"]) and math.isnan(row["effect"])
 
@@ -112,12 +116,15 @@ published:
   source: report Table 1
   n: 20
   win_rates: {s1: 0.75, s2: 0.90}
+inference:
+  equivalence_margin: 0.15
+  simulation: {question_sd: 2.0, replicate_sd: 0.25, answer_sd: 1.0, order_bias: 0.3, tie_cut: 0.2, invalid: 0.01}
 claims:
   - {id: beats, setting: s1, against: baseline, source: report §4.1, claim: "s1 beats the baseline"}
   - {id: even, setting: s2, against: baseline, source: report §4.1, claim: "s2 beats the baseline"}
   - {id: scaling, setting: s2, against: s1, source: report §4.1, claim: "s2 beats s1"}
-  - {id: sft, setting: s1, against: control, source: report §5, claim: "SFT is effective (s1)"}
-  - {id: sft2, setting: s2, against: control, source: report §5, claim: "SFT is effective (s2)"}
+  - {id: sft, setting: s1, against: control, source: report §4.1, claim: "SFT is effective (s1)"}
+  - {id: sft2, setting: s2, against: control, source: report §4.1, claim: "SFT is effective (s2)"}
 """
 QUESTIONS = 12
 # K = 2 replicates of 12 questions. s1 wins everything, its control loses everything; s2 wins half
@@ -127,9 +134,7 @@ CLAIM_RUNS = {
     "s2": [["win", "loss"] * (QUESTIONS // 2)] * 2,
     "ctrl": [["loss"] * QUESTIONS] * 2,
 }
-STATISTICS = {"alpha": 0.05, "n_bootstrap": 2000, "seed": 0}
-CLAIM_COLUMNS = ["id", "claim", "source", "setting", "against", "n", "replicates", "published_effect", "effect",
-                 "ci_low", "ci_high", "published_in_ci", "p_value", "p_holm", "power", "n_for_80_power", "verdict"]
+STATISTICS = {"alpha": 0.05, "n_bootstrap": 2000, "power_simulations": 200, "seed": 0}
 
 
 def _claims_smk(tmp_path, paths, study_text=STUDY, settings=("s1", "s2", "ctrl"), replicates=2):
@@ -145,64 +150,67 @@ def _claims_smk(tmp_path, paths, study_text=STUDY, settings=("s1", "s2", "ctrl")
     )
 
 
-def _holm_by_hand(pvalues):
-    """Holm (1979): the i-th smallest of m p-values times m - i (i from 0), running maximum, at most 1."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    adjusted, running = [0.0] * len(pvalues), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
-
-
 def test_claims_table_main_end_to_end(tmp_path):
     ct.main(_claims_smk(tmp_path, _write_runs(tmp_path / "verdicts", CLAIM_RUNS)))
     rows = json.loads((tmp_path / "tables" / "claims.json").read_text(encoding="utf-8"))
     assert read_table_json(tmp_path / "tables" / "claims.json", "claim_row") == rows  # schemas/claim_row.yaml
     assert [r["id"] for r in rows] == ["beats", "even", "scaling", "sft", "sft2"]
-    assert all(list(r) == CLAIM_COLUMNS for r in rows)
+    assert all(list(r) == cs.COLUMNS for r in rows)
     by_id = {r["id"]: r for r in rows}
     beats, even, scaling, sft, sft2 = (by_id[k] for k in ("beats", "even", "scaling", "sft", "sft2"))
+    grids = {s: np.array([[cs.SCORES[v] for v in rep] for rep in reps]).T for s, reps in CLAIM_RUNS.items()}
 
-    # clearly supported: every verdict of s1 a win; Wilcoxon on 12 equal differences: 2 / 2^12
-    assert (beats["n"], beats["replicates"], beats["against"]) == (12, 2, "baseline")
-    assert beats["effect"] == pytest.approx(0.5) and beats["ci_low"] == beats["ci_high"] == pytest.approx(0.5)
-    assert beats["published_effect"] == pytest.approx(0.25) and beats["published_in_ci"] is False
-    assert beats["p_value"] == pytest.approx(2 / 2 ** QUESTIONS)
-    assert beats["power"] == pytest.approx(cs.power(QUESTIONS, None, 0.75))
-    assert beats["n_for_80_power"] == cs.n_for_power(None, 0.75)
-    assert beats["verdict"] == "supported"
+    # every verdict of s1 a win: above the study's +25 +- 15, so supported rather than reproduced
+    assert (beats["n"], beats["replicates"], beats["against"], beats["margin"]) == (12, 2, "baseline", 0.15)
+    assert beats["effect"] == pytest.approx(0.5) and beats["published_effect"] == pytest.approx(0.25)
+    assert (beats["ci_low"], beats["ci_high"], beats["p_value"]) == pytest.approx(
+        [float(x) for x in crossed_interval(grids["s1"])[1:]])
+    assert beats["verdict"] == "supported" and 0 <= beats["power"] < 0.8
+    # with two runs the run part has 1 df: no number of questions gives 80% at Holm's levels
+    assert beats["n_for_80_power"] is None
     # against the control: named in the row, no published effect or power
     assert (sft["against"], sft["effect"], sft["verdict"]) == ("ctrl", pytest.approx(1.0), "supported")
     assert sft["published_effect"] is None and sft["published_in_ci"] is None and sft["power"] is None
-    # inconclusive: half won, half lost; no difference from one half at all
+    assert "no effect to compute a power at" not in sft["reading"]
+    # half won, half lost: no effect, and the study's +40 lies above the corrected interval
     assert even["effect"] == pytest.approx(0.0) and even["p_value"] == pytest.approx(1.0)
-    assert even["ci_low"] < 0 < even["ci_high"] and even["verdict"] == "inconclusive"
-    assert even["published_effect"] == pytest.approx(0.40)
-    # s2 below s1 on 6 questions, level on 6: raw p 2 / 2^6 < alpha, but not after Holm
-    assert scaling["effect"] == pytest.approx(-0.5) and scaling["published_effect"] == pytest.approx(0.15)
-    assert scaling["p_value"] == pytest.approx(2 / 2 ** 6) and scaling["p_value"] < STATISTICS["alpha"]
-    assert scaling["p_holm"] >= STATISTICS["alpha"] and scaling["verdict"] == "inconclusive"
+    assert even["ci_low"] < 0 < even["ci_high"] < 0.4 and even["verdict"] == "contradicted"
+    assert "below the study's +40.0" in even["reading"]
+    # s2 below s1: contradicted, its corrected interval at its Holm level
+    assert scaling["effect"] == pytest.approx(-0.5) and scaling["verdict"] == "contradicted"
+    _, low, high, _ = crossed_interval(grids["s2"], grids["s1"], alpha=scaling["holm_level"])
+    assert (scaling["ci_holm_low"], scaling["ci_holm_high"]) == pytest.approx((float(low), float(high)))
     # s2 has no control here: not run, nothing computed
     assert sft2["verdict"] == "not run" and sft2["against"] not in CLAIM_RUNS
     assert all(sft2[k] is None for k in ("n", "replicates", "effect", "ci_low", "ci_high", "p_value", "p_holm",
                                          "power", "published_effect"))
 
-    # Holm over the four claims that ran, by hand; never below the raw p-value
+    # Holm over the four claims that ran, by statsmodels; its levels alpha / 4 ... alpha by p
     ran = [beats, even, scaling, sft]
-    for row, expected in zip(ran, _holm_by_hand([r["p_value"] for r in ran])):
-        assert row["p_holm"] == pytest.approx(expected)
-        assert row["p_holm"] >= row["p_value"]
-    assert scaling["p_holm"] == pytest.approx(2 * 2 / 2 ** 6)
+    assert [r["p_holm"] for r in ran] == pytest.approx(list(cs.holm([r["p_value"] for r in ran])))
+    assert sorted(r["holm_level"] for r in ran) == pytest.approx([0.05 / 4, 0.05 / 3, 0.05 / 2, 0.05])
 
     with open(tmp_path / "tables" / "claims.csv", encoding="utf-8") as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["id"] for r in csv_rows] == ["beats", "even", "scaling", "sft", "sft2"]
-    assert list(csv_rows[0]) == CLAIM_COLUMNS
-    assert [r["verdict"] for r in csv_rows] == ["supported", "inconclusive", "inconclusive", "supported", "not run"]
+    assert list(csv_rows[0]) == cs.COLUMNS
+    assert [r["verdict"] for r in csv_rows] == ["supported", "contradicted", "contradicted", "supported", "not run"]
     assert (csv_rows[0]["n"], csv_rows[0]["replicates"]) == ("12", "2")
     assert csv_rows[4]["n"] == "" and csv_rows[4]["p_value"] == "" and csv_rows[4]["against"] == sft2["against"]
     assert csv_rows[3]["published_effect"] == ""
+
+
+@pytest.mark.parametrize("change, message", [
+    (("equivalence_margin: 0.15", "equivalence_margin: 1.5"), "inference.equivalence_margin: expected a difference"),
+    (("question_sd: 2.0, ", ""), "inference.simulation: expected a mapping of"),
+    (("question_sd: 2.0", "question_sd: -2.0"), "inference.simulation: question_sd must not be negative"),
+    (("question_sd: 2.0", "question_sd: big"), "inference.simulation.question_sd: expected a number"),
+])
+def test_bad_inference_section_names_the_key(tmp_path, change, message):
+    paths = _write_runs(tmp_path / "verdicts", CLAIM_RUNS)
+    smk = _claims_smk(tmp_path, paths, study_text=STUDY.replace(*change))
+    with pytest.raises(PipelineError, match=re.escape(f"config/study.yaml: {message}")):
+        ct.main(smk)
 
 
 def test_claims_table_main_checks_the_verdict_files(tmp_path):
@@ -277,13 +285,14 @@ TABLES = {
 
 
 def _kappa_by_hand(table):
-    """Cohen's kappa, the textbook formula: (p_o - p_e) / (1 - p_e)."""
+    """Cohen's kappa with linear weights (win, tie, loss in order; a one-step miss weighs 1/2, a
+    reversal 1): 1 - observed weighted disagreement / chance's."""
     n = sum(map(sum, table))
-    p_o = sum(table[i][i] for i in range(3)) / n
     rows = [sum(table[i]) for i in range(3)]
     cols = [sum(table[i][j] for i in range(3)) for j in range(3)]
-    p_e = sum(r * c for r, c in zip(rows, cols)) / n ** 2
-    return (p_o - p_e) / (1 - p_e)
+    observed = sum(abs(i - j) / 2 * table[i][j] for i in range(3) for j in range(3)) / n
+    chance = sum(abs(i - j) / 2 * rows[i] * cols[j] for i in range(3) for j in range(3)) / n ** 2
+    return 1 - observed / chance
 
 
 def _agreement_smk(tmp_path, test_sets, judges, verdicts_of):
@@ -299,7 +308,8 @@ def _agreement_smk(tmp_path, test_sets, judges, verdicts_of):
     return fake_snakemake(
         input={"verdicts": paths},
         output={"csv": str(tmp_path / "tables" / "judge_agreement.csv")},
-        params={"test_sets": list(test_sets), "judges": list(judges), "settings": AGREE_SETTINGS, "replicates": 2},
+        params={"test_sets": list(test_sets), "judges": list(judges), "settings": AGREE_SETTINGS, "replicates": 2,
+                "statistics": {"alpha": 0.05, "n_bootstrap": 500, "seed": 0}},
         rule="judge_agreement",
     )
 
@@ -318,8 +328,11 @@ def test_kappa_tables_by_hand():
                 if "invalid" not in (x, y):
                     counted[cats.index(x)][cats.index(y)] += 1
         assert counted == table
-    assert _kappa_by_hand(TABLES["t1"]) == pytest.approx(103 / 148)  # p_o 12/15, p_e 77/225
-    assert _kappa_by_hand(TABLES["t2"]) == pytest.approx(19 / 21)  # p_o 15/16, p_e 88/256
+    # t1: observed (1/2 + 1/2 + 1) / 15 = 2/15 (win/tie, tie/loss, then loss/win a reversal);
+    # margins rows 6, 4, 5 and columns 6, 4, 5: chance (1/2 (6*4 + 4*6 + 4*5 + 5*4) + (6*5 + 5*6)) / 225 = 104/225
+    assert _kappa_by_hand(TABLES["t1"]) == pytest.approx(1 - (2 / 15) / (104 / 225))
+    # t2: one reversal (win/loss) in 16: 1/16; rows 6, 4, 6, columns 5, 4, 7: chance (1/2 (6*4 + 4*5 + 4*7 + 6*4) + (6*7 + 6*5)) / 256 = 120/256
+    assert _kappa_by_hand(TABLES["t2"]) == pytest.approx(1 - (1 / 16) / (120 / 256))
 
 
 def test_judge_agreement_main(tmp_path):
@@ -332,15 +345,19 @@ def test_judge_agreement_main(tmp_path):
         ("t1", "primary", "twin"), ("t1", "primary", "rival"), ("t2", "primary", "twin"), ("t2", "primary", "rival")]
     twin1, rival1, twin2, rival2 = rows
     for twin in (twin1, twin2):  # full agreement on all 2 settings x 2 replicates x 4 questions
-        assert int(twin["n"]) == 16 and float(twin["agreement"]) == 1.0 and float(twin["kappa"]) == pytest.approx(1.0)
-    # t1: 15 valid pairs (one invalid dropped), 12 agree
-    assert int(rival1["n"]) == 15 and float(rival1["agreement"]) == pytest.approx(12 / 15)
-    assert float(rival1["kappa"]) == pytest.approx(_kappa_by_hand(TABLES["t1"]))
+        assert (int(twin["n_questions"]), int(twin["n_pairs"])) == (4, 16) and float(twin["agreement"]) == 1.0
+        assert float(twin["weighted_kappa"]) == pytest.approx(1.0) and float(twin["alpha"]) == pytest.approx(1.0)
+    # t1: 15 valid pairs on 4 questions (one invalid dropped), 12 agree
+    assert (int(rival1["n_questions"]), int(rival1["n_pairs"])) == (4, 15)
+    assert float(rival1["agreement"]) == pytest.approx(12 / 15)
+    assert float(rival1["weighted_kappa"]) == pytest.approx(_kappa_by_hand(TABLES["t1"]))
     # t2: 16 pairs, 15 agree
-    assert int(rival2["n"]) == 16 and float(rival2["agreement"]) == pytest.approx(15 / 16)
-    assert float(rival2["kappa"]) == pytest.approx(_kappa_by_hand(TABLES["t2"]))
+    assert int(rival2["n_pairs"]) == 16 and float(rival2["agreement"]) == pytest.approx(15 / 16)
+    assert float(rival2["weighted_kappa"]) == pytest.approx(_kappa_by_hand(TABLES["t2"]))
     for row in (rival1, rival2):
-        assert float(row["kappa_low"]) < float(row["kappa"]) < float(row["kappa_high"])
+        for key in ("weighted_kappa", "alpha"):
+            assert float(row[f"{key}_low"]) <= float(row[key]) <= float(row[f"{key}_high"])
+        assert float(row["alpha_high"]) <= 1 and float(row["alpha"]) < 1
 
 
 def test_judge_agreement_without_a_panel_is_a_header(tmp_path):

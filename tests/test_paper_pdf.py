@@ -11,15 +11,16 @@ import pytest
 from figure_answer_lengths import plot_answer_lengths
 from figure_loss_curves import plot_loss_curves
 from figure_style import APT_PACKAGES, setting_rows
+from figure_ranking import plot_ranking, ranking_rows
 from figure_win_rates import KEYS, plot_win_rates
-from paper_data import (HAS_TEX, NO_TEX, PUBLISHED, QUESTIONS, REPLICATES, SPECIAL, STUDY_PROMPT_START, TEST_SETS,
+from paper_data import (HAS_TEX, NO_TEX, PUBLISHED, QUESTIONS, RANKING, REPLICATES, SETTINGS, SPECIAL, STUDY_PROMPT_START, TEST_SETS,
                         TITLES, TRAINED, claims_rows, loss_frame, make_context, pdftotext, squash, study_config,
                         table_cells, winrate_rows)
 from render_tex import render_paper
 from test_pipeline import DEMO, copy_repo, snakemake
 
 PAPER = Path("results/demo/paper")  # config/demo.yaml's run
-INPUTS = ["answer_lengths.pdf", "loss_curves.pdf", "paper.tex", "win_rates.pdf"]
+INPUTS = ["answer_lengths.pdf", "loss_curves.pdf", "paper.tex", "ranking.pdf", "win_rates.pdf"]
 BUILD = (str(PAPER / "paper.pdf"), "--cores", "1", *DEMO, "--allowed-rules", "paper_pdf")
 
 
@@ -36,6 +37,7 @@ def workflow_with_tex(root: Path, tex: str) -> Path:
     plot_win_rates(setting_rows(rows, KEYS), paper / "win_rates.pdf")
     plot_answer_lengths(setting_rows(rows, ("mean_answer_chars", "baseline_mean_answer_chars")),
                         paper / "answer_lengths.pdf")
+    plot_ranking(ranking_rows(RANKING, {s: k for k, s in enumerate(SETTINGS, 1)}), paper / "ranking.pdf")
     return paper
 
 

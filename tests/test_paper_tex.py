@@ -19,12 +19,11 @@ import report_tables
 from common import PipelineError, read_prompt
 from conftest import fake_snakemake
 from paper_context import read_pairwise_csv
-from paper_data import (JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, QUESTIONS, REPLICATES, SETTINGS, SIZES,
+from paper_data import (JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, PUBLISHED_NONE, QUESTIONS, REPLICATES, SETTINGS, SIZES,
                         SPECIAL, SPECIAL_ESCAPED, STUDY_PROMPT_START, TABLES, TEST_SETS, TRAINED, WIDEST_SPREAD,
                         EXPECTED_PCT, agreement_rows, all_claims, all_winrates, answer, claims_rows,
                         config, context_params, make_context, pairwise_rows, sample_records,  # noqa: F401
                         table_cells, winrate_rows, write_run_files)
-from paper_results import conclusion_sentences
 from render_tex import latex_escape, render_paper
 
 
@@ -197,22 +196,14 @@ def test_analysis_calls_significant_only_what_the_tests_say(config):
     assert "p = 0.024: the judge prefers the baseline's answers significantly more often" in analysis
     assert "setting 2 wins significantly more often than setting 3" in analysis
     assert "Setting 1 against setting 2" in analysis and "(p = 0.109); the difference is not significant" in analysis
-    conclusion = " ".join(context["conclusion"])
-    assert "Setting 2 (Scaling (Qwen3-14B)) reaches the highest win rate against the baseline, 90.0%" in conclusion
-    assert "The paired tests put it significantly ahead of settings 3, 5 and 6." in conclusion
-    assert "do not separate it from settings 1 and 4, so its lead over them may be chance" in conclusion
-    assert "settings 1 and 2 are judged significantly better" in conclusion
-    assert "Against the baseline, setting 5 is judged significantly worse." in conclusion
-    assert "For settings 3, 4 and 6, the sign test finds no significant difference" in conclusion
 
 
 def test_significance_is_at_the_configs_alpha(config):
     """statistics.alpha, not a constant: at 0.01, p = 0.001 stays significant, p = 0.024 does not."""
     config["statistics"]["alpha"] = 0.01
     context = make_context(config)
-    conclusion = " ".join(context["conclusion"])
-    assert "Against the baseline, settings 1 and 2 are judged significantly better." in conclusion
-    assert "worse" not in conclusion and "For settings 3, 4, 5 and 6, the sign test finds no" in conclusion
+    assert "p = 0.001: the judge prefers this setting's answers significantly more often" in " ".join(
+        context["analysis"]["baseline"])
     assert "p = 0.024: the difference between wins and losses is not significant" in " ".join(
         context["analysis"]["baseline"])
     tex = render_paper(context)
@@ -225,33 +216,25 @@ def test_no_significance_claimed_when_no_test_is_significant(config):
         row["p_value"] = max(row["p_value"], 0.2)
     pairs = [{**p, "p_value": max(p["p_value"], 0.06)} for p in pairwise_rows()]
     context = make_context(config, winrate=rows, pairwise=pairs)
-    sentences = context["analysis"]["baseline"] + context["analysis"]["pairwise"] + context["conclusion"]
+    sentences = context["analysis"]["baseline"] + context["analysis"]["pairwise"]
     claims = [s for s in sentences if re.search(r"(?<!not )(?<!no )significant", s)]
     assert claims == []
-    assert "do not separate it from settings 1, 3, 4, 5 and 6" in " ".join(context["conclusion"])
-
-
-def test_best_without_paired_tests_is_not_called_ahead(config):
-    results = make_context(config)["results"]
-    sentences = conclusion_sentences(results, [])
-    assert "No paired test compares it with settings 1, 3, 4, 5 and 6." in sentences
-    assert not any("ahead" in s for s in sentences)
 
 
 def test_a_setting_without_a_published_rate_shows_none(config):
     rows = winrate_rows()
-    rows[3].update(published_win_rate=None, published_wins=None, published_n=None, published_p_value=None)
+    rows[3].update(PUBLISHED_NONE)
     tex = render_paper(make_context(config, winrate=rows))
     assert (r"Ours (setting 4): Training tricks (Qwen3-4B) & 40 & 22 & 4 & 14 & 55.0 & [39.8, 69.3] & 0.243 & "
             r"-- \\") in tex
-    assert r"Setting 4 & 22/40 & -- & -- & -- \\" in tex
-    assert r"Setting 5 & 10/40 & -- & -- & -- \\" in tex  # the controls: the study had none
+    assert r"Setting 4 & 57.5 & -- & -- & -- \\" in tex
+    assert r"Setting 5 & 32.5 & -- & -- & -- \\" in tex  # the controls: the study had none
 
 
 def test_published_rates_only_against_the_study_baseline(config):
     rows = winrate_rows()
     for row in rows:  # as winrate_table writes them when the run's baseline is not the study's
-        row.update(published_win_rate=None, published_wins=None, published_n=None, published_p_value=None)
+        row.update(PUBLISHED_NONE)
     context = make_context(config, winrate=rows)
     assert [r["published"] for r in context["results"]] == ["--"] * 6
     tex = render_paper(context)
@@ -260,16 +243,22 @@ def test_published_rates_only_against_the_study_baseline(config):
     assert not any("published" in s for s in context["analysis"]["baseline"] + context["conclusion"])
 
 
-def test_published_rates_are_tested_not_eyeballed(config):
+def test_published_rates_are_compared_on_the_studys_terms(config):
     context = make_context(config)
     analysis = " ".join(context["analysis"]["baseline"])
-    assert ("The study published 80.0% (16 of 20); Boschloo's exact test of our 24 of 40 against it gives "
-            "p = 0.130: our rate is not significantly different from the published one.") in analysis
-    assert "inside" not in analysis and "outside" not in analysis
+    assert ("The study published 80.0%; in its order alone (the baseline as Assistant 1, our assumption from the "
+            "course's code), each question once, ours scores 62.5%; ours minus the study's is -17.5 [-45.5, +10.5] "
+            "points (estimate [95% interval]); the equivalence test gives p = 0.612: our rate is not shown "
+            "equivalent to the study's within ±15 points, which is no evidence of a difference either.") in analysis
+    assert ("ours minus the study's is +2.5 [-7.5, +12.5] points (estimate [95% interval]); the equivalence test "
+            "gives p = 0.031: our rate is within ±15 points of the study's (equivalent).") in analysis
+    assert "significantly different" not in analysis and "Boschloo" not in analysis
     assert not any("The study published" in s for s in context["analysis"]["baseline"][4:])  # controls
     tex = render_paper(context)
-    assert r"Setting 3 & 24/40 & 16/20 & 80.0 & 0.130 \\" in tex
-    assert r"Setting 4 & 22/40 & 16/20 & 80.0 & 0.061 \\" in tex
+    assert r"Within $\pm$15 points ($p$) \\" in tex and r"within $\pm$15 points (two one-sided tests" in tex
+    assert r"Setting 2 & 92.5 & 90.0 & +2.5 [-7.5, +12.5] & equivalent (0.031) \\" in tex
+    assert r"Setting 3 & 62.5 & 80.0 & -17.5 [-45.5, +10.5] & not shown equivalent (0.612) \\" in tex
+    assert r"Setting 5 & 32.5 & -- & -- & -- \\" in tex
 
 
 def test_per_order_rates_position_bias_and_truncation(config):
@@ -305,13 +294,11 @@ def test_augmentation_is_described_from_its_stats(config):
     assert "left unaugmented: 1 empty, 1 length" in " ".join(tex.split())
 
 
-def test_tied_best_and_missing_win_rate(config):
+def test_missing_win_rate(config):
     rows = winrate_rows()
-    rows[0].update(wins=36, ties=2, losses=2, win_rate=0.9)
     rows[3].update(n=0, wins=0, ties=0, losses=0, win_rate=None, win_rate_ties_half=None, ci_low=None,
                    ci_high=None, p_value=1.0, consistency=None, mean_answer_chars=None)
     tex = render_paper(make_context(config, winrate=rows))
-    assert "Settings 1 (Baseline recipe (Qwen3-4B)), 2 (Scaling (Qwen3-14B)) share the highest" in tex
     assert r"Ours (setting 4): Training tricks (Qwen3-4B) & 0 & 0 & 0 & 0 & -- & -- & 1.000 & 80.0 \\" in tex
     assert "Setting 4 (Training tricks (Qwen3-4B)) has no judged answers." in tex
 
@@ -378,97 +365,88 @@ def test_pairwise_csv_and_judge_prompt_are_read(tmp_path):
 
 # --------------------------------------------------------------------------- the claims section
 
-VERDICT_WORDS = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive at this n"}
-
-
 def points(value):
     return "--" if value is None else f"{100 * value:+.1f}"
 
 
-def claim_cells(row):
-    """What a claims table shows for a claims.json row: the claim, the published effect, ours and
-    its interval in percentage points, Holm's p, the power (%), the n for 80% power, the verdict."""
+def claim_cells(row, compares):
+    """What a claims table row shows for a claims.json row, formatted as the paper formats it."""
     p = row["p_holm"]
-    return [latex_escape(row["claim"]), points(row["published_effect"]), points(row["effect"]),
-            f"[{points(row['ci_low'])}, {points(row['ci_high'])}]", "<0.001" if p < 0.001 else f"{p:.3f}",
+    ran = row["effect"] is not None
+    return [f"{row['claim']} ({row['source']}): {compares}", points(row["published_effect"]), points(row["effect"]),
+            f"[{points(row['ci_low'])}, {points(row['ci_high'])}]" if ran else "--",
+            "--" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}",
             "--" if row["power"] is None else f"{100 * row['power']:.1f}",
-            "--" if row["n_for_80_power"] is None else str(row["n_for_80_power"]), row["verdict"]]
+            f"\\textbf{{{row['verdict']}}}: {row['reading']}"]
 
 
 def test_claims_tables_per_test_set(config):
     context = make_context(config)
     assert [t["test_set"] for t in context["claims"]] == list(TEST_SETS)
+    assert context["margin"] == "15.0"
     tex = render_paper(context)
-    assert r"Table~\ref{tab:claims-course} and the tables after it" in tex
+    assert re.search(r"within the published effect \$\\pm\$\s+15\.0 points", tex)
     for test_set in TEST_SETS:
         table = section(tex, f"\\caption{{The study's claims on test set \\texttt{{{test_set}}} (primary judge")
         assert f"\\label{{tab:claims-{test_set}}}" in table
+        # n as questions x replicates, never pooled
+        assert f"{SIZES[test_set]} questions × {REPLICATES} replicates" in table
         lines = [line for line in table.splitlines() if line.endswith(r" \\")][1:]  # past the header
         rows = claims_rows(test_set)
-        assert len(lines) == len(rows) == 9
+        assert len(lines) == len(rows) == 11
+        by_id = {r["id"]: r for r in rows}
         for line, row in zip(lines, rows):
-            assert line == " & ".join(claim_cells(row)) + r" \\"
+            assert line.startswith(latex_escape(row["claim"]))
+            assert f"\\textbf{{{row['verdict']}}}: {latex_escape(row['reading'])}" in line
+        # the run's own models are named: setting k (its model)
+        scaling = lines[[r["id"] for r in rows].index("scaling")]
+        assert "setting 2 (qwen3-14b) vs setting 1 (qwen3-4b)" in scaling
+        baseline_row = lines[[r["id"] for r in rows].index("beats_baseline_1")]
+        assert "setting 1 (qwen3-4b) vs the baseline" in baseline_row
+        assert by_id["scaling"]["published_effect"] == pytest.approx(0.15)
     course = section(tex, r"\label{tab:claims-course}")
-    heldout = section(tex, r"\label{tab:claims-heldout}")
-    # Published +15 points of scaling, ours +15.0 with its interval; 99 questions for 80% power.
-    assert (r"Scaling the base model from 4B to 14B has a significant impact (+15 points) & +15.0 & +15.0 & "
-            r"[-2.5, +32.5] & 0.155 & 22.7 & 99 & inconclusive \\") in course
-    assert (r"All four settings significantly outperformed the baseline (setting 2) & +40.0 & +40.0 & "
-            r"[+27.5, +50.0] & <0.001 & 100.0 & 7 & supported \\") in course
-    # The study had no controls: no published effect, no power.
-    assert (r"Supervised fine-tuning is effective (Qwen3-4B against its untuned control) & -- & +50.0 & "
-            r"[+30.0, +67.5] & <0.001 & -- & -- & supported \\") in course
-    assert (r"The training tricks improve the win rate (+5 points) & +5.0 & -37.5 & [-62.5, -12.5] & 0.008 & 5.5 & "
-            r"1093 & contradicted \\") in heldout
-    assert (r"All four settings significantly outperformed the baseline (setting 3) & +30.0 & +6.2 & "
-            r"[-25.0, +31.2] & 0.900 & 44.9 & 16 & inconclusive \\") in heldout
+    assert r"& +15.0 & +15.0 & [-2.5, +32.5] & 0.155 & 22.7 & \textbf{inconclusive}: fixture reading of scaling" in course
+    assert r"& -- & +50.0 & [+30.0, +67.5] & <0.001 & -- & \textbf{supported}" in course
 
 
-def test_claims_sentences_follow_the_verdicts(config):
+def test_the_calibration_table_shows_the_runs_design(config):
+    tex = render_paper(make_context(config))
+    table = section(tex, r"\label{tab:calibration}")
+    for test_set in TEST_SETS:
+        assert (f"\\texttt{{{test_set}}} & {SIZES[test_set]} questions × {REPLICATES} replicates & 97.0 & 96.0 & "
+                f"95.0 & 98.0 & 0.4 & 400") in table
+
+
+def test_the_conclusion_is_written_from_the_claims_tables_alone(config):
     context = make_context(config)
-    sentences = context["claims_analysis"]
-    rows = [(t, row) for t in TEST_SETS for row in claims_rows(t)]
-    assert len(sentences) == len(rows) == 18
+    conclusion = context["conclusion"]
+    assert conclusion[0] == (
+        f"On test set course ({SIZES['course']} questions × {REPLICATES} replicates, primary judge), of the 11 claims "
+        "tested 5 supported (scaling_over_tricks (setting 2 (qwen3-14b) vs setting 4 (qwen3-4b)), beats_baseline_1 "
+        "(setting 1 (qwen3-4b) vs the baseline), beats_baseline_2 (setting 2 (qwen3-14b) vs the baseline), "
+        "sft_effective_4b (setting 1 (qwen3-4b) vs setting 5 (qwen3-4b)) and sft_effective_14b (setting 2 "
+        "(qwen3-14b) vs setting 6 (qwen3-14b))) and 6 inconclusive.")
+    # power below 80% at the published effect: scaling, augmentation, tricks, scaling over augmentation
+    assert conclusion[1].startswith("For 4 of the inconclusive claims the procedure has less than 80% power")
+    assert "1 reproduced (scaling_over_tricks" in conclusion[2] and "1 contradicted (training_tricks" in conclusion[2]
     tex = render_paper(context)
-    for sentence, (test_set, row) in zip(sentences, rows):
-        assert sentence.startswith(f"On {test_set}, ``{row['claim']}'' ({row['source']}): ")
-        assert f"so the claim is {VERDICT_WORDS[row['verdict']]}." in sentence
-        for other in set(VERDICT_WORDS) - {row["verdict"]}:
-            assert f"so the claim is {other}" not in sentence
-        assert f"differs by {points(row['effect'])} points" in sentence
-        assert f"Holm-corrected p {claim_cells(row)[4]}" in sentence
-        assert latex_escape(sentence) in tex
-    by_id = {(t, row["id"]): s for s, (t, row) in zip(sentences, rows)}
-    assert by_id["course", "beats_baseline_1"] == (
-        "On course, ``All four settings significantly outperformed the baseline (setting 1)'' (report §4.1): "
-        "setting 1 against the baseline (50%) differs by +25.0 points (95% interval [+7.5, +40.0]; Holm-corrected "
-        "p 0.007), so the claim is supported. The study's +25.0 points lie inside our interval; our test would "
-        "detect an effect of that size with power 68.8%, and 26 questions would give 80%.")
-    assert by_id["heldout", "training_tricks"].startswith(
-        "On heldout, ``The training tricks improve the win rate (+5 points)'' (report §4.1): setting 4 against "
-        "setting 1 differs by -37.5 points (95% interval [-62.5, -12.5]; Holm-corrected p 0.008), so the claim is "
-        "contradicted. The study's +5.0 points lie outside our interval")
-    assert "so the claim is inconclusive at this n. The study's +15.0 points lie inside" in by_id["course", "scaling"]
-    # A control is named by its number; with no published effect, no power sentence.
-    assert by_id["course", "sft_effective_14b"] == (
-        "On course, ``Supervised fine-tuning is effective (Qwen3-14B against its untuned control)'' (report §5): "
-        "setting 2 against setting 6 differs by +52.5 points (95% interval [+35.0, +70.0]; Holm-corrected "
-        "p <0.001), so the claim is supported.")
+    body = tex[tex.index(r"\section{Conclusion}"):tex.index(r"\section{Fidelity to the study}")]
+    assert "significantly ahead" not in body and "McNemar" not in body
+    for sentence in conclusion:
+        assert latex_escape(sentence) in body
 
 
 def test_a_claim_not_run_says_so(config):
     """As claims_table writes a claim whose setting or comparison is not in the run."""
     claims = all_claims()
-    claims["course"][8].update(against="control of setting2", n=None, replicates=None, effect=None, ci_low=None,
+    claims["course"][10].update(against="control of setting2", n=None, replicates=None, effect=None, ci_low=None,
                                ci_high=None, published_in_ci=None, p_value=None, p_holm=None, power=None,
-                               n_for_80_power=None, verdict="not run")
+                               n_for_80_power=None, verdict="not run", reading="a setting it compares is not in this run")
     context = make_context(config, claims=claims)
-    assert context["claims_analysis"][8] == (
-        "On course, the claim ``Supervised fine-tuning is effective (Qwen3-14B against its untuned control)'' is not "
-        "tested: a setting it compares is not in this run.")
     tex = render_paper(context)
-    assert (r"Supervised fine-tuning is effective (Qwen3-14B against its untuned control) & -- & -- & -- & -- & "
-            r"-- & -- & not run \\") in tex
+    assert (r"(report §4.1): setting 2 (qwen3-14b) vs control of setting2 & -- & -- & -- & -- & -- & "
+            r"\textbf{not run}: a setting it compares is not in this run \\") in tex
+    assert "of the 10 claims tested" in context["conclusion"][0]
 
 
 def test_judges_win_rates_with_length_control(config):
@@ -492,26 +470,30 @@ def test_judges_win_rates_with_length_control(config):
     assert r"Setting 5 & 25.0 (26.8) & 25.0 (24.3) & 18.8 (20.3) & 18.8 (19.4) \\" in table
 
 
-def test_judges_agreement_with_kappa_and_its_interval(config):
+def test_judges_agreement_with_kappa_alpha_and_their_intervals(config):
     tex = render_paper(make_context(config))
     table = section(tex, r"\label{tab:agreement}")
-    assert r"\texttt{course} & \texttt{gpt-4o} & 239 & 72.0 & 0.58 & [0.49, 0.67] \\" in table
-    assert r"\texttt{heldout} & \texttt{gpt-4o} & 96 & 64.0 & 0.44 & [0.29, 0.59] \\" in table
+    assert r"\texttt{course} & \texttt{gpt-4o} & 20 & 239 & 72.0 & 0.58 [0.49, 0.67] & 0.57 [0.47, 0.66] \\" in table
+    assert r"\texttt{heldout} & \texttt{gpt-4o} & 8 & 96 & 64.0 & 0.44 [0.29, 0.59] & 0.41 [0.25, 0.58] \\" in table
     assert "primary" not in table.split(r"\midrule")[1]  # each panel judge against the primary one
-    # Both judges using one category alone: kappa is 0/0, as judge_agreement.csv leaves it (NaN).
+    # Both judges using one category alone: both statistics 0/0, as judge_agreement.csv leaves them (NaN);
+    # a statistic whose resamples are too often undefined: the value without an interval.
     rows = agreement_rows()
-    rows[1].update(agreement=1.0, kappa=math.nan, kappa_low=math.nan, kappa_high=math.nan)
+    rows[1].update(agreement=1.0, weighted_kappa=math.nan, weighted_kappa_low=math.nan, weighted_kappa_high=math.nan,
+                   alpha_low=math.nan, alpha_high=math.nan)
     table = section(render_paper(make_context(config, agreement=rows)), r"\label{tab:agreement}")
-    assert r"\texttt{heldout} & \texttt{gpt-4o} & 96 & 100.0 & -- & -- \\" in table
+    assert r"\texttt{heldout} & \texttt{gpt-4o} & 8 & 96 & 100.0 & -- & 0.41 \\" in table
     # No panel: no agreement table.
     assert r"\label{tab:agreement}" not in render_paper(make_context(config, agreement=[]))
 
 
 def test_agreement_without_valid_verdicts_shows_no_number(config):
     rows = agreement_rows()
-    rows[1].update(n=0, agreement=math.nan, kappa=math.nan, kappa_low=math.nan, kappa_high=math.nan)
+    rows[1].update(n_questions=0, n_pairs=0, agreement=math.nan, **{
+        k: math.nan for k in ("weighted_kappa", "weighted_kappa_low", "weighted_kappa_high", "alpha", "alpha_low",
+                              "alpha_high")})
     table = section(render_paper(make_context(config, agreement=rows)), r"\label{tab:agreement}")
-    assert r"\texttt{heldout} & \texttt{gpt-4o} & 0 & -- & -- & -- \\" in table
+    assert r"\texttt{heldout} & \texttt{gpt-4o} & 0 & 0 & -- & -- & -- \\" in table
 
 
 def test_seed_noise_names_the_widest_replicate_spread(config):
@@ -570,7 +552,7 @@ def test_context_json_holds_raw_values_that_render_the_paper(tmp_path, config):
     assert context["results"][2]["title"] == SPECIAL  # raw: the template escapes
     assert context["provenance"]["devices"] == ["cpu (settings 1, 2, 3 and 4)"]  # trained settings' replicates
     assert context["figures"] == {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf",
-                                  "lengths": "answer_lengths.pdf"}
+                                  "lengths": "answer_lengths.pdf", "ranking": "ranking.pdf"}
     assert [r["truncated_text"] for r in context["results"]] == [f"{2 * k + 1} of 40" for k in range(6)]
     assert [t["test_set"] for t in context["claims"]] == list(TEST_SETS)
     tex_path = tmp_path / "paper" / "paper.tex"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import krippendorff
 import pytest
 import yaml
 
@@ -23,10 +24,11 @@ from dag import (DEMO, HEADLINE, JUDGES, ONE_SETTING, PAPER_JOBS, REPLICATES, SE
 WINRATE_COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
     "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
-    "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
-    "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
+    "order_flips", "order_flip_share", "study_order_score", "published_win_rate", "published_difference",
+    "published_difference_low", "published_difference_high", "published_margin", "published_equivalent",
+    "published_equivalence_p", "mean_answer_chars", "baseline_mean_answer_chars",
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
-    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate",
+    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_note",
 ]
 
 
@@ -106,14 +108,22 @@ def test_demo_tables_recompute_from_the_verdict_files(demo_run):
                 assert c["verdict"] == ("inconclusive" if not significant or effect == 0
                                         else "supported" if effect > 0 else "contradicted")
             assert {c["against"] for c in claims if c["id"].startswith("sft_effective")} == {"control-s", "control-m"}
+    rank = {"loss": 0, "tie": 1, "win": 2}
     for row in read_csv(results / "tables" / "judge_agreement.csv"):
         a, b = (verdicts_of(results, row["test_set"], j) for j in ("primary", row["judge_b"]))
-        pairs = [(a[k], b[k]) for k in a if "invalid" not in (a[k], b[k])]
+        keys = [k for k in a if "invalid" not in (a[k], b[k])]
+        pairs = [(rank[a[k]], rank[b[k]]) for k in keys]
         n = len(pairs)
         observed = sum(x == y for x, y in pairs) / n
-        expected = sum(sum(x == c for x, _ in pairs) * sum(y == c for _, y in pairs) for c in ("win", "tie", "loss")) / n**2
-        assert int(row["n"]) == n and float(row["agreement"]) == pytest.approx(observed)
-        assert float(row["kappa"]) == pytest.approx((observed - expected) / (1 - expected))
+        assert (int(row["n_pairs"]), int(row["n_questions"])) == (n, len({q for _, _, q in keys}))
+        assert float(row["agreement"]) == pytest.approx(observed)
+        # linear weights: 1 - mean |x - y| / the same over every pairing of the two judges' verdicts
+        disagreement = sum(abs(x - y) for x, y in pairs) / n
+        chance = sum(abs(x - y) for x, _ in pairs for _, y in pairs) / n**2
+        assert float(row["weighted_kappa"]) == pytest.approx(1 - disagreement / chance)
+        ranks = [[x for x, _ in pairs], [y for _, y in pairs]]
+        assert float(row["alpha"]) == pytest.approx(
+            krippendorff.alpha(reliability_data=ranks, level_of_measurement="ordinal", value_domain=[0, 1, 2]))
     tex = (results / "paper" / "paper.tex").read_text(encoding="utf-8")
     assert r"\label{tab:claims-small}" in tex and r"\label{tab:claims-large}" in tex and r"\label{tab:agreement}" in tex
 
@@ -397,7 +407,7 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
         assert re.search(rf"Ours \(setting {k}\).*?\s" + r"\s+".join(cells) + r"\s", text), cells
     snakemake(demo_run, *DEMO, "--report", "results/demo/report.html")
     report = (results / "report.html").read_text(encoding="utf-8")
-    for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "table1.html"):
+    for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "ranking.pdf", "table1.html"):
         assert item in report
     flat = " ".join(text.split())
     assert re.search(r"The study.s claims on test set small", flat) and "Agreement with the primary judge" in flat

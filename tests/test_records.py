@@ -76,8 +76,9 @@ def test_a_bad_table_row_names_the_row_and_the_column(tmp_path):
     path = tmp_path / "claims.json"
     row = {"id": "scaling", "claim": "c", "source": "report §4.1", "setting": "setting2", "against": "setting1",
            "n": 20, "replicates": 3, "published_effect": 0.15, "effect": 0.05, "ci_low": -0.1, "ci_high": 0.2,
-           "published_in_ci": True, "p_value": 0.4, "p_holm": 1.0, "power": 0.2, "n_for_80_power": 99,
-           "verdict": "inconclusive"}
+           "published_in_ci": True, "p_value": 0.4, "p_holm": 1.0, "holm_level": 0.05, "ci_holm_low": -0.1,
+           "ci_holm_high": 0.2, "margin": 0.15, "power": 0.2, "n_for_80_power": 99, "verdict": "inconclusive",
+           "reading": "the corrected interval holds 0"}
     path.write_text(json.dumps([row, {**row, "verdict": "maybe"}]), encoding="utf-8")
     with pytest.raises(DataError, match=r"claims\.json: field 'row 2\.verdict': 'maybe' is not one of"):
         read_table_json(path, "claim_row")

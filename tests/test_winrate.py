@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, fake_snakemake
-from scipy.stats import binom, fisher_exact, hypergeom
+from scipy.stats import t
 
 import winrate_table as wt
 from common import DataError, PipelineError, write_jsonl
@@ -60,17 +60,22 @@ SETTINGS = [{"name": "setting1", "title": "Baseline recipe"}, {"name": "setting2
 COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
     "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
-    "order_flips", "order_flip_share", "published_win_rate", "published_wins", "published_n",
-    "published_p_value", "mean_answer_chars", "baseline_mean_answer_chars",
+    "order_flips", "order_flip_share", "study_order_score", "published_win_rate", "published_difference",
+    "published_difference_low", "published_difference_high", "published_margin", "published_equivalent",
+    "published_equivalence_p", "mean_answer_chars", "baseline_mean_answer_chars",
     "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
-    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate",
+    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_note",
 ]
 PUBLISHED = {"setting1": {"win_rate": 0.75, "wins": 15, "n": 20}}
+PUBLISHED_COLUMNS = [c for c in COLUMNS if c.startswith("published_")]
 STUDY_YAML = """settings: [setting1, setting2]
 published:
   source: report Table 1
   n: 20
   win_rates: {setting1: 0.75, setting2: 0.90}
+inference:
+  equivalence_margin: 0.15
+  simulation: {question_sd: 2.0, replicate_sd: 0.25, answer_sd: 1.0, order_bias: 0.3, tie_cut: 0.2, invalid: 0.01}
 """
 
 
@@ -116,8 +121,10 @@ def test_winrate_table_statistics():
     assert one["order_flips"] == 2 and one["order_flip_share"] == pytest.approx(2 / 9)
     assert (two["win_rate_as_first"], two["win_rate_as_second"]) == (pytest.approx(0.25), pytest.approx(0.5))
     assert two["order_flips"] == 1 and two["order_flip_share"] == pytest.approx(1 / 2)
-    assert all(math.isnan(one[c]) for c in ("published_win_rate", "published_p_value"))  # nothing to compare
-    assert pd.isna(one["published_wins"]) and pd.isna(one["published_n"])
+    assert all(pd.isna(one[c]) for c in PUBLISHED_COLUMNS)  # nothing to compare
+    # in the study's order (baseline first, ORDERS_OF's second): 5 wins, 2 losses (the ties), 2
+    # losses, 1 win (the invalid verdict) of 10; setting 2: loss, loss, win, win
+    assert one["study_order_score"] == pytest.approx(0.6) and two["study_order_score"] == pytest.approx(0.5)
 
 
 def test_per_order_rates_and_flips():
@@ -149,46 +156,110 @@ def test_per_order_rates_and_flips():
     assert (none["win_rate_as_first"], none["win_rate_as_second"]) == (0.5, 0.5)
 
 
-def _boschloo_by_hand(wins, n, published_wins, published_n, grid=20001):
-    """Boschloo's two-sided p-value from its definition: for each side, the tables whose one-sided
-    Fisher p-value is at most the observed one, their probability maximised over the common win
-    rate (on a grid); twice the smaller side, at most 1."""
-    pis = np.linspace(0, 1, grid)
-    x1, x2 = np.meshgrid(np.arange(n + 1), np.arange(published_n + 1), indexing="ij")
-    p1 = binom.pmf(np.arange(n + 1)[:, None], n, pis)
-    p2 = binom.pmf(np.arange(published_n + 1)[:, None], published_n, pis)
-
-    def side(a, b, x1, x2):  # ours greater: P(published wins <= b | total wins)
-        fisher = hypergeom.cdf(x2, n + published_n, x1 + x2, published_n)
-        region = fisher <= hypergeom.cdf(b, n + published_n, a + b, published_n) * (1 + 1e-12)
-        return np.einsum("ig,jg,ij->g", p1, p2, region).max()
-
-    greater = side(wins, published_wins, x1, x2)
-    less = side(n - wins, published_n - published_wins, n - x1, published_n - x2)  # the same on non-wins
-    return min(1.0, 2 * min(greater, less))
+def _grid(columns):
+    """A questions x replicates grid from its replicates' score columns."""
+    return np.array(columns, float).T
 
 
-def test_published_p_value_against_hand_computed_values():
-    p = wt.published_p_value(20, 20, 15, 20)
-    assert p == pytest.approx(_boschloo_by_hand(20, 20, 15, 20), rel=1e-6)
-    assert p == pytest.approx(0.0225278, abs=1e-7)
-    assert p < fisher_exact([[20, 15], [0, 5]]).pvalue  # 0.0471: Boschloo is the more powerful
-    assert wt.published_p_value(15, 20, 15, 20) == 1.0  # the same rate
-    for case in [(10, 20, 15, 20), (18, 20, 15, 20), (16, 20, 18, 20), (3, 7, 15, 20)]:
-        assert wt.published_p_value(*case) == pytest.approx(_boschloo_by_hand(*case), rel=1e-6), case
-    # 20/20 against 0/20: only that table is as extreme; pi^20 (1 - pi)^20 is largest at 1/2
-    assert wt.published_p_value(20, 20, 0, 20) == pytest.approx(2 * 0.5 ** 40, rel=1e-6)
+def test_study_order_score_is_the_baseline_first_order_each_question_once():
+    pairs = [("win", "win"), ("win", "loss"), ("loss", "win"), ("tie", "tie"), ("win", "invalid")]
+    rep0 = _records_from_orders("s", pairs)
+    rep1 = _records_from_orders("s", [("loss", "loss")] * 4 + [("win", "win")])
+    grid = wt.study_order_grid([rep0, rep1])
+    np.testing.assert_array_equal(grid, [[1, 0], [0, 0], [1, 0], [0.5, 0], [0.5, 1]])  # invalid: 1/2
+    row = wt.winrate_table({"s": [rep0, rep1]}).iloc[0]
+    assert row["study_order_score"] == pytest.approx((0.5 + 0 + 0.5 + 0.25 + 0.75) / 5)
+    # each question once: a question one replicate lacks counts once, by the replicate that has it
+    rep1 = rep1[:4]
+    assert wt.study_order_score(wt.study_order_grid([rep0, rep1])) == pytest.approx((0.5 + 0 + 0.5 + 0.25 + 0.5) / 5)
 
 
-def test_published_p_value_degenerate_tables():
-    # a row of zeros: both all wins, or both none; every table is as extreme, p = 1
-    assert wt.published_p_value(20, 20, 20, 20) == 1.0
-    assert wt.published_p_value(0, 20, 0, 20) == 1.0
-    assert wt.published_p_value(5, 5, 20, 20) == 1.0
-    # a column of zeros: no questions of ours (or none published), nothing to compare
-    assert math.isnan(wt.published_p_value(0, 0, 15, 20)) and math.isnan(wt.published_p_value(3, 4, 0, 0))
-    row = wt.winrate_table({"s": [[]]}, published={"s": PUBLISHED["setting1"]}).iloc[0]
-    assert row["published_win_rate"] == 0.75 and row["published_wins"] == 15 and math.isnan(row["published_p_value"])
+def test_published_difference_and_equivalence_by_hand():
+    # one replicate, 15 wins and 5 losses against the study's 75%: the difference is 0 and both
+    # parts have 19 df, so the interval is a plain t interval on the pooled standard error
+    grid = _grid([[1] * 15 + [0] * 5])
+    out = wt.published_comparison(grid, 0.75, 20, 0.15)
+    se = math.sqrt((0.75 * 0.25 * 20 / 19) / 20 + 0.75 * 0.25 / 20)  # sample variance / Q + p(1-p)/n
+    assert se == pytest.approx(0.138720, abs=1e-6)
+    assert out["published_difference"] == pytest.approx(0.0, abs=1e-12)
+    assert out["published_difference_low"] == pytest.approx(-2.093024 * se, abs=1e-6)
+    assert out["published_difference_high"] == pytest.approx(2.093024 * se, abs=1e-6)
+    # TOST: each one-sided p is P(T19 > 0.15 / se); the 90% interval (+-1.729133 se = 0.240) is
+    # wider than the margin: not shown equivalent
+    assert out["published_equivalence_p"] == pytest.approx(t.sf(0.15 / se, 19), rel=1e-6)
+    assert out["published_equivalence_p"] == pytest.approx(0.14655, abs=1e-5)
+    assert out["published_equivalent"] is False and out["published_margin"] == 0.15
+
+    # three replicates: the crossed parts by hand (two-way ANOVA), each with its own t quantile
+    base = [1.0] * 15 + [0.0] * 5
+    reps = [base, [0.5] + base[1:], base[:15] + [1.0] + base[16:]]
+    grid = _grid(reps)
+    q, k = grid.shape
+    rows, cols, grand = grid.mean(1), grid.mean(0), grid.mean()
+    ms_run = q * sum((c - grand) ** 2 for c in cols) / (k - 1)
+    ms_res = sum((grid[i, j] - rows[i] - cols[j] + grand) ** 2 for i in range(q) for j in range(k)) / ((q - 1) * (k - 1))
+    question_part = sum((r - grand) ** 2 for r in rows) / (q - 1) / q - ms_res / (q * k)
+    run_part, published_part = ms_run / (q * k), 0.8 * 0.2 / 20
+    d = grid.mean() - 0.8
+    def half(alpha):
+        return math.sqrt(t.isf(alpha / 2, q - 1) ** 2 * question_part + t.isf(alpha / 2, k - 1) ** 2 * run_part
+                         + t.isf(alpha / 2, 19) ** 2 * published_part)
+    out = wt.published_comparison(grid, 0.8, 20, 0.15)
+    assert out["published_difference"] == pytest.approx(d)
+    assert (out["published_difference_low"], out["published_difference_high"]) == (
+        pytest.approx(d - half(0.05)), pytest.approx(d + half(0.05)))
+    # the TOST p-value is where the one-sided bound reaches the nearer margin (the larger p)
+    p = out["published_equivalence_p"]
+    assert d - half(2 * p) == pytest.approx(-0.15, abs=1e-6) or d + half(2 * p) == pytest.approx(0.15, abs=1e-6)
+    assert out["published_equivalent"] == (d - half(0.10) > -0.15 and d + half(0.10) < 0.15) == (p < 0.05)
+    # a gap in the grid: that question is left out; fewer than 2 questions: empty
+    gappy = grid.copy()
+    gappy[0, 1] = np.nan
+    assert wt.published_comparison(gappy, 0.8, 20, 0.15)["published_difference"] == pytest.approx(
+        grid[1:].mean() - 0.8)
+    empty = wt.published_comparison(grid[:1], 0.8, 20, 0.15)
+    assert math.isnan(empty["published_difference"]) and empty["published_equivalent"] is None
+    assert empty["published_win_rate"] == 0.8 and empty["published_margin"] == 0.15
+
+
+def test_published_equivalence_when_the_interval_is_inside_the_margin():
+    # 200 questions, 90% ours against a published 90% of 200: the 90% interval is +-0.05
+    grid = _grid([[1] * 180 + [0] * 20])
+    out = wt.published_comparison(grid, 0.9, 200, 0.15)
+    assert out["published_equivalent"] is True and out["published_equivalence_p"] < 1e-4
+    assert out["published_difference_low"] < 0 < out["published_difference_high"]
+    # the study's 20 questions alone: at 75% its own part of the 90% half-width, 1.729 x 0.0968 = 0.167,
+    # already exceeds 15 points, so no run of ours can be shown equivalent to it
+    perfect = wt.published_comparison(_grid([[1] * 15 + [0] * 5] * 10), 0.75, 20, 0.15)
+    assert perfect["published_equivalent"] is False and perfect["published_equivalence_p"] > 0.05
+
+
+def _simulated_grids(rng, studies, q, k, truth):
+    """Score grids from a crossed model whose expected score is exactly `truth`: question and run
+    effects on the probability scale (uniform, mean 0), each cell the mean of two Bernoulli
+    draws (so half the cells can be ties)."""
+    prob = (truth + rng.uniform(-0.08, 0.08, (studies, q, 1)) + rng.uniform(-0.03, 0.03, (studies, 1, k)))
+    return (rng.random((studies, q, k)) < prob).astype(float) / 2 + (rng.random((studies, q, k)) < prob) / 2
+
+
+@pytest.mark.parametrize("q, k, n, published, side", [
+    (20, 3, 20, 0.80, -1), (20, 3, 20, 0.75, +1), (200, 3, 200, 0.80, -1), (200, 3, 200, 0.75, +1),
+])
+def test_tost_rejects_at_most_five_percent_at_the_margin(q, k, n, published, side):
+    """The truth at the margin (ours = the study's expected rate +- 0.15): "equivalent" is a false
+    claim, made at most ~5% of the time (2,000 studies: 5% + 2 standard errors = 6%). The study's
+    rate is drawn as its own 20 (or 200) questions would give it."""
+    rng = np.random.default_rng(20)
+    studies, margin = 2000, 0.15
+    grids = _simulated_grids(rng, studies, q, k, published + side * margin)
+    observed = rng.binomial(n, published, studies) / n
+    test = wt.equivalence_test(grids, observed, n, margin)
+    rate = test["equivalent"].mean()
+    assert rate <= 0.06, rate
+    np.testing.assert_array_equal(test["equivalent"], test["p"] < 0.05)  # the interval and the p agree
+    if q == 200:  # not vacuous: with 200 questions each side, the same rates are often shown equivalent
+        same = wt.equivalence_test(_simulated_grids(rng, studies, q, k, published), observed, n, margin)
+        assert same["equivalent"].mean() > 0.5
 
 
 def test_winrate_table_with_published_rates():
@@ -196,11 +267,17 @@ def test_winrate_table_with_published_rates():
         "setting1": [_records("setting1", ["win"] * 20)],
         "setting2": [_records("setting2", ["win"] * 15 + ["loss"] * 5)],
     }
-    one, two = wt.winrate_table(by_setting, published=PUBLISHED).to_dict(orient="records")
-    assert (one["published_win_rate"], one["published_wins"], one["published_n"]) == (0.75, 15, 20)
-    assert one["published_p_value"] == pytest.approx(wt.published_p_value(20, 20, 15, 20))
-    assert math.isnan(two["published_win_rate"]) and math.isnan(two["published_p_value"])  # no published rate
-    assert pd.isna(two["published_wins"]) and pd.isna(two["published_n"])
+    one, two = wt.winrate_table(by_setting, published=PUBLISHED, margin=0.15).to_dict(orient="records")
+    expected = wt.published_comparison(wt.study_order_grid(by_setting["setting1"]), 0.75, 20, 0.15)
+    assert {c: one[c] for c in PUBLISHED_COLUMNS} == pytest.approx(expected)
+    assert one["study_order_score"] == 1.0 and one["published_difference"] == pytest.approx(0.25)
+    assert all(pd.isna(two[c]) for c in PUBLISHED_COLUMNS)  # no published rate
+    assert two["study_order_score"] == pytest.approx(0.75)
+    with pytest.raises(PipelineError, match="equivalence margin"):
+        wt.winrate_table(by_setting, published=PUBLISHED)
+    row = wt.winrate_table({"s": [[]]}, published={"s": PUBLISHED["setting1"]}, margin=0.15).iloc[0]
+    assert row["published_win_rate"] == 0.75 and math.isnan(row["published_difference"])
+    assert pd.isna(row["published_equivalent"]) and math.isnan(row["study_order_score"])
 
 
 def test_read_published_from_the_study_file():
@@ -285,7 +362,7 @@ def _smk(tmp_path, paths, settings=SETTINGS, study=None, compare_published=False
             "replicates": str(tmp_path / "tables" / "replicates.csv"),
         },
         params={"settings": settings, "replicates": replicates, "prices": None,
-                "compare_published": compare_published},
+                "compare_published": compare_published, "statistics": {"alpha": 0.05, "n_bootstrap": 200, "seed": 0}},
         rule="winrate_table",
     )
 
@@ -315,11 +392,12 @@ def test_main_writes_csv_and_json(tmp_path):
     assert rows[0]["cost_usd"] is None and rows[0]["p_value"] == pytest.approx(58 / 128)
     assert rows[0]["order_flips"] == 2 and rows[0]["win_rate_as_first"] == 0.7
     assert all(rows[0][c] is None for c in COLUMNS if c.startswith("published_"))  # compare_published false
-    # one replicate: its rate is the spread's both ends, no sd; every answer 4 characters against 5, so the
-    # length control has no slope to fit and gives the raw rate; setting2 won nothing: no fit, empty
+    # one replicate: its rate is the spread's both ends, no sd; every answer 4 characters against 5:
+    # equal length lies outside the data, so the length control is empty and says why
     assert (rows[0]["replicates"], rows[0]["replicate_win_rate_min"], rows[0]["replicate_win_rate_max"]) == (1, 0.5, 0.5)
-    assert rows[0]["replicate_win_rate_sd"] is None and rows[0]["lc_win_rate"] == pytest.approx(0.5)
-    assert rows[1]["lc_win_rate"] is None and isinstance(rows[0]["replicates"], int)
+    assert rows[0]["replicate_win_rate_sd"] is None and rows[0]["lc_win_rate"] is None
+    assert rows[0]["lc_note"] == "equal length outside the data: 100% of the answers are shorter than the baseline's"
+    assert rows[1]["lc_win_rate"] is None and rows[1]["lc_ci_low"] is None and isinstance(rows[0]["replicates"], int)
     assert rows[1]["title"] == "Scaling" and rows[1]["invalid"] == 2 and rows[1]["win_rate"] == 0.0
     with open(tmp_path / "tables" / "winrate.csv", encoding="utf-8") as f:
         csv_rows = list(csv.DictReader(f))
@@ -327,7 +405,7 @@ def test_main_writes_csv_and_json(tmp_path):
     assert csv_rows[0]["n"] == "10" and csv_rows[0]["wins"] == "5" and float(csv_rows[0]["win_rate"]) == 0.5
     assert list(csv_rows[0]) == COLUMNS and csv_rows[0]["cost_usd"] == ""
     assert csv_rows[0]["replicates"] == "1" and csv_rows[0]["replicate_win_rate_sd"] == ""
-    assert csv_rows[1]["lc_win_rate"] == ""
+    assert csv_rows[1]["lc_win_rate"] == "" and csv_rows[1]["lc_ci_high"] == "" and "100% of the answers are longer" in csv_rows[1]["lc_note"]
     assert all(csv_rows[0][c] == "" for c in COLUMNS if c.startswith("published_"))
     with open(tmp_path / "tables" / "pairwise.csv", encoding="utf-8") as f:
         pairs = list(csv.DictReader(f))
@@ -373,15 +451,15 @@ def test_main_rejects_bad_verdict_and_empty_file(tmp_path):
 def test_main_compares_with_published(tmp_path):
     wt.main(_smk(tmp_path, _write(tmp_path), compare_published=True))
     one, two = json.loads((tmp_path / "tables" / "winrate.json").read_text(encoding="utf-8"))
-    assert (one["published_win_rate"], one["published_wins"], one["published_n"]) == (0.75, 15, 20)
-    assert one["published_p_value"] == pytest.approx(wt.published_p_value(5, 10, 15, 20))
-    assert (two["published_win_rate"], two["published_wins"], two["published_n"]) == (0.9, 18, 20)
-    assert two["published_p_value"] == pytest.approx(wt.published_p_value(0, 4, 18, 20))
-    assert two["published_p_value"] < 0.01
-    assert isinstance(one["published_wins"], int) and isinstance(one["order_flips"], int)
+    # the margin from the study file's inference section; ours in the study's order: 0.6 and 0.5
+    grid = wt.study_order_grid(_by_setting()["setting1"])
+    assert {c: one[c] for c in PUBLISHED_COLUMNS} == pytest.approx(wt.published_comparison(grid, 0.75, 20, 0.15))
+    assert one["published_margin"] == 0.15 and one["published_difference"] == pytest.approx(0.6 - 0.75)
+    assert two["published_win_rate"] == 0.9 and two["published_difference"] == pytest.approx(0.5 - 0.9)
+    assert one["published_equivalent"] is False and two["published_equivalent"] is False
     with open(tmp_path / "tables" / "winrate.csv", encoding="utf-8") as f:
         row = next(csv.DictReader(f))
-    assert (row["published_win_rate"], row["published_wins"], row["published_n"]) == ("0.75", "15", "20")
+    assert (row["published_win_rate"], row["published_margin"], row["published_equivalent"]) == ("0.75", "0.15", "False")
 
 
 def test_main_checks_orders(tmp_path):
@@ -445,33 +523,66 @@ def _with_lengths(records, lengths):
     return records
 
 
-def test_lc_win_rate_is_the_length_controlled_rate_of_the_pooled_verdicts():
-    import claim_stats
+def _logit_lc(scores, diff, difficulty=None):
+    """statsmodels' Logit on [1, tanh(diff / sd), difficulty], read with the length term at 0."""
+    import statsmodels.api as sm
+    from scipy.special import expit
 
-    # wins with long and with short answers (no separation), lengths varying across replicates
-    rep0 = _with_lengths(_records("s", ["win", "loss", "win", "tie", "loss", "win", "loss", "win"]),
-                         [10, 3, 4, 8, 6, 12, 9, 2])
-    rep1 = _with_lengths(_records("s", ["loss", "win", "win", "loss", "tie", "win", "loss", "loss"]),
-                         [9, 5, 11, 2, 7, 4, 12, 3])
-    row = wt.winrate_table({"s": [rep0, rep1]}).iloc[0]
-    pooled = rep0 + rep1
-    wins = [int(r["verdict"] == "win") for r in pooled]
-    diff = [len(r["setting_answer"]) - len("基线答案。") for r in pooled]
-    expected = claim_stats.length_controlled_win_rate(wins, diff)
-    assert expected is not None and 0 < expected < 1
-    assert row["lc_win_rate"] == pytest.approx(expected)
-    assert row["lc_win_rate"] != pytest.approx(row["win_rate"])  # the lengths matter here
+    x = np.column_stack([np.ones(len(scores)), np.tanh(diff / np.std(diff, ddof=1))]
+                        + ([] if difficulty is None else [difficulty]))
+    params = sm.Logit(scores, x).fit(disp=0).params
+    x[:, 1] = 0
+    return float(expit(x @ params).mean())
+
+
+LC_VERDICTS = (["win", "loss", "win", "tie", "loss", "win", "loss", "win"],
+               ["loss", "win", "win", "loss", "tie", "win", "loss", "loss"])
+LC_LENGTHS = ([10, 3, 4, 8, 6, 12, 9, 2], [9, 5, 11, 2, 7, 4, 12, 3])
+
+
+def test_lc_win_rate_is_the_length_controlled_rate_of_the_pooled_verdicts():
+    # wins with long and with short answers (no separation), lengths varying across replicates;
+    # one setting: no other settings to measure the questions' difficulty, so no instruction term
+    reps = [_with_lengths(_records("s", v), n) for v, n in zip(LC_VERDICTS, LC_LENGTHS)]
+    row = wt.winrate_table({"s": reps}, n_boot=300).iloc[0]
+    pooled = reps[0] + reps[1]
+    scores = np.array([{"win": 1.0, "tie": 0.5, "loss": 0.0}[r["verdict"]] for r in pooled])
+    diff = np.array([len(r["setting_answer"]) - len("基线答案。") for r in pooled], float)
+    expected = _logit_lc(scores, diff)
+    assert row["lc_win_rate"] == pytest.approx(expected, abs=1e-8)
+    assert row["lc_win_rate"] != pytest.approx(row["win_rate_ties_half"])  # the lengths matter here
+    assert row["lc_ci_low"] < row["lc_win_rate"] < row["lc_ci_high"] and pd.isna(row["lc_note"])
     # only the first replicate's data would give another rate: the column pools
-    assert row["lc_win_rate"] != pytest.approx(claim_stats.length_controlled_win_rate(wins[:8], diff[:8]))
+    assert row["lc_win_rate"] != pytest.approx(_logit_lc(scores[:8], diff[:8]))
+
+
+def test_lc_instruction_term_from_the_other_settings():
+    # Setting s's difficulty on each question comes from t's two replicates: logit((scores + 1/2) / 3).
+    rng = np.random.default_rng(0)
+    kinds = ["win", "tie", "loss"]
+    s_reps = [_with_lengths(_records("s", list(rng.choice(kinds, 30))), rng.integers(1, 12, 30)) for _ in range(2)]
+    t_reps = [_records("t", list(rng.choice(kinds, 30))) for _ in range(2)]
+    row = wt.winrate_table({"s": s_reps, "t": t_reps}, n_boot=300).iloc[0]
+    score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+    p = np.array([(score[a["verdict"]] + score[b["verdict"]] + 0.5) / 3 for a, b in zip(*t_reps)])
+    difficulty = np.tile(np.log(p / (1 - p)), 2)
+    pooled = s_reps[0] + s_reps[1]
+    scores = np.array([score[r["verdict"]] for r in pooled])
+    diff = np.array([len(r["setting_answer"]) - len("基线答案。") for r in pooled], float)
+    assert pd.isna(row["lc_note"])  # the term is used: the fit and its interval exist
+    assert row["lc_win_rate"] == pytest.approx(_logit_lc(scores, diff, difficulty), abs=1e-8)
+    assert row["lc_win_rate"] != pytest.approx(_logit_lc(scores, diff))
 
 
 def test_lc_win_rate_is_empty_when_every_verdict_is_a_win():
     rep0 = _with_lengths(_records("s", ["win"] * 4), [3, 8, 5, 12])
     rep1 = _with_lengths(_records("s", ["win"] * 4), [4, 9, 2, 6])
-    row = wt.winrate_table({"s": [rep0, rep1]}).iloc[0]
-    assert row["win_rate"] == 1.0 and math.isnan(row["lc_win_rate"])
-    none = wt.winrate_table({"s": [_records("s", ["loss"] * 4), _records("s", ["tie"] * 4)]}).iloc[0]
-    assert math.isnan(none["lc_win_rate"])  # no wins at all: no fit either
+    row = wt.winrate_table({"s": [rep0, rep1]}, n_boot=100).iloc[0]
+    assert row["win_rate"] == 1.0 and math.isnan(row["lc_win_rate"]) and math.isnan(row["lc_ci_low"])
+    assert row["lc_note"].startswith("the fit separates")
+    none = wt.winrate_table({"s": [_records("s", ["loss"] * 4), _records("s", ["tie"] * 4)]}, n_boot=100).iloc[0]
+    assert math.isnan(none["lc_win_rate"])  # every answer shorter than the baseline's: no value
+    assert "100% of the answers are shorter" in none["lc_note"]
 
 
 def test_pairwise_pairs_replicate_r_with_replicate_r():
@@ -516,7 +627,7 @@ def test_main_pools_replicates(tmp_path):
     assert (one["replicate_win_rate_min"], one["replicate_win_rate_max"]) == (pytest.approx(0.2), pytest.approx(0.5))
     assert one["replicate_win_rate_sd"] == pytest.approx(0.3 / math.sqrt(2))
     assert (two["n"], two["wins"], two["replicate_win_rate_min"], two["replicate_win_rate_max"]) == (20, 10, 0.0, 1.0)
-    assert two["lc_win_rate"] == pytest.approx(0.5)  # every answer the same length: the raw rate
+    assert two["lc_win_rate"] is None and "shorter" in two["lc_note"]  # every answer shorter than the baseline's
     with open(tmp_path / "tables" / "pairwise.csv", encoding="utf-8") as f:
         pair = next(csv.DictReader(f))
     # replicate 0: setting2 won all 10, setting1 5 of them; replicate 1: setting1 won q0 and q4
