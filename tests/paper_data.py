@@ -260,7 +260,9 @@ def questions_of(test_set):
 
 
 def answer(setting, replicate):
-    return f"{setting} 第{replicate}轮的回答\n\n第二段 {SPECIAL}\x07"
+    """A bell (a control character) and U+FFFD (a byte-level token decoded mid-character) as
+    models emit them."""
+    return f"{setting} 第{replicate}轮的回答\n\n第二段 {SPECIAL}\x07\ufffd"
 
 
 def sample_records():

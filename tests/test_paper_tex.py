@@ -11,15 +11,17 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 import pytest
+import yaml
 
+import fidelity_table
 import paper_context
 import provenance
 import render_tex
 import report_tables
 from common import PipelineError, read_prompt
-from conftest import fake_snakemake
+from conftest import REPO, fake_snakemake
 from paper_context import read_pairwise_csv
-from paper_data import (JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, QUESTIONS, REPLICATES, SETTINGS, SIZES,
+from paper_data import (STUDY, JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, QUESTIONS, REPLICATES, SETTINGS, SIZES,
                         SPECIAL, SPECIAL_ESCAPED, STUDY_PROMPT_START, TABLES, TEST_SETS, TRAINED, WIDEST_SPREAD,
                         EXPECTED_PCT, agreement_rows, all_claims, all_winrates, answer, claims_rows,
                         config, context_params, make_context, pairwise_rows, sample_records,  # noqa: F401
@@ -181,7 +183,52 @@ def test_case_study(config):
         first = " ".join(answer(s, 0).replace("\x07", "").split())
         assert latex_escape(first) in tex
         assert f"{s} 第1轮的回答" not in tex
-    assert "setting1 第0轮的回答 第二段 " + SPECIAL_ESCAPED in tex
+    assert "setting1 第0轮的回答 第二段 " + SPECIAL_ESCAPED + r"{\fboxsep=1pt\fbox{?}}" in tex
+    assert "\ufffd" not in tex  # in no font of the paper: marked, and the mark explained
+    assert r"\fbox{?} marks bytes" in tex
+
+
+def test_case_study_explains_the_mark_only_where_an_excerpt_has_one(config):
+    tests, baseline, generations = sample_records()
+    clean = {s: [[{**g, "answer": g["answer"].replace("\ufffd", "")} for g in rep] for rep in reps]
+             for s, reps in generations.items()}
+    context = make_context(config, generations=clean)
+    assert context["case"]["undecodable"] is False
+    assert "marks bytes" not in render_paper(context)
+
+
+def test_every_page_says_when_the_models_are_built_not_the_studys(config):
+    tex = render_paper(make_context(config))
+    assert "fancypagestyle" not in tex and "say nothing about medicine" not in tex  # the study's hub models
+    config["test_sets"]["heldout"]["baseline"] = {"source": "model", "model": "tiny-chat"}
+    config["models"]["tiny-chat"] = {"source": "build", "build": {"hidden_size": 64}}
+    assert make_context(config)["notice"] is not None  # a built baseline model is enough
+    config["models"]["qwen3-14b"] = {"source": "build", "build": {"hidden_size": 64}}
+    context = make_context(config)
+    notice = ("Not the study's Qwen3: models built by this pipeline from random weights, so these numbers say "
+              "nothing about medicine")
+    assert context["notice"] == notice
+    tex = render_paper(context)
+    preamble = tex[:tex.index(r"\begin{document}")]
+    # The header of the plain style, which \maketitle's page uses too, and the style of every page.
+    assert (r"\fancypagestyle{plain}{%" + "\n" + r"  \fancyhf{}%" + "\n"
+            + r"  \fancyhead[C]{\footnotesize\itshape " + latex_escape(notice) + "}%") in preamble
+    assert "\\renewcommand{\\headrulewidth}{0pt}}\n\\pagestyle{plain}\n" in preamble
+    assert tex.count(r"\pagestyle{") == 1 and r"\thispagestyle" not in tex
+
+
+def test_the_fidelity_table_shows_the_runs_models_and_test_set():
+    """The demo's models and test sets are not the study config's names: the rows follow its
+    settings' models and its first test set instead of showing 'absent'."""
+    demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text(encoding="utf-8"))
+    rows = {r["parameter"]: r for r in fidelity_table.fidelity_table(STUDY, demo).to_dict(orient="records")}
+    assert rows["Model, settings 1, 3, 4"]["this_run"] == "build" and rows["Model, setting 2"]["this_run"] == "build"
+    assert (rows["Test set"]["this_run"], rows["Test questions"]["this_run"], rows["Baseline answers"]["this_run"]) == (
+        "heldout", "12", "model")
+    assert all(rows[p]["status"] == "deviation" for p in ("Model, setting 2", "Test set", "Test questions"))
+    demo["settings"]["setting2"]["model"] = "tiny-s"
+    demo["models"]["tiny-s"]["source"] = "Qwen/Qwen3-14B"  # setting 2's model, whatever its name
+    assert fidelity_table.fidelity_table(STUDY, demo).set_index("parameter").loc["Model, setting 2", "status"] == "same"
 
 
 def test_design_section_comes_from_the_config(config):
