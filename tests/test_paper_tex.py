@@ -701,7 +701,9 @@ def test_report_tables_are_html_pages_of_the_context(tmp_path, config):
     table = Path(output["table"]).read_text(encoding="utf-8")
     assert "<td>[59.8, 85.8]</td>" in table and "50% 的 A&amp;B_C" in table
     assert "<td>Ours (setting 6): Untuned control (Qwen3-14B)</td>" in table
-    assert "<td>0.012</td>" in Path(output["pairwise_table"]).read_text(encoding="utf-8")
+    assert "<td>20 × 2</td>" in table and "<th>questions × replicates</th>" in table
+    pairs = Path(output["pairwise_table"]).read_text(encoding="utf-8")
+    assert "<td>0.012</td>\n      <td>0.105</td>" in pairs and "<th>Holm p</th>" in pairs
     assert "<td>210</td>" in Path(output["lengths_table"]).read_text(encoding="utf-8")
 
 
