@@ -1,7 +1,7 @@
 """The paper's results: Table 1's rows from the win-rate table, the paired tests between settings
 (one table, Holm-adjusted over its pairs), and the analysis and conclusion sentences generated
-from them. A difference is called significant
-only where its test's p-value is below the config's statistics.alpha."""
+from them. A difference is called significant only where its test's p-value is below the
+config's statistics.alpha."""
 
 from typing import Any, Mapping, Sequence
 
