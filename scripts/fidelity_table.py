@@ -15,6 +15,7 @@ tables/fidelity.csv, one row per parameter (COLUMNS):
 """
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -31,9 +32,17 @@ FIELDS = {"group", "label", "key", "value", "study", "reading", "assumed", "sett
 
 
 def lookup(config: dict, key: str) -> Any:
-    """The value at a dotted key, or ABSENT."""
+    """The value at a dotted key, or ABSENT. A part in braces is looked up first: `{first}` is the
+    first entry of the mapping at that point (the headline test set), `{a.b}` the value at the
+    dotted key a.b (models.{settings.setting1.model}.source: the source of setting 1's model)."""
     value: Any = config
-    for part in key.split("."):
+    for part in re.split(r"\.(?![^{]*\})", key):
+        if part.startswith("{") and part.endswith("}"):
+            inner = part[1:-1]
+            part = (next(iter(value), ABSENT) if inner == "first" and isinstance(value, dict)
+                    else lookup(config, inner))
+            if part is ABSENT:
+                return ABSENT
         if not isinstance(value, dict) or part not in value:
             return ABSENT
         value = value[part]

@@ -49,30 +49,36 @@ def _panel(ax, label: str, frames: list[pd.DataFrame]) -> None:
         ax.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=ax.transAxes)
     ax.set_title("\n".join(textwrap.wrap(str(label), 40)), fontsize=9)
     ax.set_xlabel("step", fontsize=8)
-    ax.set_ylabel("loss", fontsize=8)
+    if ax.get_subplotspec().is_first_col():
+        ax.set_ylabel("loss", fontsize=8)
     ax.tick_params(labelsize=7)
 
 
-def plot_loss_curves(loss_frames: Mapping[str, list[pd.DataFrame]], path: str | os.PathLike) -> None:
-    """One panel per setting (keyed by its label), its replicates' curves in it. A replicate
-    without validation rows gets its train curve only."""
+def loss_figure(loss_frames: Mapping[str, list[pd.DataFrame]]) -> Figure:
+    """One panel per setting (keyed by its label), its replicates' curves in it, all panels on
+    one y scale so that their losses compare at a glance. A replicate without validation rows
+    gets its train curve only. Call inside matplotlib.rc_context(figure_rc())."""
     if not loss_frames:
         raise PipelineError("no loss curves to plot (no settings)")
     n = len(loss_frames)
     ncols = 1 if n == 1 else 2
     nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(6.4 if ncols == 2 else 4.8, 2.2 * nrows + 0.4), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+    for ax, (label, frames) in zip(axes, loss_frames.items()):
+        for frame in frames:
+            missing = {"step", "split", "loss"} - set(frame.columns)
+            if missing:
+                raise PipelineError(f"loss curve of {label}: missing column(s) {sorted(missing)}")
+        _panel(ax, label, frames)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig
+
+
+def plot_loss_curves(loss_frames: Mapping[str, list[pd.DataFrame]], path: str | os.PathLike) -> None:
     with matplotlib.rc_context(figure_rc()):
-        fig = Figure(figsize=(6.4 if ncols == 2 else 4.8, 2.6 * nrows + 0.4), layout="constrained")
-        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax, (label, frames) in zip(axes, loss_frames.items()):
-            for frame in frames:
-                missing = {"step", "split", "loss"} - set(frame.columns)
-                if missing:
-                    raise PipelineError(f"loss curve of {label}: missing column(s) {sorted(missing)}")
-            _panel(ax, label, frames)
-        for ax in axes[n:]:
-            ax.set_visible(False)
-        save(fig, path)
+        save(loss_figure(loss_frames), path)
 
 
 def main(smk) -> None:

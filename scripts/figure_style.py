@@ -59,7 +59,7 @@ def settings_figure(results: Sequence[Mapping], xlabel: str, path) -> Iterator[t
     """A figure with one row per setting down the y axis (setting 1 at the top) and a value
     along x: yields (axes, y of each row) to draw on, then labels the axes and saves it."""
     with matplotlib.rc_context(figure_rc()):
-        fig = Figure(figsize=(6.4, 0.75 * len(results) + 1.2), layout="constrained")
+        fig = Figure(figsize=(6.4, 0.45 * len(results) + 0.9), layout="constrained")
         ax = fig.subplots()
         ys = list(range(len(results)))[::-1]
         yield ax, ys

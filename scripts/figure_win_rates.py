@@ -11,24 +11,30 @@ from records import read_table_json
 KEYS = ("win_rate", "ci_low", "ci_high", "published_win_rate")
 
 
+def draw_win_rates(ax, ys: Sequence[int], results: Sequence[Mapping]) -> None:
+    """Settings without judged answers keep their row, empty. The dotted line at 50% is where a
+    setting wins as often as it does not."""
+    ax.axvline(50, color="grey", linestyle=":", linewidth=1, label="50%")
+    scored = [(y, r) for y, r in zip(ys, results) if r["win_rate"] is not None]
+    if scored:
+        rates = [100 * r["win_rate"] for _, r in scored]
+        low = [rate - 100 * r["ci_low"] for rate, (_, r) in zip(rates, scored)]
+        high = [100 * r["ci_high"] - rate for rate, (_, r) in zip(rates, scored)]
+        ax.errorbar(rates, [y for y, _ in scored], xerr=[low, high], fmt="o", capsize=4,
+                    label="ours, with 95% Wilson interval")
+    published = [(y, 100 * r["published_win_rate"]) for y, r in zip(ys, results)
+                 if r["published_win_rate"] is not None]
+    if published:
+        ax.scatter([p for _, p in published], [y for y, _ in published], marker="D", facecolors="none",
+                   edgecolors="black", zorder=3, label="published by the study")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(-0.6, len(results) - 0.4)
+    ax.grid(axis="x", alpha=0.3)
+
+
 def plot_win_rates(results: Sequence[Mapping], path: str | os.PathLike) -> None:
-    """Settings without judged answers keep their row, empty."""
     with settings_figure(results, "win rate against the baseline (%)", path) as (ax, ys):
-        scored = [(y, r) for y, r in zip(ys, results) if r["win_rate"] is not None]
-        if scored:
-            rates = [100 * r["win_rate"] for _, r in scored]
-            low = [rate - 100 * r["ci_low"] for rate, (_, r) in zip(rates, scored)]
-            high = [100 * r["ci_high"] - rate for rate, (_, r) in zip(rates, scored)]
-            ax.errorbar(rates, [y for y, _ in scored], xerr=[low, high], fmt="o", capsize=4,
-                        label="ours, with 95% Wilson interval")
-        published = [(y, 100 * r["published_win_rate"]) for y, r in zip(ys, results)
-                     if r["published_win_rate"] is not None]
-        if published:
-            ax.scatter([p for _, p in published], [y for y, _ in published], marker="D", facecolors="none",
-                       edgecolors="black", zorder=3, label="published by the study")
-        ax.set_xlim(0, 100)
-        ax.set_ylim(-0.6, len(results) - 0.4)
-        ax.grid(axis="x", alpha=0.3)
+        draw_win_rates(ax, ys, results)
 
 
 def main(smk) -> None:

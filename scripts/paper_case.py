@@ -4,7 +4,7 @@ beginning of the baseline's answer and of every setting's."""
 from typing import Mapping
 
 from common import PipelineError
-from paper_format import EXCERPT_CHARS, excerpt, need, oneline
+from paper_format import EXCERPT_CHARS, UNDECODABLE, excerpt, need, oneline
 
 
 def _answer_of(records: list[dict], qid: str, what: str) -> str:
@@ -28,11 +28,14 @@ def case_study(config: Mapping, test: list[dict], baseline: list[dict],
             raise PipelineError(f"no generations for setting '{s['key']}'")
         answer = _answer_of(generations[s["key"]], qid, f"generations of {s['key']}")
         answers.append({"k": s["k"], "title": s["title"], **excerpt(answer)})
+    baseline_answer = excerpt(_answer_of(baseline, qid, "baseline answers"))
     return {
         "index": index,
         "id": oneline(qid),
         "question": oneline(need(question, "question", f"test set record {index}")),
-        "baseline": excerpt(_answer_of(baseline, qid, "baseline answers")),
+        "baseline": baseline_answer,
         "answers": answers,
         "excerpt_chars": EXCERPT_CHARS,
+        # The paper marks these characters and says why, where an excerpt has one.
+        "undecodable": any(UNDECODABLE in a["text"] for a in [baseline_answer, *answers]),
     }

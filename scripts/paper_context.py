@@ -78,7 +78,8 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
     sizes = {name: len(rows) for name, rows in tests.items()}
     return {
         **design_context(config, settings, split_stats, sizes, judge_prompt, fidelity, augment_stats, leakage),
-        **results_context(winrate, pairwise, settings, {s: sum(reps, []) for s, reps in generations.items()}, alpha),
+        **results_context(winrate, pairwise, settings, {s: sum(reps, []) for s, reps in generations.items()}, alpha,
+                          questions=len(test), replicates=config.get("replicates", 1)),
         **claims_context(claims, winrates, agreement, settings, calibration),
         "figures": dict(figures),
         "ranking": ranking_context(ranking, settings),

@@ -67,6 +67,20 @@ def _models(config: Mapping, settings: Sequence[Mapping]) -> list[dict]:
     return [{"name": name, "source": _model_source(need(models_cfg, name, "config models"))} for name in names]
 
 
+def built_models_notice(config: Mapping, settings: Sequence[Mapping]) -> str | None:
+    """The line every page of the paper carries when a model that answers in this run (a
+    setting's or a test set's baseline) is one the pipeline built: seeded random weights, at most
+    briefly pretrained, whose answers say nothing about the study's question; None otherwise."""
+    models_cfg = need(config, "models", "config")
+    answering = [s["model"] for s in settings]
+    answering += [spec["baseline"]["model"] for spec in need(config, "test_sets", "config").values()
+                  if spec["baseline"].get("source") == "model"]
+    if not any(need(models_cfg, name, "config models").get("source") == "build" for name in answering):
+        return None
+    return ("Not the study's Qwen3: models built by this pipeline from random weights, "
+            "so these numbers say nothing about medicine")
+
+
 def baseline_text(baseline: Mapping) -> str:
     source = baseline.get("source")
     if source == "file":
@@ -108,6 +122,13 @@ def hparam_rows(settings: list[dict]) -> list[dict]:
         {"label": "Warmup", "values": [_warmup(s["training"]) for s in settings]},
         *rows(HPARAM_ROWS_AFTER_WARMUP),
     ]
+
+
+def shared_rows(rows: Sequence[Mapping]) -> list[dict]:
+    """The rows whose value every trained setting shares (with more than one setting), as
+    {label, value}: the paper states them once instead of in every column."""
+    return [{"label": row["label"], "value": row["values"][0]} for row in rows
+            if len(row["values"]) > 1 and len(set(row["values"])) == 1]
 
 
 def split_text(split_stats: Mapping) -> dict:
@@ -239,8 +260,11 @@ def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, 
     judge = need(config, "judge", "config")
     test_sets = test_set_rows(config, test_sizes)
     trained = [s for s in settings if not s["control"]]
+    hparams = hparam_rows(settings)
+    shared = shared_rows(hparams)
     return {
         "title": oneline(need(need(config, "paper", "config"), "title", "config 'paper'")),
+        "notice": built_models_notice(config, settings),
         "run": need(config, "run", "config"),
         "data": {
             "source": need(data_cfg, "source", "config 'data'"),
@@ -254,8 +278,8 @@ def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, 
         "settings": [{"k": s["k"], "key": s["key"], "title": s["title"], "control": s["control"]}
                      for s in settings],
         "trained": [{"k": s["k"], "key": s["key"]} for s in trained],
-        "hparams": hparam_rows(settings),
-        "hparam_col_width": f"{0.72 / max(len(trained), 1):.3f}",
+        "hparams": [row for row in hparams if row["label"] not in {r["label"] for r in shared}],
+        "hparams_shared": shared,
         "replicates": config.get("replicates", 1),
         "test": test_sets[0],
         "test_sets": test_sets,

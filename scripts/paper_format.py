@@ -6,6 +6,8 @@ from typing import Any, Mapping, Sequence
 from common import PipelineError
 
 EXCERPT_CHARS = 300
+# What a byte-level tokenizer's decoding gives for a token that ends mid-character (U+FFFD).
+UNDECODABLE = "\ufffd"
 
 
 def fmt(value: Any) -> str:

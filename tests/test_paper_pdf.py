@@ -2,8 +2,10 @@
 Snakemake alone in a copy of the workflow on a rendered .tex; what the PDF's text shows, and what
 a LaTeX error or a missing TeX leaves behind."""
 
+import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,53 @@ def test_the_pdf_rule_writes_the_pdf_and_nothing_else(built_paper):
     assert sorted(p.name for p in built_paper.iterdir()) == sorted([*INPUTS, "paper.pdf"])  # no build files
     assert (built_paper / "paper.pdf").read_bytes().startswith(b"%PDF")
     assert "All targets (paper.pdf) are up-to-date" in (built_paper.parents[1] / "demo/logs/paper_pdf.log").read_text()
+
+
+# What xelatex writes (into the paper_pdf rule's log, through latexmk) for a box that sticks out and
+# for a character that no font of the paper has.
+OVERFULL = re.compile(r"^Overfull \\[hv]box \((\d+(?:\.\d+)?)pt too (?:wide|high)\)", re.M)
+MISSING = re.compile(r"^Missing character: There is no .*$", re.M)
+
+
+def typesetting_problems(log: str, tolerance_pt: float = 1.0) -> list[str]:
+    """Each box overfull by more than `tolerance_pt`, and each missing character, in a LaTeX log."""
+    return ([m[0] for m in OVERFULL.finditer(log) if float(m[1]) > tolerance_pt]
+            + [m[0] for m in MISSING.finditer(log)])
+
+
+def test_typesetting_problems_are_found_in_a_log():
+    log = ("Overfull \\hbox (45.30782pt too wide) in paragraph at lines 493--493\n"
+           "Overfull \\hbox (0.6pt too wide) in alignment at lines 1--2\n"
+           "Overfull \\vbox (3.0pt too high) has occurred while \\output is active\n"
+           "Missing character: There is no \ufffd (U+FFFD) in font [lmroman10-regular]:mapping=tex-text;!\n"
+           "Underfull \\hbox (badness 10000) in paragraph at lines 5--6\n")
+    assert typesetting_problems(log) == [
+        "Overfull \\hbox (45.30782pt too wide)", "Overfull \\vbox (3.0pt too high)",
+        "Missing character: There is no \ufffd (U+FFFD) in font [lmroman10-regular]:mapping=tex-text;!"]
+
+
+def test_no_box_sticks_out_and_no_character_is_missing(built_paper):
+    """The fixture has long paths and ids in narrow cells, U+FFFD and control characters in answers."""
+    log = (built_paper.parents[1] / "demo/logs/paper_pdf.log").read_text(encoding="utf-8", errors="replace")
+    assert "Output written on paper.xdv" in log  # xelatex's own messages are in this log
+    assert typesetting_problems(log) == []
+
+
+def test_demo_paper_typesets_cleanly_with_its_notice_on_every_page(demo_run):
+    """The demo's tiny built models: every page says the numbers are not the study's."""
+    results = demo_run / PAPER.parent
+    log = (results / "logs/paper_pdf.log").read_text(encoding="utf-8", errors="replace")
+    assert typesetting_problems(log) == []
+    pdf = results / "paper/paper.pdf"
+    pages = int(re.search(r"^Pages:\s+(\d+)$", subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
+                                                                check=True).stdout, re.M)[1])
+    for page in range(1, pages + 1):
+        text = subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), str(pdf), "-"], capture_output=True,
+                              text=True, check=True).stdout
+        assert squash("so these numbers say nothing about medicine") in squash(text), f"page {page} of {pages}"
+    context = json.loads((results / "paper/context.json").read_text(encoding="utf-8"))
+    rows = {r["parameter"]: r["this_run"] for g in context["fidelity"] for r in g["rows"]}
+    assert rows["Model, settings 1, 3, 4"] == "build" and rows["Test set"] == "heldout"  # the demo's, not 'absent'
 
 
 def cells_pattern(cells):

@@ -146,7 +146,7 @@ def test_demo_paper_shows_fidelity_orders_and_truncation_from_the_run_files(demo
         cut = sum(a["hit_token_limit"] for a in answers)
         cells = [f"{100 * float(r[c]):.1f}" for c in ("win_rate_as_first", "win_rate_as_second", "order_flip_share",
                                                        "consistency")]
-        assert f"Setting {k} & " + " & ".join(cells) + f" & {cut} of {len(answers)} \\\\" in tex
+        assert f"Setting {k} & " + " & ".join(cells) + f" & {r['invalid']} & {cut} of {len(answers)} \\\\" in tex
     assert r"\label{tab:published}" not in tex  # the demo's baseline is not the study's
     stats = json.loads((results / "data" / "augment_stats.json").read_text(encoding="utf-8"))
     assert stats["method"] == "synonym" and stats["n_augmented"] >= 1 and stats["replacements_sample"]
@@ -402,8 +402,9 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
     text = subprocess.run(["pdftotext", "-enc", "UTF-8", "-layout", str(pdf), "-"],
                           capture_output=True, text=True, check=True).stdout
     rows = read_csv(demo_run / HEADLINE / "winrate.csv")
-    for k, r in enumerate(rows, 1):  # Table 1: n, wins, ties, losses, win rate (%)
-        cells = [r["n"], r["wins"], r["ties"], r["losses"], f"{100 * float(r['win_rate']):.1f}"]
+    assert "Table 1: Win rate against the baseline (12 questions × 2 replicates per setting)" in text
+    for k, r in enumerate(rows, 1):  # Table 1: wins, ties, losses, win rate (%)
+        cells = [r["wins"], r["ties"], r["losses"], f"{100 * float(r['win_rate']):.1f}"]
         assert re.search(rf"Ours \(setting {k}\).*?\s" + r"\s+".join(cells) + r"\s", text), cells
     snakemake(demo_run, *DEMO, "--report", "results/demo/report.html")
     report = (results / "report.html").read_text(encoding="utf-8")
