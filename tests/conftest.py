@@ -15,11 +15,25 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TESTS = Path(__file__).resolve().parent
 
 
+# Tests over a few seconds in files that mark none themselves: test file -> test names.
+SLOW = {
+    "test_augment.py": {"test_deterministic_across_hash_seeds"},
+    "test_augment_synonym.py": {"test_real_rows", "test_deterministic_across_hash_seeds"},
+}
+
+
 def pytest_collection_modifyitems(items):
-    """The `dag` tier (pytest.ini) is found here; `slow` is marked in the test files, by measure."""
+    """The tiers of pytest.ini: `dag` found by runs_snakemake, `slow` as measured (in SLOW or in
+    the test files). A name in SLOW that its file does not define stops the run, so that a renamed
+    test cannot drop out of the slow tier unseen."""
     for item in items:
         if runs_snakemake(item):
             item.add_marker(pytest.mark.dag)
+        slow = SLOW.get(item.path.name, set())
+        if item.originalname in slow:
+            item.add_marker(pytest.mark.slow)
+        if unknown := sorted(name for name in slow if not hasattr(item.module, name)):
+            raise pytest.UsageError(f"tests/conftest.py SLOW: {item.path.name} has no test {', '.join(unknown)}")
 
 
 # Every Snakemake subprocess of the suite starts from tests/dag.py's SNAKEMAKE command line (through
