@@ -144,6 +144,7 @@ def test_sampled_answer_does_not_depend_on_its_batch(tiny):
     assert all(r["answer_tokens"] > 0 for r in batched)
 
 
+@pytest.mark.slow
 def test_reruns_repeat_and_seeds_matter(tiny):
     model, tokenizer = tiny
     first = answer(model, tokenizer, QUESTIONS, STUDY, IDS)

@@ -185,6 +185,7 @@ def test_base_model_stage_records_the_versions_it_built_with(tiny, tmp_path):
     assert load_tokenizer(smk.output[0]).eos_token == "<|im_end|>"  # the manifest still loads
 
 
+@pytest.mark.slow
 def test_train_stage_records_the_versions_it_ran_with(tiny, tmp_path):
     setting = {**SETTING, "training": {**SETTING["training"], "max_steps": 1}}
     out = {"adapter": str(tmp_path / "adapter"), "stats": str(tmp_path / "rep0.json"), "loss": str(tmp_path / "loss.csv")}
