@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 SHARED_DATA = REPO.parent / "shared" / "data"
-TESTS = Path(__file__).resolve().parent
+TESTS = REPO / "tests"
 
 
 # Tests over a few seconds in files that mark none themselves: test file -> test names.
