@@ -18,7 +18,7 @@ class ShowTiers:
 
 sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *sys.argv[1:]], plugins=[ShowTiers()]))
 """
-FILES = ["tests/test_compute_table.py", "tests/test_gpu_proof.py", "tests/test_slurm.py", "tests/test_envs.py",
+FILES = ["tests/test_pipeline.py", "tests/test_gpu_proof.py", "tests/test_slurm.py", "tests/test_envs.py",
          "tests/test_augment.py", "tests/test_call_cache_faults.py"]
 
 
@@ -31,11 +31,12 @@ def tiers_of(*files: str) -> dict[str, tuple[str, ...]]:
 
 def test_the_tests_that_run_snakemake_are_dag_and_the_long_ones_slow():
     tiers = tiers_of(*FILES)
-    marked = {test: marks for test, marks in tiers.items() if marks}
+    pipeline = {test: marks for test, marks in tiers.items() if test.startswith("tests/test_pipeline.py::")}
+    # Each runs Snakemake: through the demo_run fixture alone, or by calls of its own.
+    assert set(pipeline.values()) == {("dag",)}
+    assert "tests/test_pipeline.py::test_demo_writes_the_table_and_the_paper" in pipeline
+    marked = {test: marks for test, marks in tiers.items() if marks and test not in pipeline}
     assert marked == {
-        # through the demo_run fixture
-        "tests/test_compute_table.py::test_demo_compute_table_is_its_benchmark_and_stats_files": ("dag",),
-        "tests/test_compute_table.py::test_every_demo_job_has_its_benchmark_beside_its_log": ("dag",),
         # planned_jobs in the test's own code
         "tests/test_gpu_proof.py::test_the_proof_plans_every_training_and_answer_of_the_study": ("dag",),
         # SNAKEMAKE in a helper function of the test file, and in module fixtures
@@ -53,4 +54,4 @@ def test_the_tests_that_run_snakemake_are_dag_and_the_long_ones_slow():
     }
     # The fast tier: the rest, such as a test of a file that imports planned_jobs but does not call it.
     assert tiers["tests/test_gpu_proof.py::test_the_proof_runs_the_studys_recipes_sizes_and_decoding"] == ()
-    assert tiers["tests/test_compute_table.py::test_the_stage_writes_the_csv"] == ()
+    assert tiers["tests/test_augment.py::test_select_positions"] == ()
