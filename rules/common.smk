@@ -6,6 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 from config_checks import config_problems
+from run_plan import api_key_envs, judges
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
@@ -20,7 +21,7 @@ REPLICATES = list(range(config["replicates"]))
 # The first test set and the primary judge give the paper's headline numbers.
 TEST_SETS = list(config["test_sets"])
 HEADLINE = TEST_SETS[0]
-JUDGES = {"primary": config["judge"], **config["judge_panel"]}
+JUDGES = judges(config)
 # The study's facts and sources (published rates, every parameter's value and source).
 STUDY = "config/study.yaml"
 # The study's judge prompt, verbatim: sent by the judge, printed by the paper.
@@ -274,27 +275,12 @@ def api_cache_dir(section, default_name):
     return (section or {}).get("cache_dir") or f"{RESULTS}/{default_name}"
 
 
-def api_key_envs(rule_names):
-    """Environment variables that the jobs about to run read their OpenAI-compatible keys from."""
-    callers = [
-        ("judge_pairwise", j) for j in JUDGES.values() if j["backend"] == "openai"
-    ]
-    callers += [
-        ("baseline_answers", t["baseline"])
-        for t in config["test_sets"].values()
-        if t["baseline"]["source"] == "openai"
-    ]
-    if config["augmentation"]["method"] == "llm":
-        callers.append(("augment_train", config["augmentation"]["llm"]))
-    return sorted(
-        {section["api_key_env"] for rule, section in callers if rule in rule_names}
-    )
-
-
 def preflight_checks():
     """Before any GPU hour is spent: what the jobs about to run will need later must be here now."""
     rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
-    missing = [env for env in api_key_envs(rules_to_run) if not os.environ.get(env)]
+    missing = [
+        env for env in api_key_envs(config, rules_to_run) if not os.environ.get(env)
+    ]
     if missing:
         raise WorkflowError(
             f"environment variable {', '.join(missing)} is not set; the judge, baseline or "

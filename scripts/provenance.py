@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from common import PipelineError, read_json
 from paper_format import count, fmt, settings_list
+from run_plan import api_key_envs
 from versions import PAPER as PAPER_PACKAGES, versions
 
 # The paper's own packages, which it records itself; every other version comes from the stage that
@@ -23,7 +24,7 @@ PACKAGES = PAPER_PACKAGES
 STAGES = {"train": "adapter training", "model": "base model", "split": "data split", "augment": "augmentation",
           "paper": "paper"}
 
-# Secrets the pipeline may read besides the configured key variables (judge/baseline api_key_env).
+# Secrets the pipeline may read besides the config's key variables (run_plan.api_key_envs).
 SECRET_ENVS = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Shorter values ("1", "true") would match ordinary text without being secrets.
 MIN_SECRET_CHARS = 8
@@ -238,10 +239,7 @@ def paper_rows(prov: Mapping, settings: Sequence[Mapping]) -> dict:
 
 
 def secret_envs(config: Mapping) -> list[str]:
-    names = set(SECRET_ENVS)
-    sections = [config.get("judge"), config.get("baseline"), (config.get("augmentation") or {}).get("llm")]
-    names.update(section["api_key_env"] for section in sections if section and section.get("api_key_env"))
-    return sorted(names)
+    return sorted({*SECRET_ENVS, *api_key_envs(config)})
 
 
 def check_no_secrets(texts: Mapping[str, str], config: Mapping, environ: Mapping[str, str] = os.environ) -> None:

@@ -1,4 +1,5 @@
 import copy
+import inspect
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +12,83 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 SHARED_DATA = REPO.parent / "shared" / "data"
+TESTS = REPO / "tests"
+
+
+# Tests over a few seconds in files that mark none themselves: test file -> test names.
+SLOW = {
+    "test_augment.py": {"test_deterministic_across_hash_seeds"},
+    "test_augment_synonym.py": {"test_real_rows", "test_deterministic_across_hash_seeds"},
+}
+
+
+def pytest_collection_modifyitems(items):
+    """The tiers of pytest.ini: `dag` found by runs_snakemake, `slow` as measured (in SLOW or in
+    the test files). A name in SLOW that its file does not define stops the run, so that a renamed
+    test cannot drop out of the slow tier unseen."""
+    for item in items:
+        if runs_snakemake(item):
+            item.add_marker(pytest.mark.dag)
+        slow = SLOW.get(item.path.name, set())
+        if item.originalname in slow:
+            item.add_marker(pytest.mark.slow)
+        if unknown := sorted(name for name in slow if not hasattr(item.module, name)):
+            raise pytest.UsageError(f"tests/conftest.py SLOW: {item.path.name} has no test {', '.join(unknown)}")
+
+
+# Every Snakemake subprocess of the suite starts from tests/dag.py's SNAKEMAKE command line (through
+# dag.snakemake, dag.planned_jobs, or the demo_run fixture, which calls them), so a test runs
+# Snakemake when SNAKEMAKE is reachable from its code or its fixtures' code through the functions
+# and classes of tests/ that they name. A test that loads the workflow otherwise is marked by hand.
+def runs_snakemake(item) -> bool:
+    from dag import SNAKEMAKE
+
+    fixtures = [d.func for name in item.fixturenames for d in item._fixtureinfo.name2fixturedefs.get(name, ())]
+    todo, seen = [item.obj, *fixtures], set()
+    while todo:
+        obj = todo.pop()
+        if obj is SNAKEMAKE:
+            return True
+        if id(obj) in seen or not in_tests(obj):
+            continue
+        seen.add(id(obj))
+        if inspect.isclass(obj):
+            todo += [getattr(member, "__func__", member) for member in vars(obj).values()]
+        else:
+            todo += names_used(obj)
+    return False
+
+
+def in_tests(obj) -> bool:
+    """Whether obj is a function or class of tests/ (the code the walk above follows)."""
+    if inspect.isfunction(obj):
+        return in_tests_folder(inspect.unwrap(obj).__code__.co_filename)
+    return inspect.isclass(obj) and in_tests_folder(getattr(sys.modules.get(obj.__module__), "__file__", None))
+
+
+def in_tests_folder(path: str | None) -> bool:
+    return path is not None and Path(path).resolve().parent == TESTS
+
+
+def names_used(function) -> list:
+    """What a function's code (its nested functions' too) names: globals, closure cells, and the
+    names it takes from a module of tests/ (`import dag` or `from dag import ...` in its body)."""
+    function = inspect.unwrap(function)
+    codes, names = [function.__code__], set()
+    while codes:
+        code = codes.pop()
+        names.update(code.co_names)
+        codes += [const for const in code.co_consts if inspect.iscode(const)]
+    used = [function.__globals__[name] for name in names if name in function.__globals__]
+    modules = [sys.modules[name] for name in names
+               if name in sys.modules and in_tests_folder(getattr(sys.modules[name], "__file__", None))]
+    used += [getattr(module, name) for module in modules for name in names if hasattr(module, name)]
+    for cell in function.__closure__ or ():
+        try:
+            used.append(cell.cell_contents)
+        except ValueError:  # a cell not yet bound
+            pass
+    return used
 
 
 @pytest.fixture

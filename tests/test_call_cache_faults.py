@@ -78,6 +78,7 @@ SHARED_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_runs_sharing_a_cache_at_once_pay_each_call_once(server, tmp_path):
     server.on_request = lambda request: time.sleep(0.3)  # slow replies: the two runs overlap
     code = SHARED_RUN.format(scripts=str(REPO / "scripts"))

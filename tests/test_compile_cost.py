@@ -39,6 +39,7 @@ def test_job_tokens_count_every_epoch_and_every_evaluation(tmp_path):
     assert cuda_speed.job_tokens(capped)[0] == 2 * 10 * 7  # max_steps: 2 batches of 10
 
 
+@pytest.mark.slow
 def test_the_studys_setting4_is_not_compiled_a_whole_epoch_of_huatuo_is(tmp_path):
     """The study's setting 4 (400 rows of ~155 tokens, 40 steps, the 100 validation rows evaluated
     after each): eager. The same recipe over Huatuo26M-Lite's ~178k rows: compiled."""

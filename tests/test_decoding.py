@@ -127,6 +127,7 @@ def test_prompt_logits_barely_change_with_left_padding(tiny):
     assert torch.allclose(batched, alone, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sampled_answer_does_not_depend_on_its_batch(tiny):
     model, tokenizer = tiny
     batched, batched_tokens = answer(model, tokenizer, QUESTIONS, STUDY, IDS)
@@ -143,6 +144,7 @@ def test_sampled_answer_does_not_depend_on_its_batch(tiny):
     assert all(r["answer_tokens"] > 0 for r in batched)
 
 
+@pytest.mark.slow
 def test_reruns_repeat_and_seeds_matter(tiny):
     model, tokenizer = tiny
     first = answer(model, tokenizer, QUESTIONS, STUDY, IDS)
@@ -172,6 +174,7 @@ def test_greedy_is_hugging_faces_plain_greedy(tiny, penalty):
         assert record["answer"] == tokenizer.decode(reference, skip_special_tokens=True).strip()
 
 
+@pytest.mark.slow
 def test_the_decoding_loop_is_generate_over_a_padded_batch_sampled_and_penalised(tiny):
     """decoding.decode (static cache, 4D masks, its own positions) makes the tokens generate() makes
     for the same left-padded batch, repetition penalty and Gumbel sampler, over generate()'s dynamic

@@ -105,6 +105,7 @@ def test_env_file_is_a_conda_environment(path):
         f"{path.name}: pip packages need `pip` among the conda dependencies"
 
 
+@pytest.mark.dag  # loads the workflow through Snakemake's API in a subprocess (workflow_rules)
 def test_every_rule_names_an_env_that_exists(workflow_rules):
     missing, absent = [], []
     for name, rule in workflow_rules.items():

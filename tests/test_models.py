@@ -126,6 +126,7 @@ class KillAt(TrainerCallback):
             raise KeyboardInterrupt("killed")
 
 
+@pytest.mark.slow
 def test_train_answer_only_loss_and_resume(tiny, caplog):
     caplog.set_level("INFO", logger="pipeline")
     args = (str(tiny / "m" / "manifest.json"), str(tiny / "train.jsonl"), str(tiny / "val.jsonl"), SETTING,
@@ -184,6 +185,7 @@ def test_base_model_stage_records_the_versions_it_built_with(tiny, tmp_path):
     assert load_tokenizer(smk.output[0]).eos_token == "<|im_end|>"  # the manifest still loads
 
 
+@pytest.mark.slow
 def test_train_stage_records_the_versions_it_ran_with(tiny, tmp_path):
     setting = {**SETTING, "training": {**SETTING["training"], "max_steps": 1}}
     out = {"adapter": str(tmp_path / "adapter"), "stats": str(tmp_path / "rep0.json"), "loss": str(tmp_path / "loss.csv")}
@@ -220,6 +222,7 @@ def test_checkpoint_fingerprint_changes_with_data(tmp_path):
     assert train_adapter.run_fingerprint(SETTING, a) == train_adapter.run_fingerprint(SETTING, a)
 
 
+@pytest.mark.slow
 def test_dequantised_base_trains_like_the_nf4_base(tiny, tmp_path):
     manifest = str(tiny / "m" / "manifest.json")
     nf4 = load_quantized_model(manifest, QUANT, "cpu")
@@ -244,6 +247,7 @@ def test_dequantised_base_trains_like_the_nf4_base(tiny, tmp_path):
     assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_decoder_layers_train_like_eager_ones(tiny, tmp_path):
     """What CUDA's setting 4 runs, here through inductor's CPU backend: the same losses, and an
     adapter saved under the same names with the same weights."""
@@ -271,6 +275,7 @@ def test_compiled_decoder_layers_train_like_eager_ones(tiny, tmp_path):
     assert all(torch.allclose(adapters[1][k], adapters[0][k], atol=1e-3) for k in adapters[0])
 
 
+@pytest.mark.slow
 def test_fast_generation_answers_like_nf4_with_unmerged_lora(tiny, tmp_path):
     """The generation model (NF4 dequantised once, adapter merged) against the course notebook's way
     (NF4 base, adapter applied on the fly): the same greedy answers, token for token."""
