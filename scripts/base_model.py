@@ -1,7 +1,7 @@
 """Stage base model: resolve a hub model (fetched once, pinned to its commit) or a local folder,
-or build a tiny Qwen3-architecture model: a byte-level BPE tokenizer trained on the train split,
-a ChatML template that honours `enable_thinking` as Qwen3's does, and seeded random weights,
-optionally given a short plain-text pretraining pass on the train split.
+or build a Qwen3-architecture model of a given shape: Qwen3's own tokenizer (qwen3_tokenizer) or
+a byte-level BPE tokenizer trained on the train split, Qwen3's chat template, and seeded random
+weights, optionally given a short plain-text pretraining pass on the train split.
 Writes models/<name>/manifest.json, which training and generation load from."""
 
 
@@ -12,29 +12,11 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+import qwen3_tokenizer
 from common import PipelineError, atomic_dir, log, read_jsonl, run_stage, write_json
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
-
-# Qwen3's template reduced to plain chat: the last assistant turn carries a (possibly empty)
-# think block, and with enable_thinking=False the generation prompt ends in an empty one, so the
-# prompt alone is a prefix of prompt + answer, in training and in generation alike.
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{%- if message.role == 'assistant' and loop.last %}"
-    "{{- '<|im_start|>assistant\\n<think>\\n' + (message.reasoning_content or '').strip('\\n')"
-    " + '\\n</think>\\n\\n' + message.content.lstrip('\\n') + '<|im_end|>\\n' }}"
-    "{%- else %}"
-    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}"
-    "{{- '<|im_start|>assistant\\n' }}"
-    "{%- if enable_thinking is defined and enable_thinking is false %}"
-    "{{- '<think>\\n\\n</think>\\n\\n' }}"
-    "{%- endif %}"
-    "{%- endif %}"
-)
+MAX_POSITIONS = 2048  # a built model's context, and its tokenizer's
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -54,8 +36,8 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=SPECIAL_TOKENS[1:2] + SPECIAL_TOKENS[3:],
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=2048,
+        chat_template=qwen3_tokenizer.CHAT_TEMPLATE,
+        model_max_length=MAX_POSITIONS,
     )
 
 
@@ -85,16 +67,23 @@ def build_model(train: list[dict], shape: dict, out_dir: str | os.PathLike, devi
     """Tokenizer + seeded Qwen3ForCausalLM (random, then optionally pretrained on the train text)
     saved in Hugging Face format; returns what the manifest records of it."""
     texts = [t for r in train for t in (r["question"], r["answer"])]
-    tokenizer = train_tokenizer(texts, shape["vocab_size"])
+    if shape["tokenizer"] == "qwen3":
+        tokenizer = qwen3_tokenizer.build_tokenizer(MAX_POSITIONS)
+    else:
+        tokenizer = train_tokenizer(texts, shape["vocab_size"])
+    if len(tokenizer) > shape["vocab_size"]:
+        raise PipelineError(f"models: build.vocab_size {shape['vocab_size']} is fewer embedding rows than the "
+                            f"{shape['tokenizer']} tokenizer's {len(tokenizer)} tokens (Qwen3's models have "
+                            f"{qwen3_tokenizer.QWEN3_VOCAB_ROWS} rows)")
     config = Qwen3Config(
-        vocab_size=max(len(tokenizer), shape["vocab_size"]),
+        vocab_size=shape["vocab_size"],
         hidden_size=shape["hidden_size"],
         intermediate_size=shape["intermediate_size"],
         num_hidden_layers=shape["num_hidden_layers"],
         num_attention_heads=shape["num_attention_heads"],
         num_key_value_heads=shape["num_key_value_heads"],
         head_dim=shape["head_dim"],
-        max_position_embeddings=2048,
+        max_position_embeddings=MAX_POSITIONS,
         tie_word_embeddings=shape["tie_word_embeddings"],
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
@@ -108,7 +97,8 @@ def build_model(train: list[dict], shape: dict, out_dir: str | os.PathLike, devi
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    return {"parameters": sum(p.numel() for p in model.parameters()), "pretrain_losses": pretrain_losses}
+    return {"tokenizer": shape["tokenizer"], "tokens": len(tokenizer),
+            "parameters": sum(p.numel() for p in model.parameters()), "pretrain_losses": pretrain_losses}
 
 
 def fetch_hub_model(repo_id: str, revision: str | None) -> str:
@@ -134,13 +124,14 @@ def resolve_model(model: dict, train_path: str | None, out_dir: Path, device: st
 
 
 def main(smk):
-    from versions import BASE_MODEL as BASE_MODEL_PACKAGES, versions
+    from versions import BASE_MODEL as BASE_MODEL_PACKAGES, QWEN3_TOKENIZER, versions
 
     manifest_path = Path(smk.output[0])
     train = smk.input.train[0] if smk.input.train else None
     manifest = resolve_model(smk.params.model, train, manifest_path.parent, smk.params.device)
     # For the paper's provenance: what this job built or fetched the model with.
-    write_json(manifest_path, {**manifest, "versions": versions(BASE_MODEL_PACKAGES)})
+    packages = BASE_MODEL_PACKAGES + (QWEN3_TOKENIZER if manifest.get("tokenizer") == "qwen3" else ())
+    write_json(manifest_path, {**manifest, "versions": versions(packages)})
     log.info("Base model ready: %s", manifest)
 
 

