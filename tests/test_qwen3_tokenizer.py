@@ -8,13 +8,17 @@ import unicodedata
 import numpy as np
 import pytest
 import tiktoken
+import yaml
+from conftest import REPO, with_defaults
 from tiktoken.load import load_tiktoken_bpe
 from transformers import AutoTokenizer
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
+import base_model
+import generate_answers
 import qwen3_tokenizer
 import train_adapter
-from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, read_jsonl
+from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, read_json, read_jsonl, write_json, write_jsonl
 
 # Qwen's split pattern as Qwen published it with its tiktoken tokenizer (tokenization_qwen.py's
 # PAT_STR), typed here so that the pattern transformers ships is checked, not assumed.
@@ -202,3 +206,67 @@ def test_chat_formatted_row_lengths(tokenizer, shared_data):
                                                  **CHAT_TEMPLATE_KWARGS)["input_ids"]) for r in rows]
     assert (round(float(np.mean(lengths)), 1), np.median(lengths), round(float(np.percentile(lengths, 95))),
             max(lengths)) == (158.8, 146, 266, 427)
+
+
+def test_the_gpu_proof_builds_its_models_with_qwen3s_tokenizer():
+    proof = yaml.safe_load((REPO / "config" / "gpu-proof.yaml").read_text(encoding="utf-8"))
+    for model in proof["models"].values():
+        assert model["build"]["tokenizer"] == "qwen3"
+        assert model["build"]["vocab_size"] == qwen3_tokenizer.QWEN3_VOCAB_ROWS
+
+
+def test_a_build_with_fewer_rows_than_qwen3s_tokens_stops(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [{"question": "问？", "answer": "答。"}])
+    shape = with_defaults("models.tiny-s.build", {**TINY, "vocab_size": 3000, "tokenizer": "qwen3"})
+    with pytest.raises(PipelineError, match="vocab_size 3000 is fewer embedding rows than the qwen3 tokenizer's 151669"):
+        base_model.resolve_model({"source": "build", "build": shape}, str(tmp_path / "train.jsonl"), tmp_path / "m", "cpu")
+
+
+TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 16, "seed": 0}
+QA = [("我最近总是头晕，血压有点高，需要吃药吗？", "建议先连续测量一周血压，如果超过140/90，请到心血管内科就诊。"),
+      ("孩子发烧三十八度五，需要去医院吗？", "可以先物理降温，多喝水；精神差或持续高热请及时就医。"),
+      ("胃总是反酸烧心是怎么回事？", "可能是胃食管反流，少吃辛辣油腻，睡前不要进食，必要时做胃镜。")]
+
+
+@pytest.mark.slow
+def test_a_tiny_model_with_qwen3s_tokenizer_trains_on_the_answer_and_answers(tmp_path, reference):
+    """The demo keeps a trained tokenizer (Qwen3's 151,936 embedding rows make its tiny models'
+    pretraining minutes an epoch on the CPU), so this is where a model built with Qwen3's tokenizer
+    goes through training (4-bit base, answer-only loss) and answering, as the GPU proof's do."""
+    rows = [{"id": i, "question": q, "answer": a} for i, (q, a) in enumerate(QA * 2)]
+    write_jsonl(tmp_path / "train.jsonl", rows[:4])
+    write_jsonl(tmp_path / "val.jsonl", rows[4:])
+    shape = with_defaults("models.tiny-s.build", {**TINY, "vocab_size": qwen3_tokenizer.QWEN3_VOCAB_ROWS,
+                                                  "tokenizer": "qwen3"})
+    manifest = base_model.resolve_model({"source": "build", "build": shape}, str(tmp_path / "train.jsonl"),
+                                        tmp_path / "m", "cpu")
+    write_json(tmp_path / "m" / "manifest.json", manifest)
+    assert (manifest["tokenizer"], manifest["tokens"]) == ("qwen3", 151_669)
+    assert read_json(tmp_path / "m" / "weights" / "config.json")["vocab_size"] == 151_936
+    assert read_json(tmp_path / "m" / "weights" / "config.json")["eos_token_id"] == 151_645
+
+    quant = {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
+    setting = {"model": "tiny", "data": "original",
+               "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+               "training": {"max_steps": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+                            "learning_rate": 1e-2, "eval_steps": 2, "save_steps": 2, "max_length": 128, "seed": 1,
+                            "activation_checkpointing": False}}
+    trainer = train_adapter.train_adapter(str(tmp_path / "m" / "manifest.json"), str(tmp_path / "train.jsonl"),
+                                          str(tmp_path / "val.jsonl"), setting, quant, "cpu", 32,
+                                          str(tmp_path / "ckpt"), name="tiny")
+    assert trainer.state.global_step == 2
+    prompt = ("<|im_start|>user\n我最近总是头晕，血压有点高，需要吃药吗？<|im_end|>\n"
+              "<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    answer = "建议先连续测量一周血压，如果超过140/90，请到心血管内科就诊。<|im_end|>\n"
+    sample = next(s for s in trainer.train_dataset if s["input_ids"] == reference_ids(reference, prompt + answer))
+    n_prompt = next(i for i, label in enumerate(sample["labels"]) if label != -100)
+    assert n_prompt == len(reference_ids(reference, prompt))  # the loss is on the answer alone
+    assert all(label != -100 for label in sample["labels"][n_prompt:])
+
+    trainer.model.save_pretrained(tmp_path / "adapter")
+    gen = with_defaults("generation", {"max_new_tokens": 8, "do_sample": False, "batch_size": 2})
+    records, _ = generate_answers.generate_answers(str(tmp_path / "m" / "manifest.json"), str(tmp_path / "adapter"),
+                                                   [{"id": "q1", "question": QA[0][0]}], gen, quant, "cpu")
+    assert records[0]["prompt_tokens"] == len(reference_ids(reference, prompt))
+    assert 0 < records[0]["answer_tokens"] <= 8
