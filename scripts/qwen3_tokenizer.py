@@ -38,7 +38,7 @@ EOS, PAD = "<|im_end|>", "<|endoftext|>"
 # Qwen3's model rows: the tokenizer's 151,669 tokens padded to a multiple of 128.
 QWEN3_VOCAB_ROWS = 151_936
 
-CHAT_TEMPLATE = (Path(__file__).with_name("qwen3_chat_template.jinja")).read_text(encoding="utf-8")
+CHAT_TEMPLATE = Path(__file__).with_name("qwen3_chat_template.jinja").read_text(encoding="utf-8")
 
 
 def ranks_path() -> Path:
