@@ -215,6 +215,7 @@ def test_the_gpu_proof_builds_its_models_with_qwen3s_tokenizer():
         assert model["build"]["vocab_size"] == qwen3_tokenizer.QWEN3_VOCAB_ROWS
 
 
+@pytest.mark.slow  # it builds the tokenizer again
 def test_a_build_with_fewer_rows_than_qwen3s_tokens_stops(tmp_path):
     write_jsonl(tmp_path / "train.jsonl", [{"question": "问？", "answer": "答。"}])
     shape = with_defaults("models.tiny-s.build", {**TINY, "vocab_size": 3000, "tokenizer": "qwen3"})
