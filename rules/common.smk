@@ -80,6 +80,16 @@ def local_data_source():
     )
 
 
+def tensorboard_output():
+    """The training rule's TensorBoard folder, declared where any setting's recipe reports to it."""
+    reports = any(
+        config["settings"][s]["training"].get("report_to") == "tensorboard"
+        for s in TRAINED
+    )
+    folder = f"{RESULTS}/tensorboard/{{setting}}/rep{{replicate}}"
+    return {"tensorboard": directory(folder)} if reports else {}
+
+
 def setting_params(wildcards):
     """What determines a replicate's adapter (its display title does not): replicate r trains with
     the recipe's seed + r (data order, LoRA initialisation)."""
