@@ -170,14 +170,15 @@ def train_runtime_s(trainer) -> float | None:
     return next((e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e), None)
 
 
+def train_tokens(trainer) -> int:
+    """Tokens trained on (prompt and answer, no padding), every epoch counted."""
+    return round(sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * trainer.state.epoch)
+
+
 def train_tokens_per_s(trainer) -> float | None:
-    """Tokens trained on (prompt and answer, no padding) per second of the trainer's own runtime,
-    evaluations included."""
+    """train_tokens per second of the trainer's own runtime, evaluations included."""
     runtime = train_runtime_s(trainer)
-    if not runtime:
-        return None
-    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * trainer.state.epoch
-    return round(tokens / runtime, 1)
+    return round(train_tokens(trainer) / runtime, 1) if runtime else None
 
 
 def run_fingerprint(*parts) -> str:
@@ -282,6 +283,7 @@ def main(smk):
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "device": device_name(smk.params.device),  # for the paper's provenance and compute table
         "peak_gpu_gib": peak_gpu_gib(smk.params.device),
+        "train_tokens": train_tokens(trainer),
         "train_tokens_per_s": train_tokens_per_s(trainer),
         "execution": execution(trainer),
         "versions": versions(TRAIN_PACKAGES),  # for the paper's provenance: what this job ran with
