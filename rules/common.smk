@@ -26,8 +26,8 @@ STUDY = "config/study.yaml"
 # The study's judge prompt, verbatim: sent by the judge, printed by the paper.
 JUDGE_PROMPT = "config/judge_prompt.txt"
 # The config as the paper and the fidelity table see it: not the YAML anchors' source (recipes)
-# nor the card's memory, which only changes speed (a bigger card reruns nothing).
-RUN_CONFIG = {k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib")}
+# nor the card's memory, which only changes speed (a bigger card reruns nothing), nor the exports.
+RUN_CONFIG = {k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib", "export")}
 PAPER = f"{RESULTS}/paper"
 # The paper's figures, by the name the template uses, as files beside paper.tex (which refers to
 # them by these relative names, so that paper_pdf can compile a copy of both elsewhere).
@@ -151,6 +151,22 @@ def tables_of(name):
         test_set=TEST_SETS,
         judge=JUDGES,
     )
+
+
+def card_evaluations():
+    """Each test set and judge the model cards report, in tables_of()'s order."""
+    return [
+        {"test_set": t, "judge": j, "judge_model": f"{JUDGES[j]['backend']}: {JUDGES[j]['model']}"}
+        for t in TEST_SETS
+        for j in JUDGES
+    ]
+
+
+def export_targets():
+    """Every adapter's model card and, where export.merged is on, its merged model."""
+    cards = runs_of(f"{RESULTS}/model_cards/{{setting}}/rep{{replicate}}/README.md", TRAINED)
+    merged = runs_of(f"{RESULTS}/merged/{{setting}}/rep{{replicate}}", TRAINED)
+    return cards + (merged if config["export"]["merged"] else [])
 
 
 def compute_jobs():

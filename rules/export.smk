@@ -1,0 +1,70 @@
+# What a run leaves for use elsewhere: a model card beside every adapter (its data, recipe,
+# training and this run's evaluation) and, where export.merged is on, the adapter merged into its
+# base as a dense Hugging Face model.
+rule model_card:
+    input:
+        adapter=f"{RESULTS}/adapters/{{setting}}/rep{{replicate}}",
+        stats=f"{RESULTS}/train_stats/{{setting}}/rep{{replicate}}.json",
+        loss=f"{RESULTS}/losses/{{setting}}/rep{{replicate}}.csv",
+        benchmark=f"{BENCHMARKS}/train_adapter/{{setting}}/rep{{replicate}}.tsv",
+        model=setting_model,
+        train=train_split,
+        val=f"{RESULTS}/data/val.jsonl",
+        split_stats=f"{RESULTS}/data/split_stats.json",
+        augment_stats=lambda wc: (
+            augment_stats_input()
+            if config["settings"][wc.setting]["data"] == "augmented"
+            else []
+        ),
+        # Per test set and judge, in card_evaluations()'s order.
+        ranking=tables_of("ranking.json"),
+        claims=tables_of("claims.json"),
+        winrate=tables_of("winrate.json"),
+        replicates=tables_of("replicates.csv"),
+        template="scripts/templates/model_card.md.j2",
+    output:
+        card=f"{RESULTS}/model_cards/{{setting}}/rep{{replicate}}/README.md",
+    log:
+        f"{LOGS}/model_card/{{setting}}/rep{{replicate}}.log",
+    benchmark:
+        f"{BENCHMARKS}/model_card/{{setting}}/rep{{replicate}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=0,
+    params:
+        run=config["run"],
+        title=lambda wc: config["settings"][wc.setting].get("title", wc.setting),
+        setting=setting_params,
+        base_model=lambda wc: config["models"][config["settings"][wc.setting]["model"]],
+        data=config["data"],
+        quantization=config["quantization"],
+        device=config["device"],
+        license=config["export"]["license"],
+        evaluations=card_evaluations(),
+    script:
+        "../scripts/model_card.py"
+
+
+rule merged_model:
+    input:
+        model=setting_model,
+        adapter=f"{RESULTS}/adapters/{{setting}}/rep{{replicate}}",
+        card=f"{RESULTS}/model_cards/{{setting}}/rep{{replicate}}/README.md",
+    output:
+        merged=directory(f"{RESULTS}/merged/{{setting}}/rep{{replicate}}"),
+    log:
+        f"{LOGS}/merged_model/{{setting}}/rep{{replicate}}.log",
+    benchmark:
+        f"{BENCHMARKS}/merged_model/{{setting}}/rep{{replicate}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=0,
+        mem_mb=gpu_job_resource("generate", "mem_mb"),
+        runtime=gpu_job_resource("generate", "runtime"),
+    params:
+        quantization=config["quantization"],
+        device=config["device"],
+    script:
+        "../scripts/merge_adapter.py"
