@@ -1,6 +1,7 @@
 # What a run leaves for use elsewhere: a model card beside every adapter (its data, recipe,
 # training and this run's evaluation) and, where export.merged is on, the adapter merged into its
-# base as a dense Hugging Face model.
+# base as a dense Hugging Face model. The merge does not read the card: new verdicts rewrite
+# every card, and should not merge every adapter again.
 rule model_card:
     input:
         adapter=f"{RESULTS}/adapters/{{setting}}/rep{{replicate}}",
@@ -41,6 +42,11 @@ rule model_card:
         quantization=config["quantization"],
         device=config["device"],
         license=config["export"]["license"],
+        merged=lambda wc: (
+            f"{RESULTS}/merged/{wc.setting}/rep{wc.replicate}"
+            if config["export"]["merged"]
+            else None
+        ),
         evaluations=card_evaluations(),
     script:
         "../scripts/model_card.py"
@@ -50,7 +56,6 @@ rule merged_model:
     input:
         model=setting_model,
         adapter=f"{RESULTS}/adapters/{{setting}}/rep{{replicate}}",
-        card=f"{RESULTS}/model_cards/{{setting}}/rep{{replicate}}/README.md",
     output:
         merged=directory(f"{RESULTS}/merged/{{setting}}/rep{{replicate}}"),
     log:

@@ -1,11 +1,9 @@
 """Stage merged export: an adapter folded into its base for serving elsewhere. The base is loaded
 the way the answers are made (qlora.load_generation_model: the 4-bit NF4 base dequantised once
 to the compute dtype, the adapter merged with peft's merge_and_unload), then saved as a dense
-Hugging Face model (safetensors, config, generation config) with its tokenizer and model card,
-loadable by AutoModelForCausalLM.from_pretrained."""
-
-import shutil
-from pathlib import Path
+Hugging Face model (safetensors, config, generation config) with its tokenizer, loadable by
+AutoModelForCausalLM.from_pretrained. Its model card is the adapter's (model_cards/), which
+says where this folder is."""
 
 from common import atomic_dir, log, run_stage
 from qlora import load_generation_model, load_tokenizer
@@ -20,18 +18,16 @@ def merged_model(model_manifest, adapter_dir, quantization, device):
     return model
 
 
-def export(model_manifest, adapter_dir, card, quantization, device, out) -> None:
+def export(model_manifest, adapter_dir, quantization, device, out) -> None:
     model = merged_model(model_manifest, adapter_dir, quantization, device)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         load_tokenizer(model_manifest).save_pretrained(tmp)
-        shutil.copyfile(card, Path(tmp) / "README.md")
     log.info("Merged %s into its base: %s", adapter_dir, out)
 
 
 def main(smk):
-    export(smk.input.model, smk.input.adapter, smk.input.card, smk.params.quantization, smk.params.device,
-           smk.output.merged)
+    export(smk.input.model, smk.input.adapter, smk.params.quantization, smk.params.device, smk.output.merged)
 
 
 if "snakemake" in globals():

@@ -147,7 +147,7 @@ def main(smk):
         "training": dict(sorted(training.items())),
         "figures": training_figures(read_json(i.stats), read_csv(i.loss), read_benchmark(i.benchmark)),
         "evaluations": [{**e, **evaluation(setting, replicate, e.pop("tables"))} for e in card_tables(i, p.evaluations)],
-        "adapter_path": i.adapter, "built_model": p.base_model["source"] == "build",
+        "adapter_path": i.adapter, "merged_path": p.merged, "built_model": p.base_model["source"] == "build",
     }
     write_text(smk.output.card, render(Path(i.template).read_text(encoding="utf-8"), context))
 

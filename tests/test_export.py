@@ -61,21 +61,14 @@ def test_tensorboard_events_hold_the_losses_of_the_loss_csv(trained):
         assert [v for _, v in logged] == pytest.approx([v for _, v in expected], rel=1e-6)  # stored as float32
 
 
-def test_an_unknown_integration_stops_naming_the_key(tmp_path):
-    from common import PipelineError
-
-    with pytest.raises(PipelineError, match=r"settings\.tiny\.training\.report_to: 'wandb'; the pipeline writes only"):
-        train_adapter.sft_config({**SETTING["training"], "report_to": "wandb"}, str(tmp_path), "cpu", "tiny")
-
-
 def test_the_merged_export_computes_what_the_base_with_its_adapter_does(trained):
     from peft import PeftModel
 
     root, _ = trained
     manifest = str(root / "m" / "manifest.json")
-    (root / "card.md").write_text("---\nlibrary_name: peft\n---\n# card\n", encoding="utf-8")
-    merge_adapter.export(manifest, str(root / "adapter"), str(root / "card.md"), QUANT, "cpu", root / "merged")
-    assert (root / "merged" / "model.safetensors").is_file() and (root / "merged" / "README.md").is_file()
+    merge_adapter.export(manifest, str(root / "adapter"), QUANT, "cpu", root / "merged")
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json"} <= {
+        p.name for p in (root / "merged").iterdir()}
 
     exported = AutoModelForCausalLM.from_pretrained(root / "merged").eval()
     assert getattr(exported.config, "quantization_config", None) is None  # dense, not quantised again

@@ -82,7 +82,7 @@ def card(tmp_path):
         params={"run": "demo", "title": SETTING["title"], "setting": {k: v for k, v in SETTING.items() if k != "title"},
                 "base_model": {"source": "build"}, "data": {"source": "data/demo/huatuo_lite_demo.jsonl"},
                 "quantization": {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"},
-                "device": "cpu", "license": "apache-2.0",
+                "device": "cpu", "license": "apache-2.0", "merged": "results/demo/merged/setting1/rep1",
                 "evaluations": [{"test_set": "small", "judge": j, "judge_model": f"reference: {m}"}
                                 for j, m in (("primary", "rouge-l-char"), ("chrf", "chrf"))]})
     smk.wildcards = SimpleNamespace(setting="setting1", replicate="1")
@@ -120,6 +120,7 @@ def test_data_recipe_and_training_figures_are_the_inputs(card):
     assert table_row(card, ["whole job (Snakemake's benchmark)"])[1] == "41.2 s, max RSS 1530 MB"
     assert table_row(card, ["peak GPU memory"])[1] == "n/a (no GPU)"
     assert "mean nothing about medicine" in card  # a built model: the demo's caveat
+    assert 'from_pretrained("results/demo/merged/setting1/rep1")' in card
 
 
 def test_evaluation_rows_are_the_tables_numbers(card):
