@@ -73,3 +73,31 @@ rule merged_model:
         device=config["device"],
     script:
         "../scripts/merge_adapter.py"
+
+
+# One test set's answers and verdicts in FastChat llm_judge's and AlpacaEval's layouts.
+rule interchange:
+    input:
+        test=f"{RESULTS}/data/test/{{test_set}}.jsonl",
+        baseline=f"{RESULTS}/baseline/{{test_set}}.jsonl",
+        answers=lambda wc: runs_of(
+            f"{RESULTS}/generations/{wc.test_set}/{{setting}}/rep{{replicate}}.jsonl"
+        ),
+        # Per judge, then setting and replicate.
+        verdicts=lambda wc: [v for j in JUDGES for v in verdicts_of(wc.test_set, j)],
+    output:
+        folder=directory(f"{RESULTS}/interchange/{{test_set}}"),
+    log:
+        f"{LOGS}/interchange/{{test_set}}.log",
+    benchmark:
+        f"{BENCHMARKS}/interchange/{{test_set}}.tsv"
+    conda:
+        "../envs/judge.yaml"
+    resources:
+        gpu=0,
+    params:
+        settings=SETTINGS,
+        replicates=config["replicates"],
+        judges=list(JUDGES),
+    script:
+        "../scripts/interchange.py"
