@@ -101,3 +101,30 @@ rule interchange:
         judges=list(JUDGES),
     script:
         "../scripts/interchange.py"
+
+
+# What the first run of this config will cost at most, before it calls anything:
+# `snakemake --cores 1 cost_plan` prints the table (no other rule needs it).
+rule cost_plan:
+    input:
+        judge_prompt=JUDGE_PROMPT,
+    output:
+        csv=f"{RESULTS}/cost_plan.csv",
+    log:
+        f"{LOGS}/cost_plan.log",
+    benchmark:
+        f"{BENCHMARKS}/cost_plan.tsv"
+    conda:
+        "../envs/judge.yaml"
+    resources:
+        gpu=0,
+    params:
+        judges=JUDGES,
+        test_sets=config["test_sets"],
+        n_settings=len(SETTINGS),
+        replicates=config["replicates"],
+        max_new_tokens=config["generation"]["max_new_tokens"],
+        augmentation=config["augmentation"],
+        n_train=config["splits"].get("sizes", {}).get("train"),
+    script:
+        "../scripts/cost_plan.py"
