@@ -89,13 +89,13 @@ def evaluation(setting: str, replicate: int, tables: dict) -> dict:
     }
 
 
-def metadata(base_model: str, dataset: str, license: str) -> dict:
+def metadata(base_model: str, dataset: str, licence: str) -> dict:
     """The card's YAML front matter, in the hub's model card fields."""
     return {
         "base_model": base_model,
         "library_name": "peft",
         "pipeline_tag": "text-generation",
-        "license": license,
+        "license": licence,
         "language": ["zh"],
         "datasets": [dataset],
         "tags": [*TAGS, f"base_model:adapter:{base_model}"],
@@ -117,14 +117,13 @@ def render(template: str, context: dict) -> str:
     return f"---\n{front}---\n\n" + env.from_string(template).render(**context)
 
 
-def card_tables(inputs, evaluations: list[dict]) -> list[dict]:
-    """Each (test set, judge) with its four tables, in the order the rule lists them."""
+def evaluations(inputs, specs: list[dict], setting: str, replicate: int) -> list[dict]:
+    """Each test set and judge (specs, in the order the rule lists their tables) with its numbers."""
     out = []
-    for k, e in enumerate(evaluations):
-        out.append({**e, "tables": {
-            "ranking": read_json(inputs.ranking[k]), "claims": read_json(inputs.claims[k]),
-            "winrate": read_json(inputs.winrate[k]), "replicates": read_csv(inputs.replicates[k]),
-        }})
+    for k, spec in enumerate(specs):
+        tables = {"ranking": read_json(inputs.ranking[k]), "claims": read_json(inputs.claims[k]),
+                  "winrate": read_json(inputs.winrate[k]), "replicates": read_csv(inputs.replicates[k])}
+        out.append({**spec, **evaluation(setting, replicate, tables)})
     return out
 
 
@@ -146,7 +145,7 @@ def main(smk):
         "augment": read_json(i.augment_stats[0]) if i.augment_stats else None,
         "training": dict(sorted(training.items())),
         "figures": training_figures(read_json(i.stats), read_csv(i.loss), read_benchmark(i.benchmark)),
-        "evaluations": [{**e, **evaluation(setting, replicate, e.pop("tables"))} for e in card_tables(i, p.evaluations)],
+        "evaluations": evaluations(i, p.evaluations, setting, replicate),
         "adapter_path": i.adapter, "merged_path": p.merged, "built_model": p.base_model["source"] == "build",
     }
     write_text(smk.output.card, render(Path(i.template).read_text(encoding="utf-8"), context))
