@@ -65,7 +65,8 @@ rule merged_model:
     conda:
         "../envs/train.yaml"
     resources:
-        gpu=0,
+        # It loads the base where the answers are made (device), as generate_answers does.
+        gpu=1,
         mem_mb=gpu_job_resource("generate", "mem_mb"),
         runtime=gpu_job_resource("generate", "runtime"),
     params:
