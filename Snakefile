@@ -28,6 +28,7 @@ include: "rules/aggregate.smk"
 include: "rules/fidelity.smk"
 include: "rules/figures.smk"
 include: "rules/paper.smk"
+include: "rules/export.smk"
 
 
 onstart:
@@ -42,3 +43,4 @@ rule all:
         f"{RESULTS}/paper/paper.pdf",
         # The report's HTML tables: no other rule reads them.
         rules.report_tables.output,
+        export_targets(),

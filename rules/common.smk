@@ -27,8 +27,8 @@ STUDY = "config/study.yaml"
 # The study's judge prompt, verbatim: sent by the judge, printed by the paper.
 JUDGE_PROMPT = "config/judge_prompt.txt"
 # The config as the paper and the fidelity table see it: not the YAML anchors' source (recipes)
-# nor the card's memory, which only changes speed (a bigger card reruns nothing).
-RUN_CONFIG = {k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib")}
+# nor the card's memory, which only changes speed (a bigger card reruns nothing), nor the exports.
+RUN_CONFIG = {k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib", "export")}
 PAPER = f"{RESULTS}/paper"
 # The paper's figures, by the name the template uses, as files beside paper.tex (which refers to
 # them by these relative names, so that paper_pdf can compile a copy of both elsewhere).
@@ -79,6 +79,16 @@ def local_data_source():
         if source.endswith(LOCAL_DATA_SUFFIXES) or os.path.exists(source)
         else []
     )
+
+
+def tensorboard_output():
+    """The training rule's TensorBoard folder, declared where any setting's recipe reports to it."""
+    reports = any(
+        config["settings"][s]["training"].get("report_to") == "tensorboard"
+        for s in TRAINED
+    )
+    folder = f"{RESULTS}/tensorboard/{{setting}}/rep{{replicate}}"
+    return {"tensorboard": directory(folder)} if reports else {}
 
 
 def setting_params(wildcards):
@@ -142,6 +152,24 @@ def tables_of(name):
         test_set=TEST_SETS,
         judge=JUDGES,
     )
+
+
+def card_evaluations():
+    """Each test set and judge the model cards report, in tables_of()'s order."""
+    return [
+        {"test_set": t, "judge": j, "judge_model": f"{JUDGES[j]['backend']}: {JUDGES[j]['model']}"}
+        for t in TEST_SETS
+        for j in JUDGES
+    ]
+
+
+def export_targets():
+    """Every adapter's model card, every test set's interchange files and, where export.merged is
+    on, every adapter merged into its base."""
+    cards = runs_of(f"{RESULTS}/model_cards/{{setting}}/rep{{replicate}}/README.md", TRAINED)
+    interchange = expand(f"{RESULTS}/interchange/{{test_set}}", test_set=TEST_SETS)
+    merged = runs_of(f"{RESULTS}/merged/{{setting}}/rep{{replicate}}", TRAINED)
+    return cards + interchange + (merged if config["export"]["merged"] else [])
 
 
 def compute_jobs():

@@ -22,6 +22,7 @@ import transformers
 import trl
 from datasets import Dataset
 from peft import LoraConfig
+from transformers.integrations import TensorBoardCallback
 from trl import SFTConfig, SFTTrainer
 
 import cuda_speed
@@ -65,14 +66,13 @@ def pipeline_args(training: Mapping, output_dir: str, device: str) -> dict:
     and a log line every step: the loss CSV and the resume of a killed job read them. The loss on
     the answer only: sft_dataset's prompt-completion rows are built for it. output_dir: the
     checkpoint folder of this setting, data and base model (run_fingerprint). use_cpu follows
-    `device`; report_to none keeps a job offline; the validation loss at the recipe's batch."""
+    `device`; the validation loss at the recipe's batch."""
     return dict(
         output_dir=output_dir,
         eval_strategy="steps",
         logging_steps=1,
         save_strategy="steps",
         completion_only_loss=True,
-        report_to="none",
         use_cpu=device == "cpu",
         per_device_eval_batch_size=training["per_device_train_batch_size"],
     )
@@ -81,6 +81,7 @@ def pipeline_args(training: Mapping, output_dir: str, device: str) -> dict:
 def default_args(training: Mapping) -> dict:
     """Our defaults for what the study does not set; a setting's `training:` may override them."""
     return dict(
+        report_to="none",  # offline unless a setting asks for TensorBoard
         save_total_limit=2,
         dataloader_num_workers=0,
         activation_checkpointing_kwargs={"use_reentrant": False} if training["activation_checkpointing"] else None,
@@ -93,6 +94,10 @@ FORMER_NAMES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_ba
                 "warmup_ratio": "warmup_steps (a float below 1 is a share of the steps)",
                 "scheduler": "lr_scheduler_type", "optimizer": "optim",
                 "group_by_length": "train_sampling_strategy: group_by_length"}
+
+
+# The Trainer integrations a job may report to: none, or TensorBoard event files in the run.
+REPORT_TO = ("none", "tensorboard")
 
 
 def check_training(training: Mapping, name: str) -> None:
@@ -109,6 +114,9 @@ def check_training(training: Mapping, name: str) -> None:
             problems.append(f"settings.{name}.training.{key}: not an argument of TRL's SFTConfig "
                             f"(trl {trl.__version__}, transformers {transformers.__version__})"
                             + (f"; did you mean {close}?" if close else ""))
+    if training.get("report_to", "none") not in REPORT_TO:
+        problems.append(f"settings.{name}.training.report_to: {training['report_to']!r}; the pipeline "
+                        f"writes only {' or '.join(REPORT_TO)} (others need an account or a server)")
     if problems:
         raise PipelineError("\n".join(problems))
 
@@ -150,18 +158,27 @@ def execution(trainer) -> dict:
     }
 
 
+def log_tensorboard_to(trainer, folder) -> None:
+    """The Trainer's TensorBoard callback writes under output_dir (our checkpoints, deleted after
+    training) by default: point it at the run's own folder."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(folder)
+
+
 def train_runtime_s(trainer) -> float | None:
     return next((e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e), None)
 
 
+def train_tokens(trainer) -> int:
+    """Tokens trained on (prompt and answer, no padding), every epoch counted."""
+    return round(sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * trainer.state.epoch)
+
+
 def train_tokens_per_s(trainer) -> float | None:
-    """Tokens trained on (prompt and answer, no padding) per second of the trainer's own runtime,
-    evaluations included."""
+    """train_tokens per second of the trainer's own runtime, evaluations included."""
     runtime = train_runtime_s(trainer)
-    if not runtime:
-        return None
-    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * trainer.state.epoch
-    return round(tokens / runtime, 1)
+    return round(train_tokens(trainer) / runtime, 1) if runtime else None
 
 
 def run_fingerprint(*parts) -> str:
@@ -224,8 +241,9 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
 
 
 def train_adapter(model_manifest, train_path, val_path, setting, quantization, device, gpu_memory_gib, checkpoint_dir,
-                  *, name: str, callbacks=()):
-    """Train (or resume) setting `name` and return the trainer; checkpoints under checkpoint_dir/<fingerprint>."""
+                  *, name: str, callbacks=(), tensorboard_dir=None):
+    """Train (or resume) setting `name` and return the trainer; checkpoints under checkpoint_dir/<fingerprint>,
+    TensorBoard events (where the setting reports to it) under tensorboard_dir."""
     fingerprint = run_fingerprint(setting, quantization, model_manifest, train_path, val_path)
     output_dir = Path(checkpoint_dir) / fingerprint
     args = sft_config(setting["training"], str(output_dir), device, name)  # a wrong key stops before loading
@@ -236,6 +254,8 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
         load_base(model_manifest, quantization, device, gpu_memory_gib), load_tokenizer(model_manifest),
         sft_dataset(read_jsonl(train_path)), sft_dataset(read_jsonl(val_path)), args, setting["lora"], callbacks,
     )
+    if tensorboard_dir:
+        log_tensorboard_to(trainer, tensorboard_dir)
     last = last_complete_checkpoint(output_dir)
     if last:
         keep_adapter_dtypes(trainer)
@@ -251,7 +271,7 @@ def main(smk):
     trainer = train_adapter(
         smk.input.model, smk.input.train, smk.input.val, smk.params.setting,
         smk.params.quantization, smk.params.device, smk.resources.gpu_memory_gib, smk.params.checkpoints,
-        name=smk.wildcards.setting,
+        name=smk.wildcards.setting, tensorboard_dir=smk.output.get("tensorboard"),
     )
     with atomic_dir(smk.output.adapter) as tmp:
         trainer.model.save_pretrained(tmp)
@@ -263,11 +283,14 @@ def main(smk):
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "device": device_name(smk.params.device),  # for the paper's provenance and compute table
         "peak_gpu_gib": peak_gpu_gib(smk.params.device),
+        "train_tokens": train_tokens(trainer),
         "train_tokens_per_s": train_tokens_per_s(trainer),
         "execution": execution(trainer),
         "versions": versions(TRAIN_PACKAGES),  # for the paper's provenance: what this job ran with
     })
     write_text(smk.output.loss, loss_csv(loss_rows(trainer.state.log_history)))
+    if smk.output.get("tensorboard"):  # declared for every setting, left empty where one reports to none
+        Path(smk.output.tensorboard).mkdir(parents=True, exist_ok=True)
     shutil.rmtree(smk.params.checkpoints, ignore_errors=True)  # done: nothing left to resume
     log.info("Adapter saved to %s after %d steps", smk.output.adapter, trainer.state.global_step)
 

@@ -23,16 +23,19 @@ HEADLINE = "results/demo/tables/small/primary"
 PAPER_JOBS = {"paper_context": 1, "render_tex": 1, "report_tables": 1, "paper_pdf": 1, "all": 1}
 
 
-def table_jobs(tables: int) -> dict[str, int]:
+def table_jobs(tables: int, cards: int = len(TRAINED) * REPLICATES) -> dict[str, int]:
     """What reruns after `tables` (test set, judge) pairs' verdicts change: their win-rate, claims
-    and ranking tables, the judges' agreement, the headline figures and the paper."""
+    and ranking tables, the judges' agreement, the headline figures, the paper, every adapter's
+    model card (`cards`: each reports every table) and every test set's interchange files."""
     return {"winrate_table": tables, "claims_table": tables, "ranking_table": tables, "judge_agreement": 1,
-            "figure_win_rates": 1, "figure_answer_lengths": 1, "figure_ranking": 1, **PAPER_JOBS}
+            "figure_win_rates": 1, "figure_answer_lengths": 1, "figure_ranking": 1, "model_card": cards,
+            "interchange": len(TEST_SETS), **PAPER_JOBS}
 
 
-# Every replicate of one setting, answered on every test set and judged by every judge; its new
-# benchmarks and stats rerun the compute table.
-ONE_SETTING = {"train_adapter": REPLICATES, "generate_answers": REPLICATES * 2, "judge_pairwise": REPLICATES * 2 * 2,
+# Every replicate of one setting, answered on every test set, judged by every judge and merged
+# (export.merged); its new benchmarks and stats rerun the compute table.
+ONE_SETTING = {"train_adapter": REPLICATES, "merged_model": REPLICATES, "generate_answers": REPLICATES * 2,
+               "judge_pairwise": REPLICATES * 2 * 2,
                "figure_loss_curves": 1, "compute_table": 1, **table_jobs(4)}
 COPIED = ["Snakefile", "rules", "scripts", "config", "envs", "paper", "data/demo", "data/protected_terms.txt"]
 

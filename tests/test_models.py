@@ -336,7 +336,7 @@ def test_training_keys_are_sftconfig_arguments_passed_through(tmp_path):
     ("lr", 1e-4, r"settings\.tiny\.training\.lr: not an argument of TRL's SFTConfig .*; did you mean learning_rate\?"),
     ("warmup_ratio", 0.03, r"settings\.tiny\.training\.warmup_ratio: not an argument of TRL's SFTConfig"),
     ("learning_rat", 0.03, r"settings\.tiny\.training\.learning_rat: .*; did you mean learning_rate\?"),
-    ("report_to", "wandb", r"settings\.tiny\.training\.report_to: set by the pipeline"),
+    ("report_to", "wandb", r"settings\.tiny\.training\.report_to: 'wandb'; the pipeline writes only none or tensorboard"),
     ("output_dir", "/elsewhere", r"settings\.tiny\.training\.output_dir: set by the pipeline"),
 ])
 def test_an_unknown_or_fixed_training_key_stops_naming_it(tmp_path, key, value, message):

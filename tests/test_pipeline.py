@@ -222,7 +222,8 @@ def test_a_figure_change_reruns_that_figure_and_the_pdf_only(demo_run, tmp_path,
     root = tmp_path / "run"
     shutil.copytree(demo_run, root, symlinks=True)
     change(root)
-    assert planned_jobs(root, *DEMO) == {"figure_loss_curves": 1, "paper_pdf": 1, "all": 1}
+    card = {"model_card": 1} if change is change_a_loss_table else {}  # the card reports the final loss
+    assert planned_jobs(root, *DEMO) == {"figure_loss_curves": 1, "paper_pdf": 1, "all": 1, **card}
 
 
 def test_a_fifth_setting_needs_no_code(demo_run):
@@ -230,15 +231,15 @@ def test_a_fifth_setting_needs_no_code(demo_run):
     fifth = {**demo["settings"]["setting1"], "title": "Higher rank", "lora": {**demo["settings"]["setting1"]["lora"], "r": 16}}
     name = overlay(demo_run, "fifth.yaml", {"settings": {"setting5": fifth}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    assert jobs == {"fidelity_table": 1, **ONE_SETTING}
+    assert jobs == {"fidelity_table": 1, **ONE_SETTING, "model_card": (len(TRAINED) + 1) * REPLICATES}
 
 
 def test_a_third_replicate_computes_only_itself(demo_run):
     name = overlay(demo_run, "replicates.yaml", {"replicates": 3})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    assert jobs == {"train_adapter": len(TRAINED), "generate_answers": len(SETTINGS) * 2,
+    assert jobs == {"train_adapter": len(TRAINED), "merged_model": len(TRAINED), "generate_answers": len(SETTINGS) * 2,
                     "judge_pairwise": len(SETTINGS) * 2 * 2, "figure_loss_curves": 1, "fidelity_table": 1,
-                    "compute_table": 1, **table_jobs(4)}
+                    "compute_table": 1, **table_jobs(4, cards=len(TRAINED) * 3)}
 
 
 def test_openai_judge_without_key_stops_before_any_job(demo_run):
@@ -341,7 +342,7 @@ def test_study_dag_dry_run_offline_without_key(tmp_path):
     assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 2, "near_duplicates": 2, "augment_train": 1,
                     "base_model": 2, "train_adapter": 12, "generate_answers": 36, "baseline_answers": 2,
                     "judge_pairwise": 72, "fidelity_table": 1, "figure_loss_curves": 1, "compute_table": 1,
-                    **table_jobs(4)}
+                    **table_jobs(4, cards=12)}
     out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env=env).stdout
     assert "results/study/models/qwen3-14b/manifest.json" in out
 
