@@ -28,7 +28,9 @@ STUDY = "config/study.yaml"
 JUDGE_PROMPT = "config/judge_prompt.txt"
 # The config as the paper and the fidelity table see it: not the YAML anchors' source (recipes)
 # nor the card's memory, which only changes speed (a bigger card reruns nothing), nor the exports.
-RUN_CONFIG = {k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib", "export")}
+RUN_CONFIG = {
+    k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib", "export")
+}
 PAPER = f"{RESULTS}/paper"
 # The paper's figures, by the name the template uses, as files beside paper.tex (which refers to
 # them by these relative names, so that paper_pdf can compile a copy of both elsewhere).
@@ -157,7 +159,11 @@ def tables_of(name):
 def card_evaluations():
     """Each test set and judge the model cards report, in tables_of()'s order."""
     return [
-        {"test_set": t, "judge": j, "judge_model": f"{JUDGES[j]['backend']}: {JUDGES[j]['model']}"}
+        {
+            "test_set": t,
+            "judge": j,
+            "judge_model": f"{JUDGES[j]['backend']}: {JUDGES[j]['model']}",
+        }
         for t in TEST_SETS
         for j in JUDGES
     ]
@@ -166,7 +172,9 @@ def card_evaluations():
 def export_targets():
     """Every adapter's model card, every test set's interchange files and, where export.merged is
     on, every adapter merged into its base."""
-    cards = runs_of(f"{RESULTS}/model_cards/{{setting}}/rep{{replicate}}/README.md", TRAINED)
+    cards = runs_of(
+        f"{RESULTS}/model_cards/{{setting}}/rep{{replicate}}/README.md", TRAINED
+    )
     interchange = expand(f"{RESULTS}/interchange/{{test_set}}", test_set=TEST_SETS)
     merged = runs_of(f"{RESULTS}/merged/{{setting}}/rep{{replicate}}", TRAINED)
     return cards + interchange + (merged if config["export"]["merged"] else [])

@@ -4,12 +4,11 @@ rule train_adapter:
         train=train_split,
         val=f"{RESULTS}/data/val.jsonl",
     output:
+        **tensorboard_output(),
         adapter=directory(f"{RESULTS}/adapters/{{setting}}/rep{{replicate}}"),
         loss=f"{RESULTS}/losses/{{setting}}/rep{{replicate}}.csv",
         # Steps, runtime and the device it trained on: the paper's provenance reads them.
         stats=f"{RESULTS}/train_stats/{{setting}}/rep{{replicate}}.json",
-        # TensorBoard's event files, where a setting's recipe has report_to: tensorboard.
-        **tensorboard_output(),
     log:
         f"{LOGS}/train_adapter/{{setting}}/rep{{replicate}}.log",
     benchmark:
