@@ -13,15 +13,27 @@ after which it gets the normal reply. Actions:
   ("drop",)                   close the connection without answering
   ("raw", bytes)              a 200 whose body is these bytes (malformed JSON, say)
   ("reply", text)             a chat completion with this text ("" for empty content)
+
+At load (`limits`, `chaos`), the requests that get a normal reply are further policed as a rate
+limited provider polices them: `limits` {rpm, tpm, window_s} admits at most rpm * window_s / 60
+requests and tpm * window_s / 60 tokens (the prompt's characters plus max_tokens, as providers
+count a request before answering it) in any sliding window of window_s seconds, and answers the
+rest 429 `rate_limit_exceeded` with a whole-second Retry-After (when the window has room again);
+`chaos` {seed, drop, error, slow, slow_s, latency_s} drops a connection or answers 500 with those
+probabilities before the limiter sees the request, and answers an admitted one after latency_s
+seconds, or slow_s with probability slow. `paid` counts the 200 replies per request_key and
+`paid_log` holds (time, tokens) of each, for throughput against the limit.
 """
 
 import email.parser
 import email.policy
 import json
+import math
+import random
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LABEL = {
@@ -52,10 +64,17 @@ def request_key(body: dict):
     return match.groups()[:2] if match else body["messages"][-1]["content"]
 
 
+def tokens_of(body: dict) -> int:
+    """A request's cost against a tokens-per-minute limit: its characters plus max_tokens."""
+    return sum(len(m["content"]) for m in body["messages"]) + int(body.get("max_tokens") or 0)
+
+
 class FakeOpenAI(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # a pool of connections opened at once is not refused
 
-    def __init__(self, faults=None, decide=longer_is_better, batch_polls=2, batch_line_status=None, respond=None):
+    def __init__(self, faults=None, decide=longer_is_better, batch_polls=2, batch_line_status=None, respond=None,
+                 limits=None, chaos=None, keep_requests=True):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.faults = {key: list(actions) for key, actions in (faults or {}).items()}
         self.decide = decide
@@ -68,6 +87,15 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.lock = threading.Lock()
+        self.limits = limits
+        self.chaos = chaos
+        self.random = random.Random((chaos or {}).get("seed", 0))
+        self.keep_requests = keep_requests  # off at load: the bodies would fill the test's memory
+        self.window: deque = deque()  # (admitted at, tokens) within the sliding window
+        self.window_tokens = 0
+        self.paid: Counter = Counter()  # request_key -> 200 replies
+        self.paid_log: list[tuple[float, int]] = []
+        self.statuses: Counter = Counter()  # HTTP status -> replies of chat completions ("drop": dropped)
 
     @property
     def base_url(self) -> str:
@@ -105,6 +133,51 @@ class FakeOpenAI(ThreadingHTTPServer):
             actions = self.faults.get(key)
             return actions.pop(0) if actions else ("reply", self.reply_text(body))
 
+    def police(self, body: dict, action: tuple) -> tuple:
+        """The action for a request at load: a normal reply may be dropped, fail, be refused by
+        the rate limit or come late; scripted faults pass as they are."""
+        if action[0] != "reply" or not (self.limits or self.chaos):
+            return action
+        chaos = self.chaos or {}
+        with self.lock:
+            roll = self.random.random()
+            if roll < chaos.get("drop", 0.0):
+                return ("drop",)
+            if roll < chaos.get("drop", 0.0) + chaos.get("error", 0.0):
+                return ("status", 500)
+            wait = self.admit(tokens_of(body)) if self.limits else 0.0
+            if wait > 0:
+                return ("status", 429, {"Retry-After": str(max(1, math.ceil(wait))), "x-error-code": "rate_limit_exceeded"})
+            slow = self.random.random() < chaos.get("slow", 0.0)
+            delay = self.random.uniform(*chaos["slow_s" if slow else "latency_s"]) if chaos else 0.0
+        return ("sleep", delay) if delay else action
+
+    def admit(self, tokens: int) -> float:
+        """0 if the request fits the sliding window (and is counted in it), else the seconds until
+        the window has room for it. Called under the lock."""
+        now, span = time.monotonic(), float(self.limits.get("window_s", 60))
+        while self.window and self.window[0][0] <= now - span:
+            self.window_tokens -= self.window.popleft()[1]
+        max_requests = self.limits["rpm"] * span / 60
+        max_tokens = self.limits["tpm"] * span / 60
+        if len(self.window) + 1 <= max_requests and self.window_tokens + tokens <= max_tokens:
+            self.window.append((now, tokens))
+            self.window_tokens += tokens
+            return 0.0
+        # room comes as the oldest admissions leave the window
+        wait, count, freed = 0.0, len(self.window), 0
+        for admitted, spent in self.window:
+            if count + 1 <= max_requests and self.window_tokens - freed + tokens <= max_tokens:
+                break
+            count, freed = count - 1, freed + spent
+            wait = admitted + span - now
+        return wait
+
+    def pay(self, body: dict) -> None:
+        with self.lock:
+            self.paid[request_key(body)] += 1
+            self.paid_log.append((time.monotonic(), tokens_of(body)))
+
     # ----------------------------------------------------------------------- batches
 
     def batch_output(self, batch: dict) -> tuple[str, str]:
@@ -132,8 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body):
         request = {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
-        with self.server.lock:
-            self.server.requests.append(request)
+        if self.server.keep_requests:
+            with self.server.lock:
+                self.server.requests.append(request)
         if self.server.on_request:
             return self.server.on_request(request)
         return None
@@ -160,8 +234,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drop()
         if self.path.endswith("/batches"):
             return self._create_batch(body)
-        action = self.server.next_action(body)
+        action = self.server.police(body, self.server.next_action(body))
         kind = action[0]
+        with self.server.lock:
+            self.server.statuses[200 if kind in ("sleep", "raw", "reply") else action[1] if kind == "status" else kind] += 1
         if kind == "status":
             code, headers = action[1], dict(action[2] if len(action) > 2 else {})
             # Like OpenAI's 401 body, the message echoes the key: the judge must mask it.
@@ -178,6 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "raw":
             return self._send(200, None, raw=action[1])
         try:
+            self.server.pay(body)  # billed once answered, whether or not the client is still there
             self._send(200, self.server.completion(body, action[1]))
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
             pass
