@@ -31,6 +31,7 @@ import json
 import math
 import random
 import re
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -96,6 +97,10 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.paid: Counter = Counter()  # request_key -> 200 replies
         self.paid_log: list[tuple[float, int]] = []
         self.statuses: Counter = Counter()  # HTTP status -> replies of chat completions ("drop": dropped)
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client killed or gone is no server fault
+            super().handle_error(request, client_address)
 
     @property
     def base_url(self) -> str:

@@ -24,7 +24,7 @@ from conftest import REPO, fake_snakemake, with_defaults
 import chat_api
 import fake_openai
 import judge_pairwise as jp
-from common import PipelineError, read_jsonl, read_prompt, run_stage, write_jsonl
+from common import read_jsonl, read_prompt, write_jsonl
 
 KEY_ENV = "JUDGE_LOAD_TEST_KEY"
 PROMPT_FILE = REPO / "config" / "judge_prompt.txt"
@@ -217,3 +217,17 @@ def test_killed_at_half_the_rerun_pays_only_for_what_the_cache_lacks(tmp_path, f
     assert len(read_jsonl(tmp_path / "verdicts.jsonl")) == QUESTIONS
     print("kill:", json.dumps({"cached_at_kill": len(cached), "paid_twice": len(lost),
                                "wall_s": round(killed["wall_s"] + rerun["wall_s"], 1)}))
+
+
+def test_rate_limit_waits_are_not_failures_and_hold_every_worker(tmp_path, fake):
+    # 4 requests in any 2 s: 16 calls take at least 6 s; with max_retries 0 any 429 counted as a
+    # failure would stop the stage
+    server = fake(limits={"rpm": 120, "tpm": 10**9, "window_s": 2}, keep_requests=False)
+    paths = write_inputs(tmp_path, 8)
+    start = time.monotonic()
+    jp.main(fake_snakemake(**stage_args(tmp_path, paths, judge_config(server, concurrency=4, max_retries=0))))
+    assert time.monotonic() - start >= 6
+    assert len(read_jsonl(tmp_path / "verdicts.jsonl")) == 8
+    assert set(server.paid.values()) == {1} and len(server.paid) == 16
+    # held back together: about one 429 per worker each time the window fills, not one per poll
+    assert server.statuses[429] <= 4 * 4, server.statuses
