@@ -8,13 +8,11 @@ pays only for what the cache lacks. And a provider that refuses the run itself (
 longer serves, a key without access, a spent quota) stops the stage at once with one line."""
 
 import json
-import os
 import random
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
