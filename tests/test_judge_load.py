@@ -4,8 +4,8 @@ replicates x 2 judges) against a loopback provider (tests/fake_openai.py) that e
 requests- and a tokens-per-minute limit over a sliding minute, answers late at random, drops
 connections and fails with 500 now and then. Every verdict is written, every distinct call paid
 once, the server's window kept full, memory flat while the cache grows; killed at half, the rerun
-pays only for what the cache lacks. And a provider that refuses the run itself (a model it no
-longer serves, a key without access, a spent quota) stops the stage at once with one line."""
+pays only for what the cache lacks. The two study-size runs are slow (about 4 minutes each on two
+shared cores); a small run checks in seconds that rate-limit waits are not failures."""
 
 import json
 import random
