@@ -36,6 +36,8 @@ polls the same batch again instead of paying for a second one; the replies land 
 Memory: while calls are made, at most a few times `concurrency` of them are queued and no reply
 is kept but in the cache, so that a run of any size holds the same memory while it pays; the
 replies are read back from the cache when every call is answered.
+`concurrency` caps the calls in flight: to keep up with a provider's limit it must cover the
+requests a second it allows times a reply's latency.
 """
 
 
