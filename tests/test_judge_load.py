@@ -218,13 +218,13 @@ def test_killed_at_half_the_rerun_pays_only_for_what_the_cache_lacks(tmp_path, f
 
 
 def test_rate_limit_waits_are_not_failures_and_hold_every_worker(tmp_path, fake):
-    # 4 requests in any 2 s: 16 calls take at least 6 s; with max_retries 0 any 429 counted as a
-    # failure would stop the stage
-    server = fake(limits={"rpm": 120, "tpm": 10**9, "window_s": 2}, keep_requests=False)
+    # 4 requests in any second: 16 calls take at least 3 s; with max_retries 0 any 429 counted as
+    # a failure would stop the stage
+    server = fake(limits={"rpm": 240, "tpm": 10**9, "window_s": 1}, keep_requests=False)
     paths = write_inputs(tmp_path, 8)
     start = time.monotonic()
     jp.main(fake_snakemake(**stage_args(tmp_path, paths, judge_config(server, concurrency=4, max_retries=0))))
-    assert time.monotonic() - start >= 6
+    assert time.monotonic() - start >= 3
     assert len(read_jsonl(tmp_path / "verdicts.jsonl")) == 8
     assert set(server.paid.values()) == {1} and len(server.paid) == 16
     # held back together: about one 429 per worker each time the window fills, not one per poll
