@@ -28,9 +28,10 @@ cache folder at once: a call is made under an exclusive lock on its key (`<cache
 file lock that dies with its process), and a run that waited for the lock finds the other's reply
 in the cache instead of paying for the same call again.
 
-Batch (`batch: true`, the judge's): the uncached calls go into one JSONL file, uploaded with the Files
-API and run as one batch (24h window, half price). Its state (input file id, batch id, the cache
-keys it answers) is saved under `<cache>/batches/` as soon as each id exists, so a killed run
+Batch (`batch: true`, the judge's): the uncached calls go into JSONL files, uploaded with the Files
+API and run as batches (24h window, half price), as few as the provider's limits on one batch
+allow (MAX_BATCH_REQUESTS, MAX_BATCH_BYTES), all submitted before any is waited for. Each one's
+state (input file id, batch id, the cache keys it answers) is saved under `<cache>/batches/` as soon as each id exists, so a killed run
 polls the same batch again instead of paying for a second one; the replies land in the cache.
 
 Memory: while calls are made, at most a few times `concurrency` of them are queued and no reply
@@ -69,6 +70,9 @@ MAX_RATE_LIMITED_S = 1800.0
 RESUME_SPREAD = 0.1
 BATCH_ENDPOINT = "/v1/chat/completions"
 BATCH_DONE = ("completed", "failed", "expired", "cancelled")
+# The provider's limits on one batch (OpenAI's: 50,000 requests, an input file of 200 MB).
+MAX_BATCH_REQUESTS = 50_000
+MAX_BATCH_BYTES = 200 * 2**20
 
 
 @dataclass(frozen=True)
@@ -408,14 +412,30 @@ class ChatClient:
 
     def _batch(self, todo: dict[str, dict]) -> None:
         folder = self.cache.folder / "batches"
-        for path in sorted(folder.glob("*.json")):
-            state = read_json(path)
-            if todo.keys() & set(state["keys"]):
-                log.info("%s: resuming batch %s (%s)", self.desc, state["batch_id"] or "not yet created", path)
-                self._run_batch(path, state)
-        missing = {key: body for key, body in todo.items() if self.cache.get(key) is None}
-        if missing:
-            self._run_batch(*self._upload_batch(folder, missing))
+        resumed = [(path, state) for path in sorted(folder.glob("*.json"))
+                   if todo.keys() & set((state := read_json(path))["keys"])]
+        for path, state in resumed:
+            log.info("%s: resuming batch %s (%s)", self.desc, state["batch_id"] or "not yet created", path)
+        covered = {key for _, state in resumed for key in state["keys"]}
+        missing = {key: body for key, body in todo.items() if key not in covered and self.cache.get(key) is None}
+        fresh = [self._upload_batch(folder, part) for part in self._batch_parts(missing)]
+        # every batch submitted before any is waited for: the provider runs them side by side
+        running = [(path, self._create_batch(path, state)) for path, state in resumed + fresh]
+        problems = [problem for path, state in running if (problem := self._finish_batch(path, state))]
+        if problems:
+            raise PipelineError(f"{self.desc}: {'; '.join(problems)}; rerun to submit them again".replace(self.api_key, "***"))
+
+    @staticmethod
+    def _batch_parts(todo: dict[str, dict]) -> list[dict[str, dict]]:
+        """The calls split into batches within the provider's limits on one batch."""
+        parts, part, size = [], {}, 0
+        for key, body in todo.items():
+            line = len(json.dumps({"custom_id": key, "method": "POST", "url": BATCH_ENDPOINT, "body": body},
+                                  ensure_ascii=False).encode("utf-8")) + 1
+            if part and (len(part) == MAX_BATCH_REQUESTS or size + line > MAX_BATCH_BYTES):
+                parts, part, size = parts + [part], {}, 0
+            part[key], size = body, size + line
+        return parts + [part] if part else parts
 
     def _upload_batch(self, folder: Path, todo: dict[str, dict]) -> tuple[Path, dict]:
         lines = [
@@ -432,7 +452,7 @@ class ChatClient:
         write_json(path, state)
         return path, state
 
-    def _run_batch(self, path: Path, state: dict) -> None:
+    def _create_batch(self, path: Path, state: dict) -> dict:
         if state["batch_id"] is None:
             batch = self._call(
                 self.client.batches.create,
@@ -443,16 +463,18 @@ class ChatClient:
             state = {**state, "batch_id": batch.id}
             write_json(path, state)
             log.info("%s: submitted batch %s with %d requests (state in %s)", self.desc, batch.id, len(state["keys"]), path)
+        return state
+
+    def _finish_batch(self, path: Path, state: dict) -> str | None:
+        """Wait for the batch and cache its answers; what it left unanswered, in words, or None."""
         batch = self._poll(state["batch_id"], len(state["keys"]))
         answered, errors = self._collect(batch, set(state["keys"]))
         path.unlink()  # the batch is over: what it did not answer goes into a new one next run
         unanswered = len(state["keys"]) - len(answered)
-        if unanswered:
-            first = f" (first error: {errors[0]})" if errors else ""
-            raise PipelineError(
-                f"{self.desc}: batch {batch.id} ended '{batch.status}' with {unanswered} of {len(state['keys'])} "
-                f"requests unanswered{first}; rerun to submit them again".replace(self.api_key, "***")
-            )
+        if not unanswered:
+            return None
+        first = f" (first error: {errors[0]})" if errors else ""
+        return f"batch {batch.id} ended '{batch.status}' with {unanswered} of {len(state['keys'])} requests unanswered{first}"
 
     def _poll(self, batch_id: str, total: int):
         interval = float(self.cfg["batch_poll_interval"])

@@ -21,8 +21,10 @@ count a request before answering it) in any sliding window of window_s seconds, 
 rest 429 `rate_limit_exceeded` with a whole-second Retry-After (when the window has room again);
 `chaos` {seed, drop, error, slow, slow_s, latency_s} drops a connection or answers 500 with those
 probabilities before the limiter sees the request, and answers an admitted one after latency_s
-seconds, or slow_s with probability slow. `paid` counts the 200 replies per request_key and
-`paid_log` holds (time, tokens) of each, for throughput against the limit.
+seconds, or slow_s with probability slow. `paid` counts the 200 replies per request_key (batch
+lines included) and `paid_log` holds (time, tokens) of each, for throughput against the limit.
+Batches: `batch_max_requests` refuses (400) a batch of more lines; a batch whose id is in
+`batch_expire` ends 'expired' with its second half unanswered (error code batch_expired).
 """
 
 import email.parser
@@ -75,13 +77,15 @@ class FakeOpenAI(ThreadingHTTPServer):
     request_queue_size = 256  # a pool of connections opened at once is not refused
 
     def __init__(self, faults=None, decide=longer_is_better, batch_polls=2, batch_line_status=None, respond=None,
-                 limits=None, chaos=None, keep_requests=True):
+                 limits=None, chaos=None, keep_requests=True, batch_max_requests=None, batch_expire=()):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.faults = {key: list(actions) for key, actions in (faults or {}).items()}
         self.decide = decide
         self.respond = respond
         self.batch_polls = batch_polls  # GETs of a batch before it completes
         self.batch_line_status = batch_line_status or {}  # (question, answer1) -> HTTP status in the batch
+        self.batch_max_requests = batch_max_requests
+        self.batch_expire = set(batch_expire)
         self.requests: list[dict] = []
         self.asked: Counter = Counter()  # request_key -> chat requests, batch lines included
         self.on_request = None  # called with each request before it is answered
@@ -187,13 +191,20 @@ class FakeOpenAI(ThreadingHTTPServer):
 
     def batch_output(self, batch: dict) -> tuple[str, str]:
         out, err = [], []
-        for line in self.files[batch["input_file_id"]].decode("utf-8").splitlines():
+        lines = self.files[batch["input_file_id"]].decode("utf-8").splitlines()
+        answered = len(lines) // 2 if batch["id"] in self.batch_expire else len(lines)
+        for n, line in enumerate(lines):
             request = json.loads(line)
+            if n >= answered:
+                error = {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}
+                err.append({"id": "r", "custom_id": request["custom_id"], "response": None, "error": error})
+                continue
             key = request_key(request["body"])
             with self.lock:
                 self.asked[key] += 1
             status = self.batch_line_status.get(key, 200)
             if status == 200:
+                self.pay(request["body"])
                 body = self.completion(request["body"], self.reply_text(request["body"]))
                 out.append({"id": "r", "custom_id": request["custom_id"], "response": {"status_code": 200, "body": body}, "error": None})
             else:
@@ -297,6 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _create_batch(self, body: dict):
         total = len(self.server.files[body["input_file_id"]].splitlines())
+        if self.server.batch_max_requests and total > self.server.batch_max_requests:
+            return self._send(400, {"error": {"message": f"a batch holds at most {self.server.batch_max_requests} requests",
+                                              "type": "invalid_request_error", "code": "too_many_requests"}})
         with self.server.lock:
             batch_id = f"batch_{len(self.server.batches) + 1}"
             batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
@@ -310,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         batch = server.batches[batch_id]
         batch["polls"] += 1
-        if batch["status"] != "completed":
+        if batch["status"] not in ("completed", "expired"):
             if batch["polls"] <= server.batch_polls:
                 batch["status"] = "in_progress"
                 batch["request_counts"]["completed"] = batch["polls"] - 1
@@ -323,7 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
                         batch[name] = file_id
                 total = batch["request_counts"]["total"]
                 failed = len(err.splitlines())
-                batch.update(status="completed", request_counts={"total": total, "completed": total - failed, "failed": failed})
+                batch.update(status="expired" if batch_id in server.batch_expire else "completed",
+                             request_counts={"total": total, "completed": total - failed, "failed": failed})
         return self._send(200, {k: v for k, v in batch.items() if k != "polls"})
 
 

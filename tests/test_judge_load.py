@@ -22,7 +22,7 @@ from conftest import REPO, fake_snakemake, with_defaults
 import chat_api
 import fake_openai
 import judge_pairwise as jp
-from common import read_jsonl, read_prompt, write_jsonl
+from common import PipelineError, read_jsonl, read_prompt, write_jsonl
 
 KEY_ENV = "JUDGE_LOAD_TEST_KEY"
 PROMPT_FILE = REPO / "config" / "judge_prompt.txt"
@@ -229,3 +229,26 @@ def test_rate_limit_waits_are_not_failures_and_hold_every_worker(tmp_path, fake)
     assert set(server.paid.values()) == {1} and len(server.paid) == 16
     # held back together: about one 429 per worker each time the window fills, not one per poll
     assert server.statuses[429] <= 4 * 4, server.statuses
+
+
+@pytest.mark.slow
+def test_the_study_size_through_the_batch_api_split_and_an_expired_batch_resubmitted(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr(chat_api, "MAX_BATCH_REQUESTS", 5000)  # a provider allowing 5,000 requests a batch
+    server = fake(batch_max_requests=5000, batch_expire={"batch_2"}, keep_requests=False)
+    paths = write_inputs(tmp_path, QUESTIONS)
+    judge = judge_config(server, batch=True, batch_poll_interval=0.01)
+    args = stage_args(tmp_path, paths, judge)
+    with pytest.raises(PipelineError, match=r"batch batch_2 ended 'expired' with 2500 of 5000 requests unanswered "
+                                            r"\(first error: .*batch_expired.*\); rerun to submit them again"):
+        jp.main(fake_snakemake(**args))
+    assert sorted(server.batches) == ["batch_1", "batch_2", "batch_3"]
+    assert [b["request_counts"]["total"] for b in server.batches.values()] == [5000, 5000, 4400]
+    assert len(list((tmp_path / "cache").glob("??/*.json"))) == 2 * QUESTIONS - 2500
+    assert not (tmp_path / "verdicts.jsonl").exists()
+    assert not list((tmp_path / "cache" / "batches").glob("*.json"))  # all over: nothing to resume
+
+    jp.main(fake_snakemake(**args))  # the rerun submits only the expired half
+    assert server.batches["batch_4"]["request_counts"]["total"] == 2500 and len(server.batches) == 4
+    assert len(read_jsonl(tmp_path / "verdicts.jsonl")) == QUESTIONS
+    wanted = set(request_keys(paths, judge, server.base_url).values())
+    assert set(server.paid) == wanted and set(server.paid.values()) == {1}
