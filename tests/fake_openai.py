@@ -13,15 +13,30 @@ after which it gets the normal reply. Actions:
   ("drop",)                   close the connection without answering
   ("raw", bytes)              a 200 whose body is these bytes (malformed JSON, say)
   ("reply", text)             a chat completion with this text ("" for empty content)
+
+At load (`limits`, `chaos`), the requests that get a normal reply are further policed as a rate
+limited provider polices them: `limits` {rpm, tpm, window_s} admits at most rpm * window_s / 60
+requests and tpm * window_s / 60 tokens (the prompt's characters plus max_tokens, as providers
+count a request before answering it) in any sliding window of window_s seconds, and answers the
+rest 429 `rate_limit_exceeded` with a whole-second Retry-After (when the window has room again);
+`chaos` {seed, drop, error, slow, slow_s, latency_s} drops a connection or answers 500 with those
+probabilities before the limiter sees the request, and answers an admitted one after latency_s
+seconds, or slow_s with probability slow. `paid` counts the 200 replies per request_key (batch
+lines included) and `paid_log` holds (time, tokens) of each, for throughput against the limit.
+Batches: `batch_max_requests` refuses (400) a batch of more lines; a batch whose id is in
+`batch_expire` ends 'expired' with its second half unanswered (error code batch_expired).
 """
 
 import email.parser
 import email.policy
 import json
+import math
+import random
 import re
+import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LABEL = {
@@ -52,22 +67,44 @@ def request_key(body: dict):
     return match.groups()[:2] if match else body["messages"][-1]["content"]
 
 
+def tokens_of(body: dict) -> int:
+    """A request's cost against a tokens-per-minute limit: its characters plus max_tokens."""
+    return sum(len(m["content"]) for m in body["messages"]) + int(body.get("max_tokens") or 0)
+
+
 class FakeOpenAI(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # a pool of connections opened at once is not refused
 
-    def __init__(self, faults=None, decide=longer_is_better, batch_polls=2, batch_line_status=None, respond=None):
+    def __init__(self, faults=None, decide=longer_is_better, batch_polls=2, batch_line_status=None, respond=None,
+                 limits=None, chaos=None, keep_requests=True, batch_max_requests=None, batch_expire=()):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.faults = {key: list(actions) for key, actions in (faults or {}).items()}
         self.decide = decide
         self.respond = respond
         self.batch_polls = batch_polls  # GETs of a batch before it completes
         self.batch_line_status = batch_line_status or {}  # (question, answer1) -> HTTP status in the batch
+        self.batch_max_requests = batch_max_requests
+        self.batch_expire = set(batch_expire)
         self.requests: list[dict] = []
         self.asked: Counter = Counter()  # request_key -> chat requests, batch lines included
         self.on_request = None  # called with each request before it is answered
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.lock = threading.Lock()
+        self.limits = limits
+        self.chaos = chaos
+        self.random = random.Random((chaos or {}).get("seed", 0))
+        self.keep_requests = keep_requests  # off at load: the bodies would fill the test's memory
+        self.window: deque = deque()  # (admitted at, tokens) within the sliding window
+        self.window_tokens = 0
+        self.paid: Counter = Counter()  # request_key -> 200 replies
+        self.paid_log: list[tuple[float, int]] = []
+        self.statuses: Counter = Counter()  # HTTP status -> replies of chat completions ("drop": dropped)
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client killed or gone is no server fault
+            super().handle_error(request, client_address)
 
     @property
     def base_url(self) -> str:
@@ -105,17 +142,69 @@ class FakeOpenAI(ThreadingHTTPServer):
             actions = self.faults.get(key)
             return actions.pop(0) if actions else ("reply", self.reply_text(body))
 
+    def police(self, body: dict, action: tuple) -> tuple:
+        """The action for a request at load: a normal reply may be dropped, fail, be refused by
+        the rate limit or come late; scripted faults pass as they are."""
+        if action[0] != "reply" or not (self.limits or self.chaos):
+            return action
+        chaos = self.chaos or {}
+        with self.lock:
+            roll = self.random.random()
+            if roll < chaos.get("drop", 0.0):
+                return ("drop",)
+            if roll < chaos.get("drop", 0.0) + chaos.get("error", 0.0):
+                return ("status", 500)
+            wait = self.admit(tokens_of(body)) if self.limits else 0.0
+            if wait > 0:
+                return ("status", 429, {"Retry-After": str(max(1, math.ceil(wait))), "x-error-code": "rate_limit_exceeded"})
+            slow = self.random.random() < chaos.get("slow", 0.0)
+            delay = self.random.uniform(*chaos["slow_s" if slow else "latency_s"]) if chaos else 0.0
+        return ("sleep", delay) if delay else action
+
+    def admit(self, tokens: int) -> float:
+        """0 if the request fits the sliding window (and is counted in it), else the seconds until
+        the window has room for it. Called under the lock."""
+        now, span = time.monotonic(), float(self.limits.get("window_s", 60))
+        while self.window and self.window[0][0] <= now - span:
+            self.window_tokens -= self.window.popleft()[1]
+        max_requests = self.limits["rpm"] * span / 60
+        max_tokens = self.limits["tpm"] * span / 60
+        if len(self.window) + 1 <= max_requests and self.window_tokens + tokens <= max_tokens:
+            self.window.append((now, tokens))
+            self.window_tokens += tokens
+            return 0.0
+        # room comes as the oldest admissions leave the window
+        wait, count, freed = 0.0, len(self.window), 0
+        for admitted, spent in self.window:
+            if count + 1 <= max_requests and self.window_tokens - freed + tokens <= max_tokens:
+                break
+            count, freed = count - 1, freed + spent
+            wait = admitted + span - now
+        return wait
+
+    def pay(self, body: dict) -> None:
+        with self.lock:
+            self.paid[request_key(body)] += 1
+            self.paid_log.append((time.monotonic(), tokens_of(body)))
+
     # ----------------------------------------------------------------------- batches
 
     def batch_output(self, batch: dict) -> tuple[str, str]:
         out, err = [], []
-        for line in self.files[batch["input_file_id"]].decode("utf-8").splitlines():
+        lines = self.files[batch["input_file_id"]].decode("utf-8").splitlines()
+        answered = len(lines) // 2 if batch["id"] in self.batch_expire else len(lines)
+        for n, line in enumerate(lines):
             request = json.loads(line)
+            if n >= answered:
+                error = {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}
+                err.append({"id": "r", "custom_id": request["custom_id"], "response": None, "error": error})
+                continue
             key = request_key(request["body"])
             with self.lock:
                 self.asked[key] += 1
             status = self.batch_line_status.get(key, 200)
             if status == 200:
+                self.pay(request["body"])
                 body = self.completion(request["body"], self.reply_text(request["body"]))
                 out.append({"id": "r", "custom_id": request["custom_id"], "response": {"status_code": 200, "body": body}, "error": None})
             else:
@@ -132,8 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body):
         request = {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
-        with self.server.lock:
-            self.server.requests.append(request)
+        if self.server.keep_requests:
+            with self.server.lock:
+                self.server.requests.append(request)
         if self.server.on_request:
             return self.server.on_request(request)
         return None
@@ -160,8 +250,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drop()
         if self.path.endswith("/batches"):
             return self._create_batch(body)
-        action = self.server.next_action(body)
+        action = self.server.police(body, self.server.next_action(body))
         kind = action[0]
+        with self.server.lock:
+            self.server.statuses[200 if kind in ("sleep", "raw", "reply") else action[1] if kind == "status" else kind] += 1
         if kind == "status":
             code, headers = action[1], dict(action[2] if len(action) > 2 else {})
             # Like OpenAI's 401 body, the message echoes the key: the judge must mask it.
@@ -178,6 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "raw":
             return self._send(200, None, raw=action[1])
         try:
+            self.server.pay(body)  # billed once answered, whether or not the client is still there
             self._send(200, self.server.completion(body, action[1]))
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
             pass
@@ -215,6 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _create_batch(self, body: dict):
         total = len(self.server.files[body["input_file_id"]].splitlines())
+        if self.server.batch_max_requests and total > self.server.batch_max_requests:
+            return self._send(400, {"error": {"message": f"a batch holds at most {self.server.batch_max_requests} requests",
+                                              "type": "invalid_request_error", "code": "too_many_requests"}})
         with self.server.lock:
             batch_id = f"batch_{len(self.server.batches) + 1}"
             batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
@@ -228,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         batch = server.batches[batch_id]
         batch["polls"] += 1
-        if batch["status"] != "completed":
+        if batch["status"] not in ("completed", "expired"):
             if batch["polls"] <= server.batch_polls:
                 batch["status"] = "in_progress"
                 batch["request_counts"]["completed"] = batch["polls"] - 1
@@ -241,7 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
                         batch[name] = file_id
                 total = batch["request_counts"]["total"]
                 failed = len(err.splitlines())
-                batch.update(status="completed", request_counts={"total": total, "completed": total - failed, "failed": failed})
+                batch.update(status="expired" if batch_id in server.batch_expire else "completed",
+                             request_counts={"total": total, "completed": total - failed, "failed": failed})
         return self._send(200, {k: v for k, v in batch.items() if k != "polls"})
 
 
