@@ -259,7 +259,6 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
     last = last_complete_checkpoint(output_dir)
     if last:
         keep_adapter_dtypes(trainer)
-    if last:
         log.info("Resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)
     return trainer
@@ -271,7 +270,7 @@ def main(smk):
     trainer = train_adapter(
         smk.input.model, smk.input.train, smk.input.val, smk.params.setting,
         smk.params.quantization, smk.params.device, smk.resources.gpu_memory_gib, smk.params.checkpoints,
-        name=smk.wildcards.setting, tensorboard_dir=smk.output.get("tensorboard"),
+        name=smk.wildcards.setting, tensorboard_dir=getattr(smk.output, "tensorboard", None),
     )
     with atomic_dir(smk.output.adapter) as tmp:
         trainer.model.save_pretrained(tmp)

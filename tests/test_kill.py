@@ -94,8 +94,9 @@ STAGES = {
 
 # The training job killed: setting1's first replicate (24 steps, a checkpoint every 10).
 TRAIN_SETTING, TRAIN_REP = "setting1", 0
+# The demo's recipes report to TensorBoard: its event folder is an output of the job too.
 TRAIN_OUTPUTS = (f"adapters/{TRAIN_SETTING}/rep{TRAIN_REP}", f"losses/{TRAIN_SETTING}/rep{TRAIN_REP}.csv",
-                 f"train_stats/{TRAIN_SETTING}/rep{TRAIN_REP}.json")
+                 f"train_stats/{TRAIN_SETTING}/rep{TRAIN_REP}.json", f"tensorboard/{TRAIN_SETTING}/rep{TRAIN_REP}")
 TRAIN_CHECKPOINTS = f"checkpoints/{TRAIN_SETTING}/rep{TRAIN_REP}"
 TRAIN_LOG = f"logs/train_adapter/{TRAIN_SETTING}/rep{TRAIN_REP}.log"
 

@@ -95,7 +95,7 @@ def test_demo_tables_recompute_from_the_verdict_files(demo_run):
                 assert float(row["replicate_win_rate_min"]) == pytest.approx(min(rates))
                 assert float(row["replicate_win_rate_max"]) == pytest.approx(max(rates))
             claims = read_csv(tables / "claims.csv")
-            assert len(claims) == 9 and {c["verdict"] for c in claims} <= {"supported", "contradicted", "inconclusive"}
+            assert len(claims) == 11 and {c["verdict"] for c in claims} <= {"reproduced", "supported", "contradicted", "inconclusive"}
             p_holm = multipletests([float(c["p_value"]) for c in claims], method="holm")[1]
             for c, expected in zip(claims, p_holm):
                 assert float(c["p_holm"]) == pytest.approx(expected)

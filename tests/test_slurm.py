@@ -30,7 +30,7 @@ RUN = [*DEMO, ONE_REPLICATE]
 SLURM_DIR = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 CANNOT_RUN = 77  # start.sh's exit status for "not here", with the reason on its last stderr line
-GPU_RULES = {"train_adapter", "generate_answers", "baseline_answers"}  # the demo's baseline is a model
+GPU_RULES = {"train_adapter", "generate_answers", "baseline_answers", "merged_model"}  # the demo's baseline is a model; it exports merged models
 TIMINGS = {}
 
 
