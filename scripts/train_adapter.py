@@ -267,10 +267,11 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
 def main(smk):
     from versions import TRAIN as TRAIN_PACKAGES, versions
 
+    tensorboard = getattr(smk.output, "tensorboard", None)  # declared where any setting reports to it
     trainer = train_adapter(
         smk.input.model, smk.input.train, smk.input.val, smk.params.setting,
         smk.params.quantization, smk.params.device, smk.resources.gpu_memory_gib, smk.params.checkpoints,
-        name=smk.wildcards.setting, tensorboard_dir=getattr(smk.output, "tensorboard", None),
+        name=smk.wildcards.setting, tensorboard_dir=tensorboard,
     )
     with atomic_dir(smk.output.adapter) as tmp:
         trainer.model.save_pretrained(tmp)
@@ -288,8 +289,8 @@ def main(smk):
         "versions": versions(TRAIN_PACKAGES),  # for the paper's provenance: what this job ran with
     })
     write_text(smk.output.loss, loss_csv(loss_rows(trainer.state.log_history)))
-    if smk.output.get("tensorboard"):  # declared for every setting, left empty where one reports to none
-        Path(smk.output.tensorboard).mkdir(parents=True, exist_ok=True)
+    if tensorboard:  # declared for every setting, left empty where one reports to none
+        Path(tensorboard).mkdir(parents=True, exist_ok=True)
     shutil.rmtree(smk.params.checkpoints, ignore_errors=True)  # done: nothing left to resume
     log.info("Adapter saved to %s after %d steps", smk.output.adapter, trainer.state.global_step)
 
