@@ -100,13 +100,21 @@ def test_demo_tables_recompute_from_the_verdict_files(demo_run):
             for c, expected in zip(claims, p_holm):
                 assert float(c["p_holm"]) == pytest.approx(expected)
                 against = c["against"]
-                rate = {s: sum(v == "win" for (s2, _, _), v in verdicts.items() if s2 == s) / (12 if test_set == "small" else 20) / REPLICATES
-                        for s in SETTINGS}
+                score = {"win": 1.0, "tie": 0.5, "loss": 0.0, "invalid": 0.5}  # the claims' one measure
+                rate = {s: sum(score[v] for (s2, _, _), v in verdicts.items() if s2 == s)
+                        / (12 if test_set == "small" else 20) / REPLICATES for s in SETTINGS}
                 effect = rate[c["setting"]] - (0.5 if against == "baseline" else rate[against])
                 assert float(c["effect"]) == pytest.approx(effect)
-                significant = float(c["p_holm"]) < 0.05
-                assert c["verdict"] == ("inconclusive" if not significant or effect == 0
-                                        else "supported" if effect > 0 else "contradicted")
+                # The verdict ladder, read again from the row's corrected interval and Holm p.
+                low, high = float(c["ci_holm_low"]), float(c["ci_holm_high"])
+                published = float(c["published_effect"]) if c["published_effect"] else None
+                margin = float(c["margin"])
+                expected_verdict = (
+                    "reproduced" if published is not None and published - margin <= low and high <= published + margin
+                    else "supported" if float(c["p_holm"]) < 0.05 and effect > 0
+                    else "contradicted" if high < (published if published is not None else 0)
+                    else "inconclusive")
+                assert c["verdict"] == expected_verdict
             assert {c["against"] for c in claims if c["id"].startswith("sft_effective")} == {"control-s", "control-m"}
     rank = {"loss": 0, "tie": 1, "win": 2}
     for row in read_csv(results / "tables" / "judge_agreement.csv"):
