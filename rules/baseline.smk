@@ -14,6 +14,7 @@ rule baseline_answers:
         gpu=lambda wc: int(
             config["test_sets"][wc.test_set]["baseline"]["source"] == "model"
         ),
+        gpu_memory_gib=config["gpu_memory_gib"],
     params:
         baseline=lambda wc: config["test_sets"][wc.test_set]["baseline"],
         generation=config["generation"],

@@ -18,6 +18,8 @@ rule generate_answers:
         gpu=1,
         mem_mb=gpu_job_resource("generate", "mem_mb"),
         runtime=gpu_job_resource("generate", "runtime"),
+        # The memory budget sets the answering form and batch, never the answers: a resource.
+        gpu_memory_gib=config["gpu_memory_gib"],
     params:
         generation=replicate_generation,
         quantization=config["quantization"],

@@ -21,11 +21,14 @@ def answers_from_openai(test: list[dict], baseline: dict, cache_dir: str, sectio
     return [reply.content for reply in client.ask([chat_prompt(t["question"]) for t in test])]
 
 
-def answers_from_model(test: list[dict], manifest: str, generation: dict, quantization: dict, device: str) -> list[str]:
-    from qlora import answer_questions, load_generation_model, load_tokenizer  # torch only where needed
+def answers_from_model(test: list[dict], manifest: str, generation: dict, quantization: dict, device: str,
+                       gpu_memory_gib: float) -> list[str]:
+    from qlora import answer_questions, prepare_answering  # torch only where needed
 
-    model = load_generation_model(manifest, quantization, device)
-    answers = answer_questions(model, load_tokenizer(manifest), [t["question"] for t in test], generation,
+    questions = [t["question"] for t in test]
+    tokenizer, model, plan = prepare_answering(manifest, quantization, device, None, questions, generation,
+                                               gpu_memory_gib)
+    answers = answer_questions(model, tokenizer, questions, {**generation, "batch_size": plan.batch_size},
                                [t["id"] for t in test])
     return [a["answer"] for a in answers]
 
@@ -38,7 +41,8 @@ def main(smk):
     elif source == "openai":
         answers = answers_from_openai(test, p.baseline, p.cache_dir, p.section)
     else:
-        answers = answers_from_model(test, smk.input.model[0], p.generation, p.quantization, p.device)
+        answers = answers_from_model(test, smk.input.model[0], p.generation, p.quantization, p.device,
+                                     smk.resources.gpu_memory_gib)
     write_jsonl(smk.output[0], (
         {"id": t["id"], "question": t["question"], "answer": a, "source": source, "model": p.baseline.get("model")}
         for t, a in zip(test, answers)

@@ -1,26 +1,34 @@
-"""Stage generate: each setting's answers to the test questions: the 4-bit base model with the
-setting's LoRA adapter (a control: with none), batched, thinking off; sampled as the study did (each question from its own
-seed, so batching changes speed only) or greedy. Each record says whether its answer was cut at
-max_new_tokens (hit_token_limit). A stats file gives the job's load and answering times, tokens/s
-and peak GPU memory for the paper's compute table."""
+"""Stage generate: each setting's answers to the test questions, batched, thinking off: the NF4
+base with the setting's LoRA adapter (a control: with none), dequantised and merged where that fits
+the GPU memory budget with its batch, else as the study ran it, 4-bit with the adapter beside it
+(memory_budget.plan_answering); sampled as the study did (each question from its own seed, so
+batching changes speed only) or greedy. Each record says whether its answer was cut at
+max_new_tokens (hit_token_limit). A stats file gives the job's form, batch size, memory cap, load
+and answering times, tokens/s and peak GPU memory for the paper's compute table."""
 
 import time
 
 from common import log, read_jsonl, run_stage, write_json, write_jsonl
-from qlora import answer_questions, device_name, load_generation_model, load_tokenizer, peak_gpu_gib
+from qlora import answer_questions, device_name, peak_gpu_gib, prepare_answering
 
 
-def generate_answers(model_manifest, adapter_dir, test, generation, quantization, device) -> tuple[list[dict], dict]:
+def generate_answers(model_manifest, adapter_dir, test, generation, quantization, device,
+                     gpu_memory_gib) -> tuple[list[dict], dict]:
     """The answer records and the job's compute stats."""
     started = time.perf_counter()
-    tokenizer = load_tokenizer(model_manifest)
-    model = load_generation_model(model_manifest, quantization, device, adapter_dir)
+    questions = [t["question"] for t in test]
+    tokenizer, model, plan = prepare_answering(model_manifest, quantization, device, adapter_dir, questions,
+                                               generation, gpu_memory_gib)
     loaded = time.perf_counter()
-    answers = answer_questions(model, tokenizer, [t["question"] for t in test], generation, [t["id"] for t in test])
+    answers = answer_questions(model, tokenizer, questions, {**generation, "batch_size": plan.batch_size},
+                               [t["id"] for t in test])
     answered = time.perf_counter()
     tokens = sum(a["answer_tokens"] for a in answers)
     stats = {
         "device": device_name(device),
+        "form": plan.form,
+        "batch_size": plan.batch_size,
+        "memory_budget_gib": gpu_memory_gib,
         "questions": len(answers),
         "answer_tokens": tokens,
         "load_s": round(loaded - started, 3),
@@ -34,11 +42,12 @@ def generate_answers(model_manifest, adapter_dir, test, generation, quantization
 def main(smk):
     p = smk.params
     adapter = smk.input.adapter[0] if smk.input.adapter else None  # none: an untuned control
-    records, stats = generate_answers(smk.input.model, adapter, read_jsonl(smk.input.test),
-                                      p.generation, p.quantization, p.device)
+    records, stats = generate_answers(smk.input.model, adapter, read_jsonl(smk.input.test), p.generation,
+                                      p.quantization, p.device, smk.resources.gpu_memory_gib)
     write_jsonl(smk.output.answers, records)
     write_json(smk.output.stats, stats)
-    log.info("Wrote %d answers to %s (%.0f tokens/s)", len(records), smk.output.answers, stats["tokens_per_s"])
+    log.info("Wrote %d answers to %s as %s in batches of %d (%.0f tokens/s)", len(records), smk.output.answers,
+             stats["form"], stats["batch_size"], stats["tokens_per_s"])
 
 
 if "snakemake" in globals():

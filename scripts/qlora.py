@@ -12,7 +12,9 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfi
                           TopPLogitsWarper)
 
 from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, log, read_json
+from cuda_speed import bf16_gib
 from decoding import decode, processors
+from memory_budget import MERGED, AnsweringPlan, cap_gpu_memory, kv_bytes_per_token, plan_answering
 
 
 def check_device(device: str) -> None:
@@ -68,17 +70,52 @@ def load_quantized_model(manifest_path: str, quantization: dict, device: str):
     )
 
 
-def load_generation_model(manifest_path: str, quantization: dict, device: str, adapter_dir: str | None = None):
-    """The model that answers: the NF4 base dequantised once to the compute dtype, with the
-    adapter (if any) merged into it. Each weight is then exactly what the 4-bit path dequantises
-    in every matmul, but decoding runs as a plain dense model: several times faster than NF4 with
-    an unmerged adapter (bench/RESULTS.md), at the memory of the unquantised model."""
+def answering_model(base, adapter_dir: str | None, form: str):
+    """The model that answers, from the NF4 base: MERGED dequantises it once to the compute dtype
+    and merges the adapter (if any) into it, so each weight is exactly what the 4-bit path
+    dequantises in every matmul but decoding runs as a plain dense model, several times faster
+    (bench/RESULTS.md), at the memory of the unquantised model; FOUR_BIT keeps the study's own form,
+    the 4-bit base with the adapter beside it."""
     from peft import PeftModel
 
-    model = load_quantized_model(manifest_path, quantization, device).dequantize()
+    model = base.dequantize() if form == MERGED else base
     if adapter_dir:
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        model = PeftModel.from_pretrained(model, adapter_dir)
+        model = model.merge_and_unload() if form == MERGED else model
     return model.eval()
+
+
+def load_generation_model(manifest_path: str, quantization: dict, device: str, adapter_dir: str | None = None):
+    """The NF4 base dequantised with the adapter merged: the form a merged export takes."""
+    return answering_model(load_quantized_model(manifest_path, quantization, device), adapter_dir, MERGED)
+
+
+def prompt_ids(tokenizer, question: str) -> list[int]:
+    """A question's chat prompt as the model reads it (thinking off)."""
+    text = tokenizer.apply_chat_template(chat_prompt(question), tokenize=False, add_generation_prompt=True,
+                                         **CHAT_TEMPLATE_KWARGS)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def plan_for(base, tokenizer, questions: list[str], generation: dict, gpu_memory_gib: float) -> AnsweringPlan:
+    """The answering form and batch size for these questions within the memory budget."""
+    dense, loaded = round(bf16_gib(base) * 2**30), base.get_memory_footprint()
+    longest = max(len(prompt_ids(tokenizer, q)) for q in questions)
+    return plan_answering(dense, loaded, kv_bytes_per_token(base.config), longest + generation["max_new_tokens"],
+                          len(questions), gpu_memory_gib, generation.get("batch_size", "auto"))
+
+
+def prepare_answering(manifest_path: str, quantization: dict, device: str, adapter_dir: str | None,
+                      questions: list[str], generation: dict, gpu_memory_gib: float):
+    """The tokenizer, the answering model and its plan, the process's GPU memory capped at the
+    budget first, so that a job that would not fit the configured card fails here as it would there."""
+    cap_gpu_memory(device, gpu_memory_gib)
+    tokenizer = load_tokenizer(manifest_path)
+    base = load_quantized_model(manifest_path, quantization, device)
+    plan = plan_for(base, tokenizer, questions, generation, gpu_memory_gib)
+    log.info("Answering %d questions as %s in batches of %d (weights %.1f GiB, %.3f GiB an answer)",
+             len(questions), plan.form, plan.batch_size, plan.weights_gib, plan.kv_gib_per_answer)
+    return tokenizer, answering_model(base, adapter_dir, plan.form), plan
 
 
 def question_seed(seed: int, question_id) -> int:

@@ -28,6 +28,7 @@ from trl import SFTConfig, SFTTrainer
 import cuda_speed
 from common import (CHAT_TEMPLATE_KWARGS, PipelineError, atomic_dir, chat_prompt, log, read_jsonl, run_stage,
                     write_json, write_text)
+from memory_budget import cap_gpu_memory
 from qlora import device_name, load_quantized_model, load_tokenizer, peak_gpu_gib
 
 
@@ -51,7 +52,9 @@ def lora_config(lora: dict) -> LoraConfig:
 
 
 def load_base(model_manifest, quantization, device, gpu_memory_gib):
-    """The frozen base for training, on CUDA made as fast as its memory budget allows (cuda_speed)."""
+    """The frozen base for training, on CUDA made as fast as its memory budget allows (cuda_speed),
+    the process's GPU memory capped at the budget first, as on a card of that size."""
+    cap_gpu_memory(device, gpu_memory_gib)
     model = load_quantized_model(model_manifest, quantization, device)
     return cuda_speed.fast_base(model, gpu_memory_gib) if device == "cuda" else model
 
@@ -283,6 +286,7 @@ def main(smk):
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "device": device_name(smk.params.device),  # for the paper's provenance and compute table
         "peak_gpu_gib": peak_gpu_gib(smk.params.device),
+        "memory_budget_gib": smk.resources.gpu_memory_gib,
         "train_tokens": train_tokens(trainer),
         "train_tokens_per_s": train_tokens_per_s(trainer),
         "execution": execution(trainer),

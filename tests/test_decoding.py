@@ -11,6 +11,7 @@ from scipy.stats import chisquare
 from transformers import LogitsProcessorList
 
 import base_model
+import decoding
 import qlora
 from records import check_record
 from common import CHAT_TEMPLATE_KWARGS, chat_prompt, write_json, write_jsonl
@@ -26,15 +27,20 @@ GREEDY = with_defaults("generation", {"do_sample": False, "max_new_tokens": 16, 
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The pipeline's generation model (NF4 dequantised once, float32) of a tiny random Qwen3, and its tokenizer."""
+def tiny_manifest(tmp_path_factory) -> str:
+    """The manifest of a tiny random Qwen3 the pipeline builds."""
     root = tmp_path_factory.mktemp("tiny-decoding")
     write_jsonl(root / "train.jsonl", [{"id": i, "question": f"{q}（{i}）", "answer": a}
                                        for i in range(5) for q, a in QA])
     manifest = base_model.resolve_model({"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m", "cpu")
     write_json(root / "m" / "manifest.json", manifest)
-    path = str(root / "m" / "manifest.json")
-    return qlora.load_generation_model(path, QUANT, "cpu"), qlora.load_tokenizer(path)
+    return str(root / "m" / "manifest.json")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_manifest):
+    """The pipeline's generation model (NF4 dequantised once, float32) of that Qwen3, and its tokenizer."""
+    return qlora.load_generation_model(tiny_manifest, QUANT, "cpu"), qlora.load_tokenizer(tiny_manifest)
 
 
 def answer(model, tokenizer, questions, generation, ids):
@@ -175,10 +181,12 @@ def test_greedy_is_hugging_faces_plain_greedy(tiny, penalty):
 
 
 @pytest.mark.slow
-def test_the_decoding_loop_is_generate_over_a_padded_batch_sampled_and_penalised(tiny):
-    """decoding.decode (static cache, 4D masks, its own positions) makes the tokens generate() makes
-    for the same left-padded batch, repetition penalty and Gumbel sampler, over generate()'s dynamic
-    cache and over its static one."""
+@pytest.mark.parametrize("window_slots", [4, decoding.WINDOW_SLOTS])
+def test_the_decoding_loop_is_generate_over_a_padded_batch_sampled_and_penalised(tiny, window_slots):
+    """decoding.decode (static cache, 4D masks, its own positions, attention over a window of the
+    filled slots: 4 slots moves the window every 4 steps) makes the tokens generate() makes for the
+    same left-padded batch, repetition penalty and Gumbel sampler, over generate()'s dynamic cache
+    and over its static one."""
     model, tokenizer = tiny
     prompts = [tokenizer.apply_chat_template(chat_prompt(q), tokenize=False, add_generation_prompt=True,
                                              **CHAT_TEMPLATE_KWARGS) for q in QUESTIONS]
@@ -192,7 +200,7 @@ def test_the_decoding_loop_is_generate_over_a_padded_batch_sampled_and_penalised
 
     eos = torch.tensor(qlora.eos_token_ids(model, tokenizer))
     ours = qlora.decode(model, enc["input_ids"], enc["attention_mask"], 24, qlora.processors(1.2, sampler()), eos,
-                        tokenizer.pad_token_id, cuda_graph=False)
+                        tokenizer.pad_token_id, cuda_graph=False, window_slots=window_slots)
     for cache in (None, "static"):
         out = model.generate(**enc, max_new_tokens=24, do_sample=False, temperature=None, top_p=None, top_k=None,
                              repetition_penalty=1.2, logits_processor=LogitsProcessorList(sampler()),
@@ -232,15 +240,15 @@ def test_hit_token_limit_only_for_answers_cut_at_max_new_tokens(tiny, generation
     assert records[2]["answer"] == ""
 
 
-def test_generate_answers_records_carry_hit_token_limit(tiny, monkeypatch):
+def test_generate_answers_records_carry_hit_token_limit(tiny, tiny_manifest):
     import generate_answers
 
     model, tokenizer = tiny
-    monkeypatch.setattr(generate_answers, "load_tokenizer", lambda manifest: tokenizer)
-    monkeypatch.setattr(generate_answers, "load_generation_model", lambda *args: model)
     test = [{"id": i, "question": q} for i, q in zip(IDS, QUESTIONS)]
-    records, stats = generate_answers.generate_answers("manifest", None, test, STUDY, QUANT, "cpu")
+    records, stats = generate_answers.generate_answers(tiny_manifest, None, test, STUDY, QUANT, "cpu", 1)
     assert stats["device"] == "cpu" and stats["questions"] == len(test) and stats["peak_gpu_gib"] is None
+    # 6 questions, at most 6 a batch: one batch of the merged model, well within 1 GiB
+    assert (stats["form"], stats["batch_size"], stats["memory_budget_gib"]) == ("dequantised, adapter merged", 6, 1)
     assert stats["answer_tokens"] == sum(r["answer_tokens"] for r in records) > 0
     assert stats["tokens_per_s"] == pytest.approx(stats["answer_tokens"] / stats["generate_s"], rel=0.01)
     assert [set(r) for r in records] == [{"id", "question", "answer", "prompt_tokens", "answer_tokens",
@@ -250,6 +258,20 @@ def test_generate_answers_records_carry_hit_token_limit(tiny, monkeypatch):
         check_record(r, "answer", "generations")
     assert records == [{"id": i, **a, "generation": STUDY}
                        for i, a in zip(IDS, qlora.answer_questions(model, tokenizer, QUESTIONS, STUDY, IDS))]
+
+
+def test_repetition_penalty_over_a_seen_mask_is_transformers_own():
+    """Step by step over a growing sequence, the mask-based penalty gives exactly the scores of
+    transformers' RepetitionPenaltyLogitsProcessor (positive and negative scores, repeated ids)."""
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 50, (3, 7), generator=generator)
+    ours, theirs = decoding.RepetitionPenalty(1.3), RepetitionPenaltyLogitsProcessor(1.3)
+    for _ in range(5):
+        scores = torch.randn(3, 50, generator=generator)
+        assert torch.equal(ours(ids, scores.clone()), theirs(ids, scores.clone()))
+        ids = torch.cat([ids, torch.randint(0, 50, (3, 1), generator=generator)], dim=-1)
 
 
 @pytest.mark.parametrize("generation", [GREEDY, STUDY], ids=["greedy", "sampled"])

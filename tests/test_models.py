@@ -156,11 +156,11 @@ def test_train_answer_only_loss_and_resume(tiny, caplog):
     test = [{"id": "q1", "question": QA[0][0]}, {"id": "q2", "question": QA[1][0]}]
     gen = with_defaults("generation", {"max_new_tokens": 8, "do_sample": False, "batch_size": 2})
     records, _ = generate_answers.generate_answers(str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test,
-                                                   gen, QUANT, "cpu")
+                                                   gen, QUANT, "cpu", 32)
     assert [r["id"] for r in records] == ["q1", "q2"]
     assert all(0 < r["answer_tokens"] <= 8 and r["prompt_tokens"] > 5 for r in records)
     again, _ = generate_answers.generate_answers(str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test,
-                                                 gen, QUANT, "cpu")
+                                                 gen, QUANT, "cpu", 32)
     assert [r["answer"] for r in again] == [r["answer"] for r in records]  # greedy is deterministic
 
 

@@ -268,6 +268,6 @@ def test_a_tiny_model_with_qwen3s_tokenizer_trains_on_the_answer_and_answers(tmp
     trainer.model.save_pretrained(tmp_path / "adapter")
     gen = with_defaults("generation", {"max_new_tokens": 8, "do_sample": False, "batch_size": 2})
     records, _ = generate_answers.generate_answers(str(tmp_path / "m" / "manifest.json"), str(tmp_path / "adapter"),
-                                                   [{"id": "q1", "question": QA[0][0]}], gen, quant, "cpu")
+                                                   [{"id": "q1", "question": QA[0][0]}], gen, quant, "cpu", 32)
     assert records[0]["prompt_tokens"] == len(reference_ids(reference, prompt))
     assert 0 < records[0]["answer_tokens"] <= 8
