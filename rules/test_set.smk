@@ -18,6 +18,7 @@ rule test_set:
         # The baseline's keys change the baseline's answers, not the questions.
         source=lambda wc: config["test_sets"][wc.test_set]["source"],
         n=lambda wc: config["test_sets"][wc.test_set]["n"],
+        copies=lambda wc: config["test_sets"][wc.test_set]["copies"],
         heldout_slice=lambda wc: heldout_slice(wc.test_set),
     script:
         "../scripts/test_set.py"

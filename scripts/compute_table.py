@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 from common import DataError, PipelineError, log, run_stage, write_text
 
 COLUMNS = ("rule", "test_set", "setting", "replicate", "device", "wall_s", "max_rss_mib", "peak_gpu_gib",
-           "tokens_per_s")
+           "tokens_per_s", "memory_budget_gib", "form", "batch_size")
 TOTAL = "all GPU jobs"
 # The key under which each rule's stage records its throughput in its stats file.
 TOKENS_PER_S = {"train_adapter": "train_tokens_per_s", "generate_answers": "tokens_per_s"}
@@ -49,9 +49,20 @@ def read_benchmark(path: str | os.PathLike) -> dict:
             "max_rss_mib": None if rss == "NA" else _number(rss, path, 2, "max_rss")}
 
 
+def job_form(stats: Mapping, rule: str) -> dict:
+    """The memory budget a job held to, the form its model took (training: the frozen base, 4-bit or
+    dequantised; answering: merged or 4-bit with the adapter) and its batch (training: the micro-batch)."""
+    if rule == "train_adapter":
+        execution = stats.get("execution") or {}
+        form, batch = execution.get("frozen_base"), execution.get("micro_batch")
+    else:
+        form, batch = stats.get("form"), stats.get("batch_size")
+    return {"memory_budget_gib": stats.get("memory_budget_gib"), "form": form, "batch_size": batch}
+
+
 def read_stats(path: str | os.PathLike, rule: str) -> dict:
-    """A training or answering job's stats JSON: its device, peak GPU memory (null on the CPU) and
-    tokens/s (null where the trainer logged no runtime)."""
+    """A training or answering job's stats JSON: its device, peak GPU memory (null on the CPU),
+    tokens/s (null where the trainer logged no runtime) and job_form's fields (null where not recorded)."""
     try:
         with open(path, encoding="utf-8") as f:
             stats = json.load(f)
@@ -68,18 +79,20 @@ def read_stats(path: str | os.PathLike, rule: str) -> dict:
         raise DataError(path, None, "device", f"not a device name ({device!r})")
     return {"device": device,
             **{name: _number(stats[key], path, None, key, nullable=True)
-               for name, key in fields.items() if name != "device"}}
+               for name, key in fields.items() if name != "device"},
+            **job_form(stats, rule)}
 
 
 def total_row(rows: Sequence[Mapping]) -> dict:
     """All GPU jobs: their wall time summed, the largest memory peaks, the devices they ran on."""
     def largest(column):
-        return max((r[column] for r in rows if r[column] is not None), default=None)
+        return max((r[column] for r in rows if r.get(column) is not None), default=None)
 
     return {"rule": TOTAL, "test_set": None, "setting": None, "replicate": None,
             "device": "; ".join(dict.fromkeys(r["device"] for r in rows)),
             "wall_s": round(sum(r["wall_s"] for r in rows), 4), "max_rss_mib": largest("max_rss_mib"),
-            "peak_gpu_gib": largest("peak_gpu_gib"), "tokens_per_s": None}
+            "peak_gpu_gib": largest("peak_gpu_gib"), "tokens_per_s": None,
+            "memory_budget_gib": largest("memory_budget_gib"), "form": None, "batch_size": None}
 
 
 def compute_rows(jobs: Sequence[Mapping], benchmarks: Sequence, stats: Sequence) -> list[dict]:
@@ -92,7 +105,7 @@ def compute_rows(jobs: Sequence[Mapping], benchmarks: Sequence, stats: Sequence)
         recorded = read_stats(stats_path, job["rule"])
         rows.append({"rule": job["rule"], "test_set": job.get("test_set"), "setting": job["setting"],
                      "replicate": job["replicate"], "device": recorded["device"], **read_benchmark(benchmark),
-                     "peak_gpu_gib": recorded["peak_gpu_gib"], "tokens_per_s": recorded["tokens_per_s"]})
+                     **{k: recorded[k] for k in COLUMNS[7:]}})
     return rows + [total_row(rows)]
 
 
@@ -100,7 +113,7 @@ def to_csv(rows: Sequence[Mapping]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: "" if row[k] is None else row[k] for k in COLUMNS} for row in rows)
+    writer.writerows({k: "" if row.get(k) is None else row[k] for k in COLUMNS} for row in rows)
     return out.getvalue()
 
 
@@ -114,7 +127,7 @@ def read_compute_csv(path: str | os.PathLike) -> list[dict]:
         rows = []
         for line, row in enumerate(reader, 2):
             cells = {k: row[k] or None for k in COLUMNS}
-            for k in ("wall_s", "max_rss_mib", "peak_gpu_gib", "tokens_per_s"):
+            for k in ("wall_s", "max_rss_mib", "peak_gpu_gib", "tokens_per_s", "memory_budget_gib", "batch_size"):
                 cells[k] = _number(cells[k], path, line, k, nullable=k != "wall_s")
             if cells["replicate"] is not None:
                 if not cells["replicate"].isdigit():

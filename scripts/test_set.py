@@ -29,6 +29,14 @@ def read_course_file(path: str) -> list[dict]:
     return records
 
 
+def with_copies(test: list[dict], copies: int) -> list[dict]:
+    """Each question `copies` times, copy k of question i with id "i.k" (its own sampling seed);
+    the questions as they are for one copy."""
+    if copies == 1:
+        return test
+    return [{**t, "id": f"{t['id']}.{k}"} for k in range(1, copies + 1) for t in test]
+
+
 def draw_from_heldout(heldout: list[dict], start: int, stop: int) -> list[dict]:
     if stop > len(heldout):
         raise PipelineError(f"test_sets: held-out rows [{start}, {stop}) asked for (the held-out test sets "
@@ -51,6 +59,7 @@ def main(smk):
         test = draw_from_heldout(read_jsonl(smk.input.heldout), p.heldout_slice["start"], p.heldout_slice["stop"])
     else:
         test = read_course_file(smk.input.source[0])[: p.n]
+    test = with_copies(test, p.copies)
     check_leakage(test, {"train": read_jsonl(smk.input.train), "val": read_jsonl(smk.input.val)})
     write_jsonl(smk.output[0], test)
     log.info("Test set %s: %d questions from %s", smk.wildcards.test_set, len(test), p.source)

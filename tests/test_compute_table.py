@@ -42,24 +42,29 @@ ANSWER_JOB = {"rule": "generate_answers", "test_set": "small", "setting": "contr
 
 def test_rows_are_the_benchmarks_and_the_stats_with_a_total(tmp_path):
     train_stats = stats(tmp_path, "train", device="NVIDIA H200", train_runtime_s=100.0, peak_gpu_gib=30.5,
-                        train_tokens_per_s=3770.2, global_step=24)
+                        train_tokens_per_s=3770.2, global_step=24, memory_budget_gib=32,
+                        execution={"micro_batch": 16, "frozen_base": "4-bit"})
     answer_stats = stats(tmp_path, "answer", device="cpu", questions=12, answer_tokens=480, load_s=0.5,
-                         generate_s=2.0, tokens_per_s=240.0, peak_gpu_gib=None)
+                         generate_s=2.0, tokens_per_s=240.0, peak_gpu_gib=None, memory_budget_gib=32,
+                         form="dequantised, adapter merged", batch_size=12)
     rows = compute_rows([TRAIN_JOB, ANSWER_JOB],
                         [benchmark(tmp_path, "train", s="130.5", max_rss="2048.5"),
                          benchmark(tmp_path, "answer", s="4.25", max_rss="NA")],  # too fast to be sampled
                         [train_stats, answer_stats])
     assert rows == [
         {"rule": "train_adapter", "test_set": None, "setting": "setting1", "replicate": 0, "device": "NVIDIA H200",
-         "wall_s": 130.5, "max_rss_mib": 2048.5, "peak_gpu_gib": 30.5, "tokens_per_s": 3770.2},
+         "wall_s": 130.5, "max_rss_mib": 2048.5, "peak_gpu_gib": 30.5, "tokens_per_s": 3770.2,
+         "memory_budget_gib": 32, "form": "4-bit", "batch_size": 16},
         {"rule": "generate_answers", "test_set": "small", "setting": "control-s", "replicate": 1, "device": "cpu",
-         "wall_s": 4.25, "max_rss_mib": None, "peak_gpu_gib": None, "tokens_per_s": 240.0},
+         "wall_s": 4.25, "max_rss_mib": None, "peak_gpu_gib": None, "tokens_per_s": 240.0,
+         "memory_budget_gib": 32, "form": "dequantised, adapter merged", "batch_size": 12},
         {"rule": TOTAL, "test_set": None, "setting": None, "replicate": None, "device": "NVIDIA H200; cpu",
-         "wall_s": 134.75, "max_rss_mib": 2048.5, "peak_gpu_gib": 30.5, "tokens_per_s": None},
+         "wall_s": 134.75, "max_rss_mib": 2048.5, "peak_gpu_gib": 30.5, "tokens_per_s": None,
+         "memory_budget_gib": 32, "form": None, "batch_size": None},
     ]
     text = to_csv(rows)
     assert text.splitlines()[0] == ",".join(compute_table.COLUMNS)
-    assert text.splitlines()[2] == "generate_answers,small,control-s,1,cpu,4.25,,,240.0"
+    assert text.splitlines()[2] == 'generate_answers,small,control-s,1,cpu,4.25,,,240.0,32,"dequantised, adapter merged",12'
     path = tmp_path / "compute.csv"
     path.write_text(text, encoding="utf-8")
     assert read_compute_csv(path) == rows

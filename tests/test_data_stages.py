@@ -144,6 +144,16 @@ def test_course_file_and_leakage(tmp_path):
         test_set.check_leakage(test, {"train": [], "val": [row(9, "感冒了 怎么办?")]})
 
 
+def test_copies_of_a_test_set_have_their_own_ids_and_keep_the_rest():
+    test = [{"id": 1, "question": "感冒了怎么办？", "reference": None, "baseline_answer": "多休息。"},
+            {"id": 2, "question": "高血压吃什么药？", "reference": None, "baseline_answer": "遵医嘱。"}]
+    assert test_set.with_copies(test, 1) == test
+    copies = test_set.with_copies(test, 3)
+    assert [t["id"] for t in copies] == ["1.1", "2.1", "1.2", "2.2", "1.3", "2.3"]
+    assert [{k: v for k, v in t.items() if k != "id"} for t in copies] == [
+        {k: v for k, v in t.items() if k != "id"} for t in test] * 3
+
+
 def test_course_file_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([["问题", "答"], ["只有问题"]], ensure_ascii=False))

@@ -23,8 +23,8 @@ def test_the_proof_runs_the_studys_recipes_sizes_and_decoding():
         assert PROOF[key] == STUDY[key], key
     assert PROOF["splits"]["sizes"]["train"] == STUDY["splits"]["sizes"]["train"]
     assert PROOF["splits"]["sizes"]["val"] == STUDY["splits"]["sizes"]["val"]
-    assert PROOF["test_sets"] == {"course": {"source": "../shared/data/zh_med.json", "n": 20,
-                                             "baseline": {"source": "file"}}}
+    course = {"source": "../shared/data/zh_med.json", "n": 20, "baseline": {"source": "file"}}
+    assert PROOF["test_sets"] == {"course": course, "course-x10": {**course, "copies": 10}}
     assert PROOF["augmentation"]["ratio"] == STUDY["augmentation"]["ratio"]
     assert set(PROOF["models"]) == set(STUDY["models"])
     for name, model in PROOF["models"].items():
@@ -34,11 +34,12 @@ def test_the_proof_runs_the_studys_recipes_sizes_and_decoding():
 
 def test_the_proof_plans_every_training_and_answer_of_the_study(tmp_path, shared_data):
     """With the real rows beside the checkout: 4 settings x 3 replicates trained, 6 settings x 3
-    replicates answering the course's questions, both base models built, and the compute table."""
+    replicates answering the course's questions and their 10 copies, both base models built, and the
+    compute table."""
     (tmp_path / "repo").mkdir()
     root = copy_repo(tmp_path / "repo")
     (tmp_path / "shared").symlink_to(shared_data.parent)
     jobs = planned_jobs(root, "--configfile", "config/gpu-proof.yaml", "--resources", "gpu=1",
                         "--until", "compute_table", env={"HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": ""})
-    assert jobs == {"raw_data": 1, "split_data": 1, "augment_train": 1, "test_set": 1, "base_model": 2,
-                    "train_adapter": 12, "generate_answers": 18, "compute_table": 1}
+    assert jobs == {"raw_data": 1, "split_data": 1, "augment_train": 1, "test_set": 2, "base_model": 2,
+                    "train_adapter": 12, "generate_answers": 36, "compute_table": 1}
