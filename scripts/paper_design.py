@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 
 from common import PipelineError
 from paper_format import fmt, need, oneline, pct
+from run_plan import judges
 
 # How the fidelity table marks a row, by its status (fidelity_table.py); a row with the study's value has no mark.
 FIDELITY_MARKS = {"deviation": "differs", "not stated": "ours", "our reading": "our reading",
@@ -246,9 +247,8 @@ def test_set_rows(config: Mapping, sizes: Mapping[str, int]) -> list[dict]:
 
 def judge_rows(config: Mapping) -> list[dict]:
     """The primary judge, then the panel's, as the tables name them."""
-    judges = {"primary": need(config, "judge", "config"), **(config.get("judge_panel") or {})}
     return [{"name": name, "backend": fmt(j.get("backend")), "model": fmt(j.get("model")),
-             "tie_margin": fmt(j.get("tie_margin"))} for name, j in judges.items()]
+             "tie_margin": fmt(j.get("tie_margin"))} for name, j in judges(config).items()]
 
 
 def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, test_sizes: Mapping[str, int],

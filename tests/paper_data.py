@@ -21,7 +21,8 @@ import provenance
 from common import read_prompt
 from conftest import REPO
 from figure_style import APT_PACKAGES
-from paper_context import FIGURES, paper_context
+from paper_context import paper_context
+from run_plan import FIGURES
 
 SPECIAL = "50% 的 A&B_C #1 {x} ~ ^ \\"
 SPECIAL_ESCAPED = r"50\% 的 A\&B\_\allowbreak{}C \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{}"
