@@ -26,6 +26,8 @@ STUDY = "config/study.yaml"
 # The study's judge prompt, verbatim: sent by the judge, printed by the paper.
 JUDGE_PROMPT = "config/judge_prompt.txt"
 RUN_CONFIG = run_plan.run_config(config)
+# The environment variables whose values the paper's outputs are checked not to contain.
+SECRET_ENVS = run_plan.secret_envs(config)
 PAPER = f"{RESULTS}/paper"
 FIGURES = run_plan.FIGURES
 

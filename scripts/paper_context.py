@@ -140,7 +140,7 @@ def main(smk) -> None:
         ranking=read_table_json(smk.input.ranking, "ranking_row"),
     )
     text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"
-    check_no_secrets({"context.json": text}, config)
+    check_no_secrets({"context.json": text}, p.secret_envs)
     write_text(smk.output.context, text)
     log.info("paper context: wrote %s", smk.output.context)
 

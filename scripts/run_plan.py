@@ -29,6 +29,10 @@ GPU_JOB_SIZES = {  # job kind -> (MB, MB per billion), (minutes, minutes per bil
 }
 BUILT_MODEL_JOB = (4000, 30)  # MB, minutes
 
+# Secrets the pipeline may read besides the config's key variables (api_key_envs): the OpenAI
+# client's default and the hub's tokens.
+OTHER_SECRET_ENVS = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
 
 def settings(config: Mapping) -> list[str]:
     """Every setting, in config order: the paper numbers them from 1 in this order."""
@@ -217,6 +221,11 @@ def api_key_envs(config: Mapping, rules: Iterable[str] | None = None) -> list[st
         callers.append(("augment_train", config["augmentation"]["llm"]))
     wanted = None if rules is None else set(rules)
     return sorted({section["api_key_env"] for rule, section in callers if wanted is None or rule in wanted})
+
+
+def secret_envs(config: Mapping) -> list[str]:
+    """Every environment variable whose value no output of the paper may contain."""
+    return sorted({*OTHER_SECRET_ENVS, *api_key_envs(config)})
 
 
 def preflight_problems(config: Mapping, rules: Iterable[str], environ: Mapping[str, str], tex_found: bool,

@@ -22,6 +22,7 @@ from common import read_prompt
 from conftest import REPO
 from figure_style import APT_PACKAGES
 from paper_context import paper_context
+import run_plan
 from run_plan import FIGURES
 
 SPECIAL = "50% 的 A&B_C #1 {x} ~ ^ \\"
@@ -480,4 +481,4 @@ def write_run_files(folder: Path, config) -> dict:
 def context_params(config):
     """Rule paper_context's params for this config."""
     return {"config": config, "figures": FIGURES, "test_sets": list(TEST_SETS), "judges": list(JUDGES),
-            "trained": list(TRAINED)}
+            "trained": list(TRAINED), "secret_envs": run_plan.secret_envs(config)}

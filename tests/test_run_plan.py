@@ -65,17 +65,18 @@ def test_key_variables_are_those_of_the_sections_that_call_an_api():
 def test_reference_judges_model_baselines_and_synonyms_read_no_key():
     config = demo_with({"judge_panel": {"chrf": {"api_key_env": "UNUSED_KEY"}}})
     assert api_key_envs(config) == []
-    assert provenance.secret_envs(config) == sorted(provenance.SECRET_ENVS)
+    assert run_plan.secret_envs(config) == sorted(run_plan.OTHER_SECRET_ENVS)
 
 
 @pytest.mark.parametrize("variable", ["PANEL_JUDGE_KEY", "BASELINE_KEY", "AUGMENT_KEY"])
 def test_the_papers_secret_check_covers_every_key_variable(variable):
     config = demo_with(KEYED)
     environ = {variable: SECRET}
-    provenance.check_no_secrets({"paper.tex": "no secret here"}, config, environ)
+    assert variable in run_plan.secret_envs(config)
+    provenance.check_no_secrets({"paper.tex": "no secret here"}, run_plan.secret_envs(config), environ)
     with pytest.raises(PipelineError, match=f"paper.tex would contain the value of the environment variable {variable}"
                                             r" \(a secret\)") as e:
-        provenance.check_no_secrets({"paper.tex": f"judged by {SECRET}"}, config, environ)
+        provenance.check_no_secrets({"paper.tex": f"judged by {SECRET}"}, run_plan.secret_envs(config), environ)
     assert SECRET not in str(e.value)
 
 
