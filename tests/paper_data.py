@@ -61,7 +61,7 @@ needs_xelatex = pytest.mark.skipif(not HAS_TEX, reason=NO_TEX)
 
 
 def study_config():
-    """The study's config as the paper rules get it (rules/common.smk RUN_CONFIG: less recipes and
+    """The study's config as the paper rules get it (run_plan.run_config: less recipes and
     the card's memory), with 2 replicates, a held-out test set of 8 questions, and LaTeX specials
     in a title."""
     with open(REPO / "config" / "config.yaml", encoding="utf-8") as f:
