@@ -6,40 +6,30 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 from config_checks import config_problems
-from run_plan import api_key_envs, judges
+import run_plan
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
 # Snakemake's own measure of every job (wall time, max RSS), one TSV per job, beside its log.
 BENCHMARKS = f"{RESULTS}/benchmarks"
-SETTINGS = list(config["settings"])
+# What the config implies (scripts/run_plan.py), computed once for every rule file.
+SETTINGS = run_plan.settings(config)
 MODELS = list(config["models"])
-# A setting with no training is an untuned control: its base model answers with no adapter.
-CONTROLS = [s for s in SETTINGS if "training" not in config["settings"][s]]
-TRAINED = [s for s in SETTINGS if s not in CONTROLS]
-REPLICATES = list(range(config["replicates"]))
-# The first test set and the primary judge give the paper's headline numbers.
-TEST_SETS = list(config["test_sets"])
-HEADLINE = TEST_SETS[0]
-JUDGES = judges(config)
+CONTROLS = run_plan.controls(config)
+TRAINED = run_plan.trained(config)
+REPLICATES = run_plan.replicates(config)
+TEST_SETS = run_plan.test_sets(config)
+HEADLINE = run_plan.headline(config)
+JUDGES = run_plan.judges(config)
 # The study's facts and sources (published rates, every parameter's value and source).
 STUDY = "config/study.yaml"
 # The study's judge prompt, verbatim: sent by the judge, printed by the paper.
 JUDGE_PROMPT = "config/judge_prompt.txt"
-# The config as the paper and the fidelity table see it: not the YAML anchors' source (recipes)
-# nor the card's memory, which only changes speed (a bigger card reruns nothing), nor the exports.
-RUN_CONFIG = {
-    k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib", "export")
-}
+RUN_CONFIG = run_plan.run_config(config)
+# The environment variables whose values the paper's outputs are checked not to contain.
+SECRET_ENVS = run_plan.secret_envs(config)
 PAPER = f"{RESULTS}/paper"
-# The paper's figures, by the name the template uses, as files beside paper.tex (which refers to
-# them by these relative names, so that paper_pdf can compile a copy of both elsewhere).
-FIGURES = {
-    "loss": "loss_curves.pdf",
-    "winrate": "win_rates.pdf",
-    "lengths": "answer_lengths.pdf",
-    "ranking": "ranking.pdf",
-}
+FIGURES = run_plan.FIGURES
 
 
 wildcard_constraints:
@@ -50,14 +40,7 @@ wildcard_constraints:
 
 
 def compares_with_published(test_set, judge):
-    """The study published its judge's win rates against the course file's ChatGPT answers: ours
-    are only comparable with them on such a test set, by the primary judge."""
-    spec = config["test_sets"][test_set]
-    return (
-        judge == "primary"
-        and spec["baseline"]["source"] == "file"
-        and spec["source"] != "heldout"
-    )
+    return run_plan.compares_with_published(config, test_set, judge)
 
 
 def check_config():
@@ -85,31 +68,17 @@ def local_data_source():
 
 def tensorboard_output():
     """The training rule's TensorBoard folder, declared where any setting's recipe reports to it."""
-    reports = any(
-        config["settings"][s]["training"].get("report_to") == "tensorboard"
-        for s in TRAINED
-    )
     folder = f"{RESULTS}/tensorboard/{{setting}}/rep{{replicate}}"
+    reports = run_plan.reports_to_tensorboard(config)
     return {"tensorboard": directory(folder)} if reports else {}
 
 
 def setting_params(wildcards):
-    """What determines a replicate's adapter (its display title does not): replicate r trains with
-    the recipe's seed + r (data order, LoRA initialisation)."""
-    setting = config["settings"][wildcards.setting]
-    params = {key: value for key, value in setting.items() if key != "title"}
-    training = params["training"]
-    params["training"] = {
-        **training,
-        "seed": training["seed"] + int(wildcards.replicate),
-    }
-    return params
+    return run_plan.setting_params(config, wildcards.setting, wildcards.replicate)
 
 
 def replicate_generation(wildcards):
-    """Replicate r decodes with the generation seed + r."""
-    generation = config["generation"]
-    return {**generation, "seed": generation["seed"] + int(wildcards.replicate)}
+    return run_plan.replicate_generation(config, wildcards.replicate)
 
 
 def adapter_input(wildcards):
@@ -125,13 +94,7 @@ def runs_of(pattern, settings=SETTINGS, **wildcards):
 
 
 def controls_by_setting():
-    """Trained setting -> the untuned control of its base model (the claim "SFT is effective")."""
-    control_of_model = {config["settings"][c]["model"]: c for c in CONTROLS}
-    return {
-        s: control_of_model[config["settings"][s]["model"]]
-        for s in TRAINED
-        if config["settings"][s]["model"] in control_of_model
-    }
+    return run_plan.controls_by_setting(config)
 
 
 def verdicts_of(test_set, judge):
@@ -143,8 +106,7 @@ def verdicts_of(test_set, judge):
 
 
 def statistics_of(*keys):
-    """The `statistics` settings a stage's output depends on, and no others."""
-    return {key: config["statistics"][key] for key in keys}
+    return run_plan.statistics_of(config, *keys)
 
 
 def tables_of(name):
@@ -158,15 +120,7 @@ def tables_of(name):
 
 def card_evaluations():
     """Each test set and judge the model cards report, in tables_of()'s order."""
-    return [
-        {
-            "test_set": t,
-            "judge": j,
-            "judge_model": f"{JUDGES[j]['backend']}: {JUDGES[j]['model']}",
-        }
-        for t in TEST_SETS
-        for j in JUDGES
-    ]
+    return run_plan.card_evaluations(config)
 
 
 def export_targets():
@@ -181,22 +135,7 @@ def export_targets():
 
 
 def compute_jobs():
-    """The GPU jobs that record their compute (device, peak GPU memory, tokens/s) beside
-    Snakemake's benchmark, each as its rule's name and its wildcards, in the compute table's
-    order: every trained setting's replicates, then every test set's answers by every setting and
-    replicate. A model baseline's job records no such stats and is not among them."""
-    train = [
-        {"rule": "train_adapter", "setting": s, "replicate": r}
-        for s in TRAINED
-        for r in REPLICATES
-    ]
-    generate = [
-        {"rule": "generate_answers", "test_set": t, "setting": s, "replicate": r}
-        for t in TEST_SETS
-        for s in SETTINGS
-        for r in REPLICATES
-    ]
-    return train + generate
+    return run_plan.compute_jobs(config)
 
 
 def compute_job_files(kind):
@@ -211,16 +150,7 @@ def compute_job_files(kind):
 
 
 def heldout_slice(test_set):
-    """Held-out test sets take consecutive, disjoint slices of the (already shuffled) held-out
-    split, in config order: [start, start + n). A course file's set has none (so that the
-    held-out sets' sizes are no param of it and rerun nothing there)."""
-    start = 0
-    for name, spec in config["test_sets"].items():
-        if name == test_set:
-            heldout = spec["source"] == "heldout"
-            return {"start": start, "stop": start + spec["n"]} if heldout else None
-        if spec["source"] == "heldout":
-            start += spec["n"]
+    return run_plan.heldout_slice(config, test_set)
 
 
 def train_split(wildcards):
@@ -233,23 +163,11 @@ def train_split(wildcards):
 
 
 def answering_models():
-    """Every model that answers: the settings' base models and the model baselines."""
-    models = {s["model"] for s in config["settings"].values()}
-    models |= {
-        t["baseline"]["model"]
-        for t in config["test_sets"].values()
-        if t["baseline"]["source"] == "model"
-    }
-    return sorted(models)
+    return run_plan.answering_models(config)
 
 
 def trained_numbers():
-    """Trained setting -> (its number in the paper, its display title): the loss curves' labels."""
-    return {
-        s: (k, config["settings"][s].get("title") or s)
-        for k, s in enumerate(SETTINGS, 1)
-        if s in TRAINED
-    }
+    return run_plan.trained_numbers(config)
 
 
 def setting_model(wildcards):
@@ -280,29 +198,16 @@ def model_source_input(wildcards):
 
 
 def augmentation_params():
-    """What determines the augmented data: the method's own section only, so that editing the other
-    method's keys reruns nothing."""
-    augmentation = config["augmentation"]
-    method = augmentation["method"]
-    return {
-        **{k: augmentation[k] for k in ("method", "ratio", "seed")},
-        method: augmentation[method],
-    }
+    return run_plan.augmentation_params(config)
 
 
 def augmentation_protected_terms():
-    """The synonym method reads its protected medical terms; the LLM method reads nothing more."""
-    augmentation = config["augmentation"]
-    return (
-        [augmentation["synonym"]["protected_terms"]]
-        if augmentation["method"] == "synonym"
-        else []
-    )
+    return run_plan.augmentation_protected_terms(config)
 
 
 def augment_stats_input():
     """The paper describes the augmentation only where a setting trains on it."""
-    used = any(s.get("data") == "augmented" for s in config["settings"].values())
+    used = run_plan.uses_augmentation(config)
     return [f"{RESULTS}/data/augment_stats.json"] if used else []
 
 
@@ -314,68 +219,10 @@ def api_cache_dir(section, default_name):
 def preflight_checks():
     """Before any GPU hour is spent: what the jobs about to run will need later must be here now."""
     rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
-    missing = [
-        env for env in api_key_envs(config, rules_to_run) if not os.environ.get(env)
-    ]
-    if missing:
-        raise WorkflowError(
-            f"environment variable {', '.join(missing)} is not set; the judge, baseline or "
-            "augmentation stage of this config calls an OpenAI-compatible API with it (see "
-            "the api_key_env of judge, judge_panel.<name>, test_sets.<name>.baseline, augmentation.llm)"
-        )
-    tex = shutil.which("latexmk") and shutil.which("xelatex")
-    if "paper_pdf" in rules_to_run and not tex:
-        raise WorkflowError(
-            "latexmk/xelatex not found: the paper's PDF needs the Debian packages latexmk "
-            "texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk (see README)"
-        )
-    for name, spec in config["test_sets"].items():
-        source = spec["source"]
-        if (
-            "test_set" in rules_to_run
-            and source != "heldout"
-            and not os.path.exists(source)
-        ):
-            raise WorkflowError(
-                f"test_sets.{name}.source: the course file '{source}' does not exist; put the "
-                "course's JSON list of [question, baseline_answer] there or point the source at it"
-            )
-
-
-# Job sizes of the GPU rules (their resources: mem_mb, runtime), so that a cluster profile asks
-# for what each setting needs: host memory and wall time grow with the base model's size in
-# billions of parameters, read from its hub id or folder name ("Qwen/Qwen3-14B" -> 14); the tiny
-# models the demo builds are small, a name without a size counts as GPU_JOB_DEFAULT_BILLIONS.
-# A retry (--retries) asks for 50% more each time; a training job killed at its time limit
-# resumes from its last checkpoint. `--set-resources RULE:mem_mb=...` still overrides these.
-GPU_JOB_DEFAULT_BILLIONS = 8
-GPU_JOB_SIZES = {  # job kind -> (MB, MB per billion), (minutes, minutes per billion)
-    "train": ((16000, 4000), (60, 15)),
-    "generate": ((12000, 2000), (30, 5)),
-}
-BUILT_MODEL_JOB = (4000, 30)  # MB, minutes
-
-
-def model_billions(model_name):
-    source = config["models"][model_name]["source"]
-    if source == "build":
-        return 0
-    found = re.search(
-        r"(\d+(?:\.\d+)?)[bB](?![a-zA-Z0-9])", os.path.basename(source.rstrip("/"))
-    )
-    return float(found[1]) if found else GPU_JOB_DEFAULT_BILLIONS
-
-
-def gpu_job_size(kind, setting, attempt=1):
-    """(mem_mb, runtime in minutes) of a setting's training or generation job."""
-    billions = model_billions(config["settings"][setting]["model"])
-    if billions == 0:
-        mem_mb, minutes = BUILT_MODEL_JOB
-    else:
-        (mb, mb_per_b), (min0, min_per_b) = GPU_JOB_SIZES[kind]
-        mem_mb, minutes = mb + mb_per_b * billions, min0 + min_per_b * billions
-    scale = 1 + 0.5 * (attempt - 1)
-    return int(mem_mb * scale), int(minutes * scale)
+    tex = bool(shutil.which("latexmk") and shutil.which("xelatex"))
+    problems = run_plan.preflight_problems(config, rules_to_run, os.environ, tex)
+    if problems:
+        raise WorkflowError("\n".join(problems))
 
 
 def gpu_job_resource(kind, resource):
@@ -383,6 +230,6 @@ def gpu_job_resource(kind, resource):
     index = ("mem_mb", "runtime").index(resource)
 
     def size(wildcards, attempt):
-        return gpu_job_size(kind, wildcards.setting, attempt)[index]
+        return run_plan.gpu_job_size(config, kind, wildcards.setting, attempt)[index]
 
     return size

@@ -21,9 +21,7 @@ rule judge_pairwise:
             k: v for k, v in JUDGES[wc.judge].items() if k != "price_per_million"
         },
         setting=lambda wc: wc.setting,
-        section=lambda wc: (
-            "judge" if wc.judge == "primary" else f"judge_panel.{wc.judge}"
-        ),
+        section=lambda wc: run_plan.judge_key(wc.judge),
         cache_dir=lambda wc: JUDGES[wc.judge]["cache_dir"] or f"{RESULTS}/judge_cache",
     script:
         "../scripts/judge_pairwise.py"

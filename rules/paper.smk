@@ -50,6 +50,7 @@ rule paper_context:
         test_sets=TEST_SETS,
         judges=list(JUDGES),
         trained=TRAINED,
+        secret_envs=SECRET_ENVS,
     script:
         "../scripts/paper_context.py"
 
@@ -69,8 +70,7 @@ rule render_tex:
     resources:
         gpu=0,
     params:
-        # Names the environment variables whose values must not appear in the output.
-        config=RUN_CONFIG,
+        secret_envs=SECRET_ENVS,
     script:
         "../scripts/render_tex.py"
 
@@ -103,7 +103,7 @@ rule report_tables:
     resources:
         gpu=0,
     params:
-        config=RUN_CONFIG,
+        secret_envs=SECRET_ENVS,
     script:
         "../scripts/report_tables.py"
 

@@ -6,7 +6,7 @@ the corrected interval, the power of the whole procedure at the published effect
 it rests on (claim_stats says how each is computed).
 
 A claim compares `setting` with another setting, with the baseline, or with `control`: the
-untuned control of the setting's base model (rules/common.smk controls_by_setting). Published
+untuned control of the setting's base model (run_plan.controls_by_setting). Published
 effects are differences of the study's published win rates (`published:`), whatever the test
 set: they are what the claim says, and what the power is computed at."""
 

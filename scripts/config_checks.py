@@ -4,6 +4,8 @@ from every test set. Run once, by rules/common.smk, before any job; each problem
 
 from typing import Mapping
 
+from run_plan import judge_key, judges
+
 
 def test_set_problems(name: str, spec: Mapping, models: Mapping) -> list[str]:
     baseline, key = spec["baseline"], f"test_sets.{name}.baseline"
@@ -24,10 +26,9 @@ def config_problems(config: Mapping) -> list[str]:
     ]
     for name, spec in config["test_sets"].items():
         problems += test_set_problems(name, spec, models)
-    judges = {"judge": config["judge"], **{f"judge_panel.{n}": j for n, j in config["judge_panel"].items()}}
     course_sets = [name for name, spec in config["test_sets"].items() if spec["source"] != "heldout"]
-    for key, judge in judges.items():
+    for name, judge in judges(config).items():
         if judge["backend"] == "reference" and course_sets:
-            problems.append(f"{key}.backend: 'reference' needs reference answers, which test set "
+            problems.append(f"{judge_key(name)}.backend: 'reference' needs reference answers, which test set "
                             f"{course_sets[0]} (a course file) has not: use held-out test sets or an openai judge")
     return problems

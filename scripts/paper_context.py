@@ -21,14 +21,9 @@ from paper_design import design_context, setting_specs
 from paper_format import need
 from paper_ranking import ranking_context
 from paper_results import results_context
-from records import read_table_json
+from records import PAIRWISE_COLUMNS, read_table_json
 from provenance import check_no_secrets, collect as collect_provenance, paper_rows
-
-# The figures' file names, relative to the .tex file (rules/common.smk passes the same).
-FIGURES = {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf", "lengths": "answer_lengths.pdf",
-           "ranking": "ranking.pdf"}
-
-PAIRWISE_COLUMNS = ("setting_a", "setting_b", "n", "a_better", "b_better", "p_value")
+from run_plan import FIGURES
 
 
 def read_pairwise_csv(path: str | os.PathLike) -> list[dict]:
@@ -145,7 +140,7 @@ def main(smk) -> None:
         ranking=read_table_json(smk.input.ranking, "ranking_row"),
     )
     text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"
-    check_no_secrets({"context.json": text}, config)
+    check_no_secrets({"context.json": text}, p.secret_envs)
     write_text(smk.output.context, text)
     log.info("paper context: wrote %s", smk.output.context)
 

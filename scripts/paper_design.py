@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 
 from common import PipelineError
 from paper_format import fmt, need, oneline, pct
+from run_plan import answering_models, judges
 
 # How the fidelity table marks a row, by its status (fidelity_table.py); a row with the study's value has no mark.
 FIDELITY_MARKS = {"deviation": "differs", "not stated": "ours", "our reading": "our reading",
@@ -67,15 +68,12 @@ def _models(config: Mapping, settings: Sequence[Mapping]) -> list[dict]:
     return [{"name": name, "source": _model_source(need(models_cfg, name, "config models"))} for name in names]
 
 
-def built_models_notice(config: Mapping, settings: Sequence[Mapping]) -> str | None:
+def built_models_notice(config: Mapping) -> str | None:
     """The line every page of the paper carries when a model that answers in this run (a
     setting's or a test set's baseline) is one the pipeline built: seeded random weights, at most
     briefly pretrained, whose answers say nothing about the study's question; None otherwise."""
     models_cfg = need(config, "models", "config")
-    answering = [s["model"] for s in settings]
-    answering += [spec["baseline"]["model"] for spec in need(config, "test_sets", "config").values()
-                  if spec["baseline"].get("source") == "model"]
-    if not any(need(models_cfg, name, "config models").get("source") == "build" for name in answering):
+    if not any(need(models_cfg, name, "config models").get("source") == "build" for name in answering_models(config)):
         return None
     return ("Not the study's Qwen3: models built by this pipeline from random weights, "
             "so these numbers say nothing about medicine")
@@ -246,9 +244,8 @@ def test_set_rows(config: Mapping, sizes: Mapping[str, int]) -> list[dict]:
 
 def judge_rows(config: Mapping) -> list[dict]:
     """The primary judge, then the panel's, as the tables name them."""
-    judges = {"primary": need(config, "judge", "config"), **(config.get("judge_panel") or {})}
     return [{"name": name, "backend": fmt(j.get("backend")), "model": fmt(j.get("model")),
-             "tie_margin": fmt(j.get("tie_margin"))} for name, j in judges.items()]
+             "tie_margin": fmt(j.get("tie_margin"))} for name, j in judges(config).items()]
 
 
 def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, test_sizes: Mapping[str, int],
@@ -264,7 +261,7 @@ def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, 
     shared = shared_rows(hparams)
     return {
         "title": oneline(need(need(config, "paper", "config"), "title", "config 'paper'")),
-        "notice": built_models_notice(config, settings),
+        "notice": built_models_notice(config),
         "run": need(config, "run", "config"),
         "data": {
             "source": need(data_cfg, "source", "config 'data'"),

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 from common import PipelineError, read_json
 from paper_format import count, fmt, settings_list
-from run_plan import api_key_envs
 from versions import PAPER as PAPER_PACKAGES, versions
 
 # The paper's own packages, which it records itself; every other version comes from the stage that
@@ -24,8 +23,6 @@ PACKAGES = PAPER_PACKAGES
 STAGES = {"train": "adapter training", "model": "base model", "split": "data split", "augment": "augmentation",
           "paper": "paper"}
 
-# Secrets the pipeline may read besides the config's key variables (run_plan.api_key_envs).
-SECRET_ENVS = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Shorter values ("1", "true") would match ordinary text without being secrets.
 MIN_SECRET_CHARS = 8
 
@@ -238,14 +235,12 @@ def paper_rows(prov: Mapping, settings: Sequence[Mapping]) -> dict:
     }
 
 
-def secret_envs(config: Mapping) -> list[str]:
-    return sorted({*SECRET_ENVS, *api_key_envs(config)})
-
-
-def check_no_secrets(texts: Mapping[str, str], config: Mapping, environ: Mapping[str, str] = os.environ) -> None:
-    """Stop before anything is written if a secret's value made its way into an output (through a
-    config value, a model's answer or a judge's reply); the message names the variable only."""
-    for name in secret_envs(config):
+def check_no_secrets(texts: Mapping[str, str], secret_envs: Iterable[str],
+                     environ: Mapping[str, str] = os.environ) -> None:
+    """Stop before anything is written if the value of a variable of `secret_envs` (the run's,
+    run_plan.secret_envs) made its way into an output (through a config value, a model's answer or
+    a judge's reply); the message names the variable only."""
+    for name in secret_envs:
         value = environ.get(name) or ""
         if len(value) < MIN_SECRET_CHARS:
             continue

@@ -15,6 +15,8 @@ from common import DataError, iter_jsonl, read_json
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 KINDS = ("test_question", "answer", "verdict", "winrate_row", "claim_row", "ranking_row")
+# The columns of tables/<test set>/<judge>/pairwise.csv, which winrate_table writes and the paper reads.
+PAIRWISE_COLUMNS = ("setting_a", "setting_b", "n", "a_better", "b_better", "p_value")
 
 
 @functools.cache

@@ -82,7 +82,7 @@ def render_paper(context: Mapping[str, Any], template: str | os.PathLike = TEMPL
 
 def main(smk) -> None:
     tex = render_paper(read_json(smk.input.context), smk.input.template)
-    check_no_secrets({"paper.tex": tex}, smk.params.config)
+    check_no_secrets({"paper.tex": tex}, smk.params.secret_envs)
     write_text(smk.output.tex, tex)
     log.info("paper: wrote %s", smk.output.tex)
 

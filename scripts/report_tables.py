@@ -42,7 +42,7 @@ def report_tables(context: Mapping) -> dict[str, str]:
 
 def main(smk) -> None:
     tables = report_tables(read_json(smk.input.context))
-    check_no_secrets(tables, smk.params.config)
+    check_no_secrets(tables, smk.params.secret_envs)
     for name, html in tables.items():
         write_text(getattr(smk.output, name), html)
     log.info("report tables: wrote %s", ", ".join(getattr(smk.output, name) for name in tables))

@@ -1,6 +1,6 @@
 """Stage test set: the course's file (a JSON list of [question, baseline_answer]) or a slice of
 the held-out split (already shuffled by split_data; held-out test sets take disjoint slices, in
-config order, rules/common.smk heldout_slice). A test question that also appears in train or val stops the
+config order, run_plan.heldout_slice). A test question that also appears in train or val stops the
 run: the comparison would measure memorisation."""
 
 

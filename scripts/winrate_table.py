@@ -106,6 +106,7 @@ from chat_api import cost_usd
 from crossed_stats import SCORES, variance_parts
 from common import PipelineError, log, run_stage, write_json, write_text
 from length_control import SCORE, length_controlled_win_rate, question_difficulty
+from records import PAIRWISE_COLUMNS
 from verdicts import ORDERS, VERDICTS, read_runs, table_rows
 COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
@@ -117,7 +118,6 @@ COLUMNS = [
     "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_note",
 ]
 REPLICATE_COLUMNS = ["setting", "replicate", "n", "wins", "ties", "losses", "invalid", "win_rate"]
-PAIRWISE_COLUMNS = ["setting_a", "setting_b", "n", "a_better", "b_better", "p_value"]
 INT_COLUMNS = [
     "replicates", "n", "wins", "ties", "losses", "invalid", "order_flips", "prompt_tokens", "completion_tokens", "judge_calls",
 ]

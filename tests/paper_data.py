@@ -21,7 +21,9 @@ import provenance
 from common import read_prompt
 from conftest import REPO
 from figure_style import APT_PACKAGES
-from paper_context import FIGURES, paper_context
+from paper_context import paper_context
+import run_plan
+from run_plan import FIGURES
 
 SPECIAL = "50% 的 A&B_C #1 {x} ~ ^ \\"
 SPECIAL_ESCAPED = r"50\% 的 A\&B\_\allowbreak{}C \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{}"
@@ -59,7 +61,7 @@ needs_xelatex = pytest.mark.skipif(not HAS_TEX, reason=NO_TEX)
 
 
 def study_config():
-    """The study's config as the paper rules get it (rules/common.smk RUN_CONFIG: less recipes and
+    """The study's config as the paper rules get it (run_plan.run_config: less recipes and
     the card's memory), with 2 replicates, a held-out test set of 8 questions, and LaTeX specials
     in a title."""
     with open(REPO / "config" / "config.yaml", encoding="utf-8") as f:
@@ -479,4 +481,4 @@ def write_run_files(folder: Path, config) -> dict:
 def context_params(config):
     """Rule paper_context's params for this config."""
     return {"config": config, "figures": FIGURES, "test_sets": list(TEST_SETS), "judges": list(JUDGES),
-            "trained": list(TRAINED)}
+            "trained": list(TRAINED), "secret_envs": run_plan.secret_envs(config)}

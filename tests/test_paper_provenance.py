@@ -18,6 +18,7 @@ from conftest import REPO, fake_snakemake
 from paper_data import REPLICATES, TRAINED, config, make_context, winrate_rows  # noqa: F401
 from paper_design import setting_specs
 from render_tex import render_paper
+from run_plan import secret_envs
 
 
 def stage_versions(**packages):
@@ -180,16 +181,16 @@ def test_context_stage_gathers_the_stages_versions(tmp_path, config):
 def test_a_secret_in_an_output_stops_the_stage(config):
     secret = "sk-test-0123456789abcdef"
     environ = {"OPENAI_API_KEY": secret, "HF_TOKEN": "short"}
-    provenance.check_no_secrets({"paper.tex": "no secret here: short"}, config, environ)
+    provenance.check_no_secrets({"paper.tex": "no secret here: short"}, secret_envs(config), environ)
     with pytest.raises(PipelineError, match="paper.tex would contain the value of the environment variable OPENAI_API_KEY") as e:
-        provenance.check_no_secrets({"paper.tex": f"title {secret}"}, config, environ)
+        provenance.check_no_secrets({"paper.tex": f"title {secret}"}, secret_envs(config), environ)
     assert secret not in str(e.value)
     config["judge"]["api_key_env"] = "MY_JUDGE_KEY"
     with pytest.raises(PipelineError, match="MY_JUDGE_KEY"):
-        provenance.check_no_secrets({"table.html": secret}, config, {"MY_JUDGE_KEY": secret})
+        provenance.check_no_secrets({"table.html": secret}, secret_envs(config), {"MY_JUDGE_KEY": secret})
     assert config["augmentation"]["llm"]["api_key_env"] == "DEEPSEEK_API_KEY"  # the augmentation's key too
     with pytest.raises(PipelineError, match="context.json would contain the value of the environment variable "
                                             "DEEPSEEK_API_KEY"):
-        provenance.check_no_secrets({"context.json": secret}, config, {"DEEPSEEK_API_KEY": secret})
+        provenance.check_no_secrets({"context.json": secret}, secret_envs(config), {"DEEPSEEK_API_KEY": secret})
 
 

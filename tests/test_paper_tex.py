@@ -28,6 +28,7 @@ from paper_data import (STUDY, JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, PUBLISH
                         table_cells, winrate_rows, write_run_files)
 from paper_design import hparam_rows, setting_specs, shared_rows
 from render_tex import latex_escape, render_paper
+from run_plan import secret_envs
 from statsmodels.stats.multitest import multipletests
 
 
@@ -656,7 +657,7 @@ def test_context_json_holds_raw_values_that_render_the_paper(tmp_path, config):
     assert [t["test_set"] for t in context["claims"]] == list(TEST_SETS)
     tex_path = tmp_path / "paper" / "paper.tex"
     render_tex.main(fake_snakemake(input={"context": smk.output.context, "template": str(render_tex.TEMPLATE)},
-                                   output={"tex": str(tex_path)}, params={"config": config}))
+                                   output={"tex": str(tex_path)}, params={"secret_envs": secret_envs(config)}))
     tex = tex_path.read_text(encoding="utf-8")
     # The same .tex as rendering the context in memory (the primary judge's claims, every table of
     # every test set and judge), the provenance's dates and checkout aside.
@@ -682,7 +683,8 @@ def test_report_tables_are_html_pages_of_the_context(tmp_path, config):
     context.write_text(json.dumps(make_context(config), ensure_ascii=False), encoding="utf-8")
     names = ("table", "lengths_table", "pairwise_table")
     output = {name: str(tmp_path / f"{name}.html") for name in names}
-    report_tables.main(fake_snakemake(input={"context": str(context)}, output=output, params={"config": config}))
+    report_tables.main(fake_snakemake(input={"context": str(context)}, output=output,
+                                       params={"secret_envs": secret_envs(config)}))
     table = Path(output["table"]).read_text(encoding="utf-8")
     assert "<td>[59.8, 85.8]</td>" in table and "50% 的 A&amp;B_C" in table
     assert "<td>Ours (setting 6): Untuned control (Qwen3-14B)</td>" in table
