@@ -14,6 +14,7 @@ cache of 875 slots read whole costs a 4B step of 20 answers 2.5 ms of its 11 (..
 in the developers' notes; bench/RESULTS.md), while on average half the slots are filled. A window
 is a view of the cache, so each window length is one more captured graph, all in one memory pool."""
 
+import logging
 import math
 
 import torch
@@ -22,6 +23,8 @@ from transformers.cache_utils import StaticLayer
 
 # How often the loop asks the GPU whether every answer has ended: each ask waits for the GPU, and
 # the steps run past the last end only produce padding.
+log = logging.getLogger("pipeline")  # the stages' logger (common.log), by name: no project imports here
+
 CHECK_ENDED_EVERY = 8
 # [ours] Cache slots a window grows by: 7 windows for the study's 875 slots, so 7 graph captures
 # (about a step each) buy attention over about half the slots on average.
@@ -122,8 +125,13 @@ class DecodingStep:
             return logits
         if slots not in self.graphs:
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):  # records the step; nothing runs until the replay
-                logits = self.forward()
+            try:
+                with torch.cuda.graph(graph, pool=self.pool):  # records the step; nothing runs until the replay
+                    logits = self.forward()
+            except RuntimeError as e:  # a kernel that cannot be captured: this step and the rest run eagerly
+                log.warning("CUDA graph capture failed (%s); decoding eagerly", str(e).splitlines()[0])
+                self.cuda_graph = False
+                return self.forward()
             self.pool = self.pool or graph.pool()
             self.graphs[slots] = graph, logits
         graph, logits = self.graphs[slots]
