@@ -1,6 +1,7 @@
-"""Stage generate: each setting's answers to the test questions: the 4-bit base model with the
-setting's LoRA adapter (a control: with none), batched, thinking off; sampled as the study did (each question from its own
-seed, so batching changes speed only) or greedy. Each record says whether its answer was cut at
+"""Stage generate: each setting's answers to the test questions: the NF4 base model dequantised
+once to its compute dtype with the setting's LoRA adapter merged into it (a control: with none),
+batched, thinking off; sampled as the study did (each question from its own seed, so batching
+changes speed only) or greedy. Each record says whether its answer was cut at
 max_new_tokens (hit_token_limit). A stats file gives the job's load and answering times, tokens/s
 and peak GPU memory for the paper's compute table."""
 
