@@ -102,8 +102,12 @@ def kind(schema: dict, node: dict) -> str:
 
 
 def rows(schema: dict, path: str, node: dict, required: bool, skip: set[str], seen: set[int]) -> list[str]:
-    cells = [f"`{path}`", kind(schema, node), "required" if required else literal(node["default"])
-             if "default" in node else "—", description(schema, node)]
+    cells = [
+        f"`{path}`",
+        kind(schema, node),
+        "required" if required else literal(node["default"]) if "default" in node else "—",
+        description(schema, node),
+    ]
     target = resolve(schema, node)
     out = [] if target.get("type", "object") == "object" and not cells[3] else [cells]
     if "$ref" in node and id(target) in seen:

@@ -3,9 +3,9 @@ defaults and descriptions (scripts/config_docs.py), so what a key does is writte
 
 import pytest
 import yaml
-from conftest import REPO
 
 import config_docs
+from conftest import REPO
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text(encoding="utf-8"))
 README = (REPO / "config" / "README.md").read_text(encoding="utf-8")
@@ -20,8 +20,15 @@ def test_every_key_of_every_section_is_in_a_table_with_a_description():
     assert set(SCHEMA["properties"]) <= set(paths)
     rows = [line.split(" | ") for line in README.splitlines() if line.startswith("| `") and line.count(" | ") == 3]
     keys = {row[0].strip("| `") for row in rows}
-    for key in ("splits.sizes.heldout", "test_sets.<name>.baseline.api_key_env", "augmentation.llm.cache_dir",
-                "models.<name>.build.tokenizer", "settings.<name>.training.seed", "judge.batch", "judge_panel.<name>"):
+    for key in (
+        "splits.sizes.heldout",
+        "test_sets.<name>.baseline.api_key_env",
+        "augmentation.llm.cache_dir",
+        "models.<name>.build.tokenizer",
+        "settings.<name>.training.seed",
+        "judge.batch",
+        "judge_panel.<name>",
+    ):
         assert key in keys
     assert [row[0] for row in rows if not row[3].strip(" |")] == []
 

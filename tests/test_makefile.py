@@ -7,8 +7,8 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO
 
+from conftest import REPO
 from figure_style import APT_PACKAGES
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
@@ -60,4 +60,6 @@ def test_the_readme_opens_with_the_two_commands_and_the_rule_graph():
     first_code = first_code[: first_code.index("```")]
     assert [line.split("#")[0].strip() for line in first_code.splitlines()] == ["make demo", "make test"]
     assert readme.index("![") < readme.index("## Reproducing the study")
-    assert "(docs/rulegraph.svg)" in readme and (REPO / "docs" / "rulegraph.svg").read_text().lstrip().startswith("<?xml")
+    assert "(docs/rulegraph.svg)" in readme and (REPO / "docs" / "rulegraph.svg").read_text().lstrip().startswith(
+        "<?xml"
+    )
