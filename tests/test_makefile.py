@@ -63,3 +63,10 @@ def test_the_readme_opens_with_the_two_commands_and_the_rule_graph():
     assert "(docs/rulegraph.svg)" in readme and (REPO / "docs" / "rulegraph.svg").read_text().lstrip().startswith(
         "<?xml"
     )
+
+
+def test_the_by_hand_install_in_the_docs_is_the_makefiles():
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    packages = re.search(r"^APT_PACKAGES := (.+)$", makefile, re.M)[1]
+    docs = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
+    assert f"apt-get install -y --no-install-recommends {packages} && pip install -r requirements.txt" in docs
