@@ -1,6 +1,6 @@
 """Calibration of the claims table's inference by simulation, over designs and run-to-run spreads
 beyond any one run's (the pipeline's tables/calibration.csv holds its own design). Prints a
-Markdown table; the README's copy came from
+Markdown table; docs/statistics.md's copy came from
 
     python bench/inference_calibration.py --studies 4000
 

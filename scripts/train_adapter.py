@@ -17,7 +17,6 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 import transformers
 import trl
 from datasets import Dataset

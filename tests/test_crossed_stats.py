@@ -128,7 +128,7 @@ def _coverage(n, k, nuisance, rates, studies, seed):
     truth = {name: expected_score(q, nuisance) for name, q in qualities.items()}
     names = list(qualities)
     hits = dict.fromkeys(names + ["difference"], 0)
-    for start in range(0, studies, 250):
+    for _ in range(0, studies, 250):
         scores = simulate_scores(rng, 250, n, k, qualities, nuisance)
         for name in names:
             _, low, high, _ = crossed_interval(scores[name])
@@ -159,7 +159,7 @@ def _null_family_verdicts(n, k, nuisance, studies, seed):
     effects_published = [published[a] - (0.5 if b is None else published.get(b, np.nan)) for a, b in family]
     rng = np.random.default_rng(seed)
     supported, contradicted = [], []
-    for start in range(0, studies, 250):
+    for _ in range(0, studies, 250):
         scores = simulate_scores(rng, 250, n, k, dict.fromkeys(["s1", "s2", "s3", "s4", "c4", "c14"], 0.0), nuisance)
         estimates = [crossed_interval(scores[a], None if b is None else scores[b]) for a, b in family]
         p = np.stack([e[3] for e in estimates], -1)

@@ -10,7 +10,7 @@ import raw_data
 import split_data
 import test_set
 import versions
-from common import DataError, PipelineError, normalize_text, read_json, read_jsonl, write_jsonl
+from common import DataError, PipelineError, normalize_text, read_json, write_jsonl
 
 
 def row(i, question, answer="多喝水，注意休息，如症状加重请及时就医。", score=5, **extra):

@@ -1,4 +1,4 @@
-"""Two cells of the fault matrix (issue 15).
+"""Two rows of the fault table (docs/faults.md).
 
 A judge reply that tries to steer the verdict: the openai judge stage over the loopback wire
 (tests/fake_openai.py) against a judge that ECHOES the conversation, with answers that end on a

@@ -1,4 +1,4 @@
-"""`kill -9` of the job, in every stage (issue 15, the fault matrix's first row).
+"""`kill -9` of the job, in every stage (a row of the fault table, docs/faults.md).
 
 In a copy of the finished demo run, one job of the stage is forced to run again under
 `snakemake --cores 1`; its own process (the stage's Python script, or paper_pdf's xelatex), never

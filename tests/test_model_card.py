@@ -1,7 +1,5 @@
 """The model card: hub metadata that parses, and numbers equal to the files it is written from."""
 
-import csv
-import re
 from types import SimpleNamespace
 
 import pytest
@@ -62,7 +60,7 @@ def write_inputs(root):
         write_json(d / "claims.json", CLAIMS)
         write_json(d / "winrate.json", [{"setting": "setting1", **WINRATE[judge]}])
         write_text(d / "replicates.csv", "setting,replicate,n,wins,ties,losses,invalid,win_rate\n"
-                   + "".join(f"{s},{r},12,{w},{t},{l},{i},{w / 12}\n" for s, r, w, t, l, i in REPLICATES[judge]))
+                   + "".join(f"{s},{r},12,{w},{t},{lost},{i},{w / 12}\n" for s, r, w, t, lost, i in REPLICATES[judge]))
         for name in ("ranking", "claims", "winrate", "replicates"):
             tables.setdefault(name, []).append(str(d / (f"{name}.csv" if name == "replicates" else f"{name}.json")))
     return tables

@@ -84,7 +84,7 @@ def test_pairwise_comparisons_are_one_table_with_holm_across_its_pairs(config):
     assert r"Setting $a$ & Setting $b$ & Only $a$ won & Only $b$ won & $p$ & Holm $p$ \\" in pairs
     cells = re.findall(r"^Setting (\d) & Setting (\d) & (\d+) & (\d+) & ([\d.<]+) & ([\d.<]+) \\\\$", pairs, re.M)
     assert len(cells) == 15
-    for (a, b, a_better, b_better, p, p_holm), row, adjusted in zip(cells, rows, holm):
+    for (a, b, a_better, b_better, _p, p_holm), row, adjusted in zip(cells, rows, holm):
         assert (SETTINGS[int(a) - 1], SETTINGS[int(b) - 1]) == (row["setting_a"], row["setting_b"])
         assert (int(a_better), int(b_better)) == (row["a_better"], row["b_better"])
         assert p_holm == ("<0.001" if adjusted < 0.001 else f"{adjusted:.3f}")

@@ -418,7 +418,7 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
     assert re.search(r"The study.s claims on test set small", flat) and "Agreement with the primary judge" in flat
 
 
-# Ctrl-C (issue 15): Snakemake's incomplete-output handling and our atomic writes together leave no
+# Ctrl-C: Snakemake's incomplete-output handling and our atomic writes together leave no
 # output that looks complete; the next run reruns exactly what was unfinished (training resumes
 # from a checkpoint where one was left) and ends where an uninterrupted run ends.
 def test_ctrl_c_leaves_no_output_that_looks_complete_and_the_rerun_finishes(demo_run, tmp_path):

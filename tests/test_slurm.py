@@ -6,7 +6,7 @@ for a GPU and been given one, the others not. The cluster is stopped (by PID) an
 back as it was. Skipped where it cannot run: not root, no apt-get to install SLURM, a SLURM already
 running here, or PIPELINE_SKIP_SLURM set. Without a cluster: a dry run of the study through the
 profile shows each setting's jobs sized by its base model. And one training job cancelled (scancel)
-or requeued (scontrol requeue) once it has a checkpoint: run again, it resumes from it (issue 15)."""
+or requeued (scontrol requeue) once it has a checkpoint: run again, it resumes from it."""
 
 import os
 import re

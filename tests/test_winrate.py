@@ -369,7 +369,7 @@ def _smk(tmp_path, paths, settings=SETTINGS, study=None, compare_published=False
 
 def _write(tmp_path):
     paths = []
-    for name, verdicts in VERDICTS.items():
+    for name in VERDICTS:
         path = tmp_path / "verdicts" / f"{name}.jsonl"
         write_jsonl(path, _by_setting()[name][0])
         paths.append(path)
