@@ -159,6 +159,25 @@ def test_the_studys_training_rows_get_the_ratio_and_keep_every_answer(shared_dat
         assert copy["answer"] == source["answer"] and copy["question"] != source["question"]
 
 
+def test_the_demos_training_rows_get_the_ratio_and_keep_every_answer(tmp_path):
+    # The demo's setting 3 must train on about 30% more rows than its setting 1, as the study's does.
+    cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text(encoding="utf-8"))
+    splits = cfg["splits"]
+    rows, _ = clean_rows(str(REPO / cfg["data"]["source"]), splits["filters"], splits["skip_bad_rows"])
+    train = split_rows(rows, splits["seed"], splits["val_fraction"], splits["heldout_fraction"])[0]
+    out, stats = run(tmp_path, train, {**CFG, **cfg["augmentation"], "synonym": {
+        **cfg["augmentation"]["synonym"], "protected_terms": str(PROTECTED_FILE)}})
+    n = len(train)
+    assert out[:n] == train and stats["n_train"] == n
+    assert stats["pool_short"] is False and stats["n_pool"] > stats["n_target"] == A.target_count(n, 0.3)
+    assert stats["n_augmented"] == stats["n_target"] == len(out) - n
+    assert 0.28 <= stats["augmented_share"] <= 0.32
+    by_id = {r["id"]: r for r in train}
+    for copy in out[n:]:
+        source = by_id[copy["augmented_from"]]
+        assert copy["answer"] == source["answer"] and copy["question"] != source["question"]
+
+
 @pytest.mark.parametrize("records, message", [
     (tiny_records() + [{"id": 1, "question": "x", "answer": "y"}], "duplicate id"),
     ([{"id": 1, "answer": "y"}], "training record 1 has no 'question' field"),

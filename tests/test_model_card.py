@@ -44,11 +44,11 @@ CLAIMS = [{"id": "beats_baseline_1", "claim": "Setting 1 beats the baseline", "s
 
 
 def write_inputs(root):
-    write_jsonl(root / "train.jsonl", [{"id": i} for i in range(187)])
+    write_jsonl(root / "train.jsonl", [{"id": i} for i in range(233)])
     write_jsonl(root / "val.jsonl", [{"id": i} for i in range(24)])
     write_json(root / "split_stats.json", {"n_raw": 257, "n_kept": 239, "seed": 7})
     write_json(root / "augment_stats.json", {"method": "synonym", "ratio": 0.3, "seed": 42, "n_train": 179,
-                                             "n_augmented": 8, "augmented_share": 0.0447})
+                                             "n_augmented": 54, "augmented_share": 0.3017})
     write_json(root / "stats.json", STATS)
     write_text(root / "loss.csv", "step,epoch,split,loss\n" + "".join(f"{s},0.1,{k},{v}\n" for s, k, v in LOSSES))
     write_text(root / "bench.tsv", "s\th:m:s\tmax_rss\tmax_vms\n41.25\t0:00:41\t1530.5\t4000.1\n")
@@ -105,8 +105,8 @@ def test_the_metadata_is_the_hubs_yaml_front_matter(card):
 
 
 def test_data_recipe_and_training_figures_are_the_inputs(card):
-    assert "187 training rows (after augmentation), 24 validation rows" in card
-    assert "8\n  of 179 training questions got a rewritten copy" in card
+    assert "233 training rows (after augmentation), 24 validation rows" in card
+    assert "54\n  of 179 training questions got a rewritten copy (share 0.302)" in card
     assert table_row(card, ["`learning_rate`"])[1] == "`0.002`"
     assert table_row(card, ["`seed`"])[1] == "`43`"  # the replicate's seed
     assert table_row(card, ["`report_to`"])[1] == "`tensorboard`"
