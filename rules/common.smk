@@ -124,14 +124,17 @@ def card_evaluations():
 
 
 def export_targets():
-    """Every adapter's model card, every test set's interchange files and, where export.merged is
-    on, every adapter merged into its base."""
+    """Every adapter's model card, every test set's interchange files, the answer browser and,
+    where export.merged is on, every adapter merged into its base."""
     cards = runs_of(
         f"{RESULTS}/model_cards/{{setting}}/rep{{replicate}}/README.md", TRAINED
     )
     interchange = expand(f"{RESULTS}/interchange/{{test_set}}", test_set=TEST_SETS)
     merged = runs_of(f"{RESULTS}/merged/{{setting}}/rep{{replicate}}", TRAINED)
-    return cards + interchange + (merged if config["export"]["merged"] else [])
+    browser = [f"{RESULTS}/browser.html"]
+    return (
+        cards + interchange + browser + (merged if config["export"]["merged"] else [])
+    )
 
 
 def compute_jobs():

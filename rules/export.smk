@@ -104,6 +104,50 @@ rule interchange:
         "../scripts/interchange.py"
 
 
+# Every test set's answers and the judges' replies, to read side by side in a browser: one static
+# page, no server.
+rule answer_browser:
+    input:
+        test=expand(f"{RESULTS}/data/test/{{test_set}}.jsonl", test_set=TEST_SETS),
+        baseline=expand(f"{RESULTS}/baseline/{{test_set}}.jsonl", test_set=TEST_SETS),
+        # Per test set, then setting and replicate.
+        answers=[
+            a
+            for t in TEST_SETS
+            for a in runs_of(
+                f"{RESULTS}/generations/{{test_set}}/{{setting}}/rep{{replicate}}.jsonl",
+                test_set=t,
+            )
+        ],
+        # Per test set, then judge, then setting and replicate.
+        verdicts=[v for t in TEST_SETS for j in JUDGES for v in verdicts_of(t, j)],
+        template="scripts/templates/answer_browser.html.j2",
+    output:
+        html=report(
+            f"{RESULTS}/browser.html",
+            caption="../paper/report/browser.rst",
+            category="Answers",
+        ),
+    log:
+        f"{LOGS}/answer_browser.log",
+    benchmark:
+        f"{BENCHMARKS}/answer_browser.tsv"
+    conda:
+        "../envs/paper.yaml"
+    resources:
+        gpu=0,
+    params:
+        run=config["run"],
+        test_sets=TEST_SETS,
+        settings=SETTINGS,
+        replicates=config["replicates"],
+        controls=CONTROLS,
+        titles={s: config["settings"][s].get("title", s) for s in SETTINGS},
+        judges={j: f"{JUDGES[j]['backend']}: {JUDGES[j]['model']}" for j in JUDGES},
+    script:
+        "../scripts/answer_browser.py"
+
+
 # What the first run of this config will cost at most, before it calls anything:
 # `snakemake --cores 1 cost_plan` prints the table (no other rule needs it).
 rule cost_plan:

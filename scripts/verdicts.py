@@ -14,6 +14,18 @@ from records import read_records
 VERDICTS = ("win", "tie", "loss", "invalid")  # schemas/verdict.yaml
 ORDERS = ("setting_first", "baseline_first")  # judge_pairwise.ORDERS
 
+
+def order_outcomes(record: dict) -> dict[str, str]:
+    """The setting's outcome in each order, by order name."""
+    return {o["order"]: o["outcome"] for o in record["orders"]}
+
+
+def is_order_flip(record: dict) -> bool:
+    """Position bias in its strong form: a win in one order and a loss in the other (a tie against
+    a win or a loss breaks consistency but is no flip)."""
+    return sorted(order_outcomes(record).values()) == ["loss", "win"]
+
+
 def read_verdicts(path, setting: str) -> list[dict]:
     """A run's verdicts (records.py checks each against schemas/verdict.yaml), all of `setting`."""
     records = []

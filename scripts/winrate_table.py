@@ -107,7 +107,7 @@ from crossed_stats import SCORES, variance_parts
 from common import PipelineError, log, run_stage, write_json, write_text
 from length_control import SCORE, length_controlled_win_rate, question_difficulty
 from records import PAIRWISE_COLUMNS
-from verdicts import ORDERS, VERDICTS, read_runs, table_rows
+from verdicts import ORDERS, VERDICTS, is_order_flip, order_outcomes, read_runs, table_rows
 COLUMNS = [
     "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
     "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
@@ -140,17 +140,12 @@ def exact_binomial_p(k: int, n: int) -> float:
     return binomtest(k, n, 0.5, alternative="two-sided").pvalue if n else 1.0
 
 
-def order_outcomes(record: dict) -> dict[str, str]:
-    """The setting's outcome in each order, by order name."""
-    return {o["order"]: o["outcome"] for o in record["orders"]}
-
-
 def order_statistics(records: list[dict]) -> dict:
     """Per-order win rates (out of every question) and win/loss flips between the orders."""
     n = len(records)
     outcomes = [order_outcomes(r) for r in records]
     both_valid = [o for o in outcomes if set(o) == set(ORDERS) and "invalid" not in o.values()]
-    flips = sum(sorted(o.values()) == ["loss", "win"] for o in both_valid)
+    flips = sum(is_order_flip(r) for r in records)
     return {
         "win_rate_as_first": sum(o.get("setting_first") == "win" for o in outcomes) / n if n else math.nan,
         "win_rate_as_second": sum(o.get("baseline_first") == "win" for o in outcomes) / n if n else math.nan,

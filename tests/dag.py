@@ -26,10 +26,11 @@ PAPER_JOBS = {"paper_context": 1, "render_tex": 1, "report_tables": 1, "paper_pd
 def table_jobs(tables: int, cards: int = len(TRAINED) * REPLICATES) -> dict[str, int]:
     """What reruns after `tables` (test set, judge) pairs' verdicts change: their win-rate, claims
     and ranking tables, the judges' agreement, the headline figures, the paper, every adapter's
-    model card (`cards`: each reports every table) and every test set's interchange files."""
+    model card (`cards`: each reports every table), every test set's interchange files and the
+    answer browser."""
     return {"winrate_table": tables, "claims_table": tables, "ranking_table": tables, "judge_agreement": 1,
             "figure_win_rates": 1, "figure_answer_lengths": 1, "figure_ranking": 1, "model_card": cards,
-            "interchange": len(TEST_SETS), **PAPER_JOBS}
+            "interchange": len(TEST_SETS), "answer_browser": 1, **PAPER_JOBS}
 
 
 # Every replicate of one setting, answered on every test set, judged by every judge and merged

@@ -12,6 +12,7 @@ import sys
 import time
 
 import krippendorff
+import markupsafe
 import pytest
 import yaml
 
@@ -54,6 +55,11 @@ def test_demo_writes_the_table_and_the_paper(demo_run):
     assert (results / "adapters" / "setting2" / "rep1" / "adapter_config.json").exists()
     assert not (results / "adapters" / "control-s").exists()  # a control trains nothing
     assert list(rows[0]) == WINRATE_COLUMNS
+    browser = (results / "browser.html").read_text(encoding="utf-8")
+    for test_set in TEST_SETS:
+        assert f"Test set {test_set} (" in browser
+        for t in read_jsonl(results / "data" / "test" / f"{test_set}.jsonl"):
+            assert str(markupsafe.escape(t["question"])) in browser
     for r in rows:  # the reference judge is asked both ways, and is symmetric
         assert float(r["consistency"]) == 1.0 and int(r["judge_calls"]) == 2 * 12 * REPLICATES and r["cost_usd"] == ""
         assert 0 <= float(r["ci_low"]) <= float(r["win_rate"]) <= float(r["ci_high"]) <= 1
@@ -416,7 +422,8 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
         assert re.search(rf"Ours \(setting {k}\).*?\s" + r"\s+".join(cells) + r"\s", text), cells
     snakemake(demo_run, *DEMO, "--report", "results/demo/report.html")
     report = (results / "report.html").read_text(encoding="utf-8")
-    for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "ranking.pdf", "table1.html"):
+    for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "ranking.pdf", "table1.html",
+                 "browser.html"):
         assert item in report
     flat = " ".join(text.split())
     assert re.search(r"The study.s claims on test set small", flat) and "Agreement with the primary judge" in flat
