@@ -27,9 +27,12 @@ STUDY = "config/study.yaml"
 # The study's judge prompt, verbatim: sent by the judge, printed by the paper.
 JUDGE_PROMPT = "config/judge_prompt.txt"
 # The config as the paper and the fidelity table see it: not the YAML anchors' source (recipes)
-# nor the card's memory, which only changes speed (a bigger card reruns nothing), nor the exports.
+# nor the card's memory, which only changes speed (a bigger card reruns nothing), nor the exports,
+# nor the human labels (the paper reads their agreement table, an input, not the keys).
 RUN_CONFIG = {
-    k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib", "export")
+    k: v
+    for k, v in config.items()
+    if k not in ("recipes", "gpu_memory_gib", "export", "label_sheet", "human_labels")
 }
 PAPER = f"{RESULTS}/paper"
 # The paper's figures, by the name the template uses, as files beside paper.tex (which refers to
@@ -304,6 +307,16 @@ def augment_stats_input():
     """The paper describes the augmentation only where a setting trains on it."""
     used = any(s.get("data") == "augmented" for s in config["settings"].values())
     return [f"{RESULTS}/data/augment_stats.json"] if used else []
+
+
+def human_labels_file():
+    """The filled labelling sheet (config human_labels), or nothing where none is configured."""
+    return config["human_labels"] or []
+
+
+def human_agreement_input():
+    """The judges' agreement with people, in the paper only where labels are configured."""
+    return [f"{RESULTS}/tables/human_agreement.csv"] if config["human_labels"] else []
 
 
 def api_cache_dir(section, default_name):
