@@ -18,8 +18,10 @@ import pytest
 
 import human_agreement
 import human_label_sheet
+from agreement_stats import ORDER, weighted_kappa
 from common import DataError, PipelineError
 from conftest import REPO, fake_snakemake
+from dag import DEMO, JUDGES, PAPER_JOBS, TEST_SETS, overlay, planned_jobs, snakemake
 from label_sheet import KEY_COLUMNS, SHEET_COLUMNS, pair_check, read_filled_sheet, read_key, unblind, verdict_of
 
 TEMPLATE = REPO / "scripts" / "templates" / "label_sheet.html.j2"
@@ -380,3 +382,70 @@ def test_the_stage_needs_a_labels_file(tmp_path):
                          output={"labels": str(tmp_path / "l.csv"), "csv": str(tmp_path / "t.csv")})
     with pytest.raises(PipelineError, match="set human_labels in the config"):
         human_agreement.main(smk)
+
+
+# --------------------------------------------------------------------------- the demo run
+
+
+def test_the_demo_writes_the_sheet_and_with_labels_each_judges_agreement_in_the_paper(demo_run, tmp_path):
+    """The demo's sheet, filled by this test as the primary judge would fill it on two rows of
+    three and flipped (win and loss swapped, a tie made a win) on the third, one row left empty;
+    configured as human_labels, it adds the agreement table and the paper's, and nothing else."""
+    root = tmp_path / "run"
+    shutil.copytree(demo_run, root, symlinks=True)
+    labels_dir = root / "results" / "demo" / "human_labels"
+    sheet, key = read_csv(labels_dir / "sheet" / "sheet.csv"), read_csv(labels_dir / "key.csv")
+    assert len(sheet) == len(key) == 12 * len(TEST_SETS)
+    assert (labels_dir / "sheet" / "sheet.html").stat().st_size > 0
+    verdicts = {}
+    for path in (root / "results" / "demo" / "verdicts").glob("*/*/*/rep*.jsonl"):
+        test_set, judge, setting = path.parts[-4:-1]
+        for line in path.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            verdicts[test_set, judge, setting, int(path.stem[3:]), str(r["id"])] = r["verdict"]
+    flip = {"win": "loss", "loss": "win", "tie": "win", "invalid": "win"}
+    intended = {}
+    for k, (row, pair) in enumerate(zip(sheet, key)):
+        assert row["row"] == pair["row"]
+        if k == 0:
+            continue  # left empty
+        judged = verdicts[pair["test_set"], "primary", pair["setting"], int(pair["replicate"]), pair["id"]]
+        person = flip[judged] if k % 3 == 0 else ("tie" if judged == "invalid" else judged)
+        ours = "A" if pair["order"] == "setting_first" else "B"
+        row["label"] = {"win": ours, "loss": "B" if ours == "A" else "A", "tie": "tie"}[person]
+        intended[int(row["row"])] = (pair, person, k % 3 == 0)
+    write_filled(root / "filled.csv", sheet)
+    name = overlay(root, "labels.yaml", {"human_labels": "filled.csv"})
+    assert planned_jobs(root, *DEMO, name) == {"human_agreement": 1, **PAPER_JOBS}
+    snakemake(root, "--cores", "2", *DEMO, name)
+
+    unblinded = read_csv(labels_dir / "labels.csv")
+    assert [int(r["row"]) for r in unblinded] == sorted(intended)
+    assert all(r["verdict"] == intended[int(r["row"])][1] for r in unblinded)
+    valid = {k: v for k, v in intended.items() if verdicts[v[0]["test_set"], "primary", v[0]["setting"],
+                                                           int(v[0]["replicate"]), v[0]["id"]] != "invalid"}
+    table = read_csv(root / "results" / "demo" / "tables" / "human_agreement.csv")
+    assert [(r["test_set"], r["judge_a"], r["judge_b"]) for r in table] == [
+        (t, "human", j) for t in TEST_SETS for j in JUDGES]
+    for r in table:
+        pairs = [(pair, person) for pair, person, _ in intended.values() if pair["test_set"] == r["test_set"]]
+        judged = [(person, verdicts[r["test_set"], r["judge_b"], p["setting"], int(p["replicate"]), p["id"]])
+                  for p, person in pairs]
+        judged = [(a, b) for a, b in judged if b != "invalid"]
+        assert int(r["n_pairs"]) == len(judged)
+        assert float(r["agreement"]) == pytest.approx(sum(a == b for a, b in judged) / len(judged))
+        counts = [[sum((a, b) == (x, y) for a, b in judged) for y in ORDER] for x in ORDER]
+        expected_kappa = float(weighted_kappa(counts))
+        assert (float(r["weighted_kappa"]) == pytest.approx(expected_kappa) if not math.isnan(expected_kappa)
+                else r["weighted_kappa"] == "")
+        if r["judge_b"] == "primary":  # it disagrees with the person exactly on the flipped rows
+            flipped = sum(f for p, _, f in valid.values() if p["test_set"] == r["test_set"])
+            assert round((1 - float(r["agreement"])) * len(judged)) == flipped > 0
+    tex = (root / "results" / "demo" / "paper" / "paper.tex").read_text(encoding="utf-8")
+    human = tex[tex.index(r"\label{tab:human}"):]
+    human = human[:human.index(r"\end{tabular}")]
+    for r in table:
+        assert rf"\texttt{{{r['test_set']}}} & \texttt{{{r['judge_b']}}} & {r['n_questions']} & {r['n_pairs']} & " \
+               f"{100 * float(r['agreement']):.1f} & " in human
+    assert "Agreement with people" in subprocess.run(["pdftotext", str(root / "results/demo/paper/paper.pdf"), "-"],
+                                                     capture_output=True, text=True, check=True).stdout
