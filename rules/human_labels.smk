@@ -22,7 +22,8 @@ rule human_label_sheet:
     benchmark:
         f"{BENCHMARKS}/human_label_sheet.tsv"
     conda:
-        "../envs/judge.yaml"
+        # Jinja2 for the form.
+        "../envs/paper.yaml"
     resources:
         gpu=0,
     params:
