@@ -7,7 +7,7 @@ PIP ?= $(PYTHON) -m pip
 CORES ?= 2
 
 # What the pipeline needs at run time beside Python: the paper's TeX engine, Chinese fonts and PDF tools.
-APT_PACKAGES := latexmk texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk poppler-utils chromium chromium-driver
+APT_PACKAGES := latexmk texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk poppler-utils chromium chromium-driver nodejs
 
 .PHONY: demo install test test-fast test-dag lint rulegraph config-docs
 

@@ -29,6 +29,7 @@ include: "rules/fidelity.smk"
 include: "rules/figures.smk"
 include: "rules/paper.smk"
 include: "rules/export.smk"
+include: "rules/human_labels.smk"
 
 
 onstart:
@@ -44,3 +45,4 @@ rule all:
         # The report's HTML tables: no other rule reads them.
         rules.report_tables.output,
         export_targets(),
+        rules.human_label_sheet.output,

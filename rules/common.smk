@@ -214,6 +214,16 @@ def augment_stats_input():
     return [f"{RESULTS}/data/augment_stats.json"] if used else []
 
 
+def human_labels_file():
+    """The filled labelling sheet (config human_labels), or nothing where none is configured."""
+    return config["human_labels"] or []
+
+
+def human_agreement_input():
+    """The judges' agreement with people, in the paper only where labels are configured."""
+    return [f"{RESULTS}/tables/human_agreement.csv"] if config["human_labels"] else []
+
+
 def api_cache_dir(section, default_name):
     """Where a section's OpenAI-compatible calls are cached: its cache_dir, else one of the run's."""
     return (section or {}).get("cache_dir") or f"{RESULTS}/{default_name}"

@@ -11,6 +11,7 @@ rule paper_context:
         calibration=f"{RESULTS}/tables/calibration.csv",
         ranking=f"{RESULTS}/tables/{HEADLINE}/primary/ranking.json",
         agreement=f"{RESULTS}/tables/judge_agreement.csv",
+        human_agreement=human_agreement_input(),
         fidelity=f"{RESULTS}/tables/fidelity.csv",
         compute=f"{RESULTS}/tables/compute.csv",
         split_stats=f"{RESULTS}/data/split_stats.json",

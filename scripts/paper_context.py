@@ -15,7 +15,7 @@ import fidelity_table
 from common import DataError, PipelineError, log, read_json, read_jsonl, read_prompt, run_stage, write_text
 from compute_table import read_compute_csv
 from paper_case import case_study
-from paper_claims import claims_context
+from paper_claims import agreement_rows, claims_context
 from paper_compute import compute_context
 from paper_design import design_context, setting_specs
 from paper_format import need
@@ -59,14 +59,16 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
                   fidelity: Sequence[Mapping], augment_stats: Mapping | None, leakage: Mapping[str, Mapping],
                   claims: Mapping[str, Sequence[Mapping]], winrates: Mapping[tuple[str, str], Sequence[Mapping]],
                   agreement: Sequence[Mapping], compute: Sequence[Mapping], calibration: Sequence[Mapping],
-                  figures: Mapping[str, str] = FIGURES, ranking: Sequence[Mapping] = ()) -> dict[str, Any]:
+                  figures: Mapping[str, str] = FIGURES, ranking: Sequence[Mapping] = (),
+                  human_agreement: Sequence[Mapping] = ()) -> dict[str, Any]:
     """Everything the template needs, as raw (unescaped) strings and numbers. `tests` holds every
     test set by name, the first the headline one that `winrate`, `pairwise`, `baseline` and
     `generations` (setting -> its replicates' answers) are of; `claims` the primary judge's claims table per test set, `winrates` every
     test set's table by every judge; `compute` the compute table's rows (compute_table.read_compute_csv);
     `calibration` tables/calibration.csv's rows. `figures` maps loss, winrate, lengths and ranking
     to file names relative to the .tex file; `ranking` the headline ranking.json's rows (none: the
-    paper has no ranking)."""
+    paper has no ranking); `human_agreement` tables/human_agreement.csv's rows (none: no human
+    labels, no such table)."""
     settings = setting_specs(config)
     alpha = need(need(config, "statistics", "config"), "alpha", "config 'statistics'")
     test = next(iter(tests.values()))
@@ -76,6 +78,7 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
         **results_context(winrate, pairwise, settings, {s: sum(reps, []) for s, reps in generations.items()}, alpha,
                           questions=len(test), replicates=config.get("replicates", 1)),
         **claims_context(claims, winrates, agreement, settings, calibration),
+        "human_agreement": agreement_rows(human_agreement),
         "figures": dict(figures),
         "ranking": ranking_context(ranking, settings),
         "case": case_study(config, test, baseline, {s: reps[0] for s, reps in generations.items()}, settings),
@@ -138,6 +141,8 @@ def main(smk) -> None:
         calibration=pd.read_csv(smk.input.calibration).to_dict(orient="records"),
         figures=smk.params.figures,
         ranking=read_table_json(smk.input.ranking, "ranking_row"),
+        human_agreement=[row for path in _paths(smk.input.human_agreement)
+                         for row in pd.read_csv(path).to_dict(orient="records")],
     )
     text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"
     check_no_secrets({"context.json": text}, p.secret_envs)

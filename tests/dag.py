@@ -34,9 +34,9 @@ def table_jobs(tables: int, cards: int = len(TRAINED) * REPLICATES) -> dict[str,
 
 
 # Every replicate of one setting, answered on every test set, judged by every judge and merged
-# (export.merged); its new benchmarks and stats rerun the compute table.
+# (export.merged); its new benchmarks and stats rerun the compute table, its answers the label sheet.
 ONE_SETTING = {"train_adapter": REPLICATES, "merged_model": REPLICATES, "generate_answers": REPLICATES * 2,
-               "judge_pairwise": REPLICATES * 2 * 2,
+               "judge_pairwise": REPLICATES * 2 * 2, "human_label_sheet": 1,
                "figure_loss_curves": 1, "compute_table": 1, **table_jobs(4)}
 COPIED = ["Snakefile", "rules", "scripts", "config", "envs", "paper", "data/demo", "data/protected_terms.txt"]
 

@@ -458,6 +458,7 @@ def write_run_files(folder: Path, config) -> dict:
         "calibration": write("tables/calibration.csv", pd.DataFrame(calibration_rows()).to_csv(index=False)),
         "ranking": write("tables/course/primary/ranking.json", json.dumps(RANKING, ensure_ascii=False)),
         "agreement": write("tables/judge_agreement.csv", pd.DataFrame(agreement_rows()).to_csv(index=False)),
+        "human_agreement": [],  # no human labels configured
         "fidelity": write("tables/fidelity.csv", pd.DataFrame(fidelity_rows(config)).to_csv(index=False)),
         "compute": write("tables/compute.csv", compute_table.to_csv(compute_rows())),
         "split_stats": write("data/split_stats.json", json.dumps(SPLIT_STATS)),

@@ -596,6 +596,34 @@ def test_agreement_without_valid_verdicts_shows_no_number(config):
     assert r"\texttt{heldout} & \texttt{gpt-4o} & 0 & 0 & -- & -- & -- \\" in table
 
 
+def human_agreement_rows():
+    """tables/human_agreement.csv: people against both judges on the course's labelled pairs."""
+    return [{**r, "test_set": "course", "judge_a": "human", "judge_b": judge, "n_questions": 9, "n_pairs": 12}
+            for r, judge in zip(agreement_rows(), ("primary", "gpt-4o"))]
+
+
+def test_judges_agreement_with_people_only_where_labels_are_configured(config):
+    assert r"\label{tab:human}" not in render_paper(make_context(config))
+    tex = render_paper(make_context(config, human_agreement=human_agreement_rows()))
+    table = section(tex, r"\label{tab:human}")
+    assert r"\texttt{course} & \texttt{primary} & 9 & 12 & 72.0 & 0.58 [0.49, 0.67] & 0.57 [0.47, 0.66] \\" in table
+    assert r"\texttt{course} & \texttt{gpt-4o} & 9 & 12 & 64.0 & 0.44 [0.29, 0.59] & 0.41 [0.25, 0.58] \\" in table
+    assert "Table~\\ref{tab:human} checks the judges against people" in tex
+    # The judges' own agreement table is there too, unchanged.
+    assert r"\texttt{course} & \texttt{gpt-4o} & 20 & 239 & 72.0" in section(tex, r"\label{tab:agreement}")
+
+
+def test_the_context_stage_reads_the_human_agreement_table(tmp_path, config):
+    smk = context_stage(tmp_path, config)
+    path = tmp_path / "in" / "tables" / "human_agreement.csv"
+    path.write_text(pd.DataFrame(human_agreement_rows()).to_csv(index=False), encoding="utf-8")
+    smk.input.human_agreement = [str(path)]
+    paper_context.main(smk)
+    context = json.loads(Path(smk.output.context).read_text(encoding="utf-8"))
+    assert [(r["judge"], r["pairs"], r["kappa"]) for r in context["human_agreement"]] == [
+        ("primary", 12, "0.58 [0.49, 0.67]"), ("gpt-4o", 12, "0.44 [0.29, 0.59]")]
+
+
 def test_seed_noise_names_the_widest_replicate_spread(config):
     context = make_context(config)
     setting, test_set, judge, width = WIDEST_SPREAD

@@ -257,7 +257,8 @@ def test_a_third_replicate_computes_only_itself(demo_run):
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
     assert jobs == {"train_adapter": len(TRAINED), "merged_model": len(TRAINED), "generate_answers": len(SETTINGS) * 2,
                     "judge_pairwise": len(SETTINGS) * 2 * 2, "figure_loss_curves": 1, "fidelity_table": 1,
-                    "compute_table": 1, "calibration_table": 1, **table_jobs(4, cards=len(TRAINED) * 3)}
+                    "compute_table": 1, "calibration_table": 1, "human_label_sheet": 1,
+                    **table_jobs(4, cards=len(TRAINED) * 3)}
 
 
 def test_openai_judge_without_key_stops_before_any_job(demo_run):
@@ -360,7 +361,7 @@ def test_study_dag_dry_run_offline_without_key(tmp_path):
     assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 2, "near_duplicates": 2, "augment_train": 1,
                     "base_model": 2, "train_adapter": 12, "generate_answers": 36, "baseline_answers": 2,
                     "judge_pairwise": 72, "fidelity_table": 1, "figure_loss_curves": 1, "compute_table": 1,
-                    "calibration_table": 1, **table_jobs(4, cards=12)}
+                    "calibration_table": 1, "human_label_sheet": 1, **table_jobs(4, cards=12)}
     out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env=env).stdout
     assert "results/study/models/qwen3-14b/manifest.json" in out
 
