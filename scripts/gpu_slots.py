@@ -137,8 +137,16 @@ def take_gpus(count: int, device: str, env=os.environ) -> list[str] | None:
 
 
 def take_for_job(smk) -> list[str] | None:
-    """A Snakemake job's GPUs: as many as its rule's `gpu` resource, where its device is cuda."""
-    return take_gpus(int(getattr(smk.resources, "gpu", 0)), smk.params.device)
+    """A Snakemake job's GPUs: as many as its rule's `gpu` resource, where its device is cuda. It
+    runs before the stage's logging is set up: what it says goes to stderr."""
+    try:
+        ids = take_gpus(int(getattr(smk.resources, "gpu", 0)), smk.params.device)
+    except PipelineError as e:
+        print(f"{smk.rule}: {e}", file=sys.stderr)
+        sys.exit(1)
+    if ids:
+        print(f"gpu_slots: {smk.rule} runs on GPU {','.join(ids)}", file=sys.stderr, flush=True)
+    return ids
 
 
 def job_gpus(device: str, env=os.environ) -> str | None:

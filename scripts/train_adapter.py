@@ -6,6 +6,11 @@ killed job resumes from the last one. Writes the adapter folder and the per-step
 validation loss CSV."""
 
 
+import gpu_slots
+
+if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
+    gpu_slots.take_for_job(snakemake)  # noqa: F821
+
 import csv
 import difflib
 import hashlib
@@ -282,6 +287,7 @@ def main(smk):
         "train_runtime_s": train_runtime_s(trainer),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "device": device_name(smk.params.device),  # for the paper's provenance and compute table
+        "gpu": gpu_slots.job_gpus(smk.params.device),  # which of the machine's GPUs (gpu_slots)
         "peak_gpu_gib": peak_gpu_gib(smk.params.device),
         "train_tokens": train_tokens(trainer),
         "train_tokens_per_s": train_tokens_per_s(trainer),
