@@ -27,9 +27,12 @@ STUDY = "config/study.yaml"
 # The study's judge prompt, verbatim: sent by the judge, printed by the paper.
 JUDGE_PROMPT = "config/judge_prompt.txt"
 # The config as the paper and the fidelity table see it: not the YAML anchors' source (recipes)
-# nor the card's memory, which only changes speed (a bigger card reruns nothing), nor the exports.
+# nor the card's memory or the processes per training job, which only change speed (a bigger card
+# or more of them rerun nothing), nor the exports.
 RUN_CONFIG = {
-    k: v for k, v in config.items() if k not in ("recipes", "gpu_memory_gib", "export")
+    k: v
+    for k, v in config.items()
+    if k not in ("recipes", "gpu_memory_gib", "training_processes", "export")
 }
 PAPER = f"{RESULTS}/paper"
 # The paper's figures, by the name the template uses, as files beside paper.tex (which refers to

@@ -66,6 +66,7 @@ def study_config():
         cfg = yaml.safe_load(f)
     cfg.pop("recipes")
     cfg.pop("gpu_memory_gib")
+    cfg.pop("training_processes")
     cfg["replicates"] = REPLICATES
     cfg["test_sets"]["heldout"]["n"] = SIZES["heldout"]
     cfg["settings"]["setting3"]["title"] = SPECIAL
