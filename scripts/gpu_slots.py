@@ -149,6 +149,12 @@ def take_for_job(smk) -> list[str] | None:
     return ids
 
 
+def held_files() -> list[int]:
+    """The descriptors of this process's GPU locks: a child given them (Popen's pass_fds) keeps
+    the GPUs claimed while it lives, should this process die first."""
+    return [f.fileno() for f in _held]
+
+
 def job_gpus(device: str, env=os.environ) -> str | None:
     """The GPUs a job ran on, as CUDA_VISIBLE_DEVICES gave them ("all" where nothing restricted
     it; under SLURM, the scheduler's numbering); None on the CPU."""

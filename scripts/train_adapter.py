@@ -381,14 +381,16 @@ def run_process(job: dict) -> None:
 def launch(job: dict) -> None:
     """Train in job["processes"] data-parallel processes on this node through torchrun (a free
     port of its own, so that jobs side by side do not meet), relaying their output to this job's
-    log; each sees the job's GPUs and takes the one of its LOCAL_RANK."""
+    log; each sees the job's GPUs and takes the one of its LOCAL_RANK. torchrun holds the job's GPU
+    locks too, so that they outlive this process for as long as it runs."""
     with tempfile.TemporaryDirectory(prefix="train_adapter.") as folder:
         spec = Path(folder) / "job.json"
         write_json(spec, job)
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc-per-node={job['processes']}", __file__, str(spec)]
         log.info("Training across %d processes: %s", job["processes"], " ".join(command))
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              pass_fds=gpu_slots.held_files()) as proc:
             for line in proc.stdout:
                 log.info("| %s", line.rstrip("\n"))
         if proc.returncode:

@@ -141,3 +141,34 @@ def test_the_default_lock_folder_is_the_machines_not_the_runs(monkeypatch):
     assert gpu_slots.lock_dir({gpu_slots.LOCKS_ENV: "/x/locks"}) == Path("/x/locks")
     folder = gpu_slots.lock_dir({})
     assert folder.parent == Path(__import__("tempfile").gettempdir()) and str(os.getuid()) in folder.name
+
+
+# A job that starts a child with its locks (train_adapter's torchrun), prints the child's pid, dies.
+PARENT = """
+import subprocess, sys
+sys.path.insert(0, {scripts!r})
+import gpu_slots
+gpu_slots.take_gpus(1, "cuda")
+child = subprocess.Popen(["sleep", "600"], pass_fds=gpu_slots.held_files(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+print(child.pid, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_child_given_the_locks_keeps_the_gpu_after_its_parent_died(tmp_path):
+    env = {**os.environ, gpu_slots.GPUS_ENV: "0", gpu_slots.LOCKS_ENV: str(tmp_path / "locks")}
+    env.pop("SLURM_JOB_ID", None)
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT.format(scripts=str(REPO / "scripts")), encoding="utf-8")
+    parent = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert parent.returncode == 0, parent.stderr
+    child = int(parent.stdout.strip())
+    try:
+        assert gpu_slots.try_claim(1, ["0"], tmp_path / "locks") is None  # the parent is gone, the child holds it
+    finally:
+        os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while (claimed := gpu_slots.try_claim(1, ["0"], tmp_path / "locks")) is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # the killed child is reaped by init before its files close
+    assert claimed and claimed[0] == ["0"]
