@@ -156,8 +156,9 @@ def test_two_processes_train_the_adapter_one_process_trains(job):
     # The adapter is bfloat16 (TRL keeps a QLoRA adapter in bf16), whose rounding step is 0.4-0.8% of
     # a weight. Two processes add the gradient up in another order (each its half, then gloo's
     # all-reduce), so float32 rounding now and then moves a weight across a bf16 rounding boundary:
-    # measured 0-0.35% per tensor. 1% allows about two such roundings of every weight; a gradient
-    # scaled by the process count, or one process's half of the batch missing, is off by 50-100%.
+    # measured 0-0.35% per tensor here. 1% allows about two such roundings of every weight; under
+    # this near-linear SGD a gradient scaled by the process count, or half of each step's examples
+    # missing, would move the trained (lora_B) weights by about half or all of their size.
     for name in a:
         x, y = a[name].float(), b[name].float()
         assert (x - y).norm() <= 0.01 * x.norm(), name
