@@ -16,7 +16,8 @@ rule train_adapter:
     conda:
         "../envs/train.yaml"
     resources:
-        gpu=1,
+        # One GPU per process: more than one trains data-parallel (scripts/train_adapter.py, launch).
+        gpu=config["training_processes"],
         mem_mb=gpu_job_resource("train", "mem_mb"),
         runtime=gpu_job_resource("train", "runtime"),
         # The card's memory sets how fast the recipe runs, never what it learns: a resource, not a

@@ -5,6 +5,11 @@ weights, optionally given a short plain-text pretraining pass on the train split
 Writes models/<name>/manifest.json, which training and generation load from."""
 
 
+import gpu_slots
+
+if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
+    gpu_slots.take_for_job(snakemake)  # noqa: F821
+
 import os
 from pathlib import Path
 

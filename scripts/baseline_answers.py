@@ -2,6 +2,11 @@
 answers), from an OpenAI-compatible chat model, or from a local model (e.g. the untuned base)."""
 
 
+import gpu_slots
+
+if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
+    gpu_slots.take_for_job(snakemake)  # noqa: F821
+
 from common import PipelineError, chat_prompt, log, read_jsonl, run_stage, write_jsonl
 
 

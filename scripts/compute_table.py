@@ -1,6 +1,6 @@
 """Stage compute table: one row per GPU job (every training replicate, every answering job) with
 Snakemake's benchmark of the whole job (wall time, max RSS) beside what the job's stage recorded
-(device, peak GPU memory, tokens/s), and a last row over all GPU jobs, in
+(device, which of the machine's GPUs, peak GPU memory, tokens/s), and a last row over all GPU jobs, in
 results/<run>/tables/compute.csv; the paper's compute table prints it."""
 
 import csv
@@ -12,8 +12,9 @@ from typing import Any, Mapping, Sequence
 
 from common import DataError, PipelineError, log, run_stage, write_text
 
-COLUMNS = ("rule", "test_set", "setting", "replicate", "device", "wall_s", "max_rss_mib", "peak_gpu_gib",
+COLUMNS = ("rule", "test_set", "setting", "replicate", "device", "gpu", "wall_s", "max_rss_mib", "peak_gpu_gib",
            "tokens_per_s", "memory_budget_gib", "form", "batch_size")
+FORM_COLUMNS = ("memory_budget_gib", "form", "batch_size")
 TOTAL = "all GPU jobs"
 # The key under which each rule's stage records its throughput in its stats file.
 TOKENS_PER_S = {"train_adapter": "train_tokens_per_s", "generate_answers": "tokens_per_s"}
@@ -61,8 +62,9 @@ def job_form(stats: Mapping, rule: str) -> dict:
 
 
 def read_stats(path: str | os.PathLike, rule: str) -> dict:
-    """A training or answering job's stats JSON: its device, peak GPU memory (null on the CPU),
-    tokens/s (null where the trainer logged no runtime) and job_form's fields (null where not recorded)."""
+    """A training or answering job's stats JSON: its device, its GPUs (CUDA_VISIBLE_DEVICES as the
+    job saw it: "1", "0,1"; null on the CPU), peak GPU memory (null on the CPU), tokens/s (null
+    where the trainer logged no runtime) and job_form's fields (null where not recorded)."""
     try:
         with open(path, encoding="utf-8") as f:
             stats = json.load(f)
@@ -70,26 +72,30 @@ def read_stats(path: str | os.PathLike, rule: str) -> dict:
         raise DataError(path, e.lineno, None, f"not valid JSON ({e.msg})") from None
     if not isinstance(stats, dict):
         raise DataError(path, None, None, "not a JSON object")
-    fields = {"device": "device", "peak_gpu_gib": "peak_gpu_gib", "tokens_per_s": TOKENS_PER_S[rule]}
+    fields = {"device": "device", "gpu": "gpu", "peak_gpu_gib": "peak_gpu_gib", "tokens_per_s": TOKENS_PER_S[rule]}
     for key in fields.values():
         if key not in stats:
             raise DataError(path, None, key, "missing")
     device = stats["device"]
     if not isinstance(device, str) or not device:
         raise DataError(path, None, "device", f"not a device name ({device!r})")
-    return {"device": device,
+    gpu = stats["gpu"]
+    if gpu is not None and (not isinstance(gpu, str) or not gpu):
+        raise DataError(path, None, "gpu", f"not a GPU list ({gpu!r})")
+    return {"device": device, "gpu": gpu,
             **{name: _number(stats[key], path, None, key, nullable=True)
-               for name, key in fields.items() if name != "device"},
+               for name, key in fields.items() if name not in ("device", "gpu")},
             **job_form(stats, rule)}
 
 
 def total_row(rows: Sequence[Mapping]) -> dict:
-    """All GPU jobs: their wall time summed, the largest memory peaks, the devices they ran on."""
+    """All GPU jobs: their wall time summed, the largest memory peaks, the devices and GPUs they ran on."""
     def largest(column):
         return max((r[column] for r in rows if r.get(column) is not None), default=None)
 
     return {"rule": TOTAL, "test_set": None, "setting": None, "replicate": None,
             "device": "; ".join(dict.fromkeys(r["device"] for r in rows)),
+            "gpu": "; ".join(dict.fromkeys(r["gpu"] for r in rows if r["gpu"] is not None)) or None,
             "wall_s": round(sum(r["wall_s"] for r in rows), 4), "max_rss_mib": largest("max_rss_mib"),
             "peak_gpu_gib": largest("peak_gpu_gib"), "tokens_per_s": None,
             "memory_budget_gib": largest("memory_budget_gib"), "form": None, "batch_size": None}
@@ -104,8 +110,10 @@ def compute_rows(jobs: Sequence[Mapping], benchmarks: Sequence, stats: Sequence)
     for job, benchmark, stats_path in zip(jobs, benchmarks, stats):
         recorded = read_stats(stats_path, job["rule"])
         rows.append({"rule": job["rule"], "test_set": job.get("test_set"), "setting": job["setting"],
-                     "replicate": job["replicate"], "device": recorded["device"], **read_benchmark(benchmark),
-                     **{k: recorded[k] for k in COLUMNS[7:]}})
+                     "replicate": job["replicate"], "device": recorded["device"], "gpu": recorded["gpu"],
+                     **read_benchmark(benchmark),
+                     "peak_gpu_gib": recorded["peak_gpu_gib"], "tokens_per_s": recorded["tokens_per_s"],
+                     **{k: recorded[k] for k in FORM_COLUMNS}})
     return rows + [total_row(rows)]
 
 

@@ -6,6 +6,11 @@ batching changes speed only) or greedy. Each record says whether its answer was 
 max_new_tokens (hit_token_limit). A stats file gives the job's form, batch size, memory cap, load
 and answering times, tokens/s and peak GPU memory for the paper's compute table."""
 
+import gpu_slots
+
+if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
+    gpu_slots.take_for_job(snakemake)  # noqa: F821
+
 import time
 
 from common import log, read_jsonl, run_stage, write_json, write_jsonl
@@ -29,6 +34,7 @@ def generate_answers(model_manifest, adapter_dir, test, generation, quantization
         "form": plan.form,
         "batch_size": plan.batch_size,
         "memory_budget_gib": gpu_memory_gib,
+        "gpu": gpu_slots.job_gpus(device),  # which of the machine's GPUs (gpu_slots)
         "questions": len(answers),
         "answer_tokens": tokens,
         "load_s": round(loaded - started, 3),

@@ -27,14 +27,20 @@ def check_device(device: str) -> None:
         )
 
 
+def local_rank() -> int:
+    """This process's place among the data-parallel processes of a job on one node (torchrun's
+    LOCAL_RANK), 0 where it is the only one: the index of its GPU among the job's."""
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
 def device_name(device: str) -> str:
-    """The card a job ran on (the model sits on GPU 0 when device is cuda), or "cpu"."""
-    return torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    """The card a job ran on (the model sits on the process's GPU when device is cuda), or "cpu"."""
+    return torch.cuda.get_device_name(local_rank()) if device == "cuda" else "cpu"
 
 
 def peak_gpu_gib(device: str) -> float | None:
     """The most GPU memory this process's tensors held, in GiB (None on the CPU)."""
-    return round(torch.cuda.max_memory_allocated(0) / 2**30, 2) if device == "cuda" else None
+    return round(torch.cuda.max_memory_allocated(local_rank()) / 2**30, 2) if device == "cuda" else None
 
 
 def bnb_config(quantization: dict) -> BitsAndBytesConfig:
@@ -56,7 +62,8 @@ def load_tokenizer(manifest_path: str):
 
 
 def load_quantized_model(manifest_path: str, quantization: dict, device: str):
-    """The base model in 4-bit NF4 on `device`, as the study loads it for training and answering."""
+    """The base model in 4-bit NF4 on `device`, as the study loads it for training and answering; on
+    CUDA one copy per process, on the process's own GPU."""
     check_device(device)
     manifest = read_json(manifest_path)
     log.info("Loading %s (revision %s) in 4-bit %s on %s", manifest["path"], manifest.get("revision"),
@@ -66,7 +73,7 @@ def load_quantized_model(manifest_path: str, quantization: dict, device: str):
         revision=manifest.get("revision"),
         quantization_config=bnb_config(quantization),
         dtype=getattr(torch, quantization["compute_dtype"]),
-        device_map={"": 0 if device == "cuda" else "cpu"},
+        device_map={"": local_rank() if device == "cuda" else "cpu"},
     )
 
 

@@ -73,10 +73,12 @@ def judge_key(judge: str) -> str:
 
 def run_config(config: Mapping) -> dict:
     """The config as the paper and the fidelity table see it: not the YAML anchors' source
-    (recipes) nor the card's memory, which only changes speed (a bigger card reruns nothing), nor
-    the exports, nor the human labels (the paper reads their agreement table, an input, not the keys)."""
+    (recipes) nor the card's memory or the processes per training job, which only change speed (a
+    bigger card or more of them rerun nothing), nor the exports, nor the human labels (the paper
+    reads their agreement table, an input, not the keys)."""
     return {k: v for k, v in config.items()
-            if k not in ("recipes", "gpu_memory_gib", "export", "label_sheet", "human_labels")}
+            if k not in ("recipes", "gpu_memory_gib", "training_processes", "export", "label_sheet",
+                         "human_labels")}
 
 
 def compares_with_published(config: Mapping, test_set: str, judge: str) -> bool:

@@ -2,9 +2,16 @@
 adapter (peft), TRL's SFTTrainer with the loss on the answer only and the chat template rendered
 with thinking off. A setting's `training:` block is SFTConfig's keywords, passed through; on CUDA
 the recipe runs faster as cuda_speed.py says. Checkpoints every `save_steps`; a re-run after a
-killed job resumes from the last one. Writes the adapter folder and the per-step train / per-eval
-validation loss CSV."""
+killed job resumes from the last one. With several processes (the rule's `gpu` resource,
+`training_processes` in the config) the job trains data-parallel through torchrun, one process per
+GPU, each a share of the recipe's effective batch; the first writes the outputs. Writes the adapter
+folder and the per-step train / per-eval validation loss CSV."""
 
+
+import gpu_slots
+
+if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
+    gpu_slots.take_for_job(snakemake)  # noqa: F821
 
 import csv
 import difflib
@@ -14,6 +21,9 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,11 +32,12 @@ import trl
 from datasets import Dataset
 from peft import LoraConfig
 from transformers.integrations import TensorBoardCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import SFTConfig, SFTTrainer
 
 import cuda_speed
-from common import (CHAT_TEMPLATE_KWARGS, PipelineError, atomic_dir, chat_prompt, log, read_jsonl, run_stage,
-                    write_json, write_text)
+from common import (CHAT_TEMPLATE_KWARGS, PipelineError, atomic_dir, chat_prompt, log, read_json, read_jsonl,
+                    run_stage, write_json, write_text)
 from memory_budget import cap_gpu_memory
 from qlora import device_name, load_quantized_model, load_tokenizer, peak_gpu_gib
 
@@ -130,14 +141,64 @@ def recipe_args(training: Mapping, output_dir: str, device: str, name: str) -> d
     return {**default_args(training), **training, **pipeline_args(training, output_dir, device)}
 
 
-def sft_config(training: Mapping, output_dir: str, device: str, name: str) -> SFTConfig:
-    """The SFTConfig a setting trains with: its recipe, on CUDA split into fewer, larger micro-batches."""
-    return SFTConfig(**{**recipe_args(training, output_dir, device, name), **cuda_speed.speedups(training, device)})
+def per_process(training: Mapping, processes: int, name: str) -> dict:
+    """A setting's recipe for each of `processes` data-parallel processes: each takes an equal share
+    of the recipe's effective batch (micro-batch x accumulation), so that micro-batch x accumulation
+    x processes is the recipe's. The share keeps the recipe's micro-batch where it divides it (the
+    accumulation divides by the processes), else the largest micro-batch below it that does: the
+    loss is normalised over the answer tokens of the whole effective batch, so the split changes
+    padding and speed, not the step."""
+    if processes == 1:
+        return dict(training)
+    batch, accumulation = training["per_device_train_batch_size"], training["gradient_accumulation_steps"]
+    effective = batch * accumulation
+    if effective % processes:
+        raise PipelineError(
+            f"settings.{name}.training: the effective batch of {effective} (per_device_train_batch_size "
+            f"{batch} x gradient_accumulation_steps {accumulation}) does not split evenly over "
+            f"training_processes: {processes}; choose a process count that divides it")
+    share = effective // processes
+    micro = max(d for d in range(1, batch + 1) if share % d == 0)
+    return {**training, "per_device_train_batch_size": micro, "gradient_accumulation_steps": share // micro}
+
+
+def sft_config(training: Mapping, output_dir: str, device: str, name: str, processes: int = 1) -> SFTConfig:
+    """The SFTConfig a setting trains with in each of `processes` processes: its recipe's share, on
+    CUDA split into fewer, larger micro-batches."""
+    share = per_process(training, processes, name)
+    return SFTConfig(**{**recipe_args(share, output_dir, device, name), **cuda_speed.speedups(share, device)})
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order drawn from (seed, epoch) alone: the same in every process of a
+    data-parallel job (accelerate shares its batches out in turn) and in a job resumed mid-run."""
+
+    def __init__(self, group_size: int, lengths: list[int], seed: int):
+        super().__init__(group_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)
+
+
+class RecipeSFTTrainer(SFTTrainer):
+    """SFTTrainer whose length grouping spans the whole effective batch, every process's share
+    included: one process and several put the same examples in each optimiser step."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if not isinstance(sampler, LengthGroupedSampler):
+            return sampler
+        args = self.args
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        group = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        return EpochSeededLengthGroupedSampler(group, sampler.lengths, seed)
 
 
 def build_trainer(model, tokenizer, train_dataset, eval_dataset, args: SFTConfig, lora: dict,
                   callbacks=()) -> SFTTrainer:
-    trainer = SFTTrainer(
+    trainer = RecipeSFTTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -153,6 +214,7 @@ def build_trainer(model, tokenizer, train_dataset, eval_dataset, args: SFTConfig
 def execution(trainer) -> dict:
     """How the recipe ran (CUDA changes the split and the kernels, not what is learned), for the record."""
     return {
+        "processes": trainer.args.world_size,  # data-parallel, each with micro_batch x grad_accum
         "micro_batch": trainer.args.per_device_train_batch_size,
         "grad_accum": trainer.args.gradient_accumulation_steps,
         "compiled_layers": cuda_speed.compiles_layers(trainer),
@@ -243,12 +305,13 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
 
 
 def train_adapter(model_manifest, train_path, val_path, setting, quantization, device, gpu_memory_gib, checkpoint_dir,
-                  *, name: str, callbacks=(), tensorboard_dir=None):
-    """Train (or resume) setting `name` and return the trainer; checkpoints under checkpoint_dir/<fingerprint>,
-    TensorBoard events (where the setting reports to it) under tensorboard_dir."""
+                  *, name: str, callbacks=(), tensorboard_dir=None, processes: int = 1):
+    """Train (or resume) setting `name` in this process, one of `processes` data-parallel ones, and
+    return the trainer; checkpoints under checkpoint_dir/<fingerprint>, TensorBoard events (where the
+    setting reports to it) under tensorboard_dir."""
     fingerprint = run_fingerprint(setting, quantization, model_manifest, train_path, val_path)
     output_dir = Path(checkpoint_dir) / fingerprint
-    args = sft_config(setting["training"], str(output_dir), device, name)  # a wrong key stops before loading
+    args = sft_config(setting["training"], str(output_dir), device, name, processes)  # a wrong key stops before loading
     # TRL wraps the model in its LoRA adapter before the Trainer seeds: seed first, so that the
     # adapter's initialisation follows the recipe's seed (a replicate's seed + r) too.
     transformers.set_seed(args.seed)
@@ -266,37 +329,95 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
     return trainer
 
 
-def main(smk):
+def training_job(smk) -> dict:
+    """Everything a training process needs, as JSON: its inputs, recipe, outputs and process count
+    (the rule's `gpu` resource: one process per GPU)."""
+    return {
+        "model": smk.input.model, "train": smk.input.train, "val": smk.input.val,
+        "setting": smk.params.setting, "quantization": smk.params.quantization, "device": smk.params.device,
+        "gpu_memory_gib": smk.resources.gpu_memory_gib, "checkpoints": smk.params.checkpoints,
+        "name": smk.wildcards.setting, "processes": max(1, int(getattr(smk.resources, "gpu", 1))),
+        # declared where any setting reports to TensorBoard
+        "tensorboard": getattr(smk.output, "tensorboard", None),
+        "adapter": smk.output.adapter, "loss": smk.output.loss, "stats": smk.output.stats,
+    }
+
+
+def write_outputs(trainer, job: dict) -> None:
     from versions import TRAIN as TRAIN_PACKAGES, versions
 
-    tensorboard = getattr(smk.output, "tensorboard", None)  # declared where any setting reports to it
-    trainer = train_adapter(
-        smk.input.model, smk.input.train, smk.input.val, smk.params.setting,
-        smk.params.quantization, smk.params.device, smk.resources.gpu_memory_gib, smk.params.checkpoints,
-        name=smk.wildcards.setting, tensorboard_dir=tensorboard,
-    )
-    with atomic_dir(smk.output.adapter) as tmp:
+    with atomic_dir(job["adapter"]) as tmp:
         trainer.model.save_pretrained(tmp)
-    state = trainer.state
-    write_json(smk.output.stats, {
+    state, device = trainer.state, job["device"]
+    write_json(job["stats"], {
         "global_step": state.global_step,
         "epochs": state.epoch,
         "train_runtime_s": train_runtime_s(trainer),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-        "device": device_name(smk.params.device),  # for the paper's provenance and compute table
-        "peak_gpu_gib": peak_gpu_gib(smk.params.device),
-        "memory_budget_gib": smk.resources.gpu_memory_gib,
+        "device": device_name(device),  # for the paper's provenance and compute table
+        "gpu": gpu_slots.job_gpus(device),  # which of the machine's GPUs (gpu_slots)
+        "peak_gpu_gib": peak_gpu_gib(device),  # the first process's
+        "memory_budget_gib": job["gpu_memory_gib"],
         "train_tokens": train_tokens(trainer),
-        "train_tokens_per_s": train_tokens_per_s(trainer),
+        "train_tokens_per_s": train_tokens_per_s(trainer),  # of all processes together
         "execution": execution(trainer),
         "versions": versions(TRAIN_PACKAGES),  # for the paper's provenance: what this job ran with
     })
-    write_text(smk.output.loss, loss_csv(loss_rows(trainer.state.log_history)))
-    if tensorboard:  # declared for every setting, left empty where one reports to none
-        Path(tensorboard).mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(smk.params.checkpoints, ignore_errors=True)  # done: nothing left to resume
-    log.info("Adapter saved to %s after %d steps", smk.output.adapter, trainer.state.global_step)
+    write_text(job["loss"], loss_csv(loss_rows(trainer.state.log_history)))
+    if job["tensorboard"]:  # declared for every setting, left empty where one reports to none
+        Path(job["tensorboard"]).mkdir(parents=True, exist_ok=True)
+    log.info("Adapter saved to %s after %d steps", job["adapter"], state.global_step)
+
+
+def run_process(job: dict) -> None:
+    """One training process: train (with the others, if any), and where it is the first, write the
+    adapter, the stats and the loss curves, once."""
+    trainer = train_adapter(
+        job["model"], job["train"], job["val"], job["setting"], job["quantization"], job["device"],
+        job["gpu_memory_gib"], job["checkpoints"], name=job["name"], tensorboard_dir=job["tensorboard"],
+        processes=job["processes"],
+    )
+    if trainer.is_world_process_zero():
+        write_outputs(trainer, job)
+
+
+def launch(job: dict) -> None:
+    """Train in job["processes"] data-parallel processes on this node through torchrun (a free
+    port of its own, so that jobs side by side do not meet), relaying their output to this job's
+    log; each sees the job's GPUs and takes the one of its LOCAL_RANK. torchrun holds the job's GPU
+    locks too, so that they outlive this process for as long as it runs."""
+    with tempfile.TemporaryDirectory(prefix="train_adapter.") as folder:
+        spec = Path(folder) / "job.json"
+        write_json(spec, job)
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc-per-node={job['processes']}", __file__, str(spec)]
+        log.info("Training across %d processes: %s", job["processes"], " ".join(command))
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              pass_fds=gpu_slots.held_files()) as proc:
+            for line in proc.stdout:
+                log.info("| %s", line.rstrip("\n"))
+        if proc.returncode:
+            raise PipelineError(f"settings.{job['name']}: {job['processes']} training processes ended with exit "
+                                f"status {proc.returncode}; their output is above")
+
+
+def main(smk):
+    job = training_job(smk)
+    if job["processes"] > 1:
+        launch(job)
+    else:
+        run_process(job)
+    shutil.rmtree(job["checkpoints"], ignore_errors=True)  # done: nothing left to resume
 
 
 if "snakemake" in globals():
     run_stage(main, snakemake)  # noqa: F821
+elif __name__ == "__main__":  # one of the processes launch() starts, given its job's file
+    from common import setup_logging
+
+    setup_logging()
+    try:
+        run_process(read_json(sys.argv[1]))
+    except PipelineError as e:
+        log.error("%s", e)
+        sys.exit(1)

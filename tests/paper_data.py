@@ -68,6 +68,7 @@ def study_config():
         cfg = yaml.safe_load(f)
     cfg.pop("recipes")
     cfg.pop("gpu_memory_gib")
+    cfg.pop("training_processes")
     cfg["replicates"] = REPLICATES
     cfg["test_sets"]["heldout"]["n"] = SIZES["heldout"]
     cfg["settings"]["setting3"]["title"] = SPECIAL
@@ -353,7 +354,7 @@ def compute_rows():
             for s in TRAINED for r in range(REPLICATES)]
     jobs += [{"rule": "generate_answers", "test_set": t, "setting": s, "replicate": r}
              for t in TEST_SETS for s in SETTINGS for r in range(REPLICATES)]
-    rows = [{**job, "device": "NVIDIA H100 80GB HBM3", "wall_s": 600.5 + i, "max_rss_mib": 9000.0 + i,
+    rows = [{**job, "device": "NVIDIA H100 80GB HBM3", "gpu": str(i % 2), "wall_s": 600.5 + i, "max_rss_mib": 9000.0 + i,
              "peak_gpu_gib": 20.25, "tokens_per_s": 1500.0 + i} for i, job in enumerate(jobs)]
     return rows + [compute_table.total_row(rows)]
 

@@ -41,10 +41,10 @@ ANSWER_JOB = {"rule": "generate_answers", "test_set": "small", "setting": "contr
 
 
 def test_rows_are_the_benchmarks_and_the_stats_with_a_total(tmp_path):
-    train_stats = stats(tmp_path, "train", device="NVIDIA H200", train_runtime_s=100.0, peak_gpu_gib=30.5,
+    train_stats = stats(tmp_path, "train", device="NVIDIA H200", gpu="1", train_runtime_s=100.0, peak_gpu_gib=30.5,
                         train_tokens_per_s=3770.2, global_step=24, memory_budget_gib=32,
                         execution={"micro_batch": 16, "frozen_base": "4-bit"})
-    answer_stats = stats(tmp_path, "answer", device="cpu", questions=12, answer_tokens=480, load_s=0.5,
+    answer_stats = stats(tmp_path, "answer", device="cpu", gpu=None, questions=12, answer_tokens=480, load_s=0.5,
                          generate_s=2.0, tokens_per_s=240.0, peak_gpu_gib=None, memory_budget_gib=32,
                          form="dequantised, adapter merged", batch_size=12)
     rows = compute_rows([TRAIN_JOB, ANSWER_JOB],
@@ -53,18 +53,18 @@ def test_rows_are_the_benchmarks_and_the_stats_with_a_total(tmp_path):
                         [train_stats, answer_stats])
     assert rows == [
         {"rule": "train_adapter", "test_set": None, "setting": "setting1", "replicate": 0, "device": "NVIDIA H200",
-         "wall_s": 130.5, "max_rss_mib": 2048.5, "peak_gpu_gib": 30.5, "tokens_per_s": 3770.2,
+         "gpu": "1", "wall_s": 130.5, "max_rss_mib": 2048.5, "peak_gpu_gib": 30.5, "tokens_per_s": 3770.2,
          "memory_budget_gib": 32, "form": "4-bit", "batch_size": 16},
         {"rule": "generate_answers", "test_set": "small", "setting": "control-s", "replicate": 1, "device": "cpu",
-         "wall_s": 4.25, "max_rss_mib": None, "peak_gpu_gib": None, "tokens_per_s": 240.0,
+         "gpu": None, "wall_s": 4.25, "max_rss_mib": None, "peak_gpu_gib": None, "tokens_per_s": 240.0,
          "memory_budget_gib": 32, "form": "dequantised, adapter merged", "batch_size": 12},
         {"rule": TOTAL, "test_set": None, "setting": None, "replicate": None, "device": "NVIDIA H200; cpu",
-         "wall_s": 134.75, "max_rss_mib": 2048.5, "peak_gpu_gib": 30.5, "tokens_per_s": None,
+         "gpu": "1", "wall_s": 134.75, "max_rss_mib": 2048.5, "peak_gpu_gib": 30.5, "tokens_per_s": None,
          "memory_budget_gib": 32, "form": None, "batch_size": None},
     ]
     text = to_csv(rows)
     assert text.splitlines()[0] == ",".join(compute_table.COLUMNS)
-    assert text.splitlines()[2] == 'generate_answers,small,control-s,1,cpu,4.25,,,240.0,32,"dequantised, adapter merged",12'
+    assert text.splitlines()[2] == 'generate_answers,small,control-s,1,cpu,,4.25,,,240.0,32,"dequantised, adapter merged",12'
     path = tmp_path / "compute.csv"
     path.write_text(text, encoding="utf-8")
     assert read_compute_csv(path) == rows
@@ -72,7 +72,7 @@ def test_rows_are_the_benchmarks_and_the_stats_with_a_total(tmp_path):
 
 def test_the_stage_writes_the_csv(tmp_path):
     smk = fake_snakemake(input={"benchmarks": [benchmark(tmp_path, "b")],
-                                "stats": [stats(tmp_path, "s", device="cpu", peak_gpu_gib=None,
+                                "stats": [stats(tmp_path, "s", device="cpu", gpu=None, peak_gpu_gib=None,
                                                 train_tokens_per_s=99.5)]},
                          output={"csv": str(tmp_path / "tables" / "compute.csv")}, params={"jobs": [TRAIN_JOB]})
     compute_table.main(smk)
@@ -82,12 +82,16 @@ def test_the_stage_writes_the_csv(tmp_path):
 
 
 @pytest.mark.parametrize("broken, field, problem", [
-    ({"device": "cpu", "peak_gpu_gib": None}, "train_tokens_per_s", "missing"),
-    ({"device": "cpu", "train_tokens_per_s": 10.0}, "peak_gpu_gib", "missing"),
-    ({"peak_gpu_gib": None, "train_tokens_per_s": 10.0}, "device", "missing"),
-    ({"device": "cpu", "peak_gpu_gib": "a lot", "train_tokens_per_s": 10.0}, "peak_gpu_gib",
+    ({"device": "cpu", "gpu": None, "peak_gpu_gib": None}, "train_tokens_per_s", "missing"),
+    ({"device": "cpu", "gpu": None, "train_tokens_per_s": 10.0}, "peak_gpu_gib", "missing"),
+    ({"gpu": None, "peak_gpu_gib": None, "train_tokens_per_s": 10.0}, "device", "missing"),
+    ({"device": "cpu", "gpu": None, "peak_gpu_gib": "a lot", "train_tokens_per_s": 10.0}, "peak_gpu_gib",
      "not a number ('a lot')"),
-    ({"device": "", "peak_gpu_gib": None, "train_tokens_per_s": 10.0}, "device", "not a device name ('')"),
+    ({"device": "", "gpu": None, "peak_gpu_gib": None, "train_tokens_per_s": 10.0}, "device",
+     "not a device name ('')"),
+    ({"device": "cpu", "peak_gpu_gib": None, "train_tokens_per_s": 10.0}, "gpu", "missing"),
+    ({"device": "NVIDIA H200", "gpu": 1, "peak_gpu_gib": None, "train_tokens_per_s": 10.0}, "gpu",
+     "not a GPU list (1)"),
 ])
 def test_a_missing_or_garbled_stat_names_file_and_field(tmp_path, broken, field, problem):
     path = stats(tmp_path, "train", **broken)
@@ -97,7 +101,7 @@ def test_a_missing_or_garbled_stat_names_file_and_field(tmp_path, broken, field,
 
 
 def test_generation_stats_are_read_under_their_own_key(tmp_path):
-    path = stats(tmp_path, "answer", device="cpu", peak_gpu_gib=None, train_tokens_per_s=1.0)  # training's key
+    path = stats(tmp_path, "answer", device="cpu", gpu=None, peak_gpu_gib=None, train_tokens_per_s=1.0)  # training's key
     with pytest.raises(DataError, match="field 'tokens_per_s': missing"):
         compute_rows([ANSWER_JOB], [benchmark(tmp_path, "b")], [path])
 
@@ -109,14 +113,14 @@ def test_generation_stats_are_read_under_their_own_key(tmp_path):
 ])
 def test_a_garbled_benchmark_names_file_line_and_column(tmp_path, s, max_rss, field, problem):
     path = benchmark(tmp_path, "b", s=s, max_rss=max_rss)
-    good = stats(tmp_path, "s", device="cpu", peak_gpu_gib=None, train_tokens_per_s=1.0)
+    good = stats(tmp_path, "s", device="cpu", gpu=None, peak_gpu_gib=None, train_tokens_per_s=1.0)
     with pytest.raises(DataError) as e:
         compute_rows([TRAIN_JOB], [path], [good])
     assert str(e.value) == f"{path}, line 2: field '{field}': {problem}"
 
 
 def test_a_benchmark_without_its_column_or_row_and_a_stats_file_that_is_no_json(tmp_path):
-    good = stats(tmp_path, "s", device="cpu", peak_gpu_gib=None, train_tokens_per_s=1.0)
+    good = stats(tmp_path, "s", device="cpu", gpu=None, peak_gpu_gib=None, train_tokens_per_s=1.0)
     no_rss = tmp_path / "no_rss.tsv"
     no_rss.write_text("s\th:m:s\n12.0\t0:00:12\n", encoding="utf-8")
     with pytest.raises(DataError, match=re.escape(f"{no_rss}, line 1: field 'max_rss': missing column")):
@@ -135,7 +139,7 @@ def test_a_benchmark_without_its_column_or_row_and_a_stats_file_that_is_no_json(
 
 def test_a_garbled_compute_csv_names_its_line_and_column(tmp_path):
     path = tmp_path / "compute.csv"
-    path.write_text(",".join(compute_table.COLUMNS) + "\ntrain_adapter,,setting1,0,cpu,fast,,,\n", encoding="utf-8")
+    path.write_text(",".join(compute_table.COLUMNS) + "\ntrain_adapter,,setting1,0,cpu,,fast,,,\n", encoding="utf-8")
     with pytest.raises(DataError, match=re.escape(f"{path}, line 2: field 'wall_s': not a number ('fast')")):
         read_compute_csv(path)
 
@@ -169,7 +173,7 @@ def test_a_model_baseline_is_said_to_be_unlisted(config):
 def test_the_paper_refuses_a_table_without_its_total_or_with_an_unknown_setting(config):
     settings = setting_specs(config)
     job = {"rule": "train_adapter", "test_set": None, "setting": "setting1", "replicate": 0, "device": "cpu",
-           "wall_s": 1.0, "max_rss_mib": None, "peak_gpu_gib": None, "tokens_per_s": 5.0}
+           "gpu": None, "wall_s": 1.0, "max_rss_mib": None, "peak_gpu_gib": None, "tokens_per_s": 5.0}
     for rows in ([job], []):
         with pytest.raises(PipelineError, match="compute table: its last row is not the 'all GPU jobs' row"):
             compute_context(rows, settings, config)
@@ -218,6 +222,7 @@ def test_demo_compute_table_is_its_benchmark_and_stats_files(demo_run):
         assert float(job["tokens_per_s"]) == tokens_per_s > 0
         assert job["device"] == recorded["device"] == "cpu"
         assert job["peak_gpu_gib"] == "" and recorded["peak_gpu_gib"] is None  # the demo runs on the CPU
+        assert job["gpu"] == "" and recorded["gpu"] is None  # so it claims no GPU
     assert total["rule"] == TOTAL and total["device"] == "cpu"
     assert float(total["wall_s"]) == pytest.approx(sum(float(j["wall_s"]) for j in jobs), abs=1e-3)
     # The demo's baseline is a model, whose job records no stats: not in the table, said in the paper.

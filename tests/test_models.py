@@ -145,7 +145,7 @@ def test_train_answer_only_loss_and_resume(tiny, caplog):
     rows = train_adapter.loss_rows(trainer.state.log_history)
     train_steps = [r["step"] for r in rows if r["split"] == "train"]
     assert train_steps == [1, 2, 3, 4, 5]  # steps 1-2 restored from the checkpoint's history
-    assert train_adapter.execution(trainer) == {"micro_batch": 2, "grad_accum": 2, "compiled_layers": False,
+    assert train_adapter.execution(trainer) == {"processes": 1, "micro_batch": 2, "grad_accum": 2, "compiled_layers": False,
                                                 "frozen_base": "4-bit"}  # the CPU runs the recipe as written
     assert [r["step"] for r in rows if r["split"] == "val"] == [3, 5]  # every eval_steps, and at the end
     text = train_adapter.loss_csv(rows)
