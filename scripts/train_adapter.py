@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 import transformers
 import trl
 from datasets import Dataset
