@@ -28,20 +28,34 @@ def four_bit_with_adapter(model, folder: str):
     from transformers import BitsAndBytesConfig
 
     model.save_pretrained(folder)
-    quantised = Qwen3ForCausalLM.from_pretrained(folder, device_map={"": 0}, dtype=torch.float32,
-                                                 quantization_config=BitsAndBytesConfig(
-                                                     load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                     bnb_4bit_compute_dtype=torch.float32))
-    adapted = get_peft_model(quantised, LoraConfig(r=8, target_modules=["q_proj", "v_proj", "up_proj"],
-                                                   init_lora_weights=False))
+    quantised = Qwen3ForCausalLM.from_pretrained(
+        folder,
+        device_map={"": 0},
+        dtype=torch.float32,
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        ),
+    )
+    adapted = get_peft_model(
+        quantised, LoraConfig(r=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    )
     return adapted.eval()
 
 
 def main() -> int:
     torch.manual_seed(0)
-    config = Qwen3Config(vocab_size=4096, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                         num_attention_heads=8, num_key_value_heads=2, head_dim=32, max_position_embeddings=512,
-                         pad_token_id=0, eos_token_id=1)
+    config = Qwen3Config(
+        vocab_size=4096,
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     with torch.device("cuda"):
         model = Qwen3ForCausalLM._from_config(config, dtype=torch.float32).eval()
     ids = torch.randint(2, 4096, (BATCH, PROMPT), device="cuda")
@@ -55,19 +69,32 @@ def main() -> int:
         for name, graph in (("eager", False), ("cuda_graph", True)):
             torch.cuda.synchronize()
             start = time.perf_counter()
-            result[name] = decoding.decode(model, ids, mask, NEW, decoding.processors(1.2, []), eos, 0, graph,
-                                           window_slots=WINDOW)
+            result[name] = decoding.decode(
+                model, ids, mask, NEW, decoding.processors(1.2, []), eos, 0, graph, window_slots=WINDOW
+            )
             torch.cuda.synchronize()
             result[f"{name}_ms_per_step"] = round(1000 * (time.perf_counter() - start) / NEW, 2)
     import tempfile
+
     with tempfile.TemporaryDirectory() as folder:
         adapted = four_bit_with_adapter(model, folder)
         with torch.inference_mode():
-            four_bit = {graph: decoding.decode(adapted, ids, mask, NEW, decoding.processors(1.2, []), eos, 0, graph,
-                                               window_slots=WINDOW) for graph in (False, True)}
+            four_bit = {
+                graph: decoding.decode(
+                    adapted, ids, mask, NEW, decoding.processors(1.2, []), eos, 0, graph, window_slots=WINDOW
+                )
+                for graph in (False, True)
+            }
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW, do_sample=False,
-                             repetition_penalty=1.2, pad_token_id=0, eos_token_id=1)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=NEW,
+            do_sample=False,
+            repetition_penalty=1.2,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
     generate = out[:, PROMPT:]
     report = {
         "graph_equals_eager": torch.equal(result["cuda_graph"], result["eager"]),
@@ -76,9 +103,12 @@ def main() -> int:
         # attends over the exact length, a static cache over a masked full length, with other
         # GPU kernels; on nearly flat random logits a last-bit difference can flip a token.
         "eager_tokens_equal_to_generate": round(
-            (result["eager"][:, : generate.shape[1]] == generate).float().mean().item(), 3),
-        "eager_ms_per_step": result["eager_ms_per_step"], "cuda_graph_ms_per_step": result["cuda_graph_ms_per_step"],
-        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+            (result["eager"][:, : generate.shape[1]] == generate).float().mean().item(), 3
+        ),
+        "eager_ms_per_step": result["eager_ms_per_step"],
+        "cuda_graph_ms_per_step": result["cuda_graph_ms_per_step"],
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
     }
     print(json.dumps(report))
     return 0 if report["graph_equals_eager"] and report["four_bit_adapter_graph_equals_eager"] else 1

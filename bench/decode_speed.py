@@ -23,8 +23,16 @@ from memory_budget import kv_bytes_per_token  # noqa: E402
 from qlora import GumbelSampler  # noqa: E402
 
 # Qwen3-4B's config.json on the hub
-QWEN3_4B = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-                num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True)
+QWEN3_4B = dict(
+    hidden_size=2560,
+    intermediate_size=9728,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=151936,
+    tie_word_embeddings=True,
+)
 NEW = 800
 
 
@@ -45,14 +53,22 @@ def run(model, batch: int, window_slots: int) -> dict:
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     with torch.inference_mode():
-        out = decoding.decode(model, ids, mask, NEW, decoding.processors(1.2, [sampler]), eos, 0, True,
-                              window_slots=window_slots)
+        out = decoding.decode(
+            model, ids, mask, NEW, decoding.processors(1.2, [sampler]), eos, 0, True, window_slots=window_slots
+        )
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     tokens = int((out != 0).sum())
-    return {"batch": batch, "window_slots": window_slots, "steps": out.shape[1], "tokens": tokens,
-            "seconds": round(seconds, 2), "ms_per_step": round(1000 * seconds / out.shape[1], 2),
-            "tokens_per_s": round(tokens / seconds), "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return {
+        "batch": batch,
+        "window_slots": window_slots,
+        "steps": out.shape[1],
+        "tokens": tokens,
+        "seconds": round(seconds, 2),
+        "ms_per_step": round(1000 * seconds / out.shape[1], 2),
+        "tokens_per_s": round(tokens / seconds),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
 
 
 def main() -> None:
@@ -78,8 +94,10 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         reads = "whole cache" if r["window_slots"] > NEW + 100 else f"filled slots ({r['window_slots']}-slot windows)"
-        print(f"| {r['batch']} | {reads} | {r['ms_per_step']} | {r['tokens_per_s']:,} | "
-              f"{r['weights_bound_tokens_per_s']:,} | {r['weights_and_kv_bound_tokens_per_s']:,} | {r['peak_gib']} |")
+        print(
+            f"| {r['batch']} | {reads} | {r['ms_per_step']} | {r['tokens_per_s']:,} | "
+            f"{r['weights_bound_tokens_per_s']:,} | {r['weights_and_kv_bound_tokens_per_s']:,} | {r['peak_gib']} |"
+        )
     print(json.dumps({"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows}))
 
 

@@ -22,6 +22,7 @@ import train_adapter  # noqa: E402
 from common import setup_logging, write_json, write_jsonl  # noqa: E402
 from train_bench import demo_rows, package_versions, random_model, study_config  # noqa: E402
 
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=48)
@@ -37,16 +38,28 @@ def main():
     test = [{"id": r["id"], "question": r["question"]} for r in rows[-8:]]
     t0 = time.time()
     manifest, _ = random_model("4b", work, rows)
-    report = {"gpu": torch.cuda.get_device_name(0), "build_s": round(time.time() - t0, 1), "settings": {},
-              "versions": package_versions()}
+    report = {
+        "gpu": torch.cuda.get_device_name(0),
+        "build_s": round(time.time() - t0, 1),
+        "settings": {},
+        "versions": package_versions(),
+    }
     generation = {**config["generation"], "max_new_tokens": 32}
     for name in ("setting1", "setting4"):
         setting = config["settings"][name]
         torch.cuda.reset_peak_memory_stats()
         t = time.time()
-        trainer = train_adapter.train_adapter(manifest, str(work / "train.jsonl"), str(work / "val.jsonl"), setting,
-                                              config["quantization"], "cuda", config["gpu_memory_gib"],
-                                              str(work / f"ckpt-{name}"), name=name)
+        trainer = train_adapter.train_adapter(
+            manifest,
+            str(work / "train.jsonl"),
+            str(work / "val.jsonl"),
+            setting,
+            config["quantization"],
+            "cuda",
+            config["gpu_memory_gib"],
+            str(work / f"ckpt-{name}"),
+            name=name,
+        )
         train_s = time.time() - t
         trainer.model.save_pretrained(work / f"adapter-{name}")
         losses = train_adapter.loss_rows(trainer.state.log_history)
@@ -55,12 +68,16 @@ def main():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         t = time.time()
-        answers = generate_answers.generate_answers(manifest, str(work / f"adapter-{name}"), test, generation,
-                                                    config["quantization"], "cuda")
+        answers = generate_answers.generate_answers(
+            manifest, str(work / f"adapter-{name}"), test, generation, config["quantization"], "cuda"
+        )
         report["settings"][name] = {
-            "steps": max(r["step"] for r in losses), "train_s": round(train_s, 1),
-            "peak_train_gib": round(peak_train, 2), "losses": losses,
-            "generate_s": round(time.time() - t, 1), "answer_tokens": sum(a["answer_tokens"] for a in answers),
+            "steps": max(r["step"] for r in losses),
+            "train_s": round(train_s, 1),
+            "peak_train_gib": round(peak_train, 2),
+            "losses": losses,
+            "generate_s": round(time.time() - t, 1),
+            "answer_tokens": sum(a["answer_tokens"] for a in answers),
             "peak_generate_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
             "first_answer": answers[0]["answer"][:80],
         }

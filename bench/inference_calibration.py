@@ -35,17 +35,24 @@ def main() -> None:
     study = read_study(path)
     _, study_nuisance = read_inference(path, study)
     family = claim_family(study["claims"])
-    print(f"Nuisance of config/study.yaml, run sd varied: {study_nuisance}; {len(family)} claims; "
-          f"{args.studies} studies a cell\n")
-    print("| questions x replicates | run sd (logit) | vs baseline at 0.5 | at 0.75 | at 0.9 | 0.9 vs 0.75 | family-wise error |")
+    print(
+        f"Nuisance of config/study.yaml, run sd varied: {study_nuisance}; {len(family)} claims; "
+        f"{args.studies} studies a cell\n"
+    )
+    print(
+        "| questions x replicates | run sd (logit) | vs baseline at 0.5 | at 0.75 | at 0.9 | 0.9 vs 0.75 | family-wise error |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for n, k in ((20, 3), (200, 3), (20, 1), (12, 2)):
         for sd in (0.0, 0.25, 0.75, 1.5):
             nuisance = dataclasses.replace(study_nuisance, replicate_sd=sd)
             c = coverage(n, k, nuisance, args.studies, rng)
             fwe = family_wise_error(family, n, k, nuisance, args.studies, rng, 0.05)
-            print(f"| {n} x {k} | {sd} | {c['0.5']:.3f} | {c['0.75']:.3f} | {c['0.9']:.3f} | "
-                  f"{c['difference']:.3f} | {fwe:.3f} |", flush=True)
+            print(
+                f"| {n} x {k} | {sd} | {c['0.5']:.3f} | {c['0.75']:.3f} | {c['0.9']:.3f} | "
+                f"{c['difference']:.3f} | {fwe:.3f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -21,16 +21,25 @@ sys.path.insert(0, str(REPO / "bench"))
 import qlora  # noqa: E402
 import train_adapter  # noqa: E402
 from common import setup_logging  # noqa: E402
-from train_bench import (bench_args, demo_rows, greedy_ids, prompt_ids, random_model, study_config,  # noqa: E402
-                         synthetic_examples)
+from train_bench import (  # noqa: E402
+    bench_args,
+    demo_rows,
+    greedy_ids,
+    prompt_ids,
+    random_model,
+    study_config,
+    synthetic_examples,
+)
 
 
 def summarise(prof, label: str, wall_s: float, steps: int) -> None:
     events = prof.key_averages()
     kernels = [e for e in events if e.device_type.name == "CUDA"]  # operators' device time would count twice
     gpu_us = sum(e.self_device_time_total for e in kernels)
-    print(f"\n== {label}: wall {1000 * wall_s / steps:.1f} ms/step, GPU busy {gpu_us / 1000 / steps:.1f} ms/step "
-          f"({100 * gpu_us / 1e6 / wall_s:.0f}%), kernels {sum(e.count for e in kernels) // steps}/step")
+    print(
+        f"\n== {label}: wall {1000 * wall_s / steps:.1f} ms/step, GPU busy {gpu_us / 1000 / steps:.1f} ms/step "
+        f"({100 * gpu_us / 1e6 / wall_s:.0f}%), kernels {sum(e.count for e in kernels) // steps}/step"
+    )
     print(events.table(sort_by="self_device_time_total", row_limit=18, max_name_column_width=60))
     print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
 
@@ -40,8 +49,11 @@ def profile_training(manifest, tokenizer, name, setting, quantization, memory_gi
     t = setting["training"]
     data = synthetic_examples((steps + 3) * t["per_device_train_batch_size"] * t["gradient_accumulation_steps"], seed=0)
     torch.backends.cuda.enable_cudnn_sdp(True)  # torch's default, for the stock path
-    model = (train_adapter.load_base(manifest, quantization, "cuda", memory_gib) if path == "pipeline"
-             else qlora.load_quantized_model(manifest, quantization, "cuda"))
+    model = (
+        train_adapter.load_base(manifest, quantization, "cuda", memory_gib)
+        if path == "pipeline"
+        else qlora.load_quantized_model(manifest, quantization, "cuda")
+    )
 
     class Profiled(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -76,8 +88,11 @@ def profile_generation(manifest, quantization, questions, new_tokens, cache):
         t = time.perf_counter()
         greedy_ids(model, tokenizer, prompts, new_tokens, cache)
         torch.cuda.synchronize()
-        print(f"generate cache={cache} call {call}: {time.perf_counter() - t:.2f} s "
-              f"({len(questions) * new_tokens / (time.perf_counter() - t):.0f} tokens/s)", flush=True)
+        print(
+            f"generate cache={cache} call {call}: {time.perf_counter() - t:.2f} s "
+            f"({len(questions) * new_tokens / (time.perf_counter() - t):.0f} tokens/s)",
+            flush=True,
+        )
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         t = time.perf_counter()
         greedy_ids(model, tokenizer, prompts, new_tokens, cache)
@@ -108,8 +123,17 @@ def main():
             profile_generation(manifest, quantization, questions, 64, cache)
     for path in ("stock", "pipeline"):
         if path in parts:
-            profile_training(manifest, tokenizer, args.recipe, setting, quantization, config["gpu_memory_gib"],
-                             args.steps, work, path)
+            profile_training(
+                manifest,
+                tokenizer,
+                args.recipe,
+                setting,
+                quantization,
+                config["gpu_memory_gib"],
+                args.steps,
+                work,
+                path,
+            )
 
 
 if __name__ == "__main__":

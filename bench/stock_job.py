@@ -39,10 +39,12 @@ def stock_train(config: dict, name: str, work: Path) -> dict:
     device = config["device"]
     args = SFTConfig(**train_adapter.recipe_args(setting["training"], str(work / name), device, name))
     trainer = SFTTrainer(
-        model=qlora.load_quantized_model(manifest, config["quantization"], device), args=args,
+        model=qlora.load_quantized_model(manifest, config["quantization"], device),
+        args=args,
         train_dataset=train_adapter.sft_dataset(read_jsonl(results / "data" / "train.jsonl")),
         eval_dataset=train_adapter.sft_dataset(read_jsonl(results / "data" / "val.jsonl")),
-        processing_class=qlora.load_tokenizer(manifest), peft_config=train_adapter.lora_config(setting["lora"]),
+        processing_class=qlora.load_tokenizer(manifest),
+        peft_config=train_adapter.lora_config(setting["lora"]),
     )
     trainer.train()
     trainer.model.save_pretrained(work / name / "adapter")
@@ -59,25 +61,39 @@ def stock_generate(config: dict, name: str, questions: int) -> dict:
     manifest = str(results / "models" / setting["model"] / "manifest.json")
     started = time.perf_counter()
     device = config["device"]
-    model = PeftModel.from_pretrained(qlora.load_quantized_model(manifest, config["quantization"], device),
-                                      str(results / "adapters" / name / "rep0")).eval()
+    model = PeftModel.from_pretrained(
+        qlora.load_quantized_model(manifest, config["quantization"], device), str(results / "adapters" / name / "rep0")
+    ).eval()
     tokenizer = qlora.load_tokenizer(manifest)
     test = read_jsonl(results / "data" / "test" / f"{next(iter(config['test_sets']))}.jsonl")
     loaded, tokens = time.perf_counter(), 0
     for row in test[:questions]:
-        prompt = tokenizer.apply_chat_template(chat_prompt(row["question"]), tokenize=False,
-                                               add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS)
+        prompt = tokenizer.apply_chat_template(
+            chat_prompt(row["question"]), tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+        )
         enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False).to(device)
-        out = model.generate(**enc, do_sample=True, temperature=generation["temperature"], top_p=generation["top_p"],
-                             repetition_penalty=generation["repetition_penalty"],
-                             max_new_tokens=generation["max_new_tokens"], pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(
+            **enc,
+            do_sample=True,
+            temperature=generation["temperature"],
+            top_p=generation["top_p"],
+            repetition_penalty=generation["repetition_penalty"],
+            max_new_tokens=generation["max_new_tokens"],
+            pad_token_id=tokenizer.pad_token_id,
+        )
         tokens += out.shape[1] - enc["input_ids"].shape[1]
     answered = time.perf_counter()
     per_question = (answered - loaded) / questions
-    return {"questions_timed": questions, "tokens": tokens, "load_s": round(loaded - started, 1),
-            "per_question_s": round(per_question, 1), "tokens_per_s": round(tokens / (answered - loaded), 1),
-            "projected_answering_s": round(per_question * len(test), 1), "test_questions": len(test),
-            "peak_gpu_gib": qlora.peak_gpu_gib(device)}
+    return {
+        "questions_timed": questions,
+        "tokens": tokens,
+        "load_s": round(loaded - started, 1),
+        "per_question_s": round(per_question, 1),
+        "tokens_per_s": round(tokens / (answered - loaded), 1),
+        "projected_answering_s": round(per_question * len(test), 1),
+        "test_questions": len(test),
+        "peak_gpu_gib": qlora.peak_gpu_gib(device),
+    }
 
 
 def timed_job(argv: list[str]) -> dict:
@@ -105,13 +121,19 @@ def main() -> None:
     config = yaml.safe_load((REPO / a.config).read_text(encoding="utf-8"))
     if a.job:  # the child: one job, its result as the last line of stdout
         kind, name = a.job
-        result = stock_train(config, name, Path(a.work)) if kind == "train" else stock_generate(config, name, a.questions)
+        result = (
+            stock_train(config, name, Path(a.work)) if kind == "train" else stock_generate(config, name, a.questions)
+        )
         print(json.dumps(result))
         return
     common = ["--config", a.config, "--questions", str(a.questions), "--work", a.work]
-    results = {f"train {name}": timed_job([*common, "--job", "train", name]) for name in filter(None, a.train.split(","))}
-    results |= {f"generate {name}": timed_job([*common, "--job", "generate", name])
-                for name in filter(None, a.generate.split(","))}
+    results = {
+        f"train {name}": timed_job([*common, "--job", "train", name]) for name in filter(None, a.train.split(","))
+    }
+    results |= {
+        f"generate {name}": timed_job([*common, "--job", "generate", name])
+        for name in filter(None, a.generate.split(","))
+    }
     for job, result in results.items():
         print(job, json.dumps(result), flush=True)
     Path(a.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")

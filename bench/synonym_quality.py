@@ -38,8 +38,8 @@ SAMPLE_SEED = 2026
 def context(question: str, word: str, synonym: str, width: int = CONTEXT) -> str:
     """~width characters either side of the word's first occurrence, the word marked [word→synonym]."""
     i = question.find(word)
-    left = question[max(0, i - width):i]
-    right = question[i + len(word):i + len(word) + width]
+    left = question[max(0, i - width) : i]
+    right = question[i + len(word) : i + len(word) + width]
     return " ".join(f"{left}[{word}→{synonym}]{right}".split())  # one line: no tabs or newlines
 
 
@@ -48,8 +48,9 @@ def study_train_rows(data: str, splits: dict) -> list[dict]:
     from split_data import clean_rows, split_rows
 
     rows, _ = clean_rows(data, splits["filters"], splits["skip_bad_rows"])
-    return split_rows(rows, splits["seed"], splits.get("val_fraction"), splits.get("heldout_fraction"),
-                      splits.get("sizes"))[0]
+    return split_rows(
+        rows, splits["seed"], splits.get("val_fraction"), splits.get("heldout_fraction"), splits.get("sizes")
+    )[0]
 
 
 def print_table(title: str, table: list[tuple[str, str]]) -> None:
@@ -88,32 +89,41 @@ def main() -> None:
         replacements.extend((i, row["question"], r) for r in replaced)
 
     n = len(rows)
-    print_table(f"synonym method on {args.data}, every question tried (seed {args.seed}, max {args.max_words} "
-                f"words, min freq {args.min_word_freq})", [
-        ("questions", f"{n}"),
-        ("changed (every question tried)", f"{changed} ({changed / n:.1%})" if n else "0"),
-        ("words replaced", f"{len(replacements)}"),
-        ("mean words per changed question", f"{len(replacements) / changed:.2f}" if changed else "-"),
-        ("distinct (word, synonym) pairs", f"{len({(r['word'], r['synonym']) for *_, r in replacements})}"),
-    ])
+    print_table(
+        f"synonym method on {args.data}, every question tried (seed {args.seed}, max {args.max_words} "
+        f"words, min freq {args.min_word_freq})",
+        [
+            ("questions", f"{n}"),
+            ("changed (every question tried)", f"{changed} ({changed / n:.1%})" if n else "0"),
+            ("words replaced", f"{len(replacements)}"),
+            ("mean words per changed question", f"{len(replacements) / changed:.2f}" if changed else "-"),
+            ("distinct (word, synonym) pairs", f"{len({(r['word'], r['synonym']) for *_, r in replacements})}"),
+        ],
+    )
 
     splits = yaml.safe_load(Path(args.splits_config).read_text(encoding="utf-8"))["splits"]
     train = study_train_rows(args.data, splits)
     cfg = {"ratio": args.ratio, "seed": args.seed}
     positions, _, stats = synonym_selection(train, cfg, rewriter)
     share = len(positions) / len(train)
-    print_table(f"\nthe stage's selection on the training rows ({args.splits_config}'s splits, ratio {args.ratio})", [
-        ("training rows", f"{len(train)}"),
-        ("target (ratio x rows)", f"{target_count(len(train), args.ratio)}"),
-        ("rewritable (pool)", f"{stats['n_pool']} ({stats['n_pool'] / len(train):.1%})"),
-        ("augmented", f"{len(positions)}"),
-        ("share reached", f"{share:.3f}"),
-        ("words replaced", f"{stats['words_replaced']}"),
-    ])
+    print_table(
+        f"\nthe stage's selection on the training rows ({args.splits_config}'s splits, ratio {args.ratio})",
+        [
+            ("training rows", f"{len(train)}"),
+            ("target (ratio x rows)", f"{target_count(len(train), args.ratio)}"),
+            ("rewritable (pool)", f"{stats['n_pool']} ({stats['n_pool'] / len(train):.1%})"),
+            ("augmented", f"{len(positions)}"),
+            ("share reached", f"{share:.3f}"),
+            ("words replaced", f"{stats['words_replaced']}"),
+        ],
+    )
     if args.sample_from == "stage":
         # The same calls as the stage's: the replacements of the questions it augments, by record id.
-        replacements = [(train[p]["id"], train[p]["question"], r) for p in positions
-                        for r in rewriter.rewrite(str(train[p]["id"]), train[p]["question"], args.seed)[1]]
+        replacements = [
+            (train[p]["id"], train[p]["question"], r)
+            for p in positions
+            for r in rewriter.rewrite(str(train[p]["id"]), train[p]["question"], args.seed)[1]
+        ]
 
     k = min(args.sample, len(replacements))
     sample = [replacements[j] for j in sorted(random.Random(args.sample_seed).sample(range(len(replacements)), k))]

@@ -43,22 +43,37 @@ from common import read_jsonl, setup_logging, write_json  # noqa: E402
 
 # The published config.json of Qwen/Qwen3-4B and Qwen/Qwen3-14B (hub, 2025).
 SHAPES = {
-    "4b": dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-               num_key_value_heads=8, tie_word_embeddings=True),
-    "14b": dict(hidden_size=5120, intermediate_size=17408, num_hidden_layers=40, num_attention_heads=40,
-                num_key_value_heads=8, tie_word_embeddings=False),
+    "4b": dict(
+        hidden_size=2560,
+        intermediate_size=9728,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        tie_word_embeddings=True,
+    ),
+    "14b": dict(
+        hidden_size=5120,
+        intermediate_size=17408,
+        num_hidden_layers=40,
+        num_attention_heads=40,
+        num_key_value_heads=8,
+        tie_word_embeddings=False,
+    ),
 }
 COMMON = dict(vocab_size=151936, head_dim=128, max_position_embeddings=40960, rope_theta=1_000_000, rms_norm_eps=1e-6)
 H100_BF16_DENSE_TFLOPS = 989.4  # NVIDIA H100 SXM datasheet, dense (no sparsity)
 
 
 def build_model(size: str, out: Path, tokenizer) -> tuple[str, int]:
-    config = Qwen3Config(**SHAPES[size], **COMMON, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = Qwen3Config(
+        **SHAPES[size], **COMMON, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = Qwen3ForCausalLM._from_config(config, dtype=torch.bfloat16)
-    non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
+    non_embedding = sum(
+        p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n
+    )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     del model
@@ -74,8 +89,11 @@ def study_config() -> dict:
 def demo_rows() -> list[dict]:
     """The project's demo rows with a question and an answer: prompts for generation and the
     corpus of the benchmarks' tokenizer."""
-    return [r for r in read_jsonl(REPO / "data/demo/huatuo_lite_demo.jsonl")
-            if isinstance(r.get("question"), str) and r.get("answer", "").strip()]
+    return [
+        r
+        for r in read_jsonl(REPO / "data/demo/huatuo_lite_demo.jsonl")
+        if isinstance(r.get("question"), str) and r.get("answer", "").strip()
+    ]
 
 
 def random_model(size: str, work: Path, rows: list[dict]) -> tuple[str, int]:
@@ -142,11 +160,15 @@ def bench_args(setting: dict, name: str, path: str, output_dir: str, max_steps: 
     if path != "stock" and (base != "pipeline" or set(variants) - set(VARIANTS)):
         raise SystemExit(f"unknown path {path!r}: stock, or pipeline followed by any of {sorted(VARIANTS)}")
     training = setting["training"]
-    args = (train_adapter.sft_config(training, output_dir, "cuda", name) if base == "pipeline"
-            else SFTConfig(**train_adapter.recipe_args(training, output_dir, "cuda", name)))
+    args = (
+        train_adapter.sft_config(training, output_dir, "cuda", name)
+        if base == "pipeline"
+        else SFTConfig(**train_adapter.recipe_args(training, output_dir, "cuda", name))
+    )
     changes = {key: value for v in variants for key, value in VARIANT_ARGS.get(v, {}).items()}
-    return dataclasses.replace(args, max_steps=max_steps, eval_strategy="no", save_strategy="no", num_train_epochs=1,
-                               **changes)
+    return dataclasses.replace(
+        args, max_steps=max_steps, eval_strategy="no", save_strategy="no", num_train_epochs=1, **changes
+    )
 
 
 def traceback_as_text(function, *args):
@@ -172,13 +194,16 @@ def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
     name, _, lengths = recipe.partition(":")
     setting, quantization = config["settings"][name], config["quantization"]
     t = setting["training"]
-    data = synthetic_examples((steps + warmup) * t["per_device_train_batch_size"] * t["gradient_accumulation_steps"],
-                              0, lengths == "longest")
+    data = synthetic_examples(
+        (steps + warmup) * t["per_device_train_batch_size"] * t["gradient_accumulation_steps"], 0, lengths == "longest"
+    )
     tokenizer = qlora.load_tokenizer(manifest)
     args = bench_args(setting, name, path, str(work / f"out-{path}"), warmup + steps)
     base, *variants = path.split("+")
     if base == "pipeline":
-        model = train_adapter.load_base(manifest, quantization, "cuda", 0 if "nf4" in variants else config["gpu_memory_gib"])
+        model = train_adapter.load_base(
+            manifest, quantization, "cuda", 0 if "nf4" in variants else config["gpu_memory_gib"]
+        )
         torch.backends.cuda.enable_cudnn_sdp("cudnn" in variants)
     else:  # a fresh process: torch's default SDPA backends, cuDNN included
         model = qlora.load_quantized_model(manifest, quantization, "cuda")
@@ -204,7 +229,7 @@ def train_run(manifest, recipe, path, steps, warmup, non_embedding, work):
         "mfu": round(4 * non_embedding * tps / (H100_BF16_DENSE_TFLOPS * 1e12), 4),
         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         "losses": [round(x, 4) for x in timer.losses],
-        "step_s": [round(b - a, 3) for a, b in zip(timer.times[warmup - 1:], timer.times[warmup:])],
+        "step_s": [round(b - a, 3) for a, b in zip(timer.times[warmup - 1 :], timer.times[warmup:])],
         "wall_s": round(time.perf_counter() - start, 1),
     }
     return result
@@ -225,8 +250,12 @@ def random_adapter(manifest, quantization, lora: dict, out: Path) -> str:
 
 
 def prompt_ids(tokenizer, questions):
-    return [tokenizer.apply_chat_template(qlora.chat_prompt(q), tokenize=True, add_generation_prompt=True,
-                                          **qlora.CHAT_TEMPLATE_KWARGS)["input_ids"] for q in questions]
+    return [
+        tokenizer.apply_chat_template(
+            qlora.chat_prompt(q), tokenize=True, add_generation_prompt=True, **qlora.CHAT_TEMPLATE_KWARGS
+        )["input_ids"]
+        for q in questions
+    ]
 
 
 @torch.inference_mode()
@@ -235,9 +264,14 @@ def greedy_ids(model, tokenizer, prompts: list[list[int]], new_tokens: int, cach
     cache ("static" makes generate compile the decoding step)."""
     tokenizer.padding_side = "left"
     batch = tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(model.device)
-    out = model.generate(**batch, max_new_tokens=new_tokens, do_sample=False, cache_implementation=cache,
-                         pad_token_id=tokenizer.pad_token_id)
-    return out[:, batch["input_ids"].shape[1]:].tolist()
+    out = model.generate(
+        **batch,
+        max_new_tokens=new_tokens,
+        do_sample=False,
+        cache_implementation=cache,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return out[:, batch["input_ids"].shape[1] :].tolist()
 
 
 @torch.inference_mode()
@@ -278,19 +312,28 @@ def generation_runs(manifest, quantization, lora, questions, new_tokens, work):
         model.generation_config.min_new_tokens = new_tokens
         model.generation_config.eos_token_id = None
         t = time.perf_counter()
-        greedy_ids(model, tokenizer, prompts, new_tokens, cache)  # first call: warm-up, compilation or graph capture on the same shapes
+        greedy_ids(
+            model, tokenizer, prompts, new_tokens, cache
+        )  # first call: warm-up, compilation or graph capture on the same shapes
         first_s = time.perf_counter() - t
         torch.cuda.synchronize()
         t = time.perf_counter()
         ids = greedy_ids(model, tokenizer, prompts, new_tokens, cache)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - t
-        row = {"path": name, "prompts": len(questions), "first_call_s": round(first_s, 1),
-               "tokens_per_s": round(sum(map(len, ids)) / seconds, 1), "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+        row = {
+            "path": name,
+            "prompts": len(questions),
+            "first_call_s": round(first_s, 1),
+            "tokens_per_s": round(sum(map(len, ids)) / seconds, 1),
+            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        }
         if reference is None:
             reference = ids
         row["greedy_prefix_match_tokens"] = [
-            next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y))) for x, y in zip(ids, reference)]
+            next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y)))
+            for x, y in zip(ids, reference)
+        ]
         row["teacher_forced_top1_agreement"] = teacher_forced_agreement(model, prompts, reference)
         results.append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)
@@ -302,33 +345,49 @@ def generation_runs(manifest, quantization, lora, questions, new_tokens, work):
 
 def summary_table(report: dict) -> str:
     """The short table printed last: each path's tokens/s against its recipe's stock path."""
-    lines = ["| recipe | lengths | path | tokens/s | vs stock | MFU | peak GiB |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| recipe | lengths | path | tokens/s | vs stock | MFU | peak GiB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     lines = lines if report["training"] else []
-    stock = {(r["recipe"], r["lengths"]): r["tokens_per_s"] for r in report["training"]
-             if r["path"] == "stock" and "error" not in r}
+    stock = {
+        (r["recipe"], r["lengths"]): r["tokens_per_s"]
+        for r in report["training"]
+        if r["path"] == "stock" and "error" not in r
+    }
     for r in report["training"]:
         if "error" in r:
             lines.append(f"| {r['recipe']} | | {r['path']} | failed: {r['error'].splitlines()[-1]} | | | |")
             continue
         base = stock.get((r["recipe"], r["lengths"]))
         ratio = f"{r['tokens_per_s'] / base:.1f}x" if base else "-"
-        lines.append(f"| {r['recipe']} | {r['lengths']} | {r['path']} | {r['tokens_per_s']:,.0f} | {ratio} | "
-                     f"{100 * r['mfu']:.1f}% | {r['peak_gib']} |")
+        lines.append(
+            f"| {r['recipe']} | {r['lengths']} | {r['path']} | {r['tokens_per_s']:,.0f} | {ratio} | "
+            f"{100 * r['mfu']:.1f}% | {r['peak_gib']} |"
+        )
     if report["generation"]:
-        lines += ["", "| generation path | first call s | tokens/s | vs stock | teacher-forced agreement |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "| generation path | first call s | tokens/s | vs stock | teacher-forced agreement |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         base = report["generation"][0]["tokens_per_s"]
         for g in report["generation"]:
-            lines.append(f"| {g['path']} | {g['first_call_s']} | {g['tokens_per_s']:,.0f} | "
-                         f"{g['tokens_per_s'] / base:.1f}x | {100 * g['teacher_forced_top1_agreement']:.1f}% |")
+            lines.append(
+                f"| {g['path']} | {g['first_call_s']} | {g['tokens_per_s']:,.0f} | "
+                f"{g['tokens_per_s'] / base:.1f}x | {100 * g['teacher_forced_top1_agreement']:.1f}% |"
+            )
     return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=list(SHAPES), default="4b")
-    parser.add_argument("--recipes", default="setting1,setting4",
-                        help="recipes of config/config.yaml; NAME:longest puts every example at the longest length")
+    parser.add_argument(
+        "--recipes",
+        default="setting1,setting4",
+        help="recipes of config/config.yaml; NAME:longest puts every example at the longest length",
+    )
     parser.add_argument("--paths", default="stock,pipeline")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
@@ -342,18 +401,34 @@ def main():
     work = Path(args.work)
     rows = demo_rows()
     manifest, non_embedding = random_model(args.model, work, rows)
-    report = {"gpu": torch.cuda.get_device_name(0), "model": f"Qwen3-{args.model} shape, random weights",
-              "non_embedding_parameters": non_embedding, "steps": args.steps, "warmup": args.warmup,
-              "versions": package_versions(),
-              "training": [], "generation": []}
+    report = {
+        "gpu": torch.cuda.get_device_name(0),
+        "model": f"Qwen3-{args.model} shape, random weights",
+        "non_embedding_parameters": non_embedding,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "versions": package_versions(),
+        "training": [],
+        "generation": [],
+    }
     if args.generation:
         questions = [r["question"] for r in rows[:20]]
-        report["generation"] = in_fresh_process(generation_runs, manifest, config["quantization"],
-                                                config["settings"]["setting4"]["lora"], questions, args.new_tokens, work)
+        report["generation"] = in_fresh_process(
+            generation_runs,
+            manifest,
+            config["quantization"],
+            config["settings"]["setting4"]["lora"],
+            questions,
+            args.new_tokens,
+            work,
+        )
     for recipe in [r for r in args.recipes.split(",") if r]:
         for path in args.paths.split(","):
-            result = {"recipe": recipe, "path": path,
-                      **in_fresh_process(train_run, manifest, recipe, path, args.steps, args.warmup, non_embedding, work)}
+            result = {
+                "recipe": recipe,
+                "path": path,
+                **in_fresh_process(train_run, manifest, recipe, path, args.steps, args.warmup, non_embedding, work),
+            }
             report["training"].append(result)
             print(json.dumps(result), flush=True)
     write_json(args.out, report)

@@ -29,8 +29,10 @@ LABELS = (*ORDER, "invalid")
 
 def _check_labels(labels_a: list, labels_b: list, questions: list) -> None:
     if not len(labels_a) == len(labels_b) == len(questions):
-        raise PipelineError(f"agreement: {len(labels_a)} verdicts of one judge, {len(labels_b)} of the other, "
-                            f"{len(questions)} question ids")
+        raise PipelineError(
+            f"agreement: {len(labels_a)} verdicts of one judge, {len(labels_b)} of the other, "
+            f"{len(questions)} question ids"
+        )
     unknown = (set(labels_a) | set(labels_b)) - set(LABELS)
     if unknown:
         raise PipelineError(f"agreement: unknown verdicts {sorted(map(str, unknown))} (expected {', '.join(LABELS)})")
@@ -97,8 +99,7 @@ def percentile_interval(values: np.ndarray, min_defined: float = 0.95) -> tuple[
     return float(low), float(high)
 
 
-def agreement_statistics(labels_a: list, labels_b: list, questions: list, n_boot: int = 2000,
-                         seed: int = 0) -> dict:
+def agreement_statistics(labels_a: list, labels_b: list, questions: list, n_boot: int = 2000, seed: int = 0) -> dict:
     """Raw agreement, weighted kappa and ordinal alpha with their 95% question-bootstrap
     intervals, the number of questions and of verdict pairs (invalid dropped)."""
     _, tables = question_tables(labels_a, labels_b, questions)
@@ -106,14 +107,28 @@ def agreement_statistics(labels_a: list, labels_b: list, questions: list, n_boot
     tables = tables[valid]  # a question with no valid pair adds nothing to any resample
     total = tables.sum(axis=0)
     n = int(total.sum())
-    out = {"n_questions": len(tables), "n_pairs": n,
-           "agreement": float(np.trace(total) / n) if n else math.nan,
-           "weighted_kappa": float(weighted_kappa(total)), "alpha": ordinal_alpha(total)}
+    out = {
+        "n_questions": len(tables),
+        "n_pairs": n,
+        "agreement": float(np.trace(total) / n) if n else math.nan,
+        "weighted_kappa": float(weighted_kappa(total)),
+        "alpha": ordinal_alpha(total),
+    }
     if not n:
-        return {**out, "weighted_kappa_low": math.nan, "weighted_kappa_high": math.nan,
-                "alpha_low": math.nan, "alpha_high": math.nan}
+        return {
+            **out,
+            "weighted_kappa_low": math.nan,
+            "weighted_kappa_high": math.nan,
+            "alpha_low": math.nan,
+            "alpha_high": math.nan,
+        }
     resampled = bootstrap_tables(tables, n_boot, seed)
     kappa_low, kappa_high = percentile_interval(weighted_kappa(resampled))
     alpha_low, alpha_high = percentile_interval(np.array([ordinal_alpha(t) for t in resampled]))
-    return {**out, "weighted_kappa_low": kappa_low, "weighted_kappa_high": kappa_high,
-            "alpha_low": alpha_low, "alpha_high": alpha_high}
+    return {
+        **out,
+        "weighted_kappa_low": kappa_low,
+        "weighted_kappa_high": kappa_high,
+        "alpha_low": alpha_low,
+        "alpha_high": alpha_high,
+    }

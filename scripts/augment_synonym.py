@@ -58,23 +58,25 @@ def words(*lines: str) -> list[str]:
 # Words never replaced and never used as a synonym: in a patient's question they carry the
 # question itself (negation, modality, degree, doubt, direction), and Cilin's "synonyms" for them
 # shift it (不会 -> 决不会 turns "won't it?" into "never"; 请问 -> 试问 is rhetorical; 出来 -> 出去).
-KEEP_WORDS = frozenset(words(
-    # negation
-    "不 没 没有 别 不要 不用 不必 未 未必 无 无法 并非 不是 不会 不能 不行 不可",
-    # modality: possibility, ability, permission, obligation, necessity
-    "会 能 能够 可 可以 可能 也许 或许 大概 应该 应当 该 理应 要 需 需要 必须 必需 必要 一定 务必 得",
-    "肯定 允许 准许 只能 只得 只好",
-    # the question itself
-    "是否 会不会 能不能 可不可以 要不要 是不是 有没有 用不用 该不该 怎么 怎样 怎么样 如何 为什么 为何",
-    "请问 试问",
-    # degree, intensity, attitude
-    "非常 很 太 太过 特别 十分 极 极其 格外 尤其 更 更加 最 比较 较 稍 稍微 略 有点 有些 一点",
-    "厉害 严重 轻微 明显 过于 过度 过分 相当 挺 蛮 越来越 居然 竟然 竟是 甚至 甚至于",
-    # how often (a symptom comes): 偶尔 -> 偶然 (by chance)
-    "偶尔 偶然 间或 有时 时而",
-    # direction (来 / 去 flip the sense: 回来 -> 回去)
-    "来 去 出来 出去 回来 回去 上来 上去 下来 下去 过来 过去 起来 进来 进去",
-))
+KEEP_WORDS = frozenset(
+    words(
+        # negation
+        "不 没 没有 别 不要 不用 不必 未 未必 无 无法 并非 不是 不会 不能 不行 不可",
+        # modality: possibility, ability, permission, obligation, necessity
+        "会 能 能够 可 可以 可能 也许 或许 大概 应该 应当 该 理应 要 需 需要 必须 必需 必要 一定 务必 得",
+        "肯定 允许 准许 只能 只得 只好",
+        # the question itself
+        "是否 会不会 能不能 可不可以 要不要 是不是 有没有 用不用 该不该 怎么 怎样 怎么样 如何 为什么 为何",
+        "请问 试问",
+        # degree, intensity, attitude
+        "非常 很 太 太过 特别 十分 极 极其 格外 尤其 更 更加 最 比较 较 稍 稍微 略 有点 有些 一点",
+        "厉害 严重 轻微 明显 过于 过度 过分 相当 挺 蛮 越来越 居然 竟然 竟是 甚至 甚至于",
+        # how often (a symptom comes): 偶尔 -> 偶然 (by chance)
+        "偶尔 偶然 间或 有时 时而",
+        # direction (来 / 去 flip the sense: 回来 -> 回去)
+        "来 去 出来 出去 回来 回去 上来 上去 下来 下去 过来 过去 起来 进来 进去",
+    )
+)
 # A word holding one of these characters negates something (不舒服, 没事, 无效, 未愈): its Cilin
 # neighbours may drop or add the negation, so such words are left alone both ways.
 NEGATION_CHARS = "不没未无非否勿莫"
@@ -83,24 +85,26 @@ NEGATION_CHARS = "不没未无非否勿莫"
 # replaced and never used as a synonym. Found by reading every candidate pair on the real
 # Huatuo26M-Lite sample (bench/synonym_quality.py) once the general rules had run; medical terms
 # go to data/protected_terms.txt instead.
-BLOCKED_WORDS = frozenset(words(
-    # a member of the group means something else (word -> bad synonym)
-    "规律 法则 原理 常理 情理 物理",  # 作息规律 -> 作息法则, 物理 -> 情理
-    "可见 显见 足见 凸现",  # 肉眼可见 -> 肉眼足见
-    "引发 吸引 抓住 存在 设有 集中 汇集 伴随 陪同 跟随 尾随 追随",  # 伴随症状 -> 陪同症状
-    "翻过 横跨 横亘 迈出 跨过 坐坐 叠加 居于 安插 用尽 加紧 增速 崛起 吸附",  # 抽烟 -> 吸附
-    "家庭 家园 证书 证件 性状 特色 激情 豪情 透镜 镜片 数据 数量 数目 数额 总额",
-    "智力 智商 冷空气 冷气 凉气 寒气 寒潮 寒流 间隔 间距 区间 处境 情境 产品 制品 地区 地带",
-    "推荐 举荐 引进 做好 办好 搞好 搞活 抓好 配合 相称 兼容 调整 调动 威胁 威慑 谋取 郑重 慎重",
-    "伙食 餐饮 脂粉 延伸 延长 至此 扩充 保全 超前 化为 改为 致使 复出 再现 重现 逆转",
-    "紧缩 缩小 异地 外地 进程",  # 阴道紧缩术 -> 阴道缩小术; 异地 -> 外地; 生产过程 -> 生产进程
-    "总和 总数",  # jieba often cuts 总|和 (always | with) as 总和 (sum)
-    "着手 入手",  # and 拉着|手 (holding | hand) as 着手 (set about)
-    # found on the demo questions (data/demo) after the rules above were set
-    "水花 湍流 清流 处理器 微机 梯子 躬身 飞往 梳理 中年人 壮丁",  # 尿里泡沫 -> 尿里水花, 楼梯 -> 梯子
-    # register: literary, archaic or slang in a patient's question
-    "郎中 厨子 离休 乙醇",
-))
+BLOCKED_WORDS = frozenset(
+    words(
+        # a member of the group means something else (word -> bad synonym)
+        "规律 法则 原理 常理 情理 物理",  # 作息规律 -> 作息法则, 物理 -> 情理
+        "可见 显见 足见 凸现",  # 肉眼可见 -> 肉眼足见
+        "引发 吸引 抓住 存在 设有 集中 汇集 伴随 陪同 跟随 尾随 追随",  # 伴随症状 -> 陪同症状
+        "翻过 横跨 横亘 迈出 跨过 坐坐 叠加 居于 安插 用尽 加紧 增速 崛起 吸附",  # 抽烟 -> 吸附
+        "家庭 家园 证书 证件 性状 特色 激情 豪情 透镜 镜片 数据 数量 数目 数额 总额",
+        "智力 智商 冷空气 冷气 凉气 寒气 寒潮 寒流 间隔 间距 区间 处境 情境 产品 制品 地区 地带",
+        "推荐 举荐 引进 做好 办好 搞好 搞活 抓好 配合 相称 兼容 调整 调动 威胁 威慑 谋取 郑重 慎重",
+        "伙食 餐饮 脂粉 延伸 延长 至此 扩充 保全 超前 化为 改为 致使 复出 再现 重现 逆转",
+        "紧缩 缩小 异地 外地 进程",  # 阴道紧缩术 -> 阴道缩小术; 异地 -> 外地; 生产过程 -> 生产进程
+        "总和 总数",  # jieba often cuts 总|和 (always | with) as 总和 (sum)
+        "着手 入手",  # and 拉着|手 (holding | hand) as 着手 (set about)
+        # found on the demo questions (data/demo) after the rules above were set
+        "水花 湍流 清流 处理器 微机 梯子 躬身 飞往 梳理 中年人 壮丁",  # 尿里泡沫 -> 尿里水花, 楼梯 -> 梯子
+        # register: literary, archaic or slang in a patient's question
+        "郎中 厨子 离休 乙醇",
+    )
+)
 
 # Cilin categories (code prefixes) whose words are never replaced: the question's medical content
 # and its modality, where a "synonym" is another symptom, place or attitude.
@@ -109,7 +113,9 @@ KEPT_CATEGORIES = (
     "Bk",  # body parts, the place of a symptom (下肢 -> 后肢, 脸颊 -> 脸庞)
     "Bl",  # body fluids and excreta (大便, 精液, 汗)
     "Ib",  # physiological states and symptoms (头晕, 咳嗽, 生病, 昏迷, 出血)
-    "Hg20", "Hg21", "Hg22",  # treatment, prescriptions, obstetrics (治疗 -> 临床, 人流)
+    "Hg20",
+    "Hg21",
+    "Hg22",  # treatment, prescriptions, obstetrics (治疗 -> 临床, 人流)
     "G",  # feelings and thought (担心 -> 操心, 刻意 -> 加意, 心疼 -> 惋惜)
     "K",  # function words: adverbs, prepositions, conjunctions (就要 -> 将要)
     "L",  # politeness formulae (请问 -> 试问, 请教 -> 见教)
@@ -216,15 +222,15 @@ def load_synonyms(
         if marker != "=" or len(words) > max_group_size or code.startswith(KEPT_CATEGORIES):
             continue
         group = [
-            w for w in words
-            if is_common(w, freq, min_word_freq) and n_groups[w] == 1
-            and not is_function_word(w) and w not in BLOCKED_WORDS
+            w
+            for w in words
+            if is_common(w, freq, min_word_freq)
+            and n_groups[w] == 1
+            and not is_function_word(w)
+            and w not in BLOCKED_WORDS
         ]
         for word in group:
-            options = [
-                w for w in group
-                if w != word and freq[w] * REGISTER_RATIO >= freq[word]
-            ]
+            options = [w for w in group if w != word and freq[w] * REGISTER_RATIO >= freq[word]]
             if options:
                 synonyms[word] = options
     return synonyms

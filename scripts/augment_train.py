@@ -94,8 +94,7 @@ def llm_selection(records: list[dict], cfg: dict, cache_dir: str) -> tuple[list[
     for result in results:
         if result.question is None:
             reasons[result.reason] = reasons.get(result.reason, 0) + 1
-    stats = {"selection": "among all questions", "n_pool": len(records), "unaugmented_reasons": reasons,
-             "usage": usage}
+    stats = {"selection": "among all questions", "n_pool": len(records), "unaugmented_reasons": reasons, "usage": usage}
     return positions, [r.question for r in results], stats
 
 
@@ -145,13 +144,29 @@ def main(smk) -> None:
 
     # For the paper's provenance: the packages this method ran with.
     write_json(smk.output.stats, {**stats, "versions": versions(AUGMENT[cfg["method"]])})
-    log.info("augmentation (%s): %d of %d training questions selected %s (pool %d, ratio %s, seed %s); "
-             "%d rewritten (share %.3f), %d left unaugmented %s", cfg["method"], len(positions), len(records),
-             method_stats["selection"], method_stats["n_pool"], cfg["ratio"], cfg["seed"], n_augmented,
-             stats["augmented_share"], len(positions) - n_augmented, method_stats["unaugmented_reasons"])
+    log.info(
+        "augmentation (%s): %d of %d training questions selected %s (pool %d, ratio %s, seed %s); "
+        "%d rewritten (share %.3f), %d left unaugmented %s",
+        cfg["method"],
+        len(positions),
+        len(records),
+        method_stats["selection"],
+        method_stats["n_pool"],
+        cfg["ratio"],
+        cfg["seed"],
+        n_augmented,
+        stats["augmented_share"],
+        len(positions) - n_augmented,
+        method_stats["unaugmented_reasons"],
+    )
     if stats["pool_short"]:
-        log.warning("augmentation: only %d training questions can be rewritten, fewer than the %d the ratio %s asks "
-                    "for: all of them were augmented", method_stats["n_pool"], n_target, cfg["ratio"])
+        log.warning(
+            "augmentation: only %d training questions can be rewritten, fewer than the %d the ratio %s asks "
+            "for: all of them were augmented",
+            method_stats["n_pool"],
+            n_target,
+            cfg["ratio"],
+        )
 
 
 if "snakemake" in globals():

@@ -4,7 +4,6 @@ a byte-level BPE tokenizer trained on the train split, Qwen3's chat template, an
 weights, optionally given a short plain-text pretraining pass on the train split.
 Writes models/<name>/manifest.json, which training and generation load from."""
 
-
 import gpu_slots
 
 if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
@@ -46,7 +45,9 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     )
 
 
-def pretrain(model, tokenizer, texts: list[str], epochs: int, lr: float, block: int = 128, batch: int = 16) -> list[float]:
+def pretrain(
+    model, tokenizer, texts: list[str], epochs: int, lr: float, block: int = 128, batch: int = 16
+) -> list[float]:
     """A short causal-LM pass over plain text (no chat markup), so the tiny base model has some
     language for the adapters to build on, as a real base model has. Returns the epoch losses."""
     ids = [i for t in texts for i in tokenizer(t + tokenizer.eos_token)["input_ids"]]
@@ -77,9 +78,11 @@ def build_model(train: list[dict], shape: dict, out_dir: str | os.PathLike, devi
     else:
         tokenizer = train_tokenizer(texts, shape["vocab_size"])
     if len(tokenizer) > shape["vocab_size"]:
-        raise PipelineError(f"models: build.vocab_size {shape['vocab_size']} is fewer embedding rows than the "
-                            f"{shape['tokenizer']} tokenizer's {len(tokenizer)} tokens (Qwen3's models have "
-                            f"{qwen3_tokenizer.QWEN3_VOCAB_ROWS} rows)")
+        raise PipelineError(
+            f"models: build.vocab_size {shape['vocab_size']} is fewer embedding rows than the "
+            f"{shape['tokenizer']} tokenizer's {len(tokenizer)} tokens (Qwen3's models have "
+            f"{qwen3_tokenizer.QWEN3_VOCAB_ROWS} rows)"
+        )
     config = Qwen3Config(
         vocab_size=shape["vocab_size"],
         hidden_size=shape["hidden_size"],
@@ -102,8 +105,12 @@ def build_model(train: list[dict], shape: dict, out_dir: str | os.PathLike, devi
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    return {"tokenizer": shape["tokenizer"], "tokens": len(tokenizer),
-            "parameters": sum(p.numel() for p in model.parameters()), "pretrain_losses": pretrain_losses}
+    return {
+        "tokenizer": shape["tokenizer"],
+        "tokens": len(tokenizer),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "pretrain_losses": pretrain_losses,
+    }
 
 
 def fetch_hub_model(repo_id: str, revision: str | None) -> str:
@@ -129,7 +136,8 @@ def resolve_model(model: dict, train_path: str | None, out_dir: Path, device: st
 
 
 def main(smk):
-    from versions import BASE_MODEL as BASE_MODEL_PACKAGES, QWEN3_TOKENIZER, versions
+    from versions import BASE_MODEL as BASE_MODEL_PACKAGES
+    from versions import QWEN3_TOKENIZER, versions
 
     manifest_path = Path(smk.output[0])
     train = smk.input.train[0] if smk.input.train else None

@@ -1,7 +1,6 @@
 """Stage baseline answers: what each setting is compared with. From the course file (ChatGPT's
 answers), from an OpenAI-compatible chat model, or from a local model (e.g. the untuned base)."""
 
-
 import gpu_slots
 
 if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
@@ -26,15 +25,18 @@ def answers_from_openai(test: list[dict], baseline: dict, cache_dir: str, sectio
     return [reply.content for reply in client.ask([chat_prompt(t["question"]) for t in test])]
 
 
-def answers_from_model(test: list[dict], manifest: str, generation: dict, quantization: dict, device: str,
-                       gpu_memory_gib: float) -> list[str]:
+def answers_from_model(
+    test: list[dict], manifest: str, generation: dict, quantization: dict, device: str, gpu_memory_gib: float
+) -> list[str]:
     from qlora import answer_questions, prepare_answering  # torch only where needed
 
     questions = [t["question"] for t in test]
-    tokenizer, model, plan = prepare_answering(manifest, quantization, device, None, questions, generation,
-                                               gpu_memory_gib)
-    answers = answer_questions(model, tokenizer, questions, {**generation, "batch_size": plan.batch_size},
-                               [t["id"] for t in test])
+    tokenizer, model, plan = prepare_answering(
+        manifest, quantization, device, None, questions, generation, gpu_memory_gib
+    )
+    answers = answer_questions(
+        model, tokenizer, questions, {**generation, "batch_size": plan.batch_size}, [t["id"] for t in test]
+    )
     return [a["answer"] for a in answers]
 
 
@@ -46,12 +48,16 @@ def main(smk):
     elif source == "openai":
         answers = answers_from_openai(test, p.baseline, p.cache_dir, p.section)
     else:
-        answers = answers_from_model(test, smk.input.model[0], p.generation, p.quantization, p.device,
-                                     smk.resources.gpu_memory_gib)
-    write_jsonl(smk.output[0], (
-        {"id": t["id"], "question": t["question"], "answer": a, "source": source, "model": p.baseline.get("model")}
-        for t, a in zip(test, answers)
-    ))
+        answers = answers_from_model(
+            test, smk.input.model[0], p.generation, p.quantization, p.device, smk.resources.gpu_memory_gib
+        )
+    write_jsonl(
+        smk.output[0],
+        (
+            {"id": t["id"], "question": t["question"], "answer": a, "source": source, "model": p.baseline.get("model")}
+            for t, a in zip(test, answers)
+        ),
+    )
     log.info("Wrote %d baseline answers (%s)", len(answers), source)
 
 

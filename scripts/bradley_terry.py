@@ -24,7 +24,7 @@ settings: a reader comparing two settings' scores should turn to the pairwise an
 """
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,13 +68,20 @@ def setting_score(grid, alpha: float) -> dict:
     if rate == 0:
         low_logit = 2 * centre - high_logit
     note = "all wins" if rate == 1 else "all losses" if rate == 0 else ""
-    return {"score": float(elo_from_logit(centre)), "ci_low": float(elo_from_logit(low_logit)),
-            "ci_high": float(elo_from_logit(high_logit)), "win_rate": rate, "n": q, "replicates": k,
-            "note": NOTES.get(note, "")}
+    return {
+        "score": float(elo_from_logit(centre)),
+        "ci_low": float(elo_from_logit(low_logit)),
+        "ci_high": float(elo_from_logit(high_logit)),
+        "win_rate": rate,
+        "n": q,
+        "replicates": k,
+        "note": NOTES.get(note, ""),
+    }
 
 
-def ranking(verdicts: pd.DataFrame, settings: Sequence[str], alpha: float,
-            titles: Mapping[str, str] | None = None) -> pd.DataFrame:
+def ranking(
+    verdicts: pd.DataFrame, settings: Sequence[str], alpha: float, titles: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """One row per setting of `settings` (config order) and one for the baseline, ranked by score,
     highest first (equal scores share the better rank); a setting without verdicts is "not run",
     unranked, last. `verdicts` is verdicts.verdict_frame's table (claim_stats.check_verdicts)."""
@@ -94,14 +101,32 @@ def ranking(verdicts: pd.DataFrame, settings: Sequence[str], alpha: float,
         if setting in set(verdicts["setting"]):
             row.update(setting_score(per_question(verdicts, setting), alpha))
         else:
-            row.update(score=math.nan, ci_low=math.nan, ci_high=math.nan, win_rate=math.nan, n=None,
-                       replicates=None, note=NOTES["not run"])
+            row.update(
+                score=math.nan,
+                ci_low=math.nan,
+                ci_high=math.nan,
+                win_rate=math.nan,
+                n=None,
+                replicates=None,
+                note=NOTES["not run"],
+            )
         rows.append(row)
-    rows.append({"setting": BASELINE, "title": titles.get(BASELINE, BASELINE), "score": ANCHOR, "ci_low": ANCHOR,
-                 "ci_high": ANCHOR, "win_rate": NO_EFFECT_SCORE, "n": questions or None, "replicates": None,
-                 "note": NOTES["anchor"]})
+    rows.append(
+        {
+            "setting": BASELINE,
+            "title": titles.get(BASELINE, BASELINE),
+            "score": ANCHOR,
+            "ci_low": ANCHOR,
+            "ci_high": ANCHOR,
+            "win_rate": NO_EFFECT_SCORE,
+            "n": questions or None,
+            "replicates": None,
+            "note": NOTES["anchor"],
+        }
+    )
     table = pd.DataFrame(rows)
     table["rank"] = table["score"].rank(ascending=False, method="min").astype("Int64")
     table = table.sort_values(["score", "setting"], ascending=[False, True], na_position="last", kind="stable")
     return table.reset_index(drop=True)[COLUMNS].astype(
-        {"n": "Int64", "replicates": "Int64", **dict.fromkeys(("score", "ci_low", "ci_high", "win_rate"), "float64")})
+        {"n": "Int64", "replicates": "Int64", **dict.fromkeys(("score", "ci_low", "ci_high", "win_rate"), "float64")}
+    )

@@ -2,7 +2,7 @@
 95% interval covers the recipe's true effect, and how often Holm's correction lets any claim of a
 family come out supported when nothing differs (family-wise error), at a given design."""
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -15,8 +15,14 @@ COVERAGE_RATES = (0.5, 0.75, 0.9)
 CHUNK = 100  # simulated studies at a time
 
 
-def coverage(n: int, replicates: int, nuisance: Nuisance, studies: int, rng: np.random.Generator,
-             rates: Sequence[float] = COVERAGE_RATES) -> dict[str, float]:
+def coverage(
+    n: int,
+    replicates: int,
+    nuisance: Nuisance,
+    studies: int,
+    rng: np.random.Generator,
+    rates: Sequence[float] = COVERAGE_RATES,
+) -> dict[str, float]:
     """Share of simulated studies whose 95% interval holds the truth: for a setting at each rate
     against the baseline (keys "0.5", ...), and for the highest rate against the middle one
     ("difference")."""
@@ -35,8 +41,15 @@ def coverage(n: int, replicates: int, nuisance: Nuisance, studies: int, rng: np.
     return {name: count / studies for name, count in hits.items()}
 
 
-def family_wise_error(family: Sequence[tuple[str, str]], n: int, replicates: int, nuisance: Nuisance,
-                      studies: int, rng: np.random.Generator, alpha: float) -> float:
+def family_wise_error(
+    family: Sequence[tuple[str, str]],
+    n: int,
+    replicates: int,
+    nuisance: Nuisance,
+    studies: int,
+    rng: np.random.Generator,
+    alpha: float,
+) -> float:
     """Share of simulated studies in which any claim of `family` ((setting, against) pairs,
     against a setting or BASELINE) comes out supported when every setting equals the baseline."""
     names = sorted({x for pair in family for x in pair if x != BASELINE})

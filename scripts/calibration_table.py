@@ -14,8 +14,15 @@ from calibration import COVERAGE_RATES, coverage, family_wise_error
 from claims_table import CONTROL, read_inference, read_study
 from common import log, read_jsonl, run_stage, write_text
 
-COLUMNS = ["test_set", "questions", "replicates", *(f"coverage_{r}" for r in COVERAGE_RATES),
-           "coverage_difference", "family_wise_error", "studies"]
+COLUMNS = [
+    "test_set",
+    "questions",
+    "replicates",
+    *(f"coverage_{r}" for r in COVERAGE_RATES),
+    "coverage_difference",
+    "family_wise_error",
+    "studies",
+]
 
 
 def claim_family(claims: list[dict]) -> list[tuple[str, str]]:
@@ -23,17 +30,26 @@ def claim_family(claims: list[dict]) -> list[tuple[str, str]]:
     return [(c["setting"], f"{CONTROL} of {c['setting']}" if c["against"] == CONTROL else c["against"]) for c in claims]
 
 
-def calibration_table(sizes: dict[str, int], replicates: int, claims: list[dict], nuisance, alpha: float,
-                      studies: int, seed: int) -> pd.DataFrame:
+def calibration_table(
+    sizes: dict[str, int], replicates: int, claims: list[dict], nuisance, alpha: float, studies: int, seed: int
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for test_set, n in sizes.items():
         cover = coverage(n, replicates, nuisance, studies, rng)
-        rows.append({"test_set": test_set, "questions": n, "replicates": replicates,
-                     **{f"coverage_{r}": cover[str(r)] for r in COVERAGE_RATES},
-                     "coverage_difference": cover["difference"],
-                     "family_wise_error": family_wise_error(claim_family(claims), n, replicates, nuisance, studies, rng, alpha),
-                     "studies": studies})
+        rows.append(
+            {
+                "test_set": test_set,
+                "questions": n,
+                "replicates": replicates,
+                **{f"coverage_{r}": cover[str(r)] for r in COVERAGE_RATES},
+                "coverage_difference": cover["difference"],
+                "family_wise_error": family_wise_error(
+                    claim_family(claims), n, replicates, nuisance, studies, rng, alpha
+                ),
+                "studies": studies,
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -42,13 +58,25 @@ def main(smk) -> None:
     _, nuisance = read_inference(smk.input.study, study)
     sizes = {name: len(read_jsonl(path)) for name, path in zip(smk.params.test_sets, smk.input.tests)}
     stats = smk.params.statistics
-    table = calibration_table(sizes, smk.params.replicates, study["claims"], nuisance, stats["alpha"],
-                              stats["power_simulations"], stats["seed"])
+    table = calibration_table(
+        sizes,
+        smk.params.replicates,
+        study["claims"],
+        nuisance,
+        stats["alpha"],
+        stats["power_simulations"],
+        stats["seed"],
+    )
     write_text(smk.output.csv, table.to_csv(index=False))
     for row in table.to_dict(orient="records"):
-        log.info("%s: %d questions x %d replicates: coverage %s, family-wise error %s", row["test_set"],
-                 row["questions"], row["replicates"],
-                 ", ".join(f"{row[f'coverage_{r}']:.3f}" for r in COVERAGE_RATES), row["family_wise_error"])
+        log.info(
+            "%s: %d questions x %d replicates: coverage %s, family-wise error %s",
+            row["test_set"],
+            row["questions"],
+            row["replicates"],
+            ", ".join(f"{row[f'coverage_{r}']:.3f}" for r in COVERAGE_RATES),
+            row["family_wise_error"],
+        )
 
 
 if "snakemake" in globals():

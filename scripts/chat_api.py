@@ -41,14 +41,13 @@ replies are read back from the cache when every call is answered.
 requests a second it allows times a reply's latency.
 """
 
-
 import email.utils
 import hashlib
 import json
 import os
 import random
-import time
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -163,8 +162,12 @@ def is_transient(exc: BaseException) -> bool:
 
 def is_rate_limited(exc: BaseException) -> bool:
     """A 429 that says when to come back: the server pacing the run, which waiting cures."""
-    return (isinstance(exc, openai.RateLimitError) and exc.code != "insufficient_quota"
-            and retry_after_s(exc) is not None and is_transient(exc))
+    return (
+        isinstance(exc, openai.RateLimitError)
+        and exc.code != "insufficient_quota"
+        and retry_after_s(exc) is not None
+        and is_transient(exc)
+    )
 
 
 def describe(exc: BaseException, api_key: str) -> str:
@@ -237,7 +240,9 @@ def retrying(cfg: dict, api_key: str, desc: str, pace: Pace) -> Retrying:
 
     def before_sleep(state) -> None:
         exc = state.outcome.exception()
-        log.warning("%s: %s; retry %d in %.2f s", desc, describe(exc, api_key), state.attempt_number, state.next_action.sleep)
+        log.warning(
+            "%s: %s; retry %d in %.2f s", desc, describe(exc, api_key), state.attempt_number, state.next_action.sleep
+        )
 
     return Retrying(
         retry=retry_if_exception(is_transient),
@@ -308,15 +313,24 @@ class ChatClient:
         self.base_url = str(self.client.base_url).rstrip("/")
         self.cache = Cache(cache_dir)
 
-    def ask(self, conversations: list[list[dict]], attempt: int = 0, max_tokens: list[int] | None = None) -> list[Reply]:
+    def ask(
+        self, conversations: list[list[dict]], attempt: int = 0, max_tokens: list[int] | None = None
+    ) -> list[Reply]:
         """One reply per conversation, in order; only what the cache lacks is asked. `max_tokens`
         gives each conversation its own limit (else the section's)."""
         limits = max_tokens or [None] * len(conversations)
         bodies = [request_body(self.cfg, messages, limit) for messages, limit in zip(conversations, limits)]
         keys = [self.cache.key(self.base_url, body, attempt) for body in bodies]
         todo = {key: body for key, body in zip(keys, bodies) if self.cache.get(key) is None}
-        log.info("%s: %d calls (attempt %d): %d cached, %d to ask (%d unreadable cache entries discarded so far)",
-                 self.desc, len(keys), attempt + 1, len(set(keys)) - len(todo), len(todo), self.cache.discarded)
+        log.info(
+            "%s: %d calls (attempt %d): %d cached, %d to ask (%d unreadable cache entries discarded so far)",
+            self.desc,
+            len(keys),
+            attempt + 1,
+            len(set(keys)) - len(todo),
+            len(todo),
+            self.cache.discarded,
+        )
         if todo:
             self._batch(todo) if self.cfg.get("batch") else self._one_by_one(todo)
         replies = [self.cache.get(key) for key in keys]
@@ -330,17 +344,25 @@ class ChatClient:
         if isinstance(e, openai.AuthenticationError):
             return f"the API rejected the key (HTTP 401); check {self.section}.api_key_env (now {env})"
         if isinstance(e, openai.PermissionDeniedError):
-            return (f"the key in {env} has no access to model {model!r} ({describe(e, self.api_key)}); "
-                    f"set {self.section}.api_key_env to a key with access, or {self.section}.model to a model it may use")
+            return (
+                f"the key in {env} has no access to model {model!r} ({describe(e, self.api_key)}); "
+                f"set {self.section}.api_key_env to a key with access, or {self.section}.model to a model it may use"
+            )
         if isinstance(e, openai.NotFoundError):
             if e.code == "model_not_found":
-                return (f"the server does not serve model {model!r} ({describe(e, self.api_key)}); "
-                        f"set {self.section}.model to a model it serves")
-            return (f"{describe(e, self.api_key)} from {self.base_url}; check {self.section}.base_url "
-                    f"and {self.section}.model")
+                return (
+                    f"the server does not serve model {model!r} ({describe(e, self.api_key)}); "
+                    f"set {self.section}.model to a model it serves"
+                )
+            return (
+                f"{describe(e, self.api_key)} from {self.base_url}; check {self.section}.base_url "
+                f"and {self.section}.model"
+            )
         if e.code == "insufficient_quota":
-            return (f"the account of the key in {env} has no quota left ({describe(e, self.api_key)}), which "
-                    f"waiting does not cure: add credit, or set {self.section}.api_key_env to a key with quota")
+            return (
+                f"the account of the key in {env} has no quota left ({describe(e, self.api_key)}), which "
+                f"waiting does not cure: add credit, or set {self.section}.api_key_env to a key with quota"
+            )
         return None
 
     def _call(self, fn, *args, pace: Pace | None = None, **kwargs):
@@ -412,8 +434,11 @@ class ChatClient:
 
     def _batch(self, todo: dict[str, dict]) -> None:
         folder = self.cache.folder / "batches"
-        resumed = [(path, state) for path in sorted(folder.glob("*.json"))
-                   if todo.keys() & set((state := read_json(path))["keys"])]
+        resumed = [
+            (path, state)
+            for path in sorted(folder.glob("*.json"))
+            if todo.keys() & set((state := read_json(path))["keys"])
+        ]
         for path, state in resumed:
             log.info("%s: resuming batch %s (%s)", self.desc, state["batch_id"] or "not yet created", path)
         covered = {key for _, state in resumed for key in state["keys"]}
@@ -423,15 +448,23 @@ class ChatClient:
         running = [(path, self._create_batch(path, state)) for path, state in resumed + fresh]
         problems = [problem for path, state in running if (problem := self._finish_batch(path, state))]
         if problems:
-            raise PipelineError(f"{self.desc}: {'; '.join(problems)}; rerun to submit them again".replace(self.api_key, "***"))
+            raise PipelineError(
+                f"{self.desc}: {'; '.join(problems)}; rerun to submit them again".replace(self.api_key, "***")
+            )
 
     @staticmethod
     def _batch_parts(todo: dict[str, dict]) -> list[dict[str, dict]]:
         """The calls split into batches within the provider's limits on one batch."""
         parts, part, size = [], {}, 0
         for key, body in todo.items():
-            line = len(json.dumps({"custom_id": key, "method": "POST", "url": BATCH_ENDPOINT, "body": body},
-                                  ensure_ascii=False).encode("utf-8")) + 1
+            line = (
+                len(
+                    json.dumps(
+                        {"custom_id": key, "method": "POST", "url": BATCH_ENDPOINT, "body": body}, ensure_ascii=False
+                    ).encode("utf-8")
+                )
+                + 1
+            )
             if part and (len(part) == MAX_BATCH_REQUESTS or size + line > MAX_BATCH_BYTES):
                 parts, part, size = parts + [part], {}, 0
             part[key], size = body, size + line
@@ -462,7 +495,9 @@ class ChatClient:
             )
             state = {**state, "batch_id": batch.id}
             write_json(path, state)
-            log.info("%s: submitted batch %s with %d requests (state in %s)", self.desc, batch.id, len(state["keys"]), path)
+            log.info(
+                "%s: submitted batch %s with %d requests (state in %s)", self.desc, batch.id, len(state["keys"]), path
+            )
         return state
 
     def _finish_batch(self, path: Path, state: dict) -> str | None:

@@ -39,9 +39,28 @@ VERDICT_COLUMNS = ("setting", "replicate", "id", "verdict", "answer_chars", "bas
 BASELINE = "baseline"
 CLAIM_VERDICTS = ("reproduced", "supported", "contradicted", "inconclusive", "not run")
 COLUMNS = [
-    "id", "claim", "source", "setting", "against", "n", "replicates", "published_effect", "effect",
-    "ci_low", "ci_high", "published_in_ci", "p_value", "p_holm", "holm_level", "ci_holm_low", "ci_holm_high",
-    "margin", "power", "n_for_80_power", "verdict", "reading",
+    "id",
+    "claim",
+    "source",
+    "setting",
+    "against",
+    "n",
+    "replicates",
+    "published_effect",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "published_in_ci",
+    "p_value",
+    "p_holm",
+    "holm_level",
+    "ci_holm_low",
+    "ci_holm_high",
+    "margin",
+    "power",
+    "n_for_80_power",
+    "verdict",
+    "reading",
 ]
 # Questions at which n for 80% power is looked for (K as in the run); beyond the last: not reached.
 N_GRID = (10, 15, 20, 30, 40, 60, 80, 120, 160, 240, 320, 480, 640, 960, 1280)
@@ -61,8 +80,11 @@ def check_verdicts(verdicts: pd.DataFrame) -> None:
     grid = grid.reindex(pd.MultiIndex.from_product(grid.index.levels), fill_value=0)  # absent replicates
     for (setting, replicate), counts in grid[(grid != 1).any(axis=1)].head(1).iterrows():
         lacking, twice = list(counts.index[counts == 0]), list(counts.index[counts > 1])
-        problem = (f"misses {len(lacking)} question(s) other settings or replicates have ({', '.join(lacking[:5])})"
-                   if lacking else f"question {twice[0]} judged more than once")
+        problem = (
+            f"misses {len(lacking)} question(s) other settings or replicates have ({', '.join(lacking[:5])})"
+            if lacking
+            else f"question {twice[0]} judged more than once"
+        )
         raise PipelineError(f"{setting}, replicate {replicate}: {problem}")
 
 
@@ -72,8 +94,9 @@ def per_question(verdicts: pd.DataFrame, setting: str) -> np.ndarray:
     if rows.empty:
         raise PipelineError(f"{setting}: no verdicts")
     check_verdicts(rows)
-    grid = pd.DataFrame({"id": rows["id"].astype(str), "replicate": rows["replicate"],
-                         "x": rows["verdict"].map(SCORES)})
+    grid = pd.DataFrame(
+        {"id": rows["id"].astype(str), "replicate": rows["replicate"], "x": rows["verdict"].map(SCORES)}
+    )
     return grid.pivot(index="id", columns="replicate", values="x").sort_index().to_numpy(float)
 
 
@@ -97,8 +120,9 @@ def holm_adjusted(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def claim_verdict(effect: float, low: float, high: float, p_holm: float, published: float | None,
-                  margin: float, alpha: float) -> str:
+def claim_verdict(
+    effect: float, low: float, high: float, p_holm: float, published: float | None, margin: float, alpha: float
+) -> str:
     """The verdict from the corrected interval [low, high] and the Holm-adjusted p (module doc)."""
     if any(math.isnan(x) for x in (effect, low, high, p_holm)):
         return "inconclusive"
@@ -122,17 +146,26 @@ def reading(row: dict) -> str:
     if verdict == "supported":
         return f"{interval} excludes 0 after Holm's correction"
     if verdict == "contradicted":
-        return (f"{interval} lies below the study's {100 * published:+.1f} points" if published is not None
-                else f"{interval} lies below 0")
+        return (
+            f"{interval} lies below the study's {100 * published:+.1f} points"
+            if published is not None
+            else f"{interval} lies below 0"
+        )
     text = f"{interval} holds 0" if row["ci_holm_low"] <= 0 <= row["ci_holm_high"] else f"{interval} is not decisive"
     if published is None or row["power"] is None or math.isnan(row["power"]):
         return text + "; the study published no effect to compute a power at"
     power = row["power"]
     if power >= 0.8:
-        return (text + f"; yet at the study's effect this procedure would come out supported with "
-                f"probability {100 * power:.0f}%: our data speak against an effect that large")
+        return (
+            text + f"; yet at the study's effect this procedure would come out supported with "
+            f"probability {100 * power:.0f}%: our data speak against an effect that large"
+        )
     n80 = row["n_for_80_power"]
-    more = f"{n80} questions would give 80%" if n80 is not None else f"more than {N_GRID[-1]} questions would be needed for 80%"
+    more = (
+        f"{n80} questions would give 80%"
+        if n80 is not None
+        else f"more than {N_GRID[-1]} questions would be needed for 80%"
+    )
     return text + f"; at the study's effect this procedure has power {100 * power:.0f}% only: {more}"
 
 
@@ -155,9 +188,20 @@ def claim_row(verdicts: pd.DataFrame, claim: dict, alpha: float) -> dict:
             raise PipelineError(f"claim {claim.get('id')!r}: missing {key}")
     setting, against = claim["setting"], claim["against"]
     row = {c: claim.get(c) for c in ("id", "claim", "source", "setting", "against", "published_effect")}
-    row.update(n=None, replicates=None, effect=math.nan, ci_low=math.nan, ci_high=math.nan, published_in_ci=None,
-               p_value=math.nan, holm_level=math.nan, ci_holm_low=math.nan, ci_holm_high=math.nan,
-               power=math.nan, n_for_80_power=None)
+    row.update(
+        n=None,
+        replicates=None,
+        effect=math.nan,
+        ci_low=math.nan,
+        ci_high=math.nan,
+        published_in_ci=None,
+        p_value=math.nan,
+        holm_level=math.nan,
+        ci_holm_low=math.nan,
+        ci_holm_high=math.nan,
+        power=math.nan,
+        n_for_80_power=None,
+    )
     present = set(verdicts["setting"])
     if setting not in present or (against != BASELINE and against not in present):
         return {**row, "verdict": "not run"}
@@ -176,7 +220,10 @@ def simulation_qualities(claims: list[dict], nuisance: Nuisance) -> dict[str, fl
     any other as good as the baseline."""
     rates = {}
     for c in claims:
-        for name, rate in ((c["setting"], c.get("published_setting_rate")), (c["against"], c.get("published_against_rate"))):
+        for name, rate in (
+            (c["setting"], c.get("published_setting_rate")),
+            (c["against"], c.get("published_against_rate")),
+        ):
             if name != BASELINE and _given(rate):
                 rates[name] = rate
     qualities = {name: quality_for_score(rate, nuisance) for name, rate in rates.items()}
@@ -187,24 +234,34 @@ def simulation_qualities(claims: list[dict], nuisance: Nuisance) -> dict[str, fl
     return qualities
 
 
-def decision_power(claims: list[dict], n: int, replicates: int, alpha: float, nuisance: Nuisance,
-                   studies: int, rng: np.random.Generator) -> np.ndarray:
+def decision_power(
+    claims: list[dict],
+    n: int,
+    replicates: int,
+    alpha: float,
+    nuisance: Nuisance,
+    studies: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Per claim, the simulated probability that the procedure (crossed intervals, Holm across the
     family) establishes its direction, at the published rates with n questions x replicates."""
     qualities = simulation_qualities(claims, nuisance)
     hits = np.zeros(len(claims))
     for start in range(0, studies, SIMULATION_CHUNK):
         scores = simulate_scores(rng, min(SIMULATION_CHUNK, studies - start), n, replicates, qualities, nuisance)
-        estimates = [crossed_interval(scores[c["setting"]], None if c["against"] == BASELINE else scores[c["against"]], alpha)
-                     for c in claims]
+        estimates = [
+            crossed_interval(scores[c["setting"]], None if c["against"] == BASELINE else scores[c["against"]], alpha)
+            for c in claims
+        ]
         effects = np.stack([e[0] for e in estimates], -1)
         p_holm = holm_adjusted(np.stack([e[3] for e in estimates], -1))
         hits += ((p_holm < alpha) & (effects > 0)).sum(0)
     return hits / studies
 
 
-def power_columns(claims: list[dict], n: int, replicates: int, alpha: float, nuisance: Nuisance,
-                  studies: int, seed: int) -> tuple[np.ndarray, list[int | None]]:
+def power_columns(
+    claims: list[dict], n: int, replicates: int, alpha: float, nuisance: Nuisance, studies: int, seed: int
+) -> tuple[np.ndarray, list[int | None]]:
     """(power at n, the smallest grid n with 80%) per claim; NaN / None where the study published no effect."""
     published = np.array([_given(c.get("published_effect")) for c in claims])
     power = np.full(len(claims), np.nan)
@@ -227,27 +284,55 @@ def power_columns(claims: list[dict], n: int, replicates: int, alpha: float, nui
     return power, n80
 
 
-def claims_table(verdicts: pd.DataFrame, claims: list[dict], alpha: float, margin: float, nuisance: Nuisance,
-                 simulations: int, seed: int) -> pd.DataFrame:
+def claims_table(
+    verdicts: pd.DataFrame,
+    claims: list[dict],
+    alpha: float,
+    margin: float,
+    nuisance: Nuisance,
+    simulations: int,
+    seed: int,
+) -> pd.DataFrame:
     """One row per claim (COLUMNS)."""
     check_verdicts(verdicts)
     rows = [claim_row(verdicts, claim, alpha) for claim in claims]
     p_holm, levels = holm([r["p_value"] for r in rows]), holm_levels([r["p_value"] for r in rows], alpha)
     run = [(i, c) for i, (c, r) in enumerate(zip(claims, rows)) if r.get("verdict") != "not run"]
     if run:
-        power, n80 = power_columns([c for _, c in run], rows[run[0][0]]["n"], rows[run[0][0]]["replicates"],
-                                   alpha, nuisance, simulations, seed)
+        power, n80 = power_columns(
+            [c for _, c in run], rows[run[0][0]]["n"], rows[run[0][0]]["replicates"], alpha, nuisance, simulations, seed
+        )
     for k, (i, claim) in enumerate(run):
         row = rows[i]
         a, b = _grids(verdicts, claim["setting"], claim["against"])
         _, low, high, _ = map(_float, crossed_interval(a, b, levels[i]))
         published = claim.get("published_effect") if _given(claim.get("published_effect")) else None
-        row.update(p_holm=p_holm[i], holm_level=levels[i], ci_holm_low=low, ci_holm_high=high,
-                   power=power[k], n_for_80_power=n80[k],
-                   verdict=claim_verdict(row["effect"], low, high, p_holm[i], published, margin, alpha))
+        row.update(
+            p_holm=p_holm[i],
+            holm_level=levels[i],
+            ci_holm_low=low,
+            ci_holm_high=high,
+            power=power[k],
+            n_for_80_power=n80[k],
+            verdict=claim_verdict(row["effect"], low, high, p_holm[i], published, margin, alpha),
+        )
     for row in rows:
         row["margin"] = margin
-        row["reading"] = reading({**row, "published_effect": row["published_effect"] if _given(row["published_effect"]) else None})
-    floats = ("effect", "ci_low", "ci_high", "p_value", "p_holm", "holm_level", "ci_holm_low", "ci_holm_high", "margin", "power")
+        row["reading"] = reading(
+            {**row, "published_effect": row["published_effect"] if _given(row["published_effect"]) else None}
+        )
+    floats = (
+        "effect",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "p_holm",
+        "holm_level",
+        "ci_holm_low",
+        "ci_holm_high",
+        "margin",
+        "power",
+    )
     return pd.DataFrame(rows, columns=COLUMNS).astype(
-        {"n": "Int64", "replicates": "Int64", "n_for_80_power": "Int64", **dict.fromkeys(floats, "float64")})
+        {"n": "Int64", "replicates": "Int64", "n_for_80_power": "Int64", **dict.fromkeys(floats, "float64")}
+    )

@@ -41,12 +41,15 @@ def read_inference(path, study: dict) -> tuple[float, Nuisance]:
         raise PipelineError(f"{path}: inference: missing or not a mapping (equivalence_margin, simulation)")
     margin = inference.get("equivalence_margin")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
-        raise PipelineError(f"{path}: inference.equivalence_margin: expected a difference of rates in (0, 1), got {margin!r}")
+        raise PipelineError(
+            f"{path}: inference.equivalence_margin: expected a difference of rates in (0, 1), got {margin!r}"
+        )
     simulation = inference.get("simulation")
     fields = set(Nuisance.__dataclass_fields__)
     if not isinstance(simulation, dict) or set(simulation) != fields:
-        raise PipelineError(f"{path}: inference.simulation: expected a mapping of {', '.join(sorted(fields))}, "
-                            f"got {simulation!r}")
+        raise PipelineError(
+            f"{path}: inference.simulation: expected a mapping of {', '.join(sorted(fields))}, got {simulation!r}"
+        )
     for key, value in simulation.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise PipelineError(f"{path}: inference.simulation.{key}: expected a number, got {value!r}")
@@ -70,9 +73,15 @@ def resolve_claims(claims: list[dict], published_rates: dict, controls: dict[str
             if against != BASELINE and against_rate is None:
                 setting_rate = None
         effect = None if setting_rate is None else setting_rate - (0.5 if against_rate is None else against_rate)
-        resolved.append({**{k: claim[k] for k in ("id", "claim", "source", "setting")}, "against": against,
-                         "published_effect": effect, "published_setting_rate": setting_rate,
-                         "published_against_rate": against_rate})
+        resolved.append(
+            {
+                **{k: claim[k] for k in ("id", "claim", "source", "setting")},
+                "against": against,
+                "published_effect": effect,
+                "published_setting_rate": setting_rate,
+                "published_against_rate": against_rate,
+            }
+        )
     return resolved
 
 
@@ -88,8 +97,17 @@ def main(smk) -> None:
     write_text(smk.output.csv, table.to_csv(index=False))
     write_json(smk.output.json, table_rows(table))
     for row in table_rows(table):
-        log.info("%s: %s (effect %s, 95%% CI %s to %s, Holm p %s, power %s): %s", row["id"], row["verdict"],
-                 row["effect"], row["ci_low"], row["ci_high"], row["p_holm"], row["power"], row["reading"])
+        log.info(
+            "%s: %s (effect %s, 95%% CI %s to %s, Holm p %s, power %s): %s",
+            row["id"],
+            row["verdict"],
+            row["effect"],
+            row["ci_low"],
+            row["ci_high"],
+            row["p_holm"],
+            row["power"],
+            row["reading"],
+        )
 
 
 if "snakemake" in globals():

@@ -1,7 +1,6 @@
 """Helpers shared by the stage programs: JSON Lines I/O, atomic writes, text normalisation,
 user-facing errors and the Snakemake glue."""
 
-
 import contextlib
 import errno
 import json
@@ -12,8 +11,9 @@ import shutil
 import sys
 import tempfile
 import unicodedata
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 log = logging.getLogger("pipeline")
 
@@ -37,8 +37,10 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _no_space(path: Path, e: OSError) -> PipelineError:
-    return PipelineError(f"{path}: no space left on the device to write it ({e.strerror}); "
-                         "nothing was written there: free some space and rerun")
+    return PipelineError(
+        f"{path}: no space left on the device to write it ({e.strerror}); "
+        "nothing was written there: free some space and rerun"
+    )
 
 
 def _remove_stale_temporaries(path: Path) -> None:

@@ -8,12 +8,26 @@ import io
 import json
 import math
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from common import DataError, PipelineError, log, run_stage, write_text
 
-COLUMNS = ("rule", "test_set", "setting", "replicate", "device", "gpu", "wall_s", "max_rss_mib", "peak_gpu_gib",
-           "tokens_per_s", "memory_budget_gib", "form", "batch_size")
+COLUMNS = (
+    "rule",
+    "test_set",
+    "setting",
+    "replicate",
+    "device",
+    "gpu",
+    "wall_s",
+    "max_rss_mib",
+    "peak_gpu_gib",
+    "tokens_per_s",
+    "memory_budget_gib",
+    "form",
+    "batch_size",
+)
 FORM_COLUMNS = ("memory_budget_gib", "form", "batch_size")
 TOTAL = "all GPU jobs"
 # The key under which each rule's stage records its throughput in its stats file.
@@ -46,8 +60,10 @@ def read_benchmark(path: str | os.PathLike) -> dict:
     if len(rows) != 1:  # one per run of the job: the rules set no benchmark repeats
         raise DataError(path, None, None, f"expected one benchmark row, found {len(rows)}")
     rss = rows[0]["max_rss"]
-    return {"wall_s": _number(rows[0]["s"], path, 2, "s"),
-            "max_rss_mib": None if rss == "NA" else _number(rss, path, 2, "max_rss")}
+    return {
+        "wall_s": _number(rows[0]["s"], path, 2, "s"),
+        "max_rss_mib": None if rss == "NA" else _number(rss, path, 2, "max_rss"),
+    }
 
 
 def job_form(stats: Mapping, rule: str) -> dict:
@@ -82,23 +98,39 @@ def read_stats(path: str | os.PathLike, rule: str) -> dict:
     gpu = stats["gpu"]
     if gpu is not None and (not isinstance(gpu, str) or not gpu):
         raise DataError(path, None, "gpu", f"not a GPU list ({gpu!r})")
-    return {"device": device, "gpu": gpu,
-            **{name: _number(stats[key], path, None, key, nullable=True)
-               for name, key in fields.items() if name not in ("device", "gpu")},
-            **job_form(stats, rule)}
+    return {
+        "device": device,
+        "gpu": gpu,
+        **{
+            name: _number(stats[key], path, None, key, nullable=True)
+            for name, key in fields.items()
+            if name not in ("device", "gpu")
+        },
+        **job_form(stats, rule),
+    }
 
 
 def total_row(rows: Sequence[Mapping]) -> dict:
     """All GPU jobs: their wall time summed, the largest memory peaks, the devices and GPUs they ran on."""
+
     def largest(column):
         return max((r[column] for r in rows if r.get(column) is not None), default=None)
 
-    return {"rule": TOTAL, "test_set": None, "setting": None, "replicate": None,
-            "device": "; ".join(dict.fromkeys(r["device"] for r in rows)),
-            "gpu": "; ".join(dict.fromkeys(r["gpu"] for r in rows if r["gpu"] is not None)) or None,
-            "wall_s": round(sum(r["wall_s"] for r in rows), 4), "max_rss_mib": largest("max_rss_mib"),
-            "peak_gpu_gib": largest("peak_gpu_gib"), "tokens_per_s": None,
-            "memory_budget_gib": largest("memory_budget_gib"), "form": None, "batch_size": None}
+    return {
+        "rule": TOTAL,
+        "test_set": None,
+        "setting": None,
+        "replicate": None,
+        "device": "; ".join(dict.fromkeys(r["device"] for r in rows)),
+        "gpu": "; ".join(dict.fromkeys(r["gpu"] for r in rows if r["gpu"] is not None)) or None,
+        "wall_s": round(sum(r["wall_s"] for r in rows), 4),
+        "max_rss_mib": largest("max_rss_mib"),
+        "peak_gpu_gib": largest("peak_gpu_gib"),
+        "tokens_per_s": None,
+        "memory_budget_gib": largest("memory_budget_gib"),
+        "form": None,
+        "batch_size": None,
+    }
 
 
 def compute_rows(jobs: Sequence[Mapping], benchmarks: Sequence, stats: Sequence) -> list[dict]:
@@ -109,11 +141,20 @@ def compute_rows(jobs: Sequence[Mapping], benchmarks: Sequence, stats: Sequence)
     rows = []
     for job, benchmark, stats_path in zip(jobs, benchmarks, stats):
         recorded = read_stats(stats_path, job["rule"])
-        rows.append({"rule": job["rule"], "test_set": job.get("test_set"), "setting": job["setting"],
-                     "replicate": job["replicate"], "device": recorded["device"], "gpu": recorded["gpu"],
-                     **read_benchmark(benchmark),
-                     "peak_gpu_gib": recorded["peak_gpu_gib"], "tokens_per_s": recorded["tokens_per_s"],
-                     **{k: recorded[k] for k in FORM_COLUMNS}})
+        rows.append(
+            {
+                "rule": job["rule"],
+                "test_set": job.get("test_set"),
+                "setting": job["setting"],
+                "replicate": job["replicate"],
+                "device": recorded["device"],
+                "gpu": recorded["gpu"],
+                **read_benchmark(benchmark),
+                "peak_gpu_gib": recorded["peak_gpu_gib"],
+                "tokens_per_s": recorded["tokens_per_s"],
+                **{k: recorded[k] for k in FORM_COLUMNS},
+            }
+        )
     return rows + [total_row(rows)]
 
 

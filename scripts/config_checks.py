@@ -2,7 +2,7 @@
 rest): a name used in one section must be a key of another, and a judge must have what it needs
 from every test set. Run once, by rules/common.smk, before any job; each problem names its key."""
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from run_plan import judge_key, judges
 
@@ -29,6 +29,8 @@ def config_problems(config: Mapping) -> list[str]:
     course_sets = [name for name, spec in config["test_sets"].items() if spec["source"] != "heldout"]
     for name, judge in judges(config).items():
         if judge["backend"] == "reference" and course_sets:
-            problems.append(f"{judge_key(name)}.backend: 'reference' needs reference answers, which test set "
-                            f"{course_sets[0]} (a course file) has not: use held-out test sets or an openai judge")
+            problems.append(
+                f"{judge_key(name)}.backend: 'reference' needs reference answers, which test set "
+                f"{course_sets[0]} (a course file) has not: use held-out test sets or an openai judge"
+            )
     return problems

@@ -15,8 +15,17 @@ from common import log, read_prompt, run_stage, write_text
 
 # A Huatuo26M-Lite question's length in characters, generously (the demo's are 20-40).
 QUESTION_CHARS = 100
-COLUMNS = ["stage", "caller", "model", "calls", "input_tokens", "output_tokens", "price_input", "price_output",
-           "cost_usd"]
+COLUMNS = [
+    "stage",
+    "caller",
+    "model",
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "price_input",
+    "price_output",
+    "cost_usd",
+]
 
 
 def text_tokens(text: str) -> int:
@@ -29,19 +38,36 @@ def row(stage, caller, section, calls, input_per_call, output_per_call) -> dict:
     prices = section.get("price_per_million")
     input_tokens, output_tokens = calls * input_per_call, calls * output_per_call
     cost = None if prices is None else (input_tokens * prices["input"] + output_tokens * prices["output"]) / 1e6
-    return {"stage": stage, "caller": caller, "model": section["model"], "calls": calls,
-            "input_tokens": input_tokens, "output_tokens": output_tokens,
-            "price_input": prices and prices["input"], "price_output": prices and prices["output"],
-            "cost_usd": None if cost is None else round(cost, 2)}
+    return {
+        "stage": stage,
+        "caller": caller,
+        "model": section["model"],
+        "calls": calls,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "price_input": prices and prices["input"],
+        "price_output": prices and prices["output"],
+        "cost_usd": None if cost is None else round(cost, 2),
+    }
 
 
-def plan(judges: dict, test_sets: dict, n_settings: int, replicates: int, max_new_tokens: int,
-         augmentation: dict, n_train: int | None, judge_prompt: str) -> list[dict]:
+def plan(
+    judges: dict,
+    test_sets: dict,
+    n_settings: int,
+    replicates: int,
+    max_new_tokens: int,
+    augmentation: dict,
+    n_train: int | None,
+    judge_prompt: str,
+) -> list[dict]:
     """One row per paying caller: each OpenAI judge, each OpenAI baseline, the LLM augmentation."""
     question = QUESTION_CHARS  # as tokens, at one per character
     rows = []
-    baseline_tokens = {name: (t["baseline"]["max_tokens"] if t["baseline"]["source"] == "openai" else max_new_tokens)
-                       for name, t in test_sets.items()}
+    baseline_tokens = {
+        name: (t["baseline"]["max_tokens"] if t["baseline"]["source"] == "openai" else max_new_tokens)
+        for name, t in test_sets.items()
+    }
     for name, judge in judges.items():
         if judge["backend"] != "openai":
             continue
@@ -73,8 +99,19 @@ def to_table(rows: list[dict]) -> str:
     cells = [[str(r[c]) if r[c] is not None else "-" for c in COLUMNS] for r in rows]
     priced = [r["cost_usd"] for r in rows if r["cost_usd"] is not None]
     total = f"{sum(priced):.2f}" + (" (some callers have no price)" if len(priced) < len(rows) else "")
-    cells.append(["total", "", "", str(sum(r["calls"] for r in rows)), str(sum(r["input_tokens"] for r in rows)),
-                  str(sum(r["output_tokens"] for r in rows)), "", "", total if rows else "0.00"])
+    cells.append(
+        [
+            "total",
+            "",
+            "",
+            str(sum(r["calls"] for r in rows)),
+            str(sum(r["input_tokens"] for r in rows)),
+            str(sum(r["output_tokens"] for r in rows)),
+            "",
+            "",
+            total if rows else "0.00",
+        ]
+    )
     widths = [max(len(c), *(len(line[k]) for line in cells)) for k, c in enumerate(COLUMNS)]
     lines = [COLUMNS, *cells]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
@@ -82,11 +119,20 @@ def to_table(rows: list[dict]) -> str:
 
 def main(smk):
     p = smk.params
-    rows = plan(p.judges, p.test_sets, p.n_settings, p.replicates, p.max_new_tokens, p.augmentation, p.n_train,
-                read_prompt(smk.input.judge_prompt))
+    rows = plan(
+        p.judges,
+        p.test_sets,
+        p.n_settings,
+        p.replicates,
+        p.max_new_tokens,
+        p.augmentation,
+        p.n_train,
+        read_prompt(smk.input.judge_prompt),
+    )
     write_text(smk.output.csv, to_csv(rows))
-    log.info("Paid API calls this config makes on its first run (upper bounds; USD per million tokens):\n%s",
-             to_table(rows))
+    log.info(
+        "Paid API calls this config makes on its first run (upper bounds; USD per million tokens):\n%s", to_table(rows)
+    )
 
 
 if "snakemake" in globals():

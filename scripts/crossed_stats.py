@@ -52,10 +52,13 @@ NO_EFFECT_SCORE = 0.5
 
 def _check(a: np.ndarray, b: np.ndarray | None) -> None:
     if a.ndim < 2 or a.shape[-2] < 2 or a.shape[-1] < 1:
-        raise PipelineError(f"crossed inference: expected questions x replicates with at least 2 questions, got {a.shape}")
+        raise PipelineError(
+            f"crossed inference: expected questions x replicates with at least 2 questions, got {a.shape}"
+        )
     if b is not None and b.shape != a.shape:
-        raise PipelineError(f"crossed inference: the two settings' grids differ in questions or replicates "
-                            f"({a.shape} and {b.shape})")
+        raise PipelineError(
+            f"crossed inference: the two settings' grids differ in questions or replicates ({a.shape} and {b.shape})"
+        )
 
 
 def _mean_squares(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

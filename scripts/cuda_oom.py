@@ -25,8 +25,10 @@ def _gpu_memory() -> str:
             return "(GPU memory unknown: torch sees no CUDA device)"
         free, total = torch.cuda.mem_get_info()
         allocated, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
-        return (f"on {torch.cuda.get_device_name()} with {_gib(total)} ({_gib(free)} free now; "
-                f"this job's peak {_gib(allocated)} allocated, {_gib(reserved)} reserved)")
+        return (
+            f"on {torch.cuda.get_device_name()} with {_gib(total)} ({_gib(free)} free now; "
+            f"this job's peak {_gib(allocated)} allocated, {_gib(reserved)} reserved)"
+        )
     except Exception as e:  # the report must never hide the error it reports
         return f"(GPU memory unreadable: {type(e).__name__})"
 
@@ -43,16 +45,21 @@ def _memory_knobs(smk) -> str:
         key = f"settings.{wildcards.get('setting', '<setting>')}.training"
         batch, accum = training.get("per_device_train_batch_size"), training.get("gradient_accumulation_steps")
         effective = f" of {batch * accum}" if isinstance(batch, int) and isinstance(accum, int) else ""
-        knobs = [f"lower {key}.per_device_train_batch_size{now(training, 'per_device_train_batch_size')} and raise "
-                 f"gradient_accumulation_steps{now(training, 'gradient_accumulation_steps')} by the same factor "
-                 f"(keeps the effective batch{effective})", f"lower {key}.max_length{now(training, 'max_length')}"]
+        knobs = [
+            f"lower {key}.per_device_train_batch_size{now(training, 'per_device_train_batch_size')} and raise "
+            f"gradient_accumulation_steps{now(training, 'gradient_accumulation_steps')} by the same factor "
+            f"(keeps the effective batch{effective})",
+            f"lower {key}.max_length{now(training, 'max_length')}",
+        ]
         if training.get("activation_checkpointing") is not True:
             knobs.append(f"set {key}.activation_checkpointing: true")
         return "to use less: " + "; ".join(knobs)
     if smk.rule in ("generate_answers", "baseline_answers"):
         generation = getattr(params, "generation", None) or {}
-        return (f"to use less: lower generation.batch_size{now(generation, 'batch_size')} "
-                f"or generation.max_new_tokens{now(generation, 'max_new_tokens')}")
+        return (
+            f"to use less: lower generation.batch_size{now(generation, 'batch_size')} "
+            f"or generation.max_new_tokens{now(generation, 'max_new_tokens')}"
+        )
     return f"rule {smk.rule} has no setting that reduces its GPU memory: run it on a larger GPU"
 
 
@@ -69,5 +76,7 @@ def cuda_oom_message(smk, error: BaseException) -> str:
     wildcards = ", ".join(f"{k}={v}" for k, v in _wildcards(smk).items())
     job = f"{smk.rule} ({wildcards})" if wildcards else smk.rule
     first = (str(error).strip().splitlines() or [""])[0]
-    return (f"{job}: CUDA out of memory {_gpu_memory()}; {_memory_knobs(smk)}\n"
-            f"  {type(error).__module__}.{type(error).__qualname__}: {first}")
+    return (
+        f"{job}: CUDA out of memory {_gpu_memory()}; {_memory_knobs(smk)}\n"
+        f"  {type(error).__module__}.{type(error).__qualname__}: {first}"
+    )

@@ -41,8 +41,9 @@ def can_compile_layers(args, model) -> bool:
     with gradient checkpointing (compiled layers failed at the first step on the H100), and not
     where a config asks for Liger's kernels (inductor fails on Liger's RMSNorm) or a whole-model
     compile (torch_compile)."""
-    return not (args.use_cpu or args.gradient_checkpointing or args.use_liger_kernel or args.torch_compile
-                or four_bit(model))
+    return not (
+        args.use_cpu or args.gradient_checkpointing or args.use_liger_kernel or args.torch_compile or four_bit(model)
+    )
 
 
 # The cost model of compiling, from setting 4's measurements on an H100 (bench/RESULTS.md, second
@@ -68,8 +69,9 @@ def job_tokens(trainer) -> tuple[int, int]:
     validation set at every eval_steps and after the last step)."""
     args = trainer.args
     per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-    steps_per_epoch = math.ceil(len(trainer.train_dataset) /
-                                (args.per_device_train_batch_size * args.gradient_accumulation_steps))
+    steps_per_epoch = math.ceil(
+        len(trainer.train_dataset) / (args.per_device_train_batch_size * args.gradient_accumulation_steps)
+    )
     steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.num_train_epochs)
     train = per_epoch * steps / steps_per_epoch
     every = args.eval_steps if args.eval_steps >= 1 else math.ceil(args.eval_steps * steps)
@@ -99,8 +101,9 @@ def dequantise_if_fits(model, memory_gib: float):
     size = bf16_gib(model)
     if size > memory_gib / 4:
         return model
-    log.info("Dequantising the 4-bit base once for training: %.1f GiB in bf16, within a quarter of %s GiB",
-             size, memory_gib)
+    log.info(
+        "Dequantising the 4-bit base once for training: %.1f GiB in bf16, within a quarter of %s GiB", size, memory_gib
+    )
     return model.dequantize()
 
 

@@ -43,7 +43,7 @@ class RepetitionPenalty(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         if self.seen is None:
             self.seen = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-        self.seen.scatter_(1, input_ids[:, self.length:], True)
+        self.seen.scatter_(1, input_ids[:, self.length :], True)
         self.length = input_ids.shape[1]
         penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
         return torch.where(self.seen, penalised, scores)
@@ -94,8 +94,9 @@ class DecodingStep:
     each graph in the first one's memory pool. The cache's write position is a tensor the forward
     advances itself, so a replay writes where an eager step would."""
 
-    def __init__(self, model, mask: torch.Tensor, positions: torch.Tensor, cache: StaticCache, window: Window,
-                 cuda_graph: bool):
+    def __init__(
+        self, model, mask: torch.Tensor, positions: torch.Tensor, cache: StaticCache, window: Window, cuda_graph: bool
+    ):
         self.model, self.cache, self.window = model, cache, window
         self.mask = mask  # [batch, cache length], True where a row has a token
         self.positions = positions[:, -1:].clone()  # [batch, 1]: each row's last position
@@ -103,8 +104,13 @@ class DecodingStep:
         self.cuda_graph, self.warmed, self.graphs, self.pool = cuda_graph, False, {}, None
 
     def forward(self) -> torch.Tensor:
-        out = self.model(input_ids=self.tokens, attention_mask=self.mask[:, None, None, : self.window.slots],
-                         position_ids=self.positions, past_key_values=self.cache, use_cache=True)
+        out = self.model(
+            input_ids=self.tokens,
+            attention_mask=self.mask[:, None, None, : self.window.slots],
+            position_ids=self.positions,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
         return out.logits[:, -1, :]
 
     def __call__(self, tokens: torch.Tensor, slot: int) -> torch.Tensor:
@@ -139,9 +145,17 @@ class DecodingStep:
         return logits
 
 
-def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
-           logits_processor: LogitsProcessorList, eos: torch.Tensor, pad_token_id: int,
-           cuda_graph: bool, window_slots: int = WINDOW_SLOTS) -> torch.Tensor:
+def decode(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    logits_processor: LogitsProcessorList,
+    eos: torch.Tensor,
+    pad_token_id: int,
+    cuda_graph: bool,
+    window_slots: int = WINDOW_SLOTS,
+) -> torch.Tensor:
     """The new tokens [batch, <= max_new_tokens] of a left-padded batch, as generate(do_sample=False,
     logits_processor=…) makes them: each step's float32 logits through the processors, the argmax,
     padding after a row's end; it stops once every row has ended."""
@@ -154,9 +168,17 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new
     positions = attention_mask.long().cumsum(-1) - 1
     positions.masked_fill_(attention_mask == 0, 1)  # as generate() places padding
     window.cover(prompt)
-    causal = torch.arange(window.slots, device=input_ids.device) <= torch.arange(prompt, device=input_ids.device)[:, None]
-    logits = model(input_ids=input_ids, attention_mask=mask[:, None, None, : window.slots] & causal,
-                   position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+    causal = (
+        torch.arange(window.slots, device=input_ids.device) <= torch.arange(prompt, device=input_ids.device)[:, None]
+    )
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=mask[:, None, None, : window.slots] & causal,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    ).logits[:, -1, :]
     step = DecodingStep(model, mask, positions, cache, window, cuda_graph)
     sequences = torch.full((batch, length), pad_token_id, dtype=input_ids.dtype, device=input_ids.device)
     sequences[:, :prompt] = input_ids

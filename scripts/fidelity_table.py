@@ -27,8 +27,21 @@ from paper_format import fmt
 COLUMNS = ["group", "parameter", "study", "this_run", "source", "note", "status"]
 ABSENT = object()  # a key this run's config does not have
 # A parameter's fields (config/README.md, "config/study.yaml").
-FIELDS = {"group", "label", "key", "value", "study", "reading", "assumed", "settings", "source", "note",
-          "execution", "protocol", "ours"}
+FIELDS = {
+    "group",
+    "label",
+    "key",
+    "value",
+    "study",
+    "reading",
+    "assumed",
+    "settings",
+    "source",
+    "note",
+    "execution",
+    "protocol",
+    "ours",
+}
 
 
 def lookup(config: dict, key: str) -> Any:
@@ -39,8 +52,7 @@ def lookup(config: dict, key: str) -> Any:
     for part in re.split(r"\.(?![^{]*\})", key):
         if part.startswith("{") and part.endswith("}"):
             inner = part[1:-1]
-            part = (next(iter(value), ABSENT) if inner == "first" and isinstance(value, dict)
-                    else lookup(config, inner))
+            part = next(iter(value), ABSENT) if inner == "first" and isinstance(value, dict) else lookup(config, inner)
             if part is ABSENT:
                 return ABSENT
         if not isinstance(value, dict) or part not in value:
@@ -107,8 +119,9 @@ def check_param(param: dict) -> None:
     if param.get("reading") and "study" not in param:
         raise PipelineError(f"{where}: 'reading' needs the study's words in 'study' and our reading in 'value'")
     if "ours" in param and not (param.get("protocol") or param.get("execution")):
-        raise PipelineError(f"{where}: 'ours' is for a 'protocol' or 'execution' row; any other row "
-                            "compares this run's value at 'key'")
+        raise PipelineError(
+            f"{where}: 'ours' is for a 'protocol' or 'execution' row; any other row compares this run's value at 'key'"
+        )
 
 
 def fidelity_row(param: dict, config: dict, study_settings: list[str]) -> dict:
@@ -122,8 +135,9 @@ def fidelity_row(param: dict, config: dict, study_settings: list[str]) -> dict:
         for v in values.values():
             if not any(same(v, d) for d in distinct):
                 distinct.append(v)
-        ours = (text(distinct[0]) if len(distinct) == 1
-                else "; ".join(f"{name}: {text(v)}" for name, v in values.items()))
+        ours = (
+            text(distinct[0]) if len(distinct) == 1 else "; ".join(f"{name}: {text(v)}" for name, v in values.items())
+        )
     if param.get("protocol"):
         status = "by design"
     elif param.get("execution"):
@@ -135,9 +149,11 @@ def fidelity_row(param: dict, config: dict, study_settings: list[str]) -> dict:
     else:
         status = "deviation"
     # What is ours (an assumption, a reading) stays visible even where this run has another value.
-    notes = [f"our assumption: {text(param['assumed'])}" if "assumed" in param else "",
-             f"our reading: {text(param['value'])}" if param.get("reading") else "",
-             str(param.get("note", ""))]
+    notes = [
+        f"our assumption: {text(param['assumed'])}" if "assumed" in param else "",
+        f"our reading: {text(param['value'])}" if param.get("reading") else "",
+        str(param.get("note", "")),
+    ]
     return {
         "group": param["group"],
         "parameter": param["label"],
@@ -163,8 +179,12 @@ def main(smk) -> None:
     table = fidelity_table(study, smk.params.config)
     write_text(smk.output[0], table.to_csv(index=False))
     deviations = table[table["status"] == "deviation"]
-    log.info("fidelity: %d parameters, %d deviate from the study%s", len(table), len(deviations),
-             (": " + ", ".join(deviations["parameter"])) if len(deviations) else "")
+    log.info(
+        "fidelity: %d parameters, %d deviate from the study%s",
+        len(table),
+        len(deviations),
+        (": " + ", ".join(deviations["parameter"])) if len(deviations) else "",
+    )
 
 
 if "snakemake" in globals():

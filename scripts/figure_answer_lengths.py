@@ -2,7 +2,7 @@
 questions, from the headline tables/<test set>/primary/winrate.json as paper/answer_lengths.pdf."""
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from common import log, run_stage
 from figure_style import setting_rows, settings_figure
@@ -14,8 +14,10 @@ BAR_HEIGHT = 0.38
 
 def plot_answer_lengths(results: Sequence[Mapping], path: str | os.PathLike) -> None:
     with settings_figure(results, "mean answer length (characters)", path) as (ax, ys):
-        for offset, key, label in ((BAR_HEIGHT / 2, "mean_answer_chars", "setting"),
-                                   (-BAR_HEIGHT / 2, "baseline_mean_answer_chars", "baseline")):
+        for offset, key, label in (
+            (BAR_HEIGHT / 2, "mean_answer_chars", "setting"),
+            (-BAR_HEIGHT / 2, "baseline_mean_answer_chars", "baseline"),
+        ):
             rows = [(y, r[key]) for y, r in zip(ys, results) if r[key] is not None]
             ax.barh([y + offset for y, _ in rows], [v for _, v in rows], height=BAR_HEIGHT, label=label)
 

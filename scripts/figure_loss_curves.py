@@ -5,14 +5,14 @@ replicate."""
 import math
 import os
 import textwrap
-from typing import Mapping
+from collections.abc import Mapping
 
 import matplotlib
 import pandas as pd
+from matplotlib.figure import Figure
 
 from common import DataError, PipelineError, log, run_stage
 from figure_style import figure_rc, save
-from matplotlib.figure import Figure
 from paper_format import oneline
 
 
@@ -39,9 +39,15 @@ def _panel(ax, label: str, frames: list[pd.DataFrame]) -> None:
             rows = frame[frame["split"] == split][["step", "loss"]].dropna().sort_values("step")
             if rows.empty:
                 continue
-            ax.plot(rows["step"], rows["loss"], linestyle=style, color=f"C{r}",
-                    label=name if len(frames) == 1 else f"{name}, replicate {r}",
-                    marker="o" if len(rows) == 1 else None, markersize=3)
+            ax.plot(
+                rows["step"],
+                rows["loss"],
+                linestyle=style,
+                color=f"C{r}",
+                label=name if len(frames) == 1 else f"{name}, replicate {r}",
+                marker="o" if len(rows) == 1 else None,
+                markersize=3,
+            )
             drawn = True
     if drawn:
         ax.legend(fontsize=6)
@@ -87,8 +93,10 @@ def main(smk) -> None:
     paths = [smk.input.losses] if isinstance(smk.input.losses, str) else list(smk.input.losses)
     if len(paths) != len(numbers) * k:
         raise PipelineError(f"input 'losses': {len(paths)} file(s) for {len(numbers)} settings x {k} replicates")
-    frames = {f"Setting {number}: {oneline(title)}": [read_loss_csv(p) for p in paths[i * k:(i + 1) * k]]
-              for i, (number, title) in enumerate(numbers.values())}
+    frames = {
+        f"Setting {number}: {oneline(title)}": [read_loss_csv(p) for p in paths[i * k : (i + 1) * k]]
+        for i, (number, title) in enumerate(numbers.values())
+    }
     plot_loss_curves(frames, smk.output.figure)
     log.info("figure: wrote %s", smk.output.figure)
 

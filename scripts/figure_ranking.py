@@ -4,12 +4,12 @@ tables/<test set>/primary/ranking.json as paper/ranking.pdf (best at the top; a 
 keeps its row, empty, at the bottom)."""
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from ranking_scale import ANCHOR, BASELINE
 from common import PipelineError, log, run_stage
 from figure_style import settings_figure
 from paper_format import oneline
+from ranking_scale import ANCHOR, BASELINE
 from records import read_table_json
 
 
@@ -21,8 +21,9 @@ def ranking_rows(ranking: Sequence[Mapping], numbers: Mapping[str, int]) -> list
         if row["setting"] == BASELINE:
             continue
         if row["setting"] not in numbers:
-            raise PipelineError(f"ranking: setting {row['setting']!r} has no number in the paper "
-                                f"(settings: {', '.join(numbers)})")
+            raise PipelineError(
+                f"ranking: setting {row['setting']!r} has no number in the paper (settings: {', '.join(numbers)})"
+            )
         rows.append({**row, "k": numbers[row["setting"]], "title": oneline(row["title"])})
     if not rows:
         raise PipelineError("ranking: no setting to plot")
@@ -37,11 +38,16 @@ def plot_ranking(rows: Sequence[Mapping], path: str | os.PathLike) -> None:
             scores = [r["score"] for _, r in scored]
             low = [s - r["ci_low"] for s, (_, r) in zip(scores, scored)]
             high = [r["ci_high"] - s for s, (_, r) in zip(scores, scored)]
-            ax.errorbar(scores, [y for y, _ in scored], xerr=[low, high], fmt="o", capsize=4,
-                        label="score, with 95% interval (questions and runs)")
+            ax.errorbar(
+                scores,
+                [y for y, _ in scored],
+                xerr=[low, high],
+                fmt="o",
+                capsize=4,
+                label="score, with 95% interval (questions and runs)",
+            )
             for (y, r), s in zip(scored, scores):
-                ax.annotate(f"#{r['rank']}", (s, y), textcoords="offset points", xytext=(0, 6), ha="center",
-                            fontsize=7)
+                ax.annotate(f"#{r['rank']}", (s, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
         ax.set_ylim(-1.4, len(rows) - 0.4)  # room below the last row for the legend
         ax.grid(axis="x", alpha=0.3)
 

@@ -6,8 +6,8 @@ change to one reruns that figure only."""
 import contextlib
 import functools
 import textwrap
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import matplotlib
 
@@ -33,14 +33,20 @@ def cjk_font() -> str:
         if Path(path).name in CJK_FONT_FILES:
             font_manager.fontManager.addfont(path)
             return CJK_FAMILY
-    raise PipelineError(f"the font {CJK_FAMILY} (Debian package fonts-noto-cjk) is not installed; the paper "
-                        f"and its figures need it for Chinese text. Install {APT_PACKAGES} "
-                        f"(sudo apt-get install -y {APT_PACKAGES})")
+    raise PipelineError(
+        f"the font {CJK_FAMILY} (Debian package fonts-noto-cjk) is not installed; the paper "
+        f"and its figures need it for Chinese text. Install {APT_PACKAGES} "
+        f"(sudo apt-get install -y {APT_PACKAGES})"
+    )
 
 
 def figure_rc() -> dict:
-    return {"font.family": "sans-serif", "font.sans-serif": [cjk_font(), "DejaVu Sans"],
-            "axes.unicode_minus": False, "pdf.fonttype": 3}
+    return {
+        "font.family": "sans-serif",
+        "font.sans-serif": [cjk_font(), "DejaVu Sans"],
+        "axes.unicode_minus": False,
+        "pdf.fonttype": 3,
+    }
 
 
 def save(fig: Figure, path) -> None:
@@ -76,6 +82,7 @@ def setting_rows(winrate: Sequence[Mapping], keys: Sequence[str]) -> list[dict]:
     rows = []
     for k, row in enumerate(winrate, 1):
         where = f"winrate.json row {k}"
-        rows.append({"k": k, "title": oneline(need(row, "title", where)),
-                     **{key: need(row, key, where) for key in keys}})
+        rows.append(
+            {"k": k, "title": oneline(need(row, "title", where)), **{key: need(row, key, where) for key in keys}}
+        )
     return rows

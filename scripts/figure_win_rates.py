@@ -2,7 +2,7 @@
 the study's published rate where there is one, from the headline tables/<test set>/primary/winrate.json as paper/win_rates.pdf."""
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from common import log, run_stage
 from figure_style import setting_rows, settings_figure
@@ -20,13 +20,20 @@ def draw_win_rates(ax, ys: Sequence[int], results: Sequence[Mapping]) -> None:
         rates = [100 * r["win_rate"] for _, r in scored]
         low = [rate - 100 * r["ci_low"] for rate, (_, r) in zip(rates, scored)]
         high = [100 * r["ci_high"] - rate for rate, (_, r) in zip(rates, scored)]
-        ax.errorbar(rates, [y for y, _ in scored], xerr=[low, high], fmt="o", capsize=4,
-                    label="ours, with 95% Wilson interval")
-    published = [(y, 100 * r["published_win_rate"]) for y, r in zip(ys, results)
-                 if r["published_win_rate"] is not None]
+        ax.errorbar(
+            rates, [y for y, _ in scored], xerr=[low, high], fmt="o", capsize=4, label="ours, with 95% Wilson interval"
+        )
+    published = [(y, 100 * r["published_win_rate"]) for y, r in zip(ys, results) if r["published_win_rate"] is not None]
     if published:
-        ax.scatter([p for _, p in published], [y for y, _ in published], marker="D", facecolors="none",
-                   edgecolors="black", zorder=3, label="published by the study")
+        ax.scatter(
+            [p for _, p in published],
+            [y for y, _ in published],
+            marker="D",
+            facecolors="none",
+            edgecolors="black",
+            zorder=3,
+            label="published by the study",
+        )
     ax.set_xlim(0, 100)
     ax.set_ylim(-0.6, len(results) - 0.4)
     ax.grid(axis="x", alpha=0.3)

@@ -17,16 +17,19 @@ from common import log, read_jsonl, run_stage, write_json, write_jsonl
 from qlora import answer_questions, device_name, peak_gpu_gib, prepare_answering
 
 
-def generate_answers(model_manifest, adapter_dir, test, generation, quantization, device,
-                     gpu_memory_gib) -> tuple[list[dict], dict]:
+def generate_answers(
+    model_manifest, adapter_dir, test, generation, quantization, device, gpu_memory_gib
+) -> tuple[list[dict], dict]:
     """The answer records and the job's compute stats."""
     started = time.perf_counter()
     questions = [t["question"] for t in test]
-    tokenizer, model, plan = prepare_answering(model_manifest, quantization, device, adapter_dir, questions,
-                                               generation, gpu_memory_gib)
+    tokenizer, model, plan = prepare_answering(
+        model_manifest, quantization, device, adapter_dir, questions, generation, gpu_memory_gib
+    )
     loaded = time.perf_counter()
-    answers = answer_questions(model, tokenizer, questions, {**generation, "batch_size": plan.batch_size},
-                               [t["id"] for t in test])
+    answers = answer_questions(
+        model, tokenizer, questions, {**generation, "batch_size": plan.batch_size}, [t["id"] for t in test]
+    )
     answered = time.perf_counter()
     tokens = sum(a["answer_tokens"] for a in answers)
     stats = {
@@ -48,12 +51,25 @@ def generate_answers(model_manifest, adapter_dir, test, generation, quantization
 def main(smk):
     p = smk.params
     adapter = smk.input.adapter[0] if smk.input.adapter else None  # none: an untuned control
-    records, stats = generate_answers(smk.input.model, adapter, read_jsonl(smk.input.test), p.generation,
-                                      p.quantization, p.device, smk.resources.gpu_memory_gib)
+    records, stats = generate_answers(
+        smk.input.model,
+        adapter,
+        read_jsonl(smk.input.test),
+        p.generation,
+        p.quantization,
+        p.device,
+        smk.resources.gpu_memory_gib,
+    )
     write_jsonl(smk.output.answers, records)
     write_json(smk.output.stats, stats)
-    log.info("Wrote %d answers to %s as %s in batches of %d (%.0f tokens/s)", len(records), smk.output.answers,
-             stats["form"], stats["batch_size"], stats["tokens_per_s"])
+    log.info(
+        "Wrote %d answers to %s as %s in batches of %d (%.0f tokens/s)",
+        len(records),
+        smk.output.answers,
+        stats["form"],
+        stats["batch_size"],
+        stats["tokens_per_s"],
+    )
 
 
 if "snakemake" in globals():

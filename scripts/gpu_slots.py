@@ -49,8 +49,9 @@ def counted_gpus() -> int:
         listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
         if listed.returncode == 0:
             return sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU "))
-    counted = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
-                             capture_output=True, text=True)
+    counted = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.cuda.device_count())"], capture_output=True, text=True
+    )
     return int(counted.stdout.strip()) if counted.returncode == 0 and counted.stdout.strip().isdigit() else 0
 
 
@@ -108,13 +109,18 @@ def try_claim(count: int, gpus: list[str], folder: Path) -> tuple[list[str], lis
 def claim(count: int, gpus: list[str], folder: Path, poll_s: float = POLL_S) -> tuple[list[str], list]:
     """Wait until `count` of `gpus` are free, then hold them: (their ids, their locked files)."""
     if count > len(gpus):
-        raise PipelineError(f"this job needs {count} GPU(s) but {len(gpus)} are here "
-                            f"({','.join(gpus) or 'none'}): lower its rule's gpu resource or run where there are more")
+        raise PipelineError(
+            f"this job needs {count} GPU(s) but {len(gpus)} are here "
+            f"({','.join(gpus) or 'none'}): lower its rule's gpu resource or run where there are more"
+        )
     waiting = False
     while (claimed := try_claim(count, gpus, folder)) is None:
         if not waiting:
-            print(f"gpu_slots: all of GPUs {','.join(gpus)} are held by other jobs; waiting for {count}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"gpu_slots: all of GPUs {','.join(gpus)} are held by other jobs; waiting for {count}",
+                file=sys.stderr,
+                flush=True,
+            )
             waiting = True
         time.sleep(poll_s)
     return claimed

@@ -34,8 +34,12 @@ def fastchat_question(test: dict) -> dict:
 
 def fastchat_answer(model: str, record: dict) -> dict:
     answer_id = hashlib.sha256(f"{model}:{record['id']}".encode()).hexdigest()[:22]
-    return {"question_id": record["id"], "answer_id": answer_id, "model_id": model,
-            "choices": [{"index": 0, "turns": [record["answer"]]}]}
+    return {
+        "question_id": record["id"],
+        "answer_id": answer_id,
+        "model_id": model,
+        "choices": [{"index": 0, "turns": [record["answer"]]}],
+    }
 
 
 def fastchat_judgment(verdict: dict, model: str, judge: str) -> dict:
@@ -54,14 +58,19 @@ def fastchat_judgment(verdict: dict, model: str, judge: str) -> dict:
 
 
 def alpaca_output(record: dict, generator: str, dataset: str) -> dict:
-    return {"instruction": record["question"], "output": record["answer"], "generator": generator,
-            "dataset": dataset}
+    return {"instruction": record["question"], "output": record["answer"], "generator": generator, "dataset": dataset}
 
 
 def alpaca_annotation(verdict: dict, generator: str, annotator: str) -> dict:
-    return {"instruction": verdict["question"], "output_1": verdict["baseline_answer"], "generator_1": BASELINE,
-            "output_2": verdict["setting_answer"], "generator_2": generator, "annotator": annotator,
-            "preference": PREFERENCE[verdict["verdict"]]}
+    return {
+        "instruction": verdict["question"],
+        "output_1": verdict["baseline_answer"],
+        "generator_1": BASELINE,
+        "output_2": verdict["setting_answer"],
+        "generator_2": generator,
+        "annotator": annotator,
+        "preference": PREFERENCE[verdict["verdict"]],
+    }
 
 
 def dump_jsonl(path: Path, rows) -> None:
@@ -74,8 +83,14 @@ def dump_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def write_interchange(out: Path, test_set: str, test: list[dict], baseline: list[dict],
-                      answers: dict[str, list[dict]], verdicts: dict[str, dict[str, list[dict]]]) -> None:
+def write_interchange(
+    out: Path,
+    test_set: str,
+    test: list[dict],
+    baseline: list[dict],
+    answers: dict[str, list[dict]],
+    verdicts: dict[str, dict[str, list[dict]]],
+) -> None:
     """answers: model -> answer records; verdicts: judge -> model -> verdict records."""
     fastchat, alpaca = out / "fastchat", out / "alpaca_eval"
     dump_jsonl(fastchat / "question.jsonl", [fastchat_question(t) for t in test])
@@ -83,8 +98,10 @@ def write_interchange(out: Path, test_set: str, test: list[dict], baseline: list
         dump_jsonl(fastchat / "model_answer" / f"{model}.jsonl", [fastchat_answer(model, r) for r in records])
         dump_json(alpaca / model / "model_outputs.json", [alpaca_output(r, model, test_set) for r in records])
     for judge, by_model in verdicts.items():
-        dump_jsonl(fastchat / "model_judgment" / f"{judge}_pair.jsonl",
-                   [fastchat_judgment(v, model, judge) for model, rows in by_model.items() for v in rows])
+        dump_jsonl(
+            fastchat / "model_judgment" / f"{judge}_pair.jsonl",
+            [fastchat_judgment(v, model, judge) for model, rows in by_model.items() for v in rows],
+        )
         for model, rows in by_model.items():
             dump_json(alpaca / model / f"annotations_{judge}.json", [alpaca_annotation(v, model, judge) for v in rows])
 
@@ -96,10 +113,15 @@ def main(smk):
     verdict_files = iter(smk.input.verdicts)
     verdicts = {j: {model_id(s, r): read_jsonl(next(verdict_files)) for s, r in runs} for j in p.judges}
     with atomic_dir(smk.output.folder) as tmp:
-        write_interchange(tmp, smk.wildcards.test_set, read_jsonl(smk.input.test), read_jsonl(smk.input.baseline),
-                          answers, verdicts)
-    log.info("Wrote FastChat and AlpacaEval files of %d models and %d judges to %s", len(answers) + 1,
-             len(verdicts), smk.output.folder)
+        write_interchange(
+            tmp, smk.wildcards.test_set, read_jsonl(smk.input.test), read_jsonl(smk.input.baseline), answers, verdicts
+        )
+    log.info(
+        "Wrote FastChat and AlpacaEval files of %d models and %d judges to %s",
+        len(answers) + 1,
+        len(verdicts),
+        smk.output.folder,
+    )
 
 
 if "snakemake" in globals():

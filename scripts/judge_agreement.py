@@ -20,21 +20,35 @@ from agreement_stats import agreement_statistics
 from common import PipelineError, log, run_stage, write_text
 from verdicts import read_runs
 
-COLUMNS = ["test_set", "judge_a", "judge_b", "n_questions", "n_pairs", "agreement", "weighted_kappa",
-           "weighted_kappa_low", "weighted_kappa_high", "alpha", "alpha_low", "alpha_high"]
+COLUMNS = [
+    "test_set",
+    "judge_a",
+    "judge_b",
+    "n_questions",
+    "n_pairs",
+    "agreement",
+    "weighted_kappa",
+    "weighted_kappa_low",
+    "weighted_kappa_high",
+    "alpha",
+    "alpha_low",
+    "alpha_high",
+]
 PRIMARY = "primary"
 
 
-def agreement_row(test_set: str, judge_a: str, a: dict, judge_b: str, b: dict, n_boot: int = 2000,
-                  seed: int = 0) -> dict:
+def agreement_row(
+    test_set: str, judge_a: str, a: dict, judge_b: str, b: dict, n_boot: int = 2000, seed: int = 0
+) -> dict:
     """a, b: (setting, replicate) -> verdict records of one test set by two judges."""
     keys = [(run, str(r["id"])) for run, records in a.items() for r in records]
     label_a = {(run, str(r["id"])): r["verdict"] for run, records in a.items() for r in records}
     label_b = {(run, str(r["id"])): r["verdict"] for run, records in b.items() for r in records}
     if set(label_a) != set(label_b):
         raise PipelineError(f"{test_set}: judges {judge_a} and {judge_b} judged different answers")
-    stats = agreement_statistics([label_a[k] for k in keys], [label_b[k] for k in keys],
-                                 [question for _, question in keys], n_boot, seed)
+    stats = agreement_statistics(
+        [label_a[k] for k in keys], [label_b[k] for k in keys], [question for _, question in keys], n_boot, seed
+    )
     return {"test_set": test_set, "judge_a": judge_a, "judge_b": judge_b, **stats}
 
 
@@ -58,17 +72,28 @@ def main(smk) -> None:
     if len(paths) != len(pairs) * per_table:
         raise PipelineError(f"{len(paths)} verdict files for {len(pairs)} test sets x judges x {per_table} runs")
     runs = {
-        pair: read_runs(paths[i * per_table:(i + 1) * per_table], settings, replicates)
+        pair: read_runs(paths[i * per_table : (i + 1) * per_table], settings, replicates)
         for i, pair in enumerate(pairs)
     }
     table = agreement_table(runs, p.statistics["n_bootstrap"], p.statistics["seed"])
     write_text(smk.output.csv, table.to_csv(index=False))
     for row in table.to_dict(orient="records"):
-        log.info("%s: %s vs %s: weighted kappa %.3f (%.3f to %.3f), ordinal alpha %.3f (%.3f to %.3f), "
-                 "agreement %.3f over %d verdict pairs on %d questions", row["test_set"], row["judge_a"],
-                 row["judge_b"], row["weighted_kappa"], row["weighted_kappa_low"], row["weighted_kappa_high"],
-                 row["alpha"], row["alpha_low"], row["alpha_high"], row["agreement"], row["n_pairs"],
-                 row["n_questions"])
+        log.info(
+            "%s: %s vs %s: weighted kappa %.3f (%.3f to %.3f), ordinal alpha %.3f (%.3f to %.3f), "
+            "agreement %.3f over %d verdict pairs on %d questions",
+            row["test_set"],
+            row["judge_a"],
+            row["judge_b"],
+            row["weighted_kappa"],
+            row["weighted_kappa_low"],
+            row["weighted_kappa_high"],
+            row["alpha"],
+            row["alpha_low"],
+            row["alpha_high"],
+            row["agreement"],
+            row["n_pairs"],
+            row["n_questions"],
+        )
 
 
 if "snakemake" in globals():

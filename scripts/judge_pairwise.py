@@ -20,7 +20,6 @@ One record per question in verdicts/<test set>/<judge>/<setting>/rep<r>.jsonl, w
 every call (reply and token usage), and per question the usage totals the win-rate table sums.
 """
 
-
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from dataclasses import dataclass
 from chat_api import ChatClient, Reply
 from common import DataError, PipelineError, log, normalize_text, read_prompt, run_stage, write_jsonl
 from records import read_records
-
 
 # Which answer is Assistant 1: the setting's, then the baseline's.
 ORDERS = ("setting_first", "baseline_first")
@@ -67,7 +65,9 @@ def build_messages(prompt: str, question: str, answer1: str, answer2: str) -> li
 
 
 # Quotes of every kind (after NFKC), markdown emphasis and back-ticks: dropped before matching.
-_QUOTES = re.compile(r"[\"'`*\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u2032\u2033\u00ab\u00bb\u300c\u300d\u300e\u300f]")
+_QUOTES = re.compile(
+    r"[\"'`*\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u2032\u2033\u00ab\u00bb\u300c\u300d\u300e\u300f]"
+)
 _LABEL = re.compile(r"assistant\s*1\s+is\s+(better\s+than|worse\s+than|equal\s+to)\s+assistant\s*2(?!\d)")
 _TRAILING = re.compile(r"[\s.\u3002!?;,:]+$")
 
@@ -327,15 +327,27 @@ def main(smk) -> None:
     judge_cfg = dict(smk.params.judge)  # validated, with its defaults, by config/schema.yaml
     setting = str(smk.params.setting)
     items = load_items(smk.input.test, smk.input.baseline, smk.input.answers)
-    judge = make_judge(judge_cfg, items, str(smk.params.cache_dir), setting, read_prompt(smk.input.prompt),
-                       smk.params.section)
+    judge = make_judge(
+        judge_cfg, items, str(smk.params.cache_dir), setting, read_prompt(smk.input.prompt), smk.params.section
+    )
     records = judge_items(items, judge_cfg, judge, setting)
     write_jsonl(smk.output.verdicts, records)
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("win", "tie", "loss", "invalid")}
     consistent = [r["consistent"] for r in records if r["consistent"] is not None]
-    log.info("%s: %d verdicts %s; the two orders agree on %d of %d", setting, len(records), counts, sum(consistent), len(consistent))
+    log.info(
+        "%s: %d verdicts %s; the two orders agree on %d of %d",
+        setting,
+        len(records),
+        counts,
+        sum(consistent),
+        len(consistent),
+    )
     if counts["invalid"]:
-        log.warning("%s: %d verdicts invalid (a judge reply without a label in its last line, twice)", setting, counts["invalid"])
+        log.warning(
+            "%s: %d verdicts invalid (a judge reply without a label in its last line, twice)",
+            setting,
+            counts["invalid"],
+        )
 
 
 if "snakemake" in globals():

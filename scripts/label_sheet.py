@@ -20,7 +20,7 @@ import hashlib
 import io
 import json
 import os
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -38,8 +38,12 @@ def pair_check(question: str, answer_a: str, answer_b: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def candidate_pairs(test_set: str, runs: Mapping[tuple[str, int], Sequence[dict]], baseline: Sequence[dict],
-                    baseline_path: str | os.PathLike = "baseline") -> list[dict]:
+def candidate_pairs(
+    test_set: str,
+    runs: Mapping[tuple[str, int], Sequence[dict]],
+    baseline: Sequence[dict],
+    baseline_path: str | os.PathLike = "baseline",
+) -> list[dict]:
     """Every (setting, replicate, question) of one test set with both answers: runs maps
     (setting, replicate) to its answer records in test-set order."""
     theirs = {str(r["id"]): r["answer"] for r in baseline}
@@ -48,8 +52,17 @@ def candidate_pairs(test_set: str, runs: Mapping[tuple[str, int], Sequence[dict]
         for r in records:
             if str(r["id"]) not in theirs:
                 raise DataError(baseline_path, None, "id", f"no baseline answer to question {r['id']!r} of {test_set}")
-            pairs.append({"test_set": test_set, "id": str(r["id"]), "setting": setting, "replicate": replicate,
-                          "question": r["question"], "ours": r["answer"], "baseline": theirs[str(r["id"])]})
+            pairs.append(
+                {
+                    "test_set": test_set,
+                    "id": str(r["id"]),
+                    "setting": setting,
+                    "replicate": replicate,
+                    "question": r["question"],
+                    "ours": r["answer"],
+                    "baseline": theirs[str(r["id"])],
+                }
+            )
     return pairs
 
 
@@ -76,15 +89,32 @@ def sheet_rows(pairs: Sequence[dict]) -> list[dict]:
     rows = []
     for p in pairs:
         a, b = shown(p)
-        rows.append({"row": p["row"], "question": p["question"], "answer_a": a, "answer_b": b,
-                     "check": pair_check(p["question"], a, b), "label": ""})
+        rows.append(
+            {
+                "row": p["row"],
+                "question": p["question"],
+                "answer_a": a,
+                "answer_b": b,
+                "check": pair_check(p["question"], a, b),
+                "label": "",
+            }
+        )
     return rows
 
 
 def key_rows(pairs: Sequence[dict]) -> list[dict]:
-    return [{"row": p["row"], "test_set": p["test_set"], "id": p["id"], "setting": p["setting"],
-             "replicate": p["replicate"], "order": p["order"], "check": pair_check(p["question"], *shown(p))}
-            for p in pairs]
+    return [
+        {
+            "row": p["row"],
+            "test_set": p["test_set"],
+            "id": p["id"],
+            "setting": p["setting"],
+            "replicate": p["replicate"],
+            "order": p["order"],
+            "check": pair_check(p["question"], *shown(p)),
+        }
+        for p in pairs
+    ]
 
 
 def csv_text(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
@@ -157,8 +187,13 @@ def read_filled_sheet(path: str | os.PathLike, key: Mapping[int, dict]) -> list[
             raise DataError(path, line, "row", f"row {row} appears twice (first on line {seen[row]})")
         seen[row] = line
         if r["check"].strip() != key[row]["check"]:
-            raise DataError(path, line, "check", f"{r['check']!r} is not the key's {key[row]['check']!r} for row {row}: "
-                            "these labels were given to other answers (another run, seed or sample)")
+            raise DataError(
+                path,
+                line,
+                "check",
+                f"{r['check']!r} is not the key's {key[row]['check']!r} for row {row}: "
+                "these labels were given to other answers (another run, seed or sample)",
+            )
         label = r["label"].strip()
         if not label:
             continue
@@ -181,8 +216,14 @@ def verdict_of(label: str, order: str) -> str:
 def unblind(labels: Sequence[dict], key: Mapping[int, dict]) -> list[dict]:
     """The labelled rows with the key's test set, question, setting, replicate and order, and the
     verdict they give the setting; in row order."""
-    rows = [{**{c: key[r["row"]][c] for c in LABEL_COLUMNS[:6]}, "label": r["label"],
-             "verdict": verdict_of(r["label"], key[r["row"]]["order"])} for r in labels]
+    rows = [
+        {
+            **{c: key[r["row"]][c] for c in LABEL_COLUMNS[:6]},
+            "label": r["label"],
+            "verdict": verdict_of(r["label"], key[r["row"]]["order"]),
+        }
+        for r in labels
+    ]
     return sorted(rows, key=lambda r: r["row"])
 
 

@@ -125,8 +125,9 @@ def _design(diff: np.ndarray, weight: np.ndarray, difficulty: np.ndarray | None,
     return np.stack(columns, axis=-1)
 
 
-def lc_rates(y: np.ndarray, diff: np.ndarray, weight: np.ndarray, difficulty: np.ndarray | None,
-             with_length: bool) -> tuple[np.ndarray, np.ndarray]:
+def lc_rates(
+    y: np.ndarray, diff: np.ndarray, weight: np.ndarray, difficulty: np.ndarray | None, with_length: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """(LC win rate, fitted) per batch row: the mean prediction over the rows of weight 1 with
     the length term at 0 (column 1 of the design)."""
     x = _design(diff, weight, difficulty, with_length)
@@ -141,8 +142,10 @@ def lc_rates(y: np.ndarray, diff: np.ndarray, weight: np.ndarray, difficulty: np
 def _check_grid(scores: np.ndarray, diff: np.ndarray, difficulty: np.ndarray | None) -> None:
     scores, diff = np.asarray(scores, float), np.asarray(diff, float)
     if scores.ndim != 2 or scores.shape != diff.shape:
-        raise PipelineError(f"length control: expected questions x replicates arrays of scores and length "
-                            f"differences of one shape, got {scores.shape} and {diff.shape}")
+        raise PipelineError(
+            f"length control: expected questions x replicates arrays of scores and length "
+            f"differences of one shape, got {scores.shape} and {diff.shape}"
+        )
     if difficulty is not None and np.shape(difficulty) != scores.shape[:1]:
         raise PipelineError(f"length control: {np.size(difficulty)} difficulties for {scores.shape[0]} questions")
     bad = ~np.isnan(scores) & ~np.isin(scores, (0.0, 0.5, 1.0))
@@ -177,7 +180,7 @@ def _choose_model(scores, diff, difficulty, with_length: bool, n_boot: int, seed
     """((rate, low, high, share fitted), note) of the model used, or (None, reason): with the
     instruction term first, without it where that fit separates or has no interval."""
     tried = []
-    for h in ([difficulty, None] if difficulty is not None else [None]):
+    for h in [difficulty, None] if difficulty is not None else [None]:
         rate = _point(scores, diff, h, with_length)
         tried.append(None if rate is None else (rate, *lc_interval(scores, diff, h, with_length, n_boot, seed)))
         if tried[-1] is not None and tried[-1][1] is not None:
@@ -189,7 +192,8 @@ def _choose_model(scores, diff, difficulty, with_length: bool, n_boot: int, seed
     if difficulty is None or chosen is tried[0]:
         return chosen, None
     return chosen, "no instruction term: with it " + (
-        "the fit separates" if tried[0] is None else f"only {_share(tried[0][3])} of the resamples could be fitted")
+        "the fit separates" if tried[0] is None else f"only {_share(tried[0][3])} of the resamples could be fitted"
+    )
 
 
 def length_controlled_win_rate(scores, diff, difficulty=None, n_boot: int = 2000, seed: int = 0) -> dict:

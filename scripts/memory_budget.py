@@ -54,8 +54,15 @@ def batch_within(free_bytes: float, row_bytes: float, questions: int, most: int 
     return math.ceil(questions / batches)
 
 
-def plan_answering(dense_bytes: int, four_bit_bytes: int, kv_per_token: int, tokens_per_answer: int,
-                   questions: int, budget_gib: float, batch_size: int | str) -> AnsweringPlan:
+def plan_answering(
+    dense_bytes: int,
+    four_bit_bytes: int,
+    kv_per_token: int,
+    tokens_per_answer: int,
+    questions: int,
+    budget_gib: float,
+    batch_size: int | str,
+) -> AnsweringPlan:
     """The merged dense model where it answers in as few batches as the 4-bit base with the adapter
     would (its weights and the KV cache of its batch within the budget), else the 4-bit form.
     batch_size "auto": as many answers a batch as the memory left allows; a number: at most that."""
@@ -65,9 +72,11 @@ def plan_answering(dense_bytes: int, four_bit_bytes: int, kv_per_token: int, tok
     merged = batch_within(budget - dense_bytes, row, questions, most)
     four_bit = batch_within(budget - four_bit_bytes, row, questions, most)
     if not four_bit:
-        raise MemoryError(f"not one answer fits gpu_memory_gib {budget_gib}: the 4-bit weights take "
-                          f"{four_bit_bytes / GIB:.1f} GiB and an answer of {tokens_per_answer} tokens "
-                          f"{row / GIB:.2f} GiB, within {budget / GIB:.1f} GiB after the reserve")
+        raise MemoryError(
+            f"not one answer fits gpu_memory_gib {budget_gib}: the 4-bit weights take "
+            f"{four_bit_bytes / GIB:.1f} GiB and an answer of {tokens_per_answer} tokens "
+            f"{row / GIB:.2f} GiB, within {budget / GIB:.1f} GiB after the reserve"
+        )
     if merged and math.ceil(questions / merged) <= math.ceil(questions / four_bit):
         return AnsweringPlan(MERGED, merged, round(dense_bytes / GIB, 2), round(row / GIB, 3))
     return AnsweringPlan(FOUR_BIT, four_bit, round(four_bit_bytes / GIB, 2), round(row / GIB, 3))

@@ -79,10 +79,18 @@ def evaluation(setting: str, replicate: int, tables: dict) -> dict:
         "mean_score": rank["win_rate"],
         "mean_score_low": rate_from_score(rank["ci_low"]),
         "mean_score_high": rate_from_score(rank["ci_high"]),
-        "score": rank["score"], "score_low": rank["ci_low"], "score_high": rank["ci_high"],
-        "rank": rank["rank"], "ranked": len(tables["ranking"]), "note": rank["note"],
-        "questions": rank["n"], "replicates": rank["replicates"],
-        "wins": pooled["wins"], "ties": pooled["ties"], "losses": pooled["losses"], "invalid": pooled["invalid"],
+        "score": rank["score"],
+        "score_low": rank["ci_low"],
+        "score_high": rank["ci_high"],
+        "rank": rank["rank"],
+        "ranked": len(tables["ranking"]),
+        "note": rank["note"],
+        "questions": rank["n"],
+        "replicates": rank["replicates"],
+        "wins": pooled["wins"],
+        "ties": pooled["ties"],
+        "losses": pooled["losses"],
+        "invalid": pooled["invalid"],
         "replicate_mean_score": mean_score(own["wins"], own["ties"], own["losses"], own["invalid"]),
         "replicate_counts": {k: int(own[k]) for k in ("wins", "ties", "losses", "invalid")},
         "claims": claims,
@@ -109,8 +117,9 @@ def base_model_id(spec: dict, manifest: dict) -> str:
 
 
 def render(template: str, context: dict) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+    )
     env.filters["num"] = lambda x, d=3: "n/a" if x is None else f"{x:.{d}f}"
     env.filters["pct"] = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"
     front = yaml.safe_dump(context["metadata"], allow_unicode=True, sort_keys=False)
@@ -121,8 +130,12 @@ def evaluations(inputs, specs: list[dict], setting: str, replicate: int) -> list
     """Each test set and judge (specs, in the order the rule lists their tables) with its numbers."""
     out = []
     for k, spec in enumerate(specs):
-        tables = {"ranking": read_json(inputs.ranking[k]), "claims": read_json(inputs.claims[k]),
-                  "winrate": read_json(inputs.winrate[k]), "replicates": read_csv(inputs.replicates[k])}
+        tables = {
+            "ranking": read_json(inputs.ranking[k]),
+            "claims": read_json(inputs.claims[k]),
+            "winrate": read_json(inputs.winrate[k]),
+            "replicates": read_csv(inputs.replicates[k]),
+        }
         out.append({**spec, **evaluation(setting, replicate, tables)})
     return out
 
@@ -138,15 +151,24 @@ def main(smk):
     del training["output_dir"]  # the job's checkpoint folder, deleted after training
     context = {
         "metadata": metadata(base, p.data["source"], p.license),
-        "run": p.run, "setting": setting, "replicate": replicate, "title": p.title, "spec": p.setting,
-        "base_model": base, "base_spec": p.base_model, "quantization": p.quantization, "data": p.data,
+        "run": p.run,
+        "setting": setting,
+        "replicate": replicate,
+        "title": p.title,
+        "spec": p.setting,
+        "base_model": base,
+        "base_spec": p.base_model,
+        "quantization": p.quantization,
+        "data": p.data,
         "rows": {"train": len(read_jsonl(i.train)), "val": len(read_jsonl(i.val))},
         "split_stats": read_json(i.split_stats),
         "augment": read_json(i.augment_stats[0]) if i.augment_stats else None,
         "training": dict(sorted(training.items())),
         "figures": training_figures(read_json(i.stats), read_csv(i.loss), read_benchmark(i.benchmark)),
         "evaluations": evaluations(i, p.evaluations, setting, replicate),
-        "adapter_path": i.adapter, "merged_path": p.merged, "built_model": p.base_model["source"] == "build",
+        "adapter_path": i.adapter,
+        "merged_path": p.merged,
+        "built_model": p.base_model["source"] == "build",
     }
     write_text(smk.output.card, render(Path(i.template).read_text(encoding="utf-8"), context))
 

@@ -51,8 +51,16 @@ def near_duplicates(test: list[dict], rows_by_split: dict[str, list[dict]], cfg:
             similarity = jaccard(test_grams, grams[key])
             if similarity >= cfg["threshold"]:
                 split, row = rows[key]
-                pairs.append({"test_id": t["id"], "split": split, "id": row["id"], "jaccard": round(similarity, 4),
-                              "test_question": t["question"], "question": row["question"]})
+                pairs.append(
+                    {
+                        "test_id": t["id"],
+                        "split": split,
+                        "id": row["id"],
+                        "jaccard": round(similarity, 4),
+                        "test_question": t["question"],
+                        "question": row["question"],
+                    }
+                )
     return sorted(pairs, key=lambda p: (-p["jaccard"], str(p["test_id"]), str(p["id"])))
 
 
@@ -86,8 +94,13 @@ def main(smk) -> None:
     check_stop(pairs, cfg["stop_threshold"])
     report = leakage_report(pairs, test, rows_by_split, cfg)
     write_json(smk.output[0], report)
-    log.info("leakage: %d of %d test questions have a near-duplicate (Jaccard >= %s) among %s rows",
-             report["n_test_with_near_duplicate"], len(test), cfg["threshold"], report["n_compared"])
+    log.info(
+        "leakage: %d of %d test questions have a near-duplicate (Jaccard >= %s) among %s rows",
+        report["n_test_with_near_duplicate"],
+        len(test),
+        cfg["threshold"],
+        report["n_compared"],
+    )
 
 
 if "snakemake" in globals():

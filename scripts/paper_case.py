@@ -1,7 +1,7 @@
 """The paper's case study: one test question (config paper.case_study, 1-based) with the
 beginning of the baseline's answer and of every setting's."""
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from common import PipelineError
 from paper_format import EXCERPT_CHARS, UNDECODABLE, excerpt, need, oneline
@@ -14,12 +14,15 @@ def _answer_of(records: list[dict], qid: str, what: str) -> str:
     raise PipelineError(f"{what}: no answer for the case-study question (id {qid})")
 
 
-def case_study(config: Mapping, test: list[dict], baseline: list[dict],
-               generations: Mapping[str, list[dict]], settings: list[dict]) -> dict:
+def case_study(
+    config: Mapping, test: list[dict], baseline: list[dict], generations: Mapping[str, list[dict]], settings: list[dict]
+) -> dict:
     index = need(need(config, "paper", "config"), "case_study", "config 'paper'")
     if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= len(test):
-        raise PipelineError(f"config paper.case_study: {index!r} is not a question number "
-                            f"between 1 and {len(test)} (the test set's size)")
+        raise PipelineError(
+            f"config paper.case_study: {index!r} is not a question number "
+            f"between 1 and {len(test)} (the test set's size)"
+        )
     question = test[index - 1]
     qid = need(question, "id", f"test set record {index}")
     answers = []

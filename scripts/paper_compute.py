@@ -2,7 +2,7 @@
 the model baselines whose answering jobs record no compute stats, so that the paper says they
 are not listed."""
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from common import PipelineError
 from compute_table import TOTAL
@@ -16,9 +16,13 @@ def _cell(value: float | None, spec: str) -> str:
 
 
 def _cells(row: Mapping) -> dict:
-    return {"device": row["device"], "wall_s": _cell(row["wall_s"], ",.1f"),
-            "max_rss_mib": _cell(row["max_rss_mib"], ",.0f"), "peak_gpu_gib": _cell(row["peak_gpu_gib"], ".2f"),
-            "tokens_per_s": _cell(row["tokens_per_s"], ",.1f")}
+    return {
+        "device": row["device"],
+        "wall_s": _cell(row["wall_s"], ",.1f"),
+        "max_rss_mib": _cell(row["max_rss_mib"], ",.0f"),
+        "peak_gpu_gib": _cell(row["peak_gpu_gib"], ".2f"),
+        "tokens_per_s": _cell(row["tokens_per_s"], ",.1f"),
+    }
 
 
 def compute_context(rows: Sequence[Mapping], settings: Sequence[Mapping], config: Mapping) -> dict:
@@ -36,8 +40,16 @@ def compute_context(rows: Sequence[Mapping], settings: Sequence[Mapping], config
         if spec["baseline"]["source"] == "model":
             baselines.setdefault(spec["baseline"]["model"], []).append(name)
     return {
-        "rows": [{"job": JOBS.get(r["rule"], r["rule"]), "test_set": r["test_set"],
-                  "k": number[r["setting"]], "replicate": r["replicate"], **_cells(r)} for r in jobs],
+        "rows": [
+            {
+                "job": JOBS.get(r["rule"], r["rule"]),
+                "test_set": r["test_set"],
+                "k": number[r["setting"]],
+                "replicate": r["replicate"],
+                **_cells(r),
+            }
+            for r in jobs
+        ],
         "total": {"jobs": len(jobs), "wall_h": f"{total['wall_s'] / 3600:,.1f}", **_cells(total)},
         "unlisted": [{"model": m, "test_sets": t} for m, t in baselines.items()],
     }

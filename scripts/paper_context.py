@@ -7,7 +7,8 @@ are built from this one file by later rules; the figures read their own tables."
 import csv
 import json
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -21,8 +22,9 @@ from paper_design import design_context, setting_specs
 from paper_format import need
 from paper_ranking import ranking_context
 from paper_results import results_context
+from provenance import check_no_secrets, paper_rows
+from provenance import collect as collect_provenance
 from records import PAIRWISE_COLUMNS, read_table_json
-from provenance import check_no_secrets, collect as collect_provenance, paper_rows
 from run_plan import FIGURES
 
 
@@ -36,9 +38,14 @@ def read_pairwise_csv(path: str | os.PathLike) -> list[dict]:
         rows = []
         for lineno, row in enumerate(reader, 2):
             try:
-                rows.append({"setting_a": row["setting_a"], "setting_b": row["setting_b"],
-                             **{k: int(row[k]) for k in ("n", "a_better", "b_better")},
-                             "p_value": float(row["p_value"])})
+                rows.append(
+                    {
+                        "setting_a": row["setting_a"],
+                        "setting_b": row["setting_b"],
+                        **{k: int(row[k]) for k in ("n", "a_better", "b_better")},
+                        "p_value": float(row["p_value"]),
+                    }
+                )
             except ValueError as e:
                 raise DataError(path, lineno, None, f"not a number ({e})") from None
     return rows
@@ -53,14 +60,28 @@ def read_fidelity_csv(path: str | os.PathLike) -> list[dict]:
     return frame.to_dict(orient="records")
 
 
-def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequence[Mapping],
-                  split_stats: Mapping, tests: Mapping[str, list[dict]], baseline: list[dict],
-                  generations: Mapping[str, list[dict]], provenance: Mapping, judge_prompt: str,
-                  fidelity: Sequence[Mapping], augment_stats: Mapping | None, leakage: Mapping[str, Mapping],
-                  claims: Mapping[str, Sequence[Mapping]], winrates: Mapping[tuple[str, str], Sequence[Mapping]],
-                  agreement: Sequence[Mapping], compute: Sequence[Mapping], calibration: Sequence[Mapping],
-                  figures: Mapping[str, str] = FIGURES, ranking: Sequence[Mapping] = (),
-                  human_agreement: Sequence[Mapping] = ()) -> dict[str, Any]:
+def paper_context(
+    config: Mapping,
+    winrate: Sequence[Mapping],
+    pairwise: Sequence[Mapping],
+    split_stats: Mapping,
+    tests: Mapping[str, list[dict]],
+    baseline: list[dict],
+    generations: Mapping[str, list[dict]],
+    provenance: Mapping,
+    judge_prompt: str,
+    fidelity: Sequence[Mapping],
+    augment_stats: Mapping | None,
+    leakage: Mapping[str, Mapping],
+    claims: Mapping[str, Sequence[Mapping]],
+    winrates: Mapping[tuple[str, str], Sequence[Mapping]],
+    agreement: Sequence[Mapping],
+    compute: Sequence[Mapping],
+    calibration: Sequence[Mapping],
+    figures: Mapping[str, str] = FIGURES,
+    ranking: Sequence[Mapping] = (),
+    human_agreement: Sequence[Mapping] = (),
+) -> dict[str, Any]:
     """Everything the template needs, as raw (unescaped) strings and numbers. `tests` holds every
     test set by name, the first the headline one that `winrate`, `pairwise`, `baseline` and
     `generations` (setting -> its replicates' answers) are of; `claims` the primary judge's claims table per test set, `winrates` every
@@ -75,8 +96,15 @@ def paper_context(config: Mapping, winrate: Sequence[Mapping], pairwise: Sequenc
     sizes = {name: len(rows) for name, rows in tests.items()}
     return {
         **design_context(config, settings, split_stats, sizes, judge_prompt, fidelity, augment_stats, leakage),
-        **results_context(winrate, pairwise, settings, {s: sum(reps, []) for s, reps in generations.items()}, alpha,
-                          questions=len(test), replicates=config.get("replicates", 1)),
+        **results_context(
+            winrate,
+            pairwise,
+            settings,
+            {s: sum(reps, []) for s, reps in generations.items()},
+            alpha,
+            questions=len(test),
+            replicates=config.get("replicates", 1),
+        ),
         **claims_context(claims, winrates, agreement, settings, calibration),
         "human_agreement": agreement_rows(human_agreement),
         "figures": dict(figures),
@@ -103,7 +131,7 @@ def _replicates(settings: Sequence[str], replicates: int, paths: Any, read=lambd
     paths = _paths(paths)
     if len(paths) != len(settings) * replicates:
         raise PipelineError(f"{len(paths)} file(s) for {len(settings)} settings x {replicates} replicates")
-    return {s: [read(p) for p in paths[i * replicates:(i + 1) * replicates]] for i, s in enumerate(settings)}
+    return {s: [read(p) for p in paths[i * replicates : (i + 1) * replicates]] for i, s in enumerate(settings)}
 
 
 def main(smk) -> None:
@@ -112,8 +140,10 @@ def main(smk) -> None:
     test_sets, judges = list(p.test_sets), list(p.judges)
     pairs = [(t, j) for t in test_sets for j in judges]
     names = [f"{t}/{j}" for t, j in pairs]
-    winrates = {pair: read_table_json(path, "winrate_row")
-                for pair, path in zip(pairs, _by_name(names, smk.input.winrates, "winrates").values())}
+    winrates = {
+        pair: read_table_json(path, "winrate_row")
+        for pair, path in zip(pairs, _by_name(names, smk.input.winrates, "winrates").values())
+    }
     claims_paths = dict(zip(pairs, _by_name(names, smk.input.claims, "claims").values()))
     replicates = config.get("replicates", 1)
     train_stats = _replicates(p.trained, replicates, smk.input.train_stats)
@@ -127,13 +157,22 @@ def main(smk) -> None:
         baseline=read_jsonl(smk.input.baseline),
         generations=_replicates(settings, replicates, smk.input.generations, read_jsonl),
         # Package versions as each stage recorded them in its stats or manifest.
-        provenance=collect_provenance(config, winrate, smk.input.winrate, smk.input.raw, train_stats,
-                                      _paths(smk.input.models), split_stats=smk.input.split_stats,
-                                      augment_stats=smk.input.augment_stats[0] if smk.input.augment_stats else None),
+        provenance=collect_provenance(
+            config,
+            winrate,
+            smk.input.winrate,
+            smk.input.raw,
+            train_stats,
+            _paths(smk.input.models),
+            split_stats=smk.input.split_stats,
+            augment_stats=smk.input.augment_stats[0] if smk.input.augment_stats else None,
+        ),
         judge_prompt=read_prompt(smk.input.judge_prompt),
         fidelity=read_fidelity_csv(smk.input.fidelity),
         augment_stats=read_json(smk.input.augment_stats[0]) if smk.input.augment_stats else None,
-        leakage={t: read_json(path) for t, path in _by_name(test_sets, smk.input.near_duplicates, "near_duplicates").items()},
+        leakage={
+            t: read_json(path) for t, path in _by_name(test_sets, smk.input.near_duplicates, "near_duplicates").items()
+        },
         claims={t: read_table_json(claims_paths[t, "primary"], "claim_row") for t in test_sets},
         winrates=winrates,
         agreement=pd.read_csv(smk.input.agreement).to_dict(orient="records"),
@@ -141,8 +180,9 @@ def main(smk) -> None:
         calibration=pd.read_csv(smk.input.calibration).to_dict(orient="records"),
         figures=smk.params.figures,
         ranking=read_table_json(smk.input.ranking, "ranking_row"),
-        human_agreement=[row for path in _paths(smk.input.human_agreement)
-                         for row in pd.read_csv(path).to_dict(orient="records")],
+        human_agreement=[
+            row for path in _paths(smk.input.human_agreement) for row in pd.read_csv(path).to_dict(orient="records")
+        ],
     )
     text = json.dumps(context, ensure_ascii=False, indent=2) + "\n"
     check_no_secrets({"context.json": text}, p.secret_envs)

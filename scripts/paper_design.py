@@ -3,15 +3,21 @@ settings, the data and its splits, the augmentation, the models and their QLoRA 
 the decoding, the judge and the fidelity table."""
 
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from common import PipelineError
 from paper_format import fmt, need, oneline, pct
 from run_plan import answering_models, judges
 
 # How the fidelity table marks a row, by its status (fidelity_table.py); a row with the study's value has no mark.
-FIDELITY_MARKS = {"deviation": "differs", "not stated": "ours", "our reading": "our reading",
-                  "execution": "speed only", "by design": "by design"}
+FIDELITY_MARKS = {
+    "deviation": "differs",
+    "not stated": "ours",
+    "our reading": "our reading",
+    "execution": "speed only",
+    "by design": "by design",
+}
 # Every status, in the order the text counts them: what one row of it, and several, do.
 FIDELITY_COUNTS = {
     "same": ("holds the study's value", "hold the study's value"),
@@ -31,15 +37,18 @@ def setting_specs(config: Mapping) -> list[dict]:
     settings = []
     for k, (key, spec) in enumerate(config_settings.items(), 1):
         where = f"config settings.{key}"
-        settings.append({
-            "k": k, "key": key,
-            "title": oneline(spec.get("title") or key),
-            "model": need(spec, "model", where),
-            "control": "training" not in spec,  # an untuned control: no data, lora or training
-            "data": spec.get("data"),
-            "lora": spec.get("lora"),
-            "training": spec.get("training"),
-        })
+        settings.append(
+            {
+                "k": k,
+                "key": key,
+                "title": oneline(spec.get("title") or key),
+                "model": need(spec, "model", where),
+                "control": "training" not in spec,  # an untuned control: no data, lora or training
+                "data": spec.get("data"),
+                "lora": spec.get("lora"),
+                "training": spec.get("training"),
+            }
+        )
     return settings
 
 
@@ -55,8 +64,10 @@ def _model_source(spec: Mapping) -> str:
     source = spec.get("source", "--")
     if source == "build":
         build = spec.get("build", {})
-        return (f"built by the pipeline: hidden size {fmt(build.get('hidden_size'))}, "
-                f"{fmt(build.get('num_hidden_layers'))} layers")
+        return (
+            f"built by the pipeline: hidden size {fmt(build.get('hidden_size'))}, "
+            f"{fmt(build.get('num_hidden_layers'))} layers"
+        )
     revision = spec.get("revision")
     return f"{source}, revision {revision}" if revision else str(source)
 
@@ -75,8 +86,10 @@ def built_models_notice(config: Mapping) -> str | None:
     models_cfg = need(config, "models", "config")
     if not any(need(models_cfg, name, "config models").get("source") == "build" for name in answering_models(config)):
         return None
-    return ("Not the study's Qwen3: models built by this pipeline from random weights, "
-            "so these numbers say nothing about medicine")
+    return (
+        "Not the study's Qwen3: models built by this pipeline from random weights, "
+        "so these numbers say nothing about medicine"
+    )
 
 
 def baseline_text(baseline: Mapping) -> str:
@@ -93,15 +106,21 @@ def baseline_text(baseline: Mapping) -> str:
 # (row label, section of a setting, key): the rows of the hyperparameter table besides Warmup;
 # training keys are SFTConfig's.
 HPARAM_ROWS = [
-    ("LoRA r", "lora", "r"), ("LoRA alpha", "lora", "alpha"), ("LoRA dropout", "lora", "dropout"),
-    ("LoRA targets", "lora", "target_modules"), ("Epochs", "training", "num_train_epochs"),
+    ("LoRA r", "lora", "r"),
+    ("LoRA alpha", "lora", "alpha"),
+    ("LoRA dropout", "lora", "dropout"),
+    ("LoRA targets", "lora", "target_modules"),
+    ("Epochs", "training", "num_train_epochs"),
     ("Batch size", "training", "per_device_train_batch_size"),
     ("Grad. accumulation", "training", "gradient_accumulation_steps"),
-    ("Learning rate", "training", "learning_rate"), ("Weight decay", "training", "weight_decay"),
+    ("Learning rate", "training", "learning_rate"),
+    ("Weight decay", "training", "weight_decay"),
 ]
 HPARAM_ROWS_AFTER_WARMUP = [
-    ("Scheduler", "training", "lr_scheduler_type"), ("Optimizer", "training", "optim"),
-    ("Gradient checkpointing", "training", "activation_checkpointing"), ("Eval steps", "training", "eval_steps"),
+    ("Scheduler", "training", "lr_scheduler_type"),
+    ("Optimizer", "training", "optim"),
+    ("Gradient checkpointing", "training", "activation_checkpointing"),
+    ("Eval steps", "training", "eval_steps"),
 ]
 
 
@@ -110,8 +129,9 @@ def hparam_rows(settings: list[dict]) -> list[dict]:
     settings = [s for s in settings if not s["control"]]
 
     def rows(spec):
-        return [{"label": label, "values": [fmt(s[section].get(key)) for s in settings]}
-                for label, section, key in spec]
+        return [
+            {"label": label, "values": [fmt(s[section].get(key)) for s in settings]} for label, section, key in spec
+        ]
 
     return [
         {"label": "Model", "values": [fmt(s["model"]) for s in settings]},
@@ -125,8 +145,11 @@ def hparam_rows(settings: list[dict]) -> list[dict]:
 def shared_rows(rows: Sequence[Mapping]) -> list[dict]:
     """The rows whose value every trained setting shares (with more than one setting), as
     {label, value}: the paper states them once instead of in every column."""
-    return [{"label": row["label"], "value": row["values"][0]} for row in rows
-            if len(row["values"]) > 1 and len(set(row["values"])) == 1]
+    return [
+        {"label": row["label"], "value": row["values"][0]}
+        for row in rows
+        if len(row["values"]) > 1 and len(set(row["values"])) == 1
+    ]
 
 
 def split_text(split_stats: Mapping) -> dict:
@@ -145,8 +168,10 @@ def split_text(split_stats: Mapping) -> dict:
 def _subset_text(subset: Mapping | None) -> str | None:
     if not subset:
         return None
-    return (f"A sample of {fmt(subset.get('n'))} rows drawn from rows {fmt(subset.get('start'))} to "
-            f"{fmt(subset.get('stop'))} with seed {fmt(subset.get('seed'))}")
+    return (
+        f"A sample of {fmt(subset.get('n'))} rows drawn from rows {fmt(subset.get('start'))} to "
+        f"{fmt(subset.get('stop'))} with seed {fmt(subset.get('seed'))}"
+    )
 
 
 def augmentation_text(stats: Mapping) -> str:
@@ -156,33 +181,43 @@ def augmentation_text(stats: Mapping) -> str:
     where = "augment_stats.json"
     method = need(stats, "method", where)
     n_augmented, ratio = need(stats, "n_augmented", where), fmt(100 * need(stats, "ratio", where))
-    added = (f"The augmented training set adds a rewritten copy (answer kept) of {n_augmented} "
-             f"of the {need(stats, 'n_train', where)} training questions")
+    added = (
+        f"The augmented training set adds a rewritten copy (answer kept) of {n_augmented} "
+        f"of the {need(stats, 'n_train', where)} training questions"
+    )
     if method == "llm":
         reasons = need(stats, "unaugmented_reasons", where)
         left = ", ".join(f"{n} {reason}" for reason, n in reasons.items() if n) or "none"
-        return (f"{added}: {ratio}% were selected with seed {need(stats, 'seed', where)} and an LLM "
-                f"({need(stats, 'usage', where)['model']}) rewrote the question with the study's prompt; "
-                f"selected but left unaugmented: {left}")
+        return (
+            f"{added}: {ratio}% were selected with seed {need(stats, 'seed', where)} and an LLM "
+            f"({need(stats, 'usage', where)['model']}) rewrote the question with the study's prompt; "
+            f"selected but left unaugmented: {left}"
+        )
     n_pool, share = need(stats, "n_pool", where), pct(need(stats, "augmented_share", where))
-    text = (f"{added} ({share}%; ratio {ratio}%): strict Cilin synonyms of the same part of speech replaced up to a "
-            "few words in each. Deviation of this offline method from the study: the study draws its questions at "
-            f"random among all training questions; here they were drawn with seed {need(stats, 'seed', where)} "
-            f"among the {n_pool} questions that have a safe replacement, as most have none")
+    text = (
+        f"{added} ({share}%; ratio {ratio}%): strict Cilin synonyms of the same part of speech replaced up to a "
+        "few words in each. Deviation of this offline method from the study: the study draws its questions at "
+        f"random among all training questions; here they were drawn with seed {need(stats, 'seed', where)} "
+        f"among the {n_pool} questions that have a safe replacement, as most have none"
+    )
     if need(stats, "pool_short", where):
-        text += (f"; with only {n_pool} such questions, all of them were augmented instead of the "
-                 f"{need(stats, 'n_target', where)} that {ratio}% asks for")
+        text += (
+            f"; with only {n_pool} such questions, all of them were augmented instead of the "
+            f"{need(stats, 'n_target', where)} that {ratio}% asks for"
+        )
     return text
 
 
 def decoding_text(generation: Mapping) -> str:
     if generation["do_sample"]:
-        how = (f"sampled (temperature {fmt(generation['temperature'])}, top-p {fmt(generation['top_p'])}, "
-               f"repetition penalty {fmt(generation.get('repetition_penalty', 1.0))}), each question from its own "
-               f"seed derived from seed {fmt(generation.get('seed', 0))} and its id, so that an answer does not "
-               "depend on the other questions of its batch")
+        how = (
+            f"sampled (temperature {fmt(generation['temperature'])}, top-p {fmt(generation['top_p'])}, "
+            f"repetition penalty {fmt(generation.get('repetition_penalty', 1.0))}), each question from its own "
+            f"seed derived from seed {fmt(generation.get('seed', 0))} and its id, so that an answer does not "
+            "depend on the other questions of its batch"
+        )
     else:
-        how = (f"decoded greedily (repetition penalty {fmt(generation.get('repetition_penalty', 1.0))})")
+        how = f"decoded greedily (repetition penalty {fmt(generation.get('repetition_penalty', 1.0))})"
     return f"Answers are {how}, with at most {fmt(generation['max_new_tokens'])} new tokens"
 
 
@@ -220,15 +255,24 @@ def leakage_text(test_set: str, report: Mapping) -> dict[str, Any]:
     where = f"near_duplicates/{test_set}.json"
     compared = ", ".join(f"{n} {split}" for split, n in need(report, "n_compared", where).items())
     found = need(report, "n_test_with_near_duplicate", where)
-    text = (f"Near-duplicates in test set {test_set}: {found} of its {need(report, 'n_test', where)} questions have a "
-            f"question among the {compared} rows whose character {need(report, 'ngram', where)}-grams overlap "
-            f"with Jaccard similarity of at least {fmt(need(report, 'threshold', where))} (MinHash LSH finds the "
-            "candidates, their exact similarity decides)")
+    text = (
+        f"Near-duplicates in test set {test_set}: {found} of its {need(report, 'n_test', where)} questions have a "
+        f"question among the {compared} rows whose character {need(report, 'ngram', where)}-grams overlap "
+        f"with Jaccard similarity of at least {fmt(need(report, 'threshold', where))} (MinHash LSH finds the "
+        "candidates, their exact similarity decides)"
+    )
     stop = report.get("stop_threshold")
     text += (f"; the run stops at {fmt(stop)}" if stop is not None else "") + "."
-    closest = [{"test_id": oneline(p["test_id"]), "where": f"{p['split']} {p['id']}", "jaccard": f"{p['jaccard']:.2f}",
-                "test_question": oneline(p["test_question"])[:60], "question": oneline(p["question"])[:60]}
-               for p in need(report, "closest", where)]
+    closest = [
+        {
+            "test_id": oneline(p["test_id"]),
+            "where": f"{p['split']} {p['id']}",
+            "jaccard": f"{p['jaccard']:.2f}",
+            "test_question": oneline(p["test_question"])[:60],
+            "question": oneline(p["question"])[:60],
+        }
+        for p in need(report, "closest", where)
+    ]
     return {"test_set": test_set, "found": found, "text": text, "closest": closest}
 
 
@@ -237,20 +281,40 @@ def test_set_rows(config: Mapping, sizes: Mapping[str, int]) -> list[dict]:
     rows = []
     for name, spec in need(config, "test_sets", "config").items():
         source = spec["source"]
-        rows.append({"name": name, "n": sizes[name], "baseline": baseline_text(spec["baseline"]),
-                     "source": "a slice of the held-out split" if source == "heldout" else f"from {fmt(source)}"})
+        rows.append(
+            {
+                "name": name,
+                "n": sizes[name],
+                "baseline": baseline_text(spec["baseline"]),
+                "source": "a slice of the held-out split" if source == "heldout" else f"from {fmt(source)}",
+            }
+        )
     return rows
 
 
 def judge_rows(config: Mapping) -> list[dict]:
     """The primary judge, then the panel's, as the tables name them."""
-    return [{"name": name, "backend": fmt(j.get("backend")), "model": fmt(j.get("model")),
-             "tie_margin": fmt(j.get("tie_margin"))} for name, j in judges(config).items()]
+    return [
+        {
+            "name": name,
+            "backend": fmt(j.get("backend")),
+            "model": fmt(j.get("model")),
+            "tie_margin": fmt(j.get("tie_margin")),
+        }
+        for name, j in judges(config).items()
+    ]
 
 
-def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, test_sizes: Mapping[str, int],
-                   judge_prompt: str, fidelity: Sequence[Mapping], augment_stats: Mapping | None,
-                   leakage: Mapping[str, Mapping]) -> dict[str, Any]:
+def design_context(
+    config: Mapping,
+    settings: list[dict],
+    split_stats: Mapping,
+    test_sizes: Mapping[str, int],
+    judge_prompt: str,
+    fidelity: Sequence[Mapping],
+    augment_stats: Mapping | None,
+    leakage: Mapping[str, Mapping],
+) -> dict[str, Any]:
     """The design section's part of the template's context; the first test set is the headline."""
     data_cfg = need(config, "data", "config")
     quant = config.get("quantization") or {}
@@ -272,8 +336,7 @@ def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, 
         "splits": split_text(split_stats),
         "models": _models(config, settings),
         "quantization": {key: fmt(quant.get(key)) for key in ("quant_type", "double_quant", "compute_dtype")},
-        "settings": [{"k": s["k"], "key": s["key"], "title": s["title"], "control": s["control"]}
-                     for s in settings],
+        "settings": [{"k": s["k"], "key": s["key"], "title": s["title"], "control": s["control"]} for s in settings],
         "trained": [{"k": s["k"], "key": s["key"]} for s in trained],
         "hparams": [row for row in hparams if row["label"] not in {r["label"] for r in shared}],
         "hparams_shared": shared,
@@ -282,8 +345,12 @@ def design_context(config: Mapping, settings: list[dict], split_stats: Mapping, 
         "test_sets": test_sets,
         "leakage": [leakage_text(name, report) for name, report in leakage.items()],
         "baseline": test_sets[0]["baseline"],
-        "judge": {"backend": fmt(judge.get("backend")), "model": fmt(judge.get("model")),
-                  "tie_margin": fmt(judge.get("tie_margin")), "prompt": judge_prompt},
+        "judge": {
+            "backend": fmt(judge.get("backend")),
+            "model": fmt(judge.get("model")),
+            "tie_margin": fmt(judge.get("tie_margin")),
+            "prompt": judge_prompt,
+        },
         "judges": judge_rows(config),
         "decoding": decoding_text(need(config, "generation", "config")),
         "fidelity": fidelity_groups(fidelity),

@@ -1,7 +1,8 @@
 """How the paper writes numbers and lists: the formatters and lookups every part of the paper's
 context shares (design, results, case study, provenance, report tables)."""
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from common import PipelineError
 

@@ -1,11 +1,11 @@
 """The paper's ranking: the headline ranking.json (ranking_table.py) as table rows of text, each
 setting named as the paper numbers it, and the notes its rows carry."""
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from ranking_scale import BASELINE, NOTES
 from common import PipelineError
 from paper_format import need, pct
+from ranking_scale import BASELINE, NOTES
 
 
 def _score(value: float | None) -> str:
@@ -25,14 +25,18 @@ def ranking_context(ranking: Sequence[Mapping], settings: Sequence[Mapping]) -> 
         label = "Baseline (anchor)" if setting == BASELINE else f"Setting {numbers[setting]}"
         anchored = setting == BASELINE
         n, k = need(row, "n", where), need(row, "replicates", where)
-        rows.append({
-            "rank": "--" if need(row, "rank", where) is None else str(row["rank"]),
-            "label": label,
-            "score": _score(need(row, "score", where)),
-            "ci": "--" if anchored or row["score"] is None else f"[{_score(row['ci_low'])}, {_score(row['ci_high'])}]",
-            "rate": pct(need(row, "win_rate", where)),
-            "n": "--" if n is None else (f"{n}" if anchored or k is None else f"{n} x {k}"),
-        })
+        rows.append(
+            {
+                "rank": "--" if need(row, "rank", where) is None else str(row["rank"]),
+                "label": label,
+                "score": _score(need(row, "score", where)),
+                "ci": "--"
+                if anchored or row["score"] is None
+                else f"[{_score(row['ci_low'])}, {_score(row['ci_high'])}]",
+                "rate": pct(need(row, "win_rate", where)),
+                "n": "--" if n is None else (f"{n}" if anchored or k is None else f"{n} x {k}"),
+            }
+        )
         note = need(row, "note", where)
         if note and note != NOTES["anchor"]:
             notes.append(f"{label}: {note}.")

@@ -2,26 +2,31 @@
 recorded them in its own output), devices, data and model revisions, dates and the judge's usage; and
 the guard that keeps secrets out."""
 
-
 import datetime
 import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from common import PipelineError, read_json
 from paper_format import count, fmt, settings_list
-from versions import PAPER as PAPER_PACKAGES, versions
+from versions import PAPER as PAPER_PACKAGES
+from versions import versions
 
 # The paper's own packages, which it records itself; every other version comes from the stage that
 # used the package (versions.py), never from this process, which under `--sdm conda` has none of them.
 PACKAGES = PAPER_PACKAGES
 # The stages whose outputs record versions, by the names the paper gives them, in its order.
-STAGES = {"train": "adapter training", "model": "base model", "split": "data split", "augment": "augmentation",
-          "paper": "paper"}
+STAGES = {
+    "train": "adapter training",
+    "model": "base model",
+    "split": "data split",
+    "augment": "augmentation",
+    "paper": "paper",
+}
 
 # Shorter values ("1", "true") would match ordinary text without being secrets.
 MIN_SECRET_CHARS = 8
@@ -30,6 +35,7 @@ MIN_SECRET_CHARS = 8
 def git_state(cwd: str | os.PathLike = ".") -> dict:
     """The checked-out commit and whether tracked or unignored files differ from it; both None
     outside a git checkout (or without git)."""
+
     def git(*args: str) -> str | None:
         try:
             proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
@@ -83,12 +89,19 @@ def gather_versions(records: Mapping[str, Mapping[str | None, Mapping]]) -> dict
         if missing:
             not_recorded.append({"stage": stage, "items": None if len(missing) == len(files) else missing})
     return {
-        "packages": {package: [{"version": version,
-                                "stages": [{"stage": stage,
-                                            "items": None if len(items) == len(used[package, stage]) else items}
-                                           for stage, items in stages.items()]}
-                               for version, stages in by_version.items()]
-                     for package, by_version in packages.items()},
+        "packages": {
+            package: [
+                {
+                    "version": version,
+                    "stages": [
+                        {"stage": stage, "items": None if len(items) == len(used[package, stage]) else items}
+                        for stage, items in stages.items()
+                    ],
+                }
+                for version, stages in by_version.items()
+            ]
+            for package, by_version in packages.items()
+        },
         "not_recorded": not_recorded,
     }
 
@@ -126,8 +139,9 @@ def judge_usage(winrate: Sequence[Mapping]) -> dict:
     return {key: _total(winrate, key) for key in ("judge_calls", "prompt_tokens", "completion_tokens", "cost_usd")}
 
 
-def run_dates(winrate_path: str | os.PathLike, raw_data: str | os.PathLike,
-              train_stats_paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+def run_dates(
+    winrate_path: str | os.PathLike, raw_data: str | os.PathLike, train_stats_paths: Iterable[str | os.PathLike]
+) -> dict[str, str]:
     return {
         "raw data read": utc_date(raw_data),
         "last adapter trained": max(utc_date(path) for path in train_stats_paths),
@@ -136,10 +150,17 @@ def run_dates(winrate_path: str | os.PathLike, raw_data: str | os.PathLike,
     }
 
 
-def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.PathLike,
-            raw_data: str | os.PathLike, stats_paths: Mapping[str, Sequence[str | os.PathLike]],
-            model_manifests: Iterable[str | os.PathLike], cwd: str | os.PathLike = ".",
-            split_stats: str | os.PathLike | None = None, augment_stats: str | os.PathLike | None = None) -> dict:
+def collect(
+    config: Mapping,
+    winrate: Sequence[Mapping],
+    winrate_path: str | os.PathLike,
+    raw_data: str | os.PathLike,
+    stats_paths: Mapping[str, Sequence[str | os.PathLike]],
+    model_manifests: Iterable[str | os.PathLike],
+    cwd: str | os.PathLike = ".",
+    split_stats: str | os.PathLike | None = None,
+    augment_stats: str | os.PathLike | None = None,
+) -> dict:
     """Everything the paper's provenance section shows, as plain values (the template escapes
     them). `stats_paths` maps each trained setting to its replicates' training stats
     (train_stats/<setting>/rep<r>.json); a model's name is the folder of its manifest. Package
@@ -148,7 +169,9 @@ def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.
     train_stats = {setting: [read_json(path) for path in paths] for setting, paths in stats_paths.items()}
     manifests = {Path(path).parent.name: read_json(path) for path in model_manifests}
     records = {
-        STAGES["train"]: {f"{setting}/rep{r}": s for setting, stats in train_stats.items() for r, s in enumerate(stats)},
+        STAGES["train"]: {
+            f"{setting}/rep{r}": s for setting, stats in train_stats.items() for r, s in enumerate(stats)
+        },
         STAGES["model"]: manifests,
         **({STAGES["split"]: {None: read_json(split_stats)}} if split_stats else {}),
         **({STAGES["augment"]: {None: read_json(augment_stats)}} if augment_stats else {}),
@@ -162,16 +185,22 @@ def collect(config: Mapping, winrate: Sequence[Mapping], winrate_path: str | os.
         "versions": gather_versions(records),
         "xelatex": xelatex_version(),
         # Written by the train stage since it records its device; older adapters lack it.
-        "devices": {setting: "; ".join(sorted({s.get("device") or "not recorded" for s in stats}))
-                    for setting, stats in train_stats.items()},
-        "data": {"source": data.get("source"), "revision": data.get("revision"),
-                 "raw_sha256": file_sha256(raw_data)},
-        "models": {name: manifest.get("revision") or manifest.get("source") or "--"
-                   for name, manifest in manifests.items()},
+        "devices": {
+            setting: "; ".join(sorted({s.get("device") or "not recorded" for s in stats}))
+            for setting, stats in train_stats.items()
+        },
+        "data": {"source": data.get("source"), "revision": data.get("revision"), "raw_sha256": file_sha256(raw_data)},
+        "models": {
+            name: manifest.get("revision") or manifest.get("source") or "--" for name, manifest in manifests.items()
+        },
         "dates": run_dates(winrate_path, raw_data, [p for paths in stats_paths.values() for p in paths]),
-        "judge": {"backend": judge.get("backend"), "model": judge.get("model"),
-                  "endpoint": public_url(judge.get("base_url")), "temperature": judge.get("temperature"),
-                  **judge_usage(winrate)},
+        "judge": {
+            "backend": judge.get("backend"),
+            "model": judge.get("model"),
+            "endpoint": public_url(judge.get("base_url")),
+            "temperature": judge.get("temperature"),
+            **judge_usage(winrate),
+        },
     }
 
 
@@ -188,6 +217,7 @@ def version_rows(gathered: Mapping) -> dict:
     """gather_versions' record as table text: each package (Python apart) with each version and
     the stages that ran it, '2.13.0 (adapter training, base model); 2.12.0 (paper)', and the
     stages whose outputs recorded no versions (None when every one did)."""
+
     def text(versions_of: Sequence[Mapping]) -> str:
         return "; ".join(f"{v['version']} ({', '.join(_stage_text(s) for s in v['stages'])})" for v in versions_of)
 
@@ -229,14 +259,16 @@ def paper_rows(prov: Mapping, settings: Sequence[Mapping]) -> dict:
             "calls": count(judge["judge_calls"]),
             "prompt_tokens": count(judge["prompt_tokens"]),
             "completion_tokens": count(judge["completion_tokens"]),
-            "cost": "not estimated (no prices in the config)" if judge["cost_usd"] is None
-                    else f"{judge['cost_usd']:.2f} USD (estimate)",
+            "cost": "not estimated (no prices in the config)"
+            if judge["cost_usd"] is None
+            else f"{judge['cost_usd']:.2f} USD (estimate)",
         },
     }
 
 
-def check_no_secrets(texts: Mapping[str, str], secret_envs: Iterable[str],
-                     environ: Mapping[str, str] = os.environ) -> None:
+def check_no_secrets(
+    texts: Mapping[str, str], secret_envs: Iterable[str], environ: Mapping[str, str] = os.environ
+) -> None:
     """Stop before anything is written if the value of a variable of `secret_envs` (the run's,
     run_plan.secret_envs) made its way into an output (through a config value, a model's answer or
     a judge's reply); the message names the variable only."""
@@ -246,5 +278,7 @@ def check_no_secrets(texts: Mapping[str, str], secret_envs: Iterable[str],
             continue
         for what, text in texts.items():
             if value in text:
-                raise PipelineError(f"{what} would contain the value of the environment variable {name} "
-                                    "(a secret); find where it entered the config or the data and remove it")
+                raise PipelineError(
+                    f"{what} would contain the value of the environment variable {name} "
+                    "(a secret); find where it entered the config or the data and remove it"
+                )

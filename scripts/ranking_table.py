@@ -19,8 +19,16 @@ def main(smk) -> None:
     write_text(smk.output.csv, table.to_csv(index=False))
     write_json(smk.output.json, table_rows(table))
     for row in table_rows(table):
-        log.info("rank %s: %s, score %s (%s to %s), mean score %s %s", row["rank"], row["setting"], row["score"],
-                 row["ci_low"], row["ci_high"], row["win_rate"], row["note"])
+        log.info(
+            "rank %s: %s, score %s (%s to %s), mean score %s %s",
+            row["rank"],
+            row["setting"],
+            row["score"],
+            row["ci_low"],
+            row["ci_high"],
+            row["win_rate"],
+            row["note"],
+        )
 
 
 if "snakemake" in globals():

@@ -1,7 +1,6 @@
 """Stage raw: Huatuo26M-Lite from the Hugging Face hub (by id and revision) or from a local
 .jsonl/.json/.parquet/.csv file, written as results/<run>/data/raw.jsonl."""
 
-
 import os
 from pathlib import Path
 
@@ -19,9 +18,7 @@ def load_rows(source: str, revision: str | None = None, split: str = "train") ->
         if not os.path.isfile(source):
             raise PipelineError(f"data.source: local file '{source}' does not exist")
         if suffix not in LOCAL_FORMATS:
-            raise PipelineError(
-                f"data.source: '{source}' has an unknown format; use one of {', '.join(LOCAL_FORMATS)}"
-            )
+            raise PipelineError(f"data.source: '{source}' has an unknown format; use one of {', '.join(LOCAL_FORMATS)}")
         try:
             return datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=source, split="train")
         except Exception as e:  # datasets wraps parse errors in several exception types

@@ -4,8 +4,9 @@ the one `latex` filter). Rule paper_pdf compiles it."""
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jinja2
 
@@ -68,8 +69,9 @@ def make_environment(template_dir: str | os.PathLike = TEMPLATE.parent) -> jinja
 def check_figure_paths(figures: Mapping[str, str]) -> None:
     for name in figures.values():
         if not _SAFE_FIGURE_PATH.fullmatch(name) or name.startswith("/") or ".." in name.split("/"):
-            raise PipelineError(f"figure path {name!r}: use a plain relative file name "
-                                "(letters, digits, . _ - /) beside the .tex file")
+            raise PipelineError(
+                f"figure path {name!r}: use a plain relative file name (letters, digits, . _ - /) beside the .tex file"
+            )
 
 
 def render_paper(context: Mapping[str, Any], template: str | os.PathLike = TEMPLATE) -> str:

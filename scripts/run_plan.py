@@ -5,7 +5,8 @@ each reading the config's layout on its own."""
 
 import os
 import re
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 # The paper's figures, by the name the template uses, as files beside paper.tex (which refers to
 # them by these relative names, so that paper_pdf can compile a copy of both elsewhere).
@@ -76,9 +77,11 @@ def run_config(config: Mapping) -> dict:
     (recipes) nor the card's memory or the processes per training job, which only change speed (a
     bigger card or more of them rerun nothing), nor the exports, nor the human labels (the paper
     reads their agreement table, an input, not the keys)."""
-    return {k: v for k, v in config.items()
-            if k not in ("recipes", "gpu_memory_gib", "training_processes", "export", "label_sheet",
-                         "human_labels")}
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in ("recipes", "gpu_memory_gib", "training_processes", "export", "label_sheet", "human_labels")
+    }
 
 
 def compares_with_published(config: Mapping, test_set: str, judge: str) -> bool:
@@ -133,8 +136,11 @@ def card_evaluations(config: Mapping) -> list[dict]:
     """Each test set and judge the model cards report, test sets first (as every table of every
     test set by every judge is listed)."""
     panel = judges(config)
-    return [{"test_set": t, "judge": j, "judge_model": f"{panel[j]['backend']}: {panel[j]['model']}"}
-            for t in test_sets(config) for j in panel]
+    return [
+        {"test_set": t, "judge": j, "judge_model": f"{panel[j]['backend']}: {panel[j]['model']}"}
+        for t in test_sets(config)
+        for j in panel
+    ]
 
 
 def compute_jobs(config: Mapping) -> list[dict]:
@@ -142,10 +148,15 @@ def compute_jobs(config: Mapping) -> list[dict]:
     Snakemake's benchmark, each as its rule's name and its wildcards, in the compute table's
     order: every trained setting's replicates, then every test set's answers by every setting and
     replicate. A model baseline's job records no such stats and is not among them."""
-    train = [{"rule": "train_adapter", "setting": s, "replicate": r}
-             for s in trained(config) for r in replicates(config)]
-    generate = [{"rule": "generate_answers", "test_set": t, "setting": s, "replicate": r}
-                for t in test_sets(config) for s in settings(config) for r in replicates(config)]
+    train = [
+        {"rule": "train_adapter", "setting": s, "replicate": r} for s in trained(config) for r in replicates(config)
+    ]
+    generate = [
+        {"rule": "generate_answers", "test_set": t, "setting": s, "replicate": r}
+        for t in test_sets(config)
+        for s in settings(config)
+        for r in replicates(config)
+    ]
     return train + generate
 
 
@@ -218,8 +229,11 @@ def api_key_envs(config: Mapping, rules: Iterable[str] | None = None) -> list[st
     from (each section's api_key_env): openai judges (rule judge_pairwise), openai baselines
     (baseline_answers) and the LLM augmentation (augment_train); only those of `rules` if given."""
     callers = [("judge_pairwise", judge) for judge in judges(config).values() if judge["backend"] == "openai"]
-    callers += [("baseline_answers", spec["baseline"]) for spec in config["test_sets"].values()
-                if spec["baseline"]["source"] == "openai"]
+    callers += [
+        ("baseline_answers", spec["baseline"])
+        for spec in config["test_sets"].values()
+        if spec["baseline"]["source"] == "openai"
+    ]
     if config["augmentation"]["method"] == "llm":
         callers.append(("augment_train", config["augmentation"]["llm"]))
     wanted = None if rules is None else set(rules)
@@ -231,8 +245,13 @@ def secret_envs(config: Mapping) -> list[str]:
     return sorted({*OTHER_SECRET_ENVS, *api_key_envs(config)})
 
 
-def preflight_problems(config: Mapping, rules: Iterable[str], environ: Mapping[str, str], tex_found: bool,
-                       exists: Callable[[str], Any] = os.path.exists) -> list[str]:
+def preflight_problems(
+    config: Mapping,
+    rules: Iterable[str],
+    environ: Mapping[str, str],
+    tex_found: bool,
+    exists: Callable[[str], Any] = os.path.exists,
+) -> list[str]:
     """What the jobs of `rules` (those about to run) will need later and is not here now, each as
     one message: a key variable unset, LaTeX missing for the PDF, a course file absent. `exists`
     says whether a path is there."""
@@ -243,15 +262,18 @@ def preflight_problems(config: Mapping, rules: Iterable[str], environ: Mapping[s
         problems.append(
             f"environment variable {', '.join(missing)} is not set; the judge, baseline or "
             "augmentation stage of this config calls an OpenAI-compatible API with it (see "
-            "the api_key_env of judge, judge_panel.<name>, test_sets.<name>.baseline, augmentation.llm)")
+            "the api_key_env of judge, judge_panel.<name>, test_sets.<name>.baseline, augmentation.llm)"
+        )
     if "paper_pdf" in rules and not tex_found:
         problems.append(
             "latexmk/xelatex not found: the paper's PDF needs the Debian packages latexmk "
-            "texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk (see README)")
+            "texlive-xetex texlive-lang-chinese texlive-fonts-recommended fonts-noto-cjk (see README)"
+        )
     if "test_set" in rules:
         problems += [
             f"test_sets.{name}.source: the course file '{spec['source']}' does not exist; put the "
             "course's JSON list of [question, baseline_answer] there or point the source at it"
             for name, spec in config["test_sets"].items()
-            if spec["source"] != "heldout" and not exists(spec["source"])]
+            if spec["source"] != "heldout" and not exists(spec["source"])
+        ]
     return problems

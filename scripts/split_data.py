@@ -2,7 +2,6 @@
 the rest into train / val / held-out with a seed, by fractions or by row counts. Counts of what was dropped and why go to a
 stats JSON."""
 
-
 import random
 from collections import Counter
 
@@ -69,8 +68,13 @@ def clean_rows(path: str, filters: dict, skip_bad_rows: bool) -> tuple[list[dict
     return kept, dropped
 
 
-def split_rows(rows: list[dict], seed: int, val_fraction: float | None = None,
-               heldout_fraction: float | None = None, sizes: dict | None = None):
+def split_rows(
+    rows: list[dict],
+    seed: int,
+    val_fraction: float | None = None,
+    heldout_fraction: float | None = None,
+    sizes: dict | None = None,
+):
     """Seeded shuffle, then held-out, val and train slices: by fractions (train gets the rest;
     every split at least one row) or by row counts (`sizes`; the rows beyond them are left out,
     as the study's notebook keeps 400 + 100 rows of the whole split)."""
@@ -81,8 +85,12 @@ def split_rows(rows: list[dict], seed: int, val_fraction: float | None = None,
     if sizes:
         n_heldout, n_val, n_train = sizes["heldout"], sizes["val"], sizes["train"]
         if n_heldout + n_val + n_train > len(rows):
-            raise DataError("splits", None, "sizes", f"{n_train} + {n_val} + {n_heldout} rows asked for, "
-                            f"but only {len(rows)} usable rows remain")
+            raise DataError(
+                "splits",
+                None,
+                "sizes",
+                f"{n_train} + {n_val} + {n_heldout} rows asked for, but only {len(rows)} usable rows remain",
+            )
     else:
         n_heldout = max(1, round(len(rows) * heldout_fraction))
         n_val = max(1, round(len(rows) * val_fraction))
@@ -97,16 +105,19 @@ def split_rows(rows: list[dict], seed: int, val_fraction: float | None = None,
 def main(smk):
     cfg = smk.params.splits
     rows, dropped = clean_rows(smk.input[0], cfg["filters"], cfg["skip_bad_rows"])
-    train, val, heldout = split_rows(rows, cfg["seed"], cfg.get("val_fraction"), cfg.get("heldout_fraction"),
-                                     cfg.get("sizes"))
+    train, val, heldout = split_rows(
+        rows, cfg["seed"], cfg.get("val_fraction"), cfg.get("heldout_fraction"), cfg.get("sizes")
+    )
     write_jsonl(smk.output.train, train)
     write_jsonl(smk.output.val, val)
     write_jsonl(smk.output.heldout, heldout)
     stats = {
         "n_raw": len(rows) + sum(dropped.values()),
         "n_kept": len(rows),
-        "dropped": {reason: dropped.get(reason, 0) for reason in
-                    ("malformed", "duplicate_question", "low_score", "answer_too_long")},
+        "dropped": {
+            reason: dropped.get(reason, 0)
+            for reason in ("malformed", "duplicate_question", "low_score", "answer_too_long")
+        },
         "n_train": len(train),
         "n_val": len(val),
         "n_heldout": len(heldout),

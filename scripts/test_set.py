@@ -3,7 +3,6 @@ the held-out split (already shuffled by split_data; held-out test sets take disj
 config order, run_plan.heldout_slice). A test question that also appears in train or val stops the
 run: the comparison would measure memorisation."""
 
-
 import json
 
 from common import DataError, PipelineError, log, normalize_text, read_jsonl, run_stage, write_jsonl
@@ -39,8 +38,10 @@ def with_copies(test: list[dict], copies: int) -> list[dict]:
 
 def draw_from_heldout(heldout: list[dict], start: int, stop: int) -> list[dict]:
     if stop > len(heldout):
-        raise PipelineError(f"test_sets: held-out rows [{start}, {stop}) asked for (the held-out test sets "
-                            f"take disjoint slices, in config order), but the held-out split has {len(heldout)}")
+        raise PipelineError(
+            f"test_sets: held-out rows [{start}, {stop}) asked for (the held-out test sets "
+            f"take disjoint slices, in config order), but the held-out split has {len(heldout)}"
+        )
     rows = heldout[start:stop]
     return [{"id": r["id"], "question": r["question"], "reference": r["answer"], "baseline_answer": None} for r in rows]
 

@@ -7,7 +7,6 @@ killed job resumes from the last one. With several processes (the rule's `gpu` r
 GPU, each a share of the recipe's effective batch; the first writes the outputs. Writes the adapter
 folder and the per-step train / per-eval validation loss CSV."""
 
-
 import gpu_slots
 
 if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
@@ -37,28 +36,44 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import SFTConfig, SFTTrainer
 
 import cuda_speed
-from common import (CHAT_TEMPLATE_KWARGS, PipelineError, atomic_dir, chat_prompt, log, read_json, read_jsonl,
-                    run_stage, write_json, write_text)
+from common import (
+    CHAT_TEMPLATE_KWARGS,
+    PipelineError,
+    atomic_dir,
+    chat_prompt,
+    log,
+    read_json,
+    read_jsonl,
+    run_stage,
+    write_json,
+    write_text,
+)
 from memory_budget import cap_gpu_memory
 from qlora import device_name, load_quantized_model, load_tokenizer, peak_gpu_gib
 
 
 def sft_dataset(records: list[dict]) -> Dataset:
     """Conversational prompt-completion rows: TRL masks the prompt, so only the answer is learned."""
-    return Dataset.from_list([
-        {
-            "prompt": chat_prompt(r["question"]),
-            "completion": [{"role": "assistant", "content": r["answer"]}],
-            "chat_template_kwargs": CHAT_TEMPLATE_KWARGS,
-        }
-        for r in records
-    ])
+    return Dataset.from_list(
+        [
+            {
+                "prompt": chat_prompt(r["question"]),
+                "completion": [{"role": "assistant", "content": r["answer"]}],
+                "chat_template_kwargs": CHAT_TEMPLATE_KWARGS,
+            }
+            for r in records
+        ]
+    )
 
 
 def lora_config(lora: dict) -> LoraConfig:
     return LoraConfig(
-        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-        target_modules=list(lora["target_modules"]), bias="none", task_type="CAUSAL_LM",
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]),
+        bias="none",
+        task_type="CAUSAL_LM",
     )
 
 
@@ -103,11 +118,16 @@ def default_args(training: Mapping) -> dict:
 
 
 # This pipeline's former `training:` names, for the message that stops an old config.
-FORMER_NAMES = {"epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size",
-                "grad_accum": "gradient_accumulation_steps", "lr": "learning_rate",
-                "warmup_ratio": "warmup_steps (a float below 1 is a share of the steps)",
-                "scheduler": "lr_scheduler_type", "optimizer": "optim",
-                "group_by_length": "train_sampling_strategy: group_by_length"}
+FORMER_NAMES = {
+    "epochs": "num_train_epochs",
+    "batch_size": "per_device_train_batch_size",
+    "grad_accum": "gradient_accumulation_steps",
+    "lr": "learning_rate",
+    "warmup_ratio": "warmup_steps (a float below 1 is a share of the steps)",
+    "scheduler": "lr_scheduler_type",
+    "optimizer": "optim",
+    "group_by_length": "train_sampling_strategy: group_by_length",
+}
 
 
 # The Trainer integrations a job may report to: none, or TensorBoard event files in the run.
@@ -121,16 +141,22 @@ def check_training(training: Mapping, name: str) -> None:
     problems = []
     for key in training:
         if key in fixed:
-            problems.append(f"settings.{name}.training.{key}: set by the pipeline, not by the config "
-                            "(scripts/train_adapter.py, pipeline_args)")
+            problems.append(
+                f"settings.{name}.training.{key}: set by the pipeline, not by the config "
+                "(scripts/train_adapter.py, pipeline_args)"
+            )
         elif key not in SFT_ARGUMENTS:
             close = FORMER_NAMES.get(key) or next(iter(difflib.get_close_matches(key, SFT_ARGUMENTS, n=1)), None)
-            problems.append(f"settings.{name}.training.{key}: not an argument of TRL's SFTConfig "
-                            f"(trl {trl.__version__}, transformers {transformers.__version__})"
-                            + (f"; did you mean {close}?" if close else ""))
+            problems.append(
+                f"settings.{name}.training.{key}: not an argument of TRL's SFTConfig "
+                f"(trl {trl.__version__}, transformers {transformers.__version__})"
+                + (f"; did you mean {close}?" if close else "")
+            )
     if training.get("report_to", "none") not in REPORT_TO:
-        problems.append(f"settings.{name}.training.report_to: {training['report_to']!r}; the pipeline "
-                        f"writes only {' or '.join(REPORT_TO)} (others need an account or a server)")
+        problems.append(
+            f"settings.{name}.training.report_to: {training['report_to']!r}; the pipeline "
+            f"writes only {' or '.join(REPORT_TO)} (others need an account or a server)"
+        )
     if problems:
         raise PipelineError("\n".join(problems))
 
@@ -157,7 +183,8 @@ def per_process(training: Mapping, processes: int, name: str) -> dict:
         raise PipelineError(
             f"settings.{name}.training: the effective batch of {effective} (per_device_train_batch_size "
             f"{batch} x gradient_accumulation_steps {accumulation}) does not split evenly over "
-            f"training_processes: {processes}; choose a process count that divides it")
+            f"training_processes: {processes}; choose a process count that divides it"
+        )
     share = effective // processes
     micro = max(d for d in range(1, batch + 1) if share % d == 0)
     return {**training, "per_device_train_batch_size": micro, "gradient_accumulation_steps": share // micro}
@@ -197,8 +224,9 @@ class RecipeSFTTrainer(SFTTrainer):
         return EpochSeededLengthGroupedSampler(group, sampler.lengths, seed)
 
 
-def build_trainer(model, tokenizer, train_dataset, eval_dataset, args: SFTConfig, lora: dict,
-                  callbacks=()) -> SFTTrainer:
+def build_trainer(
+    model, tokenizer, train_dataset, eval_dataset, args: SFTConfig, lora: dict, callbacks=()
+) -> SFTTrainer:
     trainer = RecipeSFTTrainer(
         model=model,
         args=args,
@@ -262,8 +290,14 @@ def loss_rows(log_history: list[dict]) -> list[dict]:
     for entry in log_history:
         for key, split in (("loss", "train"), ("eval_loss", "val")):
             if key in entry:
-                rows.append({"step": entry["step"], "epoch": round(entry.get("epoch", 0.0), 4),
-                             "split": split, "loss": entry[key]})
+                rows.append(
+                    {
+                        "step": entry["step"],
+                        "epoch": round(entry.get("epoch", 0.0), 4),
+                        "split": split,
+                        "loss": entry[key],
+                    }
+                )
     return rows
 
 
@@ -296,8 +330,10 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
     place, trainer_state.json last, and reads that file when resuming: a job killed while saving
     leaves a newer, half-written folder that transformers' get_last_checkpoint would pick, and
     every rerun would crash on it."""
-    steps = sorted(((int(m[1]), p) for p in output_dir.glob("checkpoint-*")
-                    if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))), reverse=True)
+    steps = sorted(
+        ((int(m[1]), p) for p in output_dir.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))),
+        reverse=True,
+    )
     for _, folder in steps:
         if (folder / "trainer_state.json").is_file() and any(folder.glob("adapter_model.*")):
             return str(folder)
@@ -305,8 +341,21 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
     return None
 
 
-def train_adapter(model_manifest, train_path, val_path, setting, quantization, device, gpu_memory_gib, checkpoint_dir,
-                  *, name: str, callbacks=(), tensorboard_dir=None, processes: int = 1):
+def train_adapter(
+    model_manifest,
+    train_path,
+    val_path,
+    setting,
+    quantization,
+    device,
+    gpu_memory_gib,
+    checkpoint_dir,
+    *,
+    name: str,
+    callbacks=(),
+    tensorboard_dir=None,
+    processes: int = 1,
+):
     """Train (or resume) setting `name` in this process, one of `processes` data-parallel ones, and
     return the trainer; checkpoints under checkpoint_dir/<fingerprint>, TensorBoard events (where the
     setting reports to it) under tensorboard_dir."""
@@ -317,8 +366,13 @@ def train_adapter(model_manifest, train_path, val_path, setting, quantization, d
     # adapter's initialisation follows the recipe's seed (a replicate's seed + r) too.
     transformers.set_seed(args.seed)
     trainer = build_trainer(
-        load_base(model_manifest, quantization, device, gpu_memory_gib), load_tokenizer(model_manifest),
-        sft_dataset(read_jsonl(train_path)), sft_dataset(read_jsonl(val_path)), args, setting["lora"], callbacks,
+        load_base(model_manifest, quantization, device, gpu_memory_gib),
+        load_tokenizer(model_manifest),
+        sft_dataset(read_jsonl(train_path)),
+        sft_dataset(read_jsonl(val_path)),
+        args,
+        setting["lora"],
+        callbacks,
     )
     if tensorboard_dir:
         log_tensorboard_to(trainer, tensorboard_dir)
@@ -334,36 +388,48 @@ def training_job(smk) -> dict:
     """Everything a training process needs, as JSON: its inputs, recipe, outputs and process count
     (the rule's `gpu` resource: one process per GPU)."""
     return {
-        "model": smk.input.model, "train": smk.input.train, "val": smk.input.val,
-        "setting": smk.params.setting, "quantization": smk.params.quantization, "device": smk.params.device,
-        "gpu_memory_gib": smk.resources.gpu_memory_gib, "checkpoints": smk.params.checkpoints,
-        "name": smk.wildcards.setting, "processes": max(1, int(getattr(smk.resources, "gpu", 1))),
+        "model": smk.input.model,
+        "train": smk.input.train,
+        "val": smk.input.val,
+        "setting": smk.params.setting,
+        "quantization": smk.params.quantization,
+        "device": smk.params.device,
+        "gpu_memory_gib": smk.resources.gpu_memory_gib,
+        "checkpoints": smk.params.checkpoints,
+        "name": smk.wildcards.setting,
+        "processes": max(1, int(getattr(smk.resources, "gpu", 1))),
         # declared where any setting reports to TensorBoard
         "tensorboard": getattr(smk.output, "tensorboard", None),
-        "adapter": smk.output.adapter, "loss": smk.output.loss, "stats": smk.output.stats,
+        "adapter": smk.output.adapter,
+        "loss": smk.output.loss,
+        "stats": smk.output.stats,
     }
 
 
 def write_outputs(trainer, job: dict) -> None:
-    from versions import TRAIN as TRAIN_PACKAGES, versions
+    from versions import TRAIN as TRAIN_PACKAGES
+    from versions import versions
 
     with atomic_dir(job["adapter"]) as tmp:
         trainer.model.save_pretrained(tmp)
     state, device = trainer.state, job["device"]
-    write_json(job["stats"], {
-        "global_step": state.global_step,
-        "epochs": state.epoch,
-        "train_runtime_s": train_runtime_s(trainer),
-        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-        "device": device_name(device),  # for the paper's provenance and compute table
-        "gpu": gpu_slots.job_gpus(device),  # which of the machine's GPUs (gpu_slots)
-        "peak_gpu_gib": peak_gpu_gib(device),  # the first process's
-        "memory_budget_gib": job["gpu_memory_gib"],
-        "train_tokens": train_tokens(trainer),
-        "train_tokens_per_s": train_tokens_per_s(trainer),  # of all processes together
-        "execution": execution(trainer),
-        "versions": versions(TRAIN_PACKAGES),  # for the paper's provenance: what this job ran with
-    })
+    write_json(
+        job["stats"],
+        {
+            "global_step": state.global_step,
+            "epochs": state.epoch,
+            "train_runtime_s": train_runtime_s(trainer),
+            "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+            "device": device_name(device),  # for the paper's provenance and compute table
+            "gpu": gpu_slots.job_gpus(device),  # which of the machine's GPUs (gpu_slots)
+            "peak_gpu_gib": peak_gpu_gib(device),  # the first process's
+            "memory_budget_gib": job["gpu_memory_gib"],
+            "train_tokens": train_tokens(trainer),
+            "train_tokens_per_s": train_tokens_per_s(trainer),  # of all processes together
+            "execution": execution(trainer),
+            "versions": versions(TRAIN_PACKAGES),  # for the paper's provenance: what this job ran with
+        },
+    )
     write_text(job["loss"], loss_csv(loss_rows(trainer.state.log_history)))
     if job["tensorboard"]:  # declared for every setting, left empty where one reports to none
         Path(job["tensorboard"]).mkdir(parents=True, exist_ok=True)
@@ -374,8 +440,16 @@ def run_process(job: dict) -> None:
     """One training process: train (with the others, if any), and where it is the first, write the
     adapter, the stats and the loss curves, once."""
     trainer = train_adapter(
-        job["model"], job["train"], job["val"], job["setting"], job["quantization"], job["device"],
-        job["gpu_memory_gib"], job["checkpoints"], name=job["name"], tensorboard_dir=job["tensorboard"],
+        job["model"],
+        job["train"],
+        job["val"],
+        job["setting"],
+        job["quantization"],
+        job["device"],
+        job["gpu_memory_gib"],
+        job["checkpoints"],
+        name=job["name"],
+        tensorboard_dir=job["tensorboard"],
         processes=job["processes"],
     )
     if trainer.is_world_process_zero():
@@ -390,16 +464,26 @@ def launch(job: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="train_adapter.") as folder:
         spec = Path(folder) / "job.json"
         write_json(spec, job)
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc-per-node={job['processes']}", __file__, str(spec)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={job['processes']}",
+            __file__,
+            str(spec),
+        ]
         log.info("Training across %d processes: %s", job["processes"], " ".join(command))
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              pass_fds=gpu_slots.held_files()) as proc:
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, pass_fds=gpu_slots.held_files()
+        ) as proc:
             for line in proc.stdout:
                 log.info("| %s", line.rstrip("\n"))
         if proc.returncode:
-            raise PipelineError(f"settings.{job['name']}: {job['processes']} training processes ended with exit "
-                                f"status {proc.returncode}; their output is above")
+            raise PipelineError(
+                f"settings.{job['name']}: {job['processes']} training processes ended with exit "
+                f"status {proc.returncode}; their output is above"
+            )
 
 
 def main(smk):

@@ -50,13 +50,20 @@ def _order_outcome(m: np.ndarray, bias: float, nuisance: Nuisance, rng: np.rando
     return score
 
 
-def simulate_scores(rng: np.random.Generator, studies: int, questions: int, replicates: int,
-                    qualities: dict[str, float], nuisance: Nuisance) -> dict[str, np.ndarray]:
+def simulate_scores(
+    rng: np.random.Generator,
+    studies: int,
+    questions: int,
+    replicates: int,
+    qualities: dict[str, float],
+    nuisance: Nuisance,
+) -> dict[str, np.ndarray]:
     """Setting -> [studies, questions, replicates] verdict scores; the questions of a study are
     shared by its settings, their runs independent."""
     if studies < 1 or questions < 1 or replicates < 1:
-        raise PipelineError(f"simulation: studies, questions and replicates must be positive, got "
-                            f"{studies}, {questions}, {replicates}")
+        raise PipelineError(
+            f"simulation: studies, questions and replicates must be positive, got {studies}, {questions}, {replicates}"
+        )
     question = rng.normal(0.0, nuisance.question_sd, (studies, questions, 1))
     out = {}
     for name, quality in qualities.items():
@@ -86,6 +93,7 @@ def quality_for_score(score: float, nuisance: Nuisance) -> float:
     """The quality whose expected score is `score` (a published rate, read on our measure)."""
     top = expected_score(40.0, nuisance)
     if not 1 - top < score < top:
-        raise PipelineError(f"simulation: a mean score of {score} is out of reach (at most {top:.4f} "
-                            f"with these nuisance parameters)")
+        raise PipelineError(
+            f"simulation: a mean score of {score} is out of reach (at most {top:.4f} with these nuisance parameters)"
+        )
     return float(brentq(lambda x: expected_score(x, nuisance) - score, -40.0, 40.0, xtol=1e-10))

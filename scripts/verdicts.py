@@ -4,7 +4,7 @@ replicate of one setting."""
 
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -51,8 +51,14 @@ def verdict_frame(runs: dict[tuple[str, int], list[dict]]) -> pd.DataFrame:
     """One row per verdict: setting, replicate, id, verdict, answer_chars, baseline_chars."""
     return pd.DataFrame(
         [
-            {"setting": setting, "replicate": rep, "id": str(r["id"]), "verdict": r["verdict"],
-             "answer_chars": len(r["setting_answer"]), "baseline_chars": len(r["baseline_answer"])}
+            {
+                "setting": setting,
+                "replicate": rep,
+                "id": str(r["id"]),
+                "verdict": r["verdict"],
+                "answer_chars": len(r["setting_answer"]),
+                "baseline_chars": len(r["baseline_answer"]),
+            }
             for (setting, rep), records in runs.items()
             for r in records
         ],

@@ -5,7 +5,7 @@ read in its own process (its own conda env under `--sdm conda`); the paper gathe
 
 import importlib.metadata
 import platform
-from typing import Iterable
+from collections.abc import Iterable
 
 NOT_INSTALLED = "not installed"
 

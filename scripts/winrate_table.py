@@ -91,10 +91,9 @@ test: the two-sided binomial test of a_better out of a_better + b_better against
 no question is discordant).
 """
 
-
 import itertools
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -103,29 +102,84 @@ from scipy import stats
 from scipy.stats import binomtest
 
 from chat_api import cost_usd
-from crossed_stats import SCORES, variance_parts
 from common import PipelineError, log, run_stage, write_json, write_text
+from crossed_stats import SCORES, variance_parts
 from length_control import SCORE, length_controlled_win_rate, question_difficulty
 from records import PAIRWISE_COLUMNS
 from verdicts import ORDERS, VERDICTS, is_order_flip, order_outcomes, read_runs, table_rows
+
 COLUMNS = [
-    "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
-    "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
-    "order_flips", "order_flip_share", "study_order_score", "published_win_rate", "published_difference",
-    "published_difference_low", "published_difference_high", "published_margin", "published_equivalent",
-    "published_equivalence_p", "mean_answer_chars", "baseline_mean_answer_chars",
-    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
-    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_note",
+    "setting",
+    "title",
+    "n",
+    "wins",
+    "ties",
+    "losses",
+    "invalid",
+    "win_rate",
+    "win_rate_ties_half",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "consistency",
+    "win_rate_as_first",
+    "win_rate_as_second",
+    "order_flips",
+    "order_flip_share",
+    "study_order_score",
+    "published_win_rate",
+    "published_difference",
+    "published_difference_low",
+    "published_difference_high",
+    "published_margin",
+    "published_equivalent",
+    "published_equivalence_p",
+    "mean_answer_chars",
+    "baseline_mean_answer_chars",
+    "prompt_tokens",
+    "completion_tokens",
+    "judge_calls",
+    "cost_usd",
+    "replicates",
+    "replicate_win_rate_min",
+    "replicate_win_rate_max",
+    "replicate_win_rate_sd",
+    "lc_win_rate",
+    "lc_ci_low",
+    "lc_ci_high",
+    "lc_note",
 ]
 REPLICATE_COLUMNS = ["setting", "replicate", "n", "wins", "ties", "losses", "invalid", "win_rate"]
 INT_COLUMNS = [
-    "replicates", "n", "wins", "ties", "losses", "invalid", "order_flips", "prompt_tokens", "completion_tokens", "judge_calls",
+    "replicates",
+    "n",
+    "wins",
+    "ties",
+    "losses",
+    "invalid",
+    "order_flips",
+    "prompt_tokens",
+    "completion_tokens",
+    "judge_calls",
 ]
 NULLABLE_BOOL_COLUMNS = ["published_equivalent"]  # empty when not compared
-PUBLISHED_FLOATS = ["published_win_rate", "published_difference", "published_difference_low",
-                    "published_difference_high", "published_margin", "published_equivalence_p"]
-FLOAT_COLUMNS = ["study_order_score", *PUBLISHED_FLOATS, "cost_usd", "replicate_win_rate_sd", "lc_win_rate",
-                 "lc_ci_low", "lc_ci_high"]
+PUBLISHED_FLOATS = [
+    "published_win_rate",
+    "published_difference",
+    "published_difference_low",
+    "published_difference_high",
+    "published_margin",
+    "published_equivalence_p",
+]
+FLOAT_COLUMNS = [
+    "study_order_score",
+    *PUBLISHED_FLOATS,
+    "cost_usd",
+    "replicate_win_rate_sd",
+    "lc_win_rate",
+    "lc_ci_low",
+    "lc_ci_high",
+]
 
 
 def wilson_interval(k: int, n: int) -> tuple[float, float]:
@@ -210,35 +264,57 @@ def equivalence_test(grid, published_rate: float, published_n: int, margin: floa
     d = grid.mean((-2, -1)) - published_rate
     half95 = _difference_half_width(0.05, *parts, q, k, published_n)
     half90 = _difference_half_width(0.10, *parts, q, k, published_n)
-    p = np.maximum(_one_sided_p(d + margin, parts, q, k, published_n),
-                   _one_sided_p(margin - d, parts, q, k, published_n))
-    return {"difference": d, "low": d - half95, "high": d + half95,
-            "equivalent": (-margin < d - half90) & (d + half90 < margin), "p": p}
+    p = np.maximum(
+        _one_sided_p(d + margin, parts, q, k, published_n), _one_sided_p(margin - d, parts, q, k, published_n)
+    )
+    return {
+        "difference": d,
+        "low": d - half95,
+        "high": d + half95,
+        "equivalent": (-margin < d - half90) & (d + half90 < margin),
+        "p": p,
+    }
 
 
 def published_comparison(grid: np.ndarray, published_rate: float, published_n: int, margin: float) -> dict:
     """The published columns (grid: study_order_grid): ours in the study's order minus the
     published rate, its 95% interval and the equivalence test with +- margin (the module
     docstring says how); the questions with a gap in the grid are left out."""
-    out = {"published_win_rate": published_rate, "published_difference": math.nan,
-           "published_difference_low": math.nan, "published_difference_high": math.nan,
-           "published_margin": margin, "published_equivalent": None, "published_equivalence_p": math.nan}
+    out = {
+        "published_win_rate": published_rate,
+        "published_difference": math.nan,
+        "published_difference_low": math.nan,
+        "published_difference_high": math.nan,
+        "published_margin": margin,
+        "published_equivalent": None,
+        "published_equivalence_p": math.nan,
+    }
     grid = grid[~np.isnan(grid).any(axis=1)]
     if grid.shape[0] < 2 or grid.shape[1] < 1:
         return out
     test = {key: value.item() for key, value in equivalence_test(grid, published_rate, published_n, margin).items()}
-    out.update(published_difference=test["difference"], published_difference_low=max(-1.0, test["low"]),
-               published_difference_high=min(1.0, test["high"]), published_equivalent=bool(test["equivalent"]),
-               published_equivalence_p=test["p"])
+    out.update(
+        published_difference=test["difference"],
+        published_difference_low=max(-1.0, test["low"]),
+        published_difference_high=min(1.0, test["high"]),
+        published_equivalent=bool(test["equivalent"]),
+        published_equivalence_p=test["p"],
+    )
     return out
 
 
 def published_columns(grid: np.ndarray, published: Mapping | None, margin: float | None) -> dict:
     """The study's rate for the setting ({win_rate, n}, read_published) against ours in its order."""
     if not published:
-        return {"published_win_rate": math.nan, "published_difference": math.nan,
-                "published_difference_low": math.nan, "published_difference_high": math.nan,
-                "published_margin": math.nan, "published_equivalent": None, "published_equivalence_p": math.nan}
+        return {
+            "published_win_rate": math.nan,
+            "published_difference": math.nan,
+            "published_difference_low": math.nan,
+            "published_difference_high": math.nan,
+            "published_margin": math.nan,
+            "published_equivalent": None,
+            "published_equivalence_p": math.nan,
+        }
     if margin is None:
         raise PipelineError("a published rate to compare with needs the equivalence margin")
     return published_comparison(grid, published["win_rate"], published["n"], margin)
@@ -271,8 +347,14 @@ def read_published(path) -> dict[str, dict]:
             raise PipelineError(f"{path}: published.win_rates.{setting}: expected a number in [0, 1], got {rate!r}")
         wins = round(rate * n)
         if abs(rate * n - wins) > 1e-6:
-            log.warning("%s: published.win_rates.%s = %s is not a whole number of %d questions; %d wins",
-                        path, setting, rate, n, wins)
+            log.warning(
+                "%s: published.win_rates.%s = %s is not a whole number of %d questions; %d wins",
+                path,
+                setting,
+                rate,
+                n,
+                wins,
+            )
         out[str(setting)] = {"win_rate": float(rate), "wins": wins, "n": n}
     return out
 
@@ -297,7 +379,9 @@ def question_scores(replicates: list[list[dict]], setting: str) -> dict[str, lis
     out: dict[str, list[float]] = {}
     for record in (r for rep in replicates for r in rep):
         if record["verdict"] not in SCORE:
-            raise PipelineError(f"{setting}: unknown verdict {record['verdict']!r} (expected one of {', '.join(VERDICTS)})")
+            raise PipelineError(
+                f"{setting}: unknown verdict {record['verdict']!r} (expected one of {', '.join(VERDICTS)})"
+            )
         out.setdefault(str(record["id"]), []).append(SCORE[record["verdict"]])
     return out
 
@@ -316,8 +400,9 @@ def difficulties(by_setting: Mapping[str, list[list[dict]]]) -> dict[str, dict[s
     return out
 
 
-def lc_columns(replicates: list[list[dict]], difficulty: Mapping[str, float] | None = None,
-               n_boot: int = 2000, seed: int = 0) -> dict:
+def lc_columns(
+    replicates: list[list[dict]], difficulty: Mapping[str, float] | None = None, n_boot: int = 2000, seed: int = 0
+) -> dict:
     """The length-controlled columns of a setting: its verdicts as a questions x replicates grid."""
     ids = list(dict.fromkeys(str(r["id"]) for rep in replicates for r in rep))
     index = {q: i for i, q in enumerate(ids)}
@@ -334,9 +419,15 @@ def lc_columns(replicates: list[list[dict]], difficulty: Mapping[str, float] | N
 
 
 def winrate_row(
-    setting: str, title: str, replicates: list[list[dict]], prices: Mapping | None = None,
-    published: Mapping | None = None, difficulty: Mapping[str, float] | None = None, n_boot: int = 2000,
-    seed: int = 0, margin: float | None = None,
+    setting: str,
+    title: str,
+    replicates: list[list[dict]],
+    prices: Mapping | None = None,
+    published: Mapping | None = None,
+    difficulty: Mapping[str, float] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    margin: float | None = None,
 ) -> dict:
     """A setting's row: its replicates' verdicts pooled (n = questions x replicates); difficulty:
     question id -> difficulty for the length control's instruction term (None: no term); margin:
@@ -397,14 +488,18 @@ def winrate_table(
     titles, published = titles or {}, published or {}
     hardness = difficulties(verdict_records_by_setting)
     rows = [
-        winrate_row(name, titles.get(name, name), records, prices, published.get(name), hardness[name], n_boot, seed,
-                    margin)
+        winrate_row(
+            name, titles.get(name, name), records, prices, published.get(name), hardness[name], n_boot, seed, margin
+        )
         for name, records in verdict_records_by_setting.items()
     ]
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df.astype(
-        {**{c: "int64" for c in INT_COLUMNS}, **{c: "boolean" for c in NULLABLE_BOOL_COLUMNS},
-         **{c: "float64" for c in FLOAT_COLUMNS}}
+        {
+            **{c: "int64" for c in INT_COLUMNS},
+            **{c: "boolean" for c in NULLABLE_BOOL_COLUMNS},
+            **{c: "float64" for c in FLOAT_COLUMNS},
+        }
     )
 
 
@@ -419,9 +514,18 @@ def replicate_table(verdict_records_by_setting: Mapping[str, list[list[dict]]]) 
     for setting, replicates in verdict_records_by_setting.items():
         for r, records in enumerate(replicates):
             counts = {v: sum(rec["verdict"] == v for rec in records) for v in VERDICTS}
-            rows.append({"setting": setting, "replicate": r, "n": len(records), "wins": counts["win"],
-                         "ties": counts["tie"], "losses": counts["loss"], "invalid": counts["invalid"],
-                         "win_rate": counts["win"] / len(records) if records else math.nan})
+            rows.append(
+                {
+                    "setting": setting,
+                    "replicate": r,
+                    "n": len(records),
+                    "wins": counts["win"],
+                    "ties": counts["tie"],
+                    "losses": counts["loss"],
+                    "invalid": counts["invalid"],
+                    "win_rate": counts["win"] / len(records) if records else math.nan,
+                }
+            )
     return pd.DataFrame(rows, columns=REPLICATE_COLUMNS)
 
 
@@ -459,11 +563,13 @@ def main(smk) -> None:
     published, margin = {}, None
     if smk.params.compare_published:
         from claims_table import read_inference  # claims_table imports this module
+
         published = read_published(smk.input.study)
         margin, _ = read_inference(smk.input.study, load_study(smk.input.study))
     statistics = smk.params.statistics
-    df = winrate_table(by_setting, titles, smk.params.prices, published, statistics["n_bootstrap"], statistics["seed"],
-                       margin)
+    df = winrate_table(
+        by_setting, titles, smk.params.prices, published, statistics["n_bootstrap"], statistics["seed"], margin
+    )
     write_text(smk.output.csv, df.to_csv(index=False))
     write_json(smk.output.json, table_rows(df))
     write_text(smk.output.pairwise, pairwise_table(by_setting).to_csv(index=False))
@@ -473,13 +579,31 @@ def main(smk) -> None:
             "%s: win rate %s (%d/%d over %d replicates, spread %s-%s, 95%% CI %s-%s, sign test p=%s, "
             "%d invalid, orders agree %s, win/loss flips %d; length-controlled %s (%s-%s%s); in the study's order %s, published %s, "
             "difference %s (95%% CI %s to %s), equivalent within +-%s: %s (TOST p=%s))",
-            row["setting"], row["win_rate"], row["wins"], row["n"], row["replicates"],
-            row["replicate_win_rate_min"], row["replicate_win_rate_max"], row["ci_low"], row["ci_high"],
-            row["p_value"], row["invalid"], row["consistency"], row["order_flips"], row["lc_win_rate"],
-            row["lc_ci_low"], row["lc_ci_high"], f": {row['lc_note']}" if row["lc_note"] else "",
-            row["study_order_score"], row["published_win_rate"], row["published_difference"],
-            row["published_difference_low"], row["published_difference_high"], row["published_margin"],
-            row["published_equivalent"], row["published_equivalence_p"],
+            row["setting"],
+            row["win_rate"],
+            row["wins"],
+            row["n"],
+            row["replicates"],
+            row["replicate_win_rate_min"],
+            row["replicate_win_rate_max"],
+            row["ci_low"],
+            row["ci_high"],
+            row["p_value"],
+            row["invalid"],
+            row["consistency"],
+            row["order_flips"],
+            row["lc_win_rate"],
+            row["lc_ci_low"],
+            row["lc_ci_high"],
+            f": {row['lc_note']}" if row["lc_note"] else "",
+            row["study_order_score"],
+            row["published_win_rate"],
+            row["published_difference"],
+            row["published_difference_low"],
+            row["published_difference_high"],
+            row["published_margin"],
+            row["published_equivalent"],
+            row["published_equivalence_p"],
         )
 
 

@@ -80,8 +80,11 @@ def names_used(function) -> list:
         names.update(code.co_names)
         codes += [const for const in code.co_consts if inspect.iscode(const)]
     used = [function.__globals__[name] for name in names if name in function.__globals__]
-    modules = [sys.modules[name] for name in names
-               if name in sys.modules and in_tests_folder(getattr(sys.modules[name], "__file__", None))]
+    modules = [
+        sys.modules[name]
+        for name in names
+        if name in sys.modules and in_tests_folder(getattr(sys.modules[name], "__file__", None))
+    ]
     used += [getattr(module, name) for module in modules for name in names if hasattr(module, name)]
     for cell in function.__closure__ or ():
         try:

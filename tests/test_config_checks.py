@@ -58,7 +58,8 @@ def test_a_setting_or_baseline_naming_no_model(demo):
 def test_a_file_baseline_needs_a_course_file(demo):
     demo["test_sets"]["small"]["baseline"] = {"source": "file"}
     assert config_problems(demo) == [
-        "test_sets.small.baseline.source: 'file' needs a course file with baseline answers as the test set's source"]
+        "test_sets.small.baseline.source: 'file' needs a course file with baseline answers as the test set's source"
+    ]
 
 
 def test_reference_judges_need_held_out_test_sets(demo):
@@ -72,25 +73,45 @@ def test_reference_judges_need_held_out_test_sets(demo):
     assert config_problems(course) == []
 
 
-@pytest.mark.parametrize("overlay, message, where", [
-    ({"judge": {"temprature": 0.2}}, "'temprature' was unexpected", "On instance['judge']"),
-    ({"splits": {"seed": "seven"}}, "'seven' is not of type 'integer'", "On instance['splits']['seed']"),
-    ({"settings": {"control-s": {"lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj"]}}}},
-     "'data' is a dependency of 'lora'", "On instance['settings']['control-s']"),
-    ({"judge_panel": {"chrf": {"model": "bleu"}}}, "'bleu' is not one of ['rouge-l-char', 'chrf']",
-     "On instance['judge_panel']['chrf']['model']"),
-    ({"judge": {"backend": "gpt"}}, "'gpt' is not one of ['openai', 'reference']", "On instance['judge']['backend']"),
-])
+@pytest.mark.parametrize(
+    "overlay, message, where",
+    [
+        ({"judge": {"temprature": 0.2}}, "'temprature' was unexpected", "On instance['judge']"),
+        ({"splits": {"seed": "seven"}}, "'seven' is not of type 'integer'", "On instance['splits']['seed']"),
+        (
+            {"settings": {"control-s": {"lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj"]}}}},
+            "'data' is a dependency of 'lora'",
+            "On instance['settings']['control-s']",
+        ),
+        (
+            {"judge_panel": {"chrf": {"model": "bleu"}}},
+            "'bleu' is not one of ['rouge-l-char', 'chrf']",
+            "On instance['judge_panel']['chrf']['model']",
+        ),
+        (
+            {"judge": {"backend": "gpt"}},
+            "'gpt' is not one of ['openai', 'reference']",
+            "On instance['judge']['backend']",
+        ),
+    ],
+)
 def test_a_config_against_the_schema_is_stopped_naming_the_key(overlay, message, where):
     said = demo_with(overlay)
     assert said.startswith("Error validating config file.") and message in said and where in said
 
 
-@pytest.mark.parametrize("overlay, problem", [
-    ({"settings": {"setting1": {"model": "no-such-model"}}},
-     "settings.setting1.model: 'no-such-model' is not a key of models (tiny-s, tiny-m, tiny-chat)"),
-    ({"test_sets": {"small": {"baseline": {"source": "file"}}}},
-     "test_sets.small.baseline.source: 'file' needs a course file with baseline answers as the test set's source"),
-])
+@pytest.mark.parametrize(
+    "overlay, problem",
+    [
+        (
+            {"settings": {"setting1": {"model": "no-such-model"}}},
+            "settings.setting1.model: 'no-such-model' is not a key of models (tiny-s, tiny-m, tiny-chat)",
+        ),
+        (
+            {"test_sets": {"small": {"baseline": {"source": "file"}}}},
+            "test_sets.small.baseline.source: 'file' needs a course file with baseline answers as the test set's source",
+        ),
+    ],
+)
 def test_a_schema_valid_config_with_a_broken_reference_is_stopped_naming_the_key(overlay, problem):
     assert demo_with(overlay) == problem

@@ -2,21 +2,27 @@
 
 import pytest
 import yaml
-from conftest import REPO
 from snakemake.utils import validate
 
 import cost_plan
 from common import read_prompt
+from conftest import REPO
 
 
 def planned(name):
     config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
     validate(config, str(REPO / "config" / "schema.yaml"))  # the defaults, as Snakemake fills them
     judges = {"primary": config["judge"], **config.get("judge_panel", {})}
-    return cost_plan.plan(judges, config["test_sets"], len(config["settings"]), config["replicates"],
-                          config["generation"]["max_new_tokens"], config["augmentation"],
-                          config["splits"].get("sizes", {}).get("train"),
-                          read_prompt(REPO / "config" / "judge_prompt.txt"))
+    return cost_plan.plan(
+        judges,
+        config["test_sets"],
+        len(config["settings"]),
+        config["replicates"],
+        config["generation"]["max_new_tokens"],
+        config["augmentation"],
+        config["splits"].get("sizes", {}).get("train"),
+        read_prompt(REPO / "config" / "judge_prompt.txt"),
+    )
 
 
 def test_the_study_pays_for_the_calls_the_readme_counts():
@@ -29,8 +35,9 @@ def test_the_study_pays_for_the_calls_the_readme_counts():
     assert rows["augmentation", "llm"]["cost_usd"] is None  # no price configured: no estimate
     judge = rows["judge", "primary on course"]
     assert judge["output_tokens"] == 720 * 1024  # every reply at max_tokens
-    assert judge["cost_usd"] == pytest.approx((judge["input_tokens"] * 0.5 + judge["output_tokens"] * 1.5) / 1e6,
-                                              abs=0.005)
+    assert judge["cost_usd"] == pytest.approx(
+        (judge["input_tokens"] * 0.5 + judge["output_tokens"] * 1.5) / 1e6, abs=0.005
+    )
     table = cost_plan.to_table(list(rows.values()))
     assert table.splitlines()[-1].split()[:2] == ["total", "16160"]
     assert "(some callers have no price)" in table

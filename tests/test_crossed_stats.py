@@ -20,6 +20,7 @@ WIDE_RUNS = dataclasses.replace(STUDY_NUISANCE, replicate_sd=0.75)
 
 # --- against independent computations -----------------------------------------------------------
 
+
 def test_variance_of_the_mean_equals_the_reml_fit_of_the_crossed_model():
     # statsmodels' REML fit of y ~ 1 with crossed question and run components: the squared
     # standard error of its intercept is the variance the moment estimator gives.
@@ -27,8 +28,9 @@ def test_variance_of_the_mean_equals_the_reml_fit_of_the_crossed_model():
     q, k = 15, 3
     y = 0.5 + rng.normal(0, 1, (q, 1)) + rng.normal(0, 0.7, (1, k)) + rng.normal(0, 0.5, (q, k))
     frame = pd.DataFrame({"y": y.ravel(), "q": np.repeat(np.arange(q), k), "r": np.tile(np.arange(k), q), "g": 1})
-    fit = sm.MixedLM.from_formula("y ~ 1", groups="g", vc_formula={"q": "0 + C(q)", "r": "0 + C(r)"},
-                                  data=frame).fit(reml=True)
+    fit = sm.MixedLM.from_formula("y ~ 1", groups="g", vc_formula={"q": "0 + C(q)", "r": "0 + C(r)"}, data=frame).fit(
+        reml=True
+    )
     effect, question_part, run_part = variance_parts(y)
     assert effect == pytest.approx(fit.params["Intercept"] - 0.5)
     assert question_part + run_part == pytest.approx(fit.bse["Intercept"] ** 2, rel=1e-3)
@@ -102,6 +104,7 @@ def test_bad_shapes_and_levels_are_errors():
 
 # --- the simulator ----------------------------------------------------------------------------------
 
+
 def test_expected_score_is_the_simulated_mean_and_inverts():
     nuisance = dataclasses.replace(STUDY_NUISANCE, order_bias=0.8, invalid=0.1)
     scores = simulate_scores(np.random.default_rng(0), 20_000, 5, 5, {"a": 1.0, "b": -0.5}, nuisance)
@@ -122,6 +125,7 @@ def test_the_study_nuisance_gives_about_a_third_ties():
 
 # --- calibration: coverage, family-wise error and verdict errors --------------------------------------
 
+
 def _coverage(n, k, nuisance, rates, studies, seed):
     rng = np.random.default_rng(seed)
     qualities = {f"r{rate}": quality_for_score(rate, nuisance) for rate in rates}
@@ -140,10 +144,13 @@ def _coverage(n, k, nuisance, rates, studies, seed):
 
 
 @pytest.mark.parametrize("n", [20, 200])
-@pytest.mark.parametrize("nuisance, rates", [
-    (STUDY_NUISANCE, (0.5, 0.75, 0.9)),
-    (WIDE_RUNS, (0.5, 0.75)),
-])
+@pytest.mark.parametrize(
+    "nuisance, rates",
+    [
+        (STUDY_NUISANCE, (0.5, 0.75, 0.9)),
+        (WIDE_RUNS, (0.5, 0.75)),
+    ],
+)
 def test_95_percent_intervals_cover_the_recipe_at_least_93_percent(n, nuisance, rates):
     coverage = _coverage(n, 3, nuisance, rates, studies=1500, seed=n)
     assert min(coverage.values()) >= 0.93, coverage
@@ -154,8 +161,19 @@ def _null_family_verdicts(n, k, nuisance, studies, seed):
     baseline, 2 against controls) when no setting differs from another or from the baseline, with
     the study's published effects: (any supported, any contradicted) per simulated study."""
     published = {"s1": 0.75, "s2": 0.9, "s3": 0.8, "s4": 0.8}
-    family = [("s2", "s1"), ("s3", "s1"), ("s4", "s1"), ("s2", "s3"), ("s2", "s4"),
-              ("s1", None), ("s2", None), ("s3", None), ("s4", None), ("s1", "c4"), ("s2", "c14")]
+    family = [
+        ("s2", "s1"),
+        ("s3", "s1"),
+        ("s4", "s1"),
+        ("s2", "s3"),
+        ("s2", "s4"),
+        ("s1", None),
+        ("s2", None),
+        ("s3", None),
+        ("s4", None),
+        ("s1", "c4"),
+        ("s2", "c14"),
+    ]
     effects_published = [published[a] - (0.5 if b is None else published.get(b, np.nan)) for a, b in family]
     rng = np.random.default_rng(seed)
     supported, contradicted = [], []

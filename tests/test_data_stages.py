@@ -4,18 +4,25 @@ import json
 import platform
 
 import pytest
-from conftest import fake_snakemake, with_defaults
 
 import raw_data
 import split_data
 import test_set
 import versions
 from common import DataError, PipelineError, normalize_text, read_json, write_jsonl
+from conftest import fake_snakemake, with_defaults
 
 
 def row(i, question, answer="多喝水，注意休息，如症状加重请及时就医。", score=5, **extra):
-    return {"id": i, "question": question, "answer": answer, "score": score, "label": "内科",
-            "related_diseases": "", **extra}
+    return {
+        "id": i,
+        "question": question,
+        "answer": answer,
+        "score": score,
+        "label": "内科",
+        "related_diseases": "",
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -35,10 +42,12 @@ def test_load_rows_reads_every_local_format(tmp_path, suffix):
 
     frame = pd.DataFrame([row(1, "问题一？"), row(2, "问题二？")])
     path = tmp_path / f"data{suffix}"
-    {".jsonl": lambda: frame.to_json(path, orient="records", lines=True, force_ascii=False),
-     ".json": lambda: frame.to_json(path, orient="records", force_ascii=False),
-     ".csv": lambda: frame.to_csv(path, index=False),
-     ".parquet": lambda: frame.to_parquet(path)}[suffix]()
+    {
+        ".jsonl": lambda: frame.to_json(path, orient="records", lines=True, force_ascii=False),
+        ".json": lambda: frame.to_json(path, orient="records", force_ascii=False),
+        ".csv": lambda: frame.to_csv(path, index=False),
+        ".parquet": lambda: frame.to_parquet(path),
+    }[suffix]()
     rows = raw_data.load_rows(str(path))
     assert [r["question"] for r in rows] == ["问题一？", "问题二？"]
 
@@ -74,10 +83,13 @@ class Files(list):
 
 
 def test_split_stage_writes_its_stats_and_the_versions_it_ran_with(raw_file, tmp_path):
-    cfg = with_defaults("splits", {"seed": 3, "val_fraction": 0.1, "heldout_fraction": 0.2,
-                                   "filters": {"min_score": 2, "max_answer_chars": 40}})
-    smk = fake_snakemake(output={name: str(tmp_path / f"{name}.jsonl") for name in ("train", "val", "heldout")},
-                         params={"splits": cfg})
+    cfg = with_defaults(
+        "splits",
+        {"seed": 3, "val_fraction": 0.1, "heldout_fraction": 0.2, "filters": {"min_score": 2, "max_answer_chars": 40}},
+    )
+    smk = fake_snakemake(
+        output={name: str(tmp_path / f"{name}.jsonl") for name in ("train", "val", "heldout")}, params={"splits": cfg}
+    )
     smk.input, smk.output.stats = Files([str(raw_file)]), str(tmp_path / "split_stats.json")
     split_data.main(smk)
     stats = read_json(smk.output.stats)
@@ -87,13 +99,16 @@ def test_split_stage_writes_its_stats_and_the_versions_it_ran_with(raw_file, tmp
     assert stats["versions"] == {"python": platform.python_version()} == versions.versions(versions.SPLIT)
 
 
-@pytest.mark.parametrize("bad, field, problem", [
-    ({"question": "", "answer": "答"}, "question", "empty after trimming"),
-    ({"question": "问", "answer": "   "}, "answer", "empty after trimming"),
-    ({"question": 42, "answer": "答"}, "question", "expected a string, got int"),
-    ({"answer": "答"}, "question", "missing"),
-    ({"question": "问", "answer": "答", "score": "high"}, "score", "unexpected type str"),
-])
+@pytest.mark.parametrize(
+    "bad, field, problem",
+    [
+        ({"question": "", "answer": "答"}, "question", "empty after trimming"),
+        ({"question": "问", "answer": "   "}, "answer", "empty after trimming"),
+        ({"question": 42, "answer": "答"}, "question", "expected a string, got int"),
+        ({"answer": "答"}, "question", "missing"),
+        ({"question": "问", "answer": "答", "score": "high"}, "score", "unexpected type str"),
+    ],
+)
 def test_malformed_row_stops_with_file_line_and_field(tmp_path, bad, field, problem):
     path = tmp_path / "raw.jsonl"
     write_jsonl(path, [row(1, "好问题？"), {"id": 2, **bad}])
@@ -136,7 +151,9 @@ def test_split_by_counts_draws_from_all_rows_and_leaves_the_rest():
 
 def test_course_file_and_leakage(tmp_path):
     course = tmp_path / "zh_med.json"
-    course.write_text(json.dumps([["感冒了怎么办？", "多休息。"], ["高血压吃什么药？", "遵医嘱。"]], ensure_ascii=False))
+    course.write_text(
+        json.dumps([["感冒了怎么办？", "多休息。"], ["高血压吃什么药？", "遵医嘱。"]], ensure_ascii=False)
+    )
     test = test_set.read_course_file(str(course))
     assert test[1] == {"id": 2, "question": "高血压吃什么药？", "reference": None, "baseline_answer": "遵医嘱。"}
     test_set.check_leakage(test, {"train": [row(1, "头痛怎么办？")], "val": []})
@@ -145,13 +162,16 @@ def test_course_file_and_leakage(tmp_path):
 
 
 def test_copies_of_a_test_set_have_their_own_ids_and_keep_the_rest():
-    test = [{"id": 1, "question": "感冒了怎么办？", "reference": None, "baseline_answer": "多休息。"},
-            {"id": 2, "question": "高血压吃什么药？", "reference": None, "baseline_answer": "遵医嘱。"}]
+    test = [
+        {"id": 1, "question": "感冒了怎么办？", "reference": None, "baseline_answer": "多休息。"},
+        {"id": 2, "question": "高血压吃什么药？", "reference": None, "baseline_answer": "遵医嘱。"},
+    ]
     assert test_set.with_copies(test, 1) == test
     copies = test_set.with_copies(test, 3)
     assert [t["id"] for t in copies] == ["1.1", "2.1", "1.2", "2.2", "1.3", "2.3"]
     assert [{k: v for k, v in t.items() if k != "id"} for t in copies] == [
-        {k: v for k, v in t.items() if k != "id"} for t in test] * 3
+        {k: v for k, v in t.items() if k != "id"} for t in test
+    ] * 3
 
 
 def test_course_file_errors(tmp_path):

@@ -13,16 +13,25 @@ from transformers import LogitsProcessorList
 import base_model
 import decoding
 import qlora
-from records import check_record
 from common import CHAT_TEMPLATE_KWARGS, chat_prompt, write_json, write_jsonl
 from conftest import with_defaults
+from records import check_record
 from test_models import QA, QUANT, SHAPE
 
-QUESTIONS = [q for q, _ in QA] + ["短？", "这是一个比较长的问题，让同一批里的提示长短不一，"
-                                          "于是有左侧填充：答案会变吗？"]
+QUESTIONS = [q for q, _ in QA] + [
+    "短？",
+    "这是一个比较长的问题，让同一批里的提示长短不一，于是有左侧填充：答案会变吗？",
+]
 IDS = [f"q{i}" for i in range(len(QUESTIONS))]
-STUDY = {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.2, "max_new_tokens": 24,
-         "seed": 42, "batch_size": 6}
+STUDY = {
+    "do_sample": True,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "repetition_penalty": 1.2,
+    "max_new_tokens": 24,
+    "seed": 42,
+    "batch_size": 6,
+}
 GREEDY = with_defaults("generation", {"do_sample": False, "max_new_tokens": 16, "batch_size": 3})
 
 
@@ -30,9 +39,12 @@ GREEDY = with_defaults("generation", {"do_sample": False, "max_new_tokens": 16, 
 def tiny_manifest(tmp_path_factory) -> str:
     """The manifest of a tiny random Qwen3 the pipeline builds."""
     root = tmp_path_factory.mktemp("tiny-decoding")
-    write_jsonl(root / "train.jsonl", [{"id": i, "question": f"{q}（{i}）", "answer": a}
-                                       for i in range(5) for q, a in QA])
-    manifest = base_model.resolve_model({"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m", "cpu")
+    write_jsonl(
+        root / "train.jsonl", [{"id": i, "question": f"{q}（{i}）", "answer": a} for i in range(5) for q, a in QA]
+    )
+    manifest = base_model.resolve_model(
+        {"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m", "cpu"
+    )
     write_json(root / "m" / "manifest.json", manifest)
     return str(root / "m" / "manifest.json")
 
@@ -122,13 +134,18 @@ def test_prompt_logits_barely_change_with_left_padding(tiny):
     left-padded in a batch against alone differ by float rounding only (not bitwise equal)."""
     model, tokenizer = tiny
     tokenizer.padding_side = "left"
-    prompts = [tokenizer.apply_chat_template(chat_prompt(q), tokenize=False, add_generation_prompt=True,
-                                             **CHAT_TEMPLATE_KWARGS) for q in QUESTIONS]
+    prompts = [
+        tokenizer.apply_chat_template(
+            chat_prompt(q), tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+        )
+        for q in QUESTIONS
+    ]
     with torch.inference_mode():
         batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         batched = model(**batch).logits[:, -1]
-        alone = torch.cat([model(**tokenizer([p], return_tensors="pt", add_special_tokens=False)).logits[:, -1]
-                           for p in prompts])
+        alone = torch.cat(
+            [model(**tokenizer([p], return_tensors="pt", add_special_tokens=False)).logits[:, -1] for p in prompts]
+        )
     assert int((batch["attention_mask"] == 0).sum(1).min()) == 0 < int((batch["attention_mask"] == 0).sum(1).max())
     assert torch.allclose(batched, alone, rtol=0, atol=1e-5)
 
@@ -142,8 +159,9 @@ def test_sampled_answer_does_not_depend_on_its_batch(tiny):
         (record,), (tokens,) = answer(model, tokenizer, [q], STUDY, [i])
         assert tokens == by_id[i][1] and record == by_id[i][0]
     order = [5, 2, 0, 4, 1, 3]  # another order, batches of two: other neighbours, other positions, other padding
-    shuffled, shuffled_tokens = answer(model, tokenizer, [QUESTIONS[k] for k in order], {**STUDY, "batch_size": 2},
-                                       [IDS[k] for k in order])
+    shuffled, shuffled_tokens = answer(
+        model, tokenizer, [QUESTIONS[k] for k in order], {**STUDY, "batch_size": 2}, [IDS[k] for k in order]
+    )
     for k, record, tokens in zip(order, shuffled, shuffled_tokens):
         assert tokens == by_id[IDS[k]][1] and record == by_id[IDS[k]][0]
     assert len({tuple(t) for t in batched_tokens}) == len(QUESTIONS)  # real, distinct samples
@@ -170,12 +188,14 @@ def test_greedy_is_hugging_faces_plain_greedy(tiny, penalty):
     generation = {**GREEDY, "repetition_penalty": penalty}
     records, tokens = answer(model, tokenizer, QUESTIONS, generation, IDS)
     for q, record, got in zip(QUESTIONS, records, tokens):
-        prompt = tokenizer.apply_chat_template(chat_prompt(q), tokenize=False, add_generation_prompt=True,
-                                               **CHAT_TEMPLATE_KWARGS)
+        prompt = tokenizer.apply_chat_template(
+            chat_prompt(q), tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+        )
         enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
-        out = model.generate(**enc, max_new_tokens=16, do_sample=False, repetition_penalty=penalty,
-                             pad_token_id=tokenizer.pad_token_id)
-        reference = out[0, enc["input_ids"].shape[1]:].tolist()
+        out = model.generate(
+            **enc, max_new_tokens=16, do_sample=False, repetition_penalty=penalty, pad_token_id=tokenizer.pad_token_id
+        )
+        reference = out[0, enc["input_ids"].shape[1] :].tolist()
         assert got == reference
         assert record["answer"] == tokenizer.decode(reference, skip_special_tokens=True).strip()
 
@@ -188,8 +208,12 @@ def test_the_decoding_loop_is_generate_over_a_padded_batch_sampled_and_penalised
     same left-padded batch, repetition penalty and Gumbel sampler, over generate()'s dynamic cache
     and over its static one."""
     model, tokenizer = tiny
-    prompts = [tokenizer.apply_chat_template(chat_prompt(q), tokenize=False, add_generation_prompt=True,
-                                             **CHAT_TEMPLATE_KWARGS) for q in QUESTIONS]
+    prompts = [
+        tokenizer.apply_chat_template(
+            chat_prompt(q), tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+        )
+        for q in QUESTIONS
+    ]
     tokenizer.padding_side = "left"
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     assert (enc["attention_mask"] == 0).any()  # prompts of different lengths: padding in the batch
@@ -199,15 +223,33 @@ def test_the_decoding_loop_is_generate_over_a_padded_batch_sampled_and_penalised
         return [qlora.GumbelSampler(seeds, 0.7, 0.9, qlora.inherited_top_k(model))]
 
     eos = torch.tensor(qlora.eos_token_ids(model, tokenizer))
-    ours = qlora.decode(model, enc["input_ids"], enc["attention_mask"], 24, qlora.processors(1.2, sampler()), eos,
-                        tokenizer.pad_token_id, cuda_graph=False, window_slots=window_slots)
+    ours = qlora.decode(
+        model,
+        enc["input_ids"],
+        enc["attention_mask"],
+        24,
+        qlora.processors(1.2, sampler()),
+        eos,
+        tokenizer.pad_token_id,
+        cuda_graph=False,
+        window_slots=window_slots,
+    )
     for cache in (None, "static"):
-        out = model.generate(**enc, max_new_tokens=24, do_sample=False, temperature=None, top_p=None, top_k=None,
-                             repetition_penalty=1.2, logits_processor=LogitsProcessorList(sampler()),
-                             pad_token_id=tokenizer.pad_token_id, cache_implementation=cache)
-        theirs = out[:, enc["input_ids"].shape[1]:]
+        out = model.generate(
+            **enc,
+            max_new_tokens=24,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            repetition_penalty=1.2,
+            logits_processor=LogitsProcessorList(sampler()),
+            pad_token_id=tokenizer.pad_token_id,
+            cache_implementation=cache,
+        )
+        theirs = out[:, enc["input_ids"].shape[1] :]
         assert ours[:, : theirs.shape[1]].tolist() == theirs.tolist(), cache
-        assert (ours[:, theirs.shape[1]:] == tokenizer.pad_token_id).all()  # past every end: padding only
+        assert (ours[:, theirs.shape[1] :] == tokenizer.pad_token_id).all()  # past every end: padding only
 
 
 class EndAt:
@@ -231,8 +273,9 @@ def test_hit_token_limit_only_for_answers_cut_at_max_new_tokens(tiny, generation
     limit, stop = 6, [2, None, 0, 5]  # EOS as 3rd token; never; at once; as the very last allowed token
     hook = model.lm_head.register_forward_hook(EndAt(stop, tokenizer.eos_token_id))
     try:
-        records = qlora.answer_questions(model, tokenizer, QUESTIONS[:4], {**generation, "max_new_tokens": limit,
-                                                                          "batch_size": 4})
+        records = qlora.answer_questions(
+            model, tokenizer, QUESTIONS[:4], {**generation, "max_new_tokens": limit, "batch_size": 4}
+        )
     finally:
         hook.remove()
     assert [r["answer_tokens"] for r in records] == [2, 6, 0, 5]  # EOS and the padding after it not counted
@@ -251,13 +294,16 @@ def test_generate_answers_records_carry_hit_token_limit(tiny, tiny_manifest):
     assert (stats["form"], stats["batch_size"], stats["memory_budget_gib"]) == ("dequantised, adapter merged", 6, 1)
     assert stats["answer_tokens"] == sum(r["answer_tokens"] for r in records) > 0
     assert stats["tokens_per_s"] == pytest.approx(stats["answer_tokens"] / stats["generate_s"], rel=0.01)
-    assert [set(r) for r in records] == [{"id", "question", "answer", "prompt_tokens", "answer_tokens",
-                                          "hit_token_limit", "generation"}] * len(test)
+    assert [set(r) for r in records] == [
+        {"id", "question", "answer", "prompt_tokens", "answer_tokens", "hit_token_limit", "generation"}
+    ] * len(test)
     assert [r["id"] for r in records] == IDS and all(r["generation"] == STUDY for r in records)
     for r in records:  # what the judge and the paper read (scripts/schemas/answer.yaml)
         check_record(r, "answer", "generations")
-    assert records == [{"id": i, **a, "generation": STUDY}
-                       for i, a in zip(IDS, qlora.answer_questions(model, tokenizer, QUESTIONS, STUDY, IDS))]
+    assert records == [
+        {"id": i, **a, "generation": STUDY}
+        for i, a in zip(IDS, qlora.answer_questions(model, tokenizer, QUESTIONS, STUDY, IDS))
+    ]
 
 
 def test_repetition_penalty_over_a_seen_mask_is_transformers_own():
@@ -282,10 +328,12 @@ def test_repetition_penalty_is_applied(tiny, generation):
     model, tokenizer = tiny
     _, plain = answer(model, tokenizer, QUESTIONS, {**GREEDY, "repetition_penalty": 1.0}, IDS)
     assert all(len(set(t)) < len(t) for t in plain)
-    _, penalised = answer(model, tokenizer, QUESTIONS, {**generation, "max_new_tokens": 16,
-                                                        "repetition_penalty": 1e3}, IDS)
+    _, penalised = answer(
+        model, tokenizer, QUESTIONS, {**generation, "max_new_tokens": 16, "repetition_penalty": 1e3}, IDS
+    )
     for q, tokens in zip(QUESTIONS, penalised):
-        prompt = tokenizer.apply_chat_template(chat_prompt(q), tokenize=False, add_generation_prompt=True,
-                                               **CHAT_TEMPLATE_KWARGS)
+        prompt = tokenizer.apply_chat_template(
+            chat_prompt(q), tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+        )
         assert len(tokens) == 16 and len(set(tokens)) == 16
         assert not set(tokens) & set(tokenizer(prompt, add_special_tokens=False)["input_ids"])

@@ -83,8 +83,13 @@ def split_dependencies(env: dict) -> tuple[list[str], list[str]]:
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def workflow_rules(request) -> dict:
     args = [CONFIGS[request.param]] if CONFIGS[request.param] else []
-    proc = subprocess.run([sys.executable, "-c", RULES_PROBE, *args], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", RULES_PROBE, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -101,8 +106,9 @@ def test_env_file_is_a_conda_environment(path):
     assert isinstance(env.get("dependencies"), list) and env["dependencies"], f"{path.name}: no dependencies"
     conda, pip = split_dependencies(env)
     assert pip, f"{path.name}: no pip packages"
-    assert any(re.fullmatch(r"pip([=<>!].*)?", spec.replace(" ", "")) for spec in conda), \
+    assert any(re.fullmatch(r"pip([=<>!].*)?", spec.replace(" ", "")) for spec in conda), (
         f"{path.name}: pip packages need `pip` among the conda dependencies"
+    )
 
 
 @pytest.mark.dag  # loads the workflow through Snakemake's API in a subprocess (workflow_rules)

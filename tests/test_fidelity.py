@@ -7,12 +7,12 @@ import copy
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, fake_snakemake
 from snakemake.utils import validate
 
 import fidelity_table as ft
 import paper_design
 from common import PipelineError
+from conftest import REPO, fake_snakemake
 
 STUDY = yaml.safe_load((REPO / "config" / "study.yaml").read_text(encoding="utf-8"))
 SOURCES = ("report §", "report Table", "notebook", "assumption")
@@ -65,21 +65,41 @@ def test_settings_1_to_3_training_arguments_are_ours_not_the_study_s():
     """The report gives setting 4's arguments only: settings 1-3's are assumptions, never "same",
     with our value visible in the note; setting 4's are the report's."""
     rows = study_rows()
-    assumed = {"Batch size": ("2", "the course template's"), "Grad. accumulation": ("8", "the course template's"),
-               "Learning rate": ("2e-5", "the course template's"), "Eval every (steps)": ("10", "the course template's"),
-               "Epochs": ("1", "as setting 4"), "Optimizer": ("paged_adamw_32bit", "as setting 4"),
-               "Weight decay": ("0.001", "as setting 4"), "Warmup ratio": ("0.03", "as setting 4"),
-               "Scheduler": ("cosine", "as setting 4"), "Group by length": ("group_by_length", "as setting 4")}
-    stated = {"Batch size": "10", "Grad. accumulation": "1", "Learning rate": "1e-4", "Eval every (steps)": "1",
-              "Epochs": "1", "Optimizer": "paged_adamw_32bit", "Weight decay": "0.001", "Warmup ratio": "0.03",
-              "Scheduler": "cosine", "Group by length": "group_by_length"}
+    assumed = {
+        "Batch size": ("2", "the course template's"),
+        "Grad. accumulation": ("8", "the course template's"),
+        "Learning rate": ("2e-5", "the course template's"),
+        "Eval every (steps)": ("10", "the course template's"),
+        "Epochs": ("1", "as setting 4"),
+        "Optimizer": ("paged_adamw_32bit", "as setting 4"),
+        "Weight decay": ("0.001", "as setting 4"),
+        "Warmup ratio": ("0.03", "as setting 4"),
+        "Scheduler": ("cosine", "as setting 4"),
+        "Group by length": ("group_by_length", "as setting 4"),
+    }
+    stated = {
+        "Batch size": "10",
+        "Grad. accumulation": "1",
+        "Learning rate": "1e-4",
+        "Eval every (steps)": "1",
+        "Epochs": "1",
+        "Optimizer": "paged_adamw_32bit",
+        "Weight decay": "0.001",
+        "Warmup ratio": "0.03",
+        "Scheduler": "cosine",
+        "Group by length": "group_by_length",
+    }
     for name, (value, why) in assumed.items():
         row = rows[f"{name}, settings 1-3"]
         assert (row["study"], row["source"], row["status"]) == ("not stated", "assumption", "not stated"), name
         assert row["this_run"] == value and row["note"] == f"our assumption: {value}; {why}", name
         row = rows[f"{name}, setting 4"]
-        assert (row["study"], row["this_run"], row["source"], row["status"]) == \
-            (stated[name], stated[name], "report §3.3, notebook", "same"), name
+        assert (row["study"], row["this_run"], row["source"], row["status"]) == (
+            stated[name],
+            stated[name],
+            "report §3.3, notebook",
+            "same",
+        ), name
 
 
 def test_bf16_is_the_reports_compute_dtype_not_mixed_precision():
@@ -115,14 +135,22 @@ def test_the_judge_s_layout_and_orders_differ_by_design_from_the_course_code():
     assert "the baseline as Assistant 1" in rows["Orders judged per question"]["study"]
     assert rows["Orders judged per question"]["this_run"] == "both"
     row = rows["Runs per setting"]
-    assert (row["study"], row["this_run"], row["source"], row["status"]) == \
-        ("one (one win rate per setting)", "3", "report Table 1, our reading", "by design")
+    assert (row["study"], row["this_run"], row["source"], row["status"]) == (
+        "one (one win rate per setting)",
+        "3",
+        "report Table 1, our reading",
+        "by design",
+    )
 
 
 def test_the_study_s_environment_has_rows_that_change_speed_only():
     rows = {r["parameter"]: r for r in study_rows().values() if r["group"] == "Environment"}
     assert {p: r["study"] for p, r in rows.items()} == {
-        "GPU": "one RTX 5090 (32 GB)", "Python": "3.12", "PyTorch": "2.8.0+cu128", "CUDA": "12.8"}
+        "GPU": "one RTX 5090 (32 GB)",
+        "Python": "3.12",
+        "PyTorch": "2.8.0+cu128",
+        "CUDA": "12.8",
+    }
     assert all(r["source"] == "report §2, §3.1" and r["status"] == "execution" for r in rows.values())
     assert rows["GPU"]["this_run"] == "cuda"
     assert all("recorded in the Provenance section" in rows[p]["this_run"] for p in ("Python", "PyTorch", "CUDA"))
@@ -194,17 +222,20 @@ def test_the_paper_counts_every_status():
     assert paper_design.fidelity_summary(rows) == (
         "of its 8 rows, 3 hold the study's value, none differs from it in this run, 2 are ours where the "
         "study is silent (``ours''), 1 is our reading of the study's words (``our reading''), 1 differs by "
-        "design (``by design'') and 1 changes speed only (``speed only'').")
+        "design (``by design'') and 1 changes speed only (``speed only'')."
+    )
     assert paper_design.fidelity_summary([{"status": "deviation"}, {"status": "same"}]) == (
-        "of its 2 rows, 1 holds the study's value and 1 differs from it in this run (``differs'').")
+        "of its 2 rows, 1 holds the study's value and 1 differs from it in this run (``differs'')."
+    )
     with pytest.raises(PipelineError, match=r"tables/fidelity.csv: status \['unknown'\]"):
         paper_design.fidelity_summary([{"status": "unknown"}])
 
 
 def test_main_writes_the_table(tmp_path):
     out = tmp_path / "tables" / "fidelity.csv"
-    smk = fake_snakemake(input={"study": str(REPO / "config" / "study.yaml")}, output={},
-                         params={"config": validated("config.yaml")})
+    smk = fake_snakemake(
+        input={"study": str(REPO / "config" / "study.yaml")}, output={}, params={"config": validated("config.yaml")}
+    )
     smk.output = [str(out)]
     ft.main(smk)
     table = pd.read_csv(out, keep_default_na=False)
@@ -214,20 +245,38 @@ def test_main_writes_the_table(tmp_path):
 ROW = {"group": "Training", "label": "Epochs", "key": "settings.*.training.num_train_epochs", "source": "notebook"}
 
 
-@pytest.mark.parametrize("study, message", [
-    ({"parameters": []}, "'parameters' must be a non-empty list"),
-    ({"parameters": [{"group": "Data", "label": "Dataset", "key": "data.source"}]}, "parameter 'Dataset': missing 'source'"),
-    ({"parameters": [{**ROW, "value": 1, "not what is learned": None}]},
-     r"parameter 'Epochs': unknown field\(s\) \['not what is learned'\]"),
-    ({"parameters": [{**ROW, "value": 1, "assumed": 1}]}, "parameter 'Epochs': 'assumed' is ours where"),
-    ({"parameters": [{**ROW, "value": 1, "reading": True}]}, "parameter 'Epochs': 'reading' needs the study's words"),
-    ({"parameters": [{**ROW, "study": "one epoch"}]}, "parameter 'Epochs': 'study' gives the words of the study's 'value'"),
-    ({"parameters": [{**ROW, "value": 1, "ours": "one"}]}, "parameter 'Epochs': 'ours' is for a 'protocol' or"),
-    ({"settings": SETTINGS_1_3, "parameters": [{**ROW, "key": "judge.model", "settings": ["setting1"]}]},
-     "parameter 'Epochs': 'settings' needs a key 'settings.*.<name>'"),
-    ({"settings": SETTINGS_1_3, "parameters": [{**ROW, "settings": ["setting4"]}]},
-     "parameter 'Epochs': 'settings' must be a non-empty list of"),
-])
+@pytest.mark.parametrize(
+    "study, message",
+    [
+        ({"parameters": []}, "'parameters' must be a non-empty list"),
+        (
+            {"parameters": [{"group": "Data", "label": "Dataset", "key": "data.source"}]},
+            "parameter 'Dataset': missing 'source'",
+        ),
+        (
+            {"parameters": [{**ROW, "value": 1, "not what is learned": None}]},
+            r"parameter 'Epochs': unknown field\(s\) \['not what is learned'\]",
+        ),
+        ({"parameters": [{**ROW, "value": 1, "assumed": 1}]}, "parameter 'Epochs': 'assumed' is ours where"),
+        (
+            {"parameters": [{**ROW, "value": 1, "reading": True}]},
+            "parameter 'Epochs': 'reading' needs the study's words",
+        ),
+        (
+            {"parameters": [{**ROW, "study": "one epoch"}]},
+            "parameter 'Epochs': 'study' gives the words of the study's 'value'",
+        ),
+        ({"parameters": [{**ROW, "value": 1, "ours": "one"}]}, "parameter 'Epochs': 'ours' is for a 'protocol' or"),
+        (
+            {"settings": SETTINGS_1_3, "parameters": [{**ROW, "key": "judge.model", "settings": ["setting1"]}]},
+            "parameter 'Epochs': 'settings' needs a key 'settings.*.<name>'",
+        ),
+        (
+            {"settings": SETTINGS_1_3, "parameters": [{**ROW, "settings": ["setting4"]}]},
+            "parameter 'Epochs': 'settings' must be a non-empty list of",
+        ),
+    ],
+)
 def test_a_broken_study_file_is_named(study, message):
     with pytest.raises(PipelineError, match=message):
         ft.fidelity_table(study, validated("config.yaml"))

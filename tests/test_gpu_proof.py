@@ -11,10 +11,26 @@ STUDY = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf
 PROOF = yaml.safe_load((REPO / "config" / "gpu-proof.yaml").read_text(encoding="utf-8"))
 # Qwen3-4B's and Qwen3-14B's config.json on the hub.
 PUBLISHED = {
-    "qwen3-4b": {"hidden_size": 2560, "intermediate_size": 9728, "num_hidden_layers": 36, "num_attention_heads": 32,
-                 "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "tie_word_embeddings": True},
-    "qwen3-14b": {"hidden_size": 5120, "intermediate_size": 17408, "num_hidden_layers": 40, "num_attention_heads": 40,
-                  "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "tie_word_embeddings": False},
+    "qwen3-4b": {
+        "hidden_size": 2560,
+        "intermediate_size": 9728,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 151936,
+        "tie_word_embeddings": True,
+    },
+    "qwen3-14b": {
+        "hidden_size": 5120,
+        "intermediate_size": 17408,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 151936,
+        "tie_word_embeddings": False,
+    },
 }
 
 
@@ -39,7 +55,23 @@ def test_the_proof_plans_every_training_and_answer_of_the_study(tmp_path, shared
     (tmp_path / "repo").mkdir()
     root = copy_repo(tmp_path / "repo")
     (tmp_path / "shared").symlink_to(shared_data.parent)
-    jobs = planned_jobs(root, "--configfile", "config/gpu-proof.yaml", "--resources", "gpu=1",
-                        "--until", "compute_table", env={"HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": ""})
-    assert jobs == {"raw_data": 1, "split_data": 1, "augment_train": 1, "test_set": 2, "base_model": 2,
-                    "train_adapter": 12, "generate_answers": 36, "compute_table": 1}
+    jobs = planned_jobs(
+        root,
+        "--configfile",
+        "config/gpu-proof.yaml",
+        "--resources",
+        "gpu=1",
+        "--until",
+        "compute_table",
+        env={"HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": ""},
+    )
+    assert jobs == {
+        "raw_data": 1,
+        "split_data": 1,
+        "augment_train": 1,
+        "test_set": 2,
+        "base_model": 2,
+        "train_adapter": 12,
+        "generate_answers": 36,
+        "compute_table": 1,
+    }

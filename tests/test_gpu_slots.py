@@ -38,8 +38,13 @@ def slots(tmp_path, monkeypatch):
     started = []
 
     def start(count=1):
-        proc = subprocess.Popen([sys.executable, str(script), str(count)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(count)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started.append(proc)
         return proc
 
@@ -130,8 +135,10 @@ def test_the_gpus_come_from_the_list_the_visible_devices_or_nvidia_smi(tmp_path,
     assert gpu_slots.visible_gpus({"CUDA_VISIBLE_DEVICES": "GPU-a1,GPU-b2"}) == ["GPU-a1", "GPU-b2"]
     assert gpu_slots.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []  # the user hid every GPU
     smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-2)'\n"
-                   "echo '  MIG 1g.18gb Device 0: (UUID: MIG-3)'\n")
+    smi.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-2)'\n"
+        "echo '  MIG 1g.18gb Device 0: (UUID: MIG-3)'\n"
+    )
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert gpu_slots.visible_gpus({}) == ["0", "1"]

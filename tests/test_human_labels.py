@@ -38,15 +38,20 @@ def question_text(qid: str) -> str:
 
 def our_answer(test_set, setting, replicate, qid) -> str:
     """Distinct text per run and question: the test finds whose answer a sheet shows by its text alone."""
-    return f"回答 {SETTINGS.index(setting)}-{replicate}-{qid}, \"多喝水\"\n休息。"
+    return f'回答 {SETTINGS.index(setting)}-{replicate}-{qid}, "多喝水"\n休息。'
 
 
 def their_answer(qid) -> str:
     return f"参考回答 {qid}：请就医。"
 
 
-WHOSE = {our_answer(t, s, r, q): (t, q, s, r) for t, ids in QUESTIONS.items() for s in SETTINGS
-         for r in range(REPLICATES) for q in ids}
+WHOSE = {
+    our_answer(t, s, r, q): (t, q, s, r)
+    for t, ids in QUESTIONS.items()
+    for s in SETTINGS
+    for r in range(REPLICATES)
+    for q in ids
+}
 
 
 def write_jsonl(path: Path, records) -> str:
@@ -57,12 +62,22 @@ def write_jsonl(path: Path, records) -> str:
 
 def run_files(root: Path) -> dict:
     """The sheet rule's inputs: answers per test set, setting and replicate; baselines per test set."""
-    answers = [write_jsonl(root / "generations" / t / s / f"rep{r}.jsonl",
-                           [{"id": q, "question": question_text(q), "answer": our_answer(t, s, r, q)} for q in ids])
-               for t, ids in QUESTIONS.items() for s in SETTINGS for r in range(REPLICATES)]
-    baselines = [write_jsonl(root / "baseline" / f"{t}.jsonl",
-                             [{"id": q, "question": question_text(q), "answer": their_answer(q)} for q in ids])
-                 for t, ids in QUESTIONS.items()]
+    answers = [
+        write_jsonl(
+            root / "generations" / t / s / f"rep{r}.jsonl",
+            [{"id": q, "question": question_text(q), "answer": our_answer(t, s, r, q)} for q in ids],
+        )
+        for t, ids in QUESTIONS.items()
+        for s in SETTINGS
+        for r in range(REPLICATES)
+    ]
+    baselines = [
+        write_jsonl(
+            root / "baseline" / f"{t}.jsonl",
+            [{"id": q, "question": question_text(q), "answer": their_answer(q)} for q in ids],
+        )
+        for t, ids in QUESTIONS.items()
+    ]
     return {"answers": answers, "baselines": baselines, "template": str(TEMPLATE)}
 
 
@@ -70,10 +85,20 @@ def export_sheet(tmp_path: Path, seed=0, pairs=6, out="out"):
     folder = tmp_path / out
     smk = fake_snakemake(
         input=run_files(tmp_path / "run"),
-        output={"csv": str(folder / "sheet" / "sheet.csv"), "html": str(folder / "sheet" / "sheet.html"),
-                "key": str(folder / "key.csv")},
-        params={"run": "test", "test_sets": list(QUESTIONS), "settings": SETTINGS, "replicates": REPLICATES,
-                "pairs_per_test_set": pairs, "seed": seed})
+        output={
+            "csv": str(folder / "sheet" / "sheet.csv"),
+            "html": str(folder / "sheet" / "sheet.html"),
+            "key": str(folder / "key.csv"),
+        },
+        params={
+            "run": "test",
+            "test_sets": list(QUESTIONS),
+            "settings": SETTINGS,
+            "replicates": REPLICATES,
+            "pairs_per_test_set": pairs,
+            "seed": seed,
+        },
+    )
     human_label_sheet.main(smk)
     return smk.output
 
@@ -144,10 +169,18 @@ def test_a_test_set_smaller_than_the_sample_gives_all_its_pairs(tmp_path):
 def test_a_question_without_baseline_answer_stops_the_sheet(tmp_path):
     files = run_files(tmp_path / "run")
     write_jsonl(Path(files["baselines"][1]), [{"id": "q6", "question": "?", "answer": "x"}])
-    smk = fake_snakemake(input=files, output={"csv": str(tmp_path / "s.csv"), "html": str(tmp_path / "s.html"),
-                                              "key": str(tmp_path / "k.csv")},
-                         params={"run": "t", "test_sets": list(QUESTIONS), "settings": SETTINGS,
-                                 "replicates": REPLICATES, "pairs_per_test_set": 3, "seed": 0})
+    smk = fake_snakemake(
+        input=files,
+        output={"csv": str(tmp_path / "s.csv"), "html": str(tmp_path / "s.html"), "key": str(tmp_path / "k.csv")},
+        params={
+            "run": "t",
+            "test_sets": list(QUESTIONS),
+            "settings": SETTINGS,
+            "replicates": REPLICATES,
+            "pairs_per_test_set": 3,
+            "seed": 0,
+        },
+    )
     with pytest.raises(DataError, match=r"large\.jsonl: field 'id': no baseline answer to question 'q7' of large"):
         human_label_sheet.main(smk)
     assert not (tmp_path / "k.csv").exists()
@@ -214,15 +247,23 @@ def test_the_import_unblinds_each_label_into_the_settings_verdict(tmp_path):
         ours = ours_position(row)
         theirs = "B" if ours == "A" else "A"
         # Our answer chosen, theirs chosen, a tie, lower case, and a row left empty, in turn.
-        row["label"], truth[int(row["row"])] = [(ours, "win"), (theirs, "loss"), ("tie", "tie"),
-                                                (ours.lower(), "win"), ("", None)][k % 5]
+        row["label"], truth[int(row["row"])] = [
+            (ours, "win"),
+            (theirs, "loss"),
+            ("tie", "tie"),
+            (ours.lower(), "win"),
+            ("", None),
+        ][k % 5]
     key = read_key(out.key)
     labels = unblind(read_filled_sheet(write_filled(tmp_path / "filled.csv", rows), key), key)
     assert [r["row"] for r in labels] == sorted(r for r, v in truth.items() if v)
     for r in labels:
         assert r["verdict"] == truth[r["row"]]
-        test_set, qid, setting, replicate = WHOSE[next(
-            (x["answer_a"] if ours_position(x) == "A" else x["answer_b"]) for x in rows if int(x["row"]) == r["row"])]
+        test_set, qid, setting, replicate = WHOSE[
+            next(
+                (x["answer_a"] if ours_position(x) == "A" else x["answer_b"]) for x in rows if int(x["row"]) == r["row"]
+            )
+        ]
         assert (r["test_set"], r["id"], r["setting"], r["replicate"]) == (test_set, qid, setting, replicate)
 
 
@@ -252,8 +293,12 @@ BAD_ROWS = [
     (lambda rows: rows[1].update(row="13"), 1, "row", r"'13' is not a row of the sheet's key \(rows 1 to 12\)"),
     (lambda rows: rows[1].update(row="two"), 1, "row", r"'two' is not a row of the sheet's key"),
     (lambda rows: rows[2].update(row=rows[0]["row"]), 2, "row", r"row 1 appears twice \(first on line 2\)"),
-    (lambda rows: rows[1].update(check="0123456789ab"), 1, "check",
-     r"'0123456789ab' is not the key's '[0-9a-f]{12}' for row 2: these labels were given to other answers"),
+    (
+        lambda rows: rows[1].update(check="0123456789ab"),
+        1,
+        "check",
+        r"'0123456789ab' is not the key's '[0-9a-f]{12}' for row 2: these labels were given to other answers",
+    ),
 ]
 
 
@@ -272,8 +317,11 @@ def test_a_bad_row_stops_the_import_naming_file_line_and_field(tmp_path, change,
 def test_a_missing_column_or_a_short_row_or_no_label_stops_the_import(tmp_path):
     rows, key = filled_sheet(tmp_path)
     path = write_filled(tmp_path / "no_label.csv", rows, columns=["row", "question", "check"])
-    with pytest.raises(DataError, match=r"no_label\.csv, line 1: field 'label': missing column \(the header has row, "
-                                        r"question, check\)"):
+    with pytest.raises(
+        DataError,
+        match=r"no_label\.csv, line 1: field 'label': missing column \(the header has row, "
+        r"question, check\)",
+    ):
         read_filled_sheet(path, key)
     text = Path(write_filled(tmp_path / "short.csv", rows)).read_text(encoding="utf-8")
     short = tmp_path / "short.csv"
@@ -314,8 +362,19 @@ def test_a_bad_key_stops_the_import(tmp_path):
 
 def labelled(test_set, pairs):
     """Un-blinded rows: (question id, setting, the person's verdict) on replicate 0."""
-    return [{"row": k, "test_set": test_set, "id": q, "setting": s, "replicate": 0, "order": "setting_first",
-             "label": "", "verdict": v} for k, (q, s, v) in enumerate(pairs, 1)]
+    return [
+        {
+            "row": k,
+            "test_set": test_set,
+            "id": q,
+            "setting": s,
+            "replicate": 0,
+            "order": "setting_first",
+            "label": "",
+            "verdict": v,
+        }
+        for k, (q, s, v) in enumerate(pairs, 1)
+    ]
 
 
 def verdict_runs(pairs_by_judge):
@@ -330,10 +389,22 @@ def verdict_runs(pairs_by_judge):
 
 # Six labelled pairs on five questions (q1 twice: two settings). The primary judge says what the
 # person says except on two pairs, each flipped between win and loss.
-PERSON = [("q1", "setting1", "win"), ("q1", "control-s", "win"), ("q2", "setting1", "loss"),
-          ("q3", "setting1", "loss"), ("q4", "setting1", "win"), ("q5", "setting1", "tie")]
-PRIMARY = [("q1", "setting1", "win"), ("q1", "control-s", "win"), ("q2", "setting1", "win"),
-           ("q3", "setting1", "loss"), ("q4", "setting1", "loss"), ("q5", "setting1", "tie")]
+PERSON = [
+    ("q1", "setting1", "win"),
+    ("q1", "control-s", "win"),
+    ("q2", "setting1", "loss"),
+    ("q3", "setting1", "loss"),
+    ("q4", "setting1", "win"),
+    ("q5", "setting1", "tie"),
+]
+PRIMARY = [
+    ("q1", "setting1", "win"),
+    ("q1", "control-s", "win"),
+    ("q2", "setting1", "win"),
+    ("q3", "setting1", "loss"),
+    ("q4", "setting1", "loss"),
+    ("q5", "setting1", "tie"),
+]
 
 
 def test_agreement_with_people_by_hand():
@@ -349,14 +420,18 @@ def test_agreement_with_people_by_hand():
     #       = 1 - 2156 / 2880 = 181/720.
     # The chrf judge agrees everywhere but finds q5 invalid: that pair drops, kappa and alpha are 1.
     chrf = [(q, s, v if q != "q5" else "invalid") for q, s, v in PERSON]
-    runs = verdict_runs({("small", "primary"): PRIMARY, ("small", "chrf"): chrf, ("large", "primary"): [],
-                         ("large", "chrf"): []})
+    runs = verdict_runs(
+        {("small", "primary"): PRIMARY, ("small", "chrf"): chrf, ("large", "primary"): [], ("large", "chrf"): []}
+    )
     table = human_agreement.human_agreement_table(labelled("small", PERSON), runs, n_boot=500, seed=0)
     assert list(table.columns) == human_agreement.COLUMNS
     rows = table.to_dict(orient="records")
     assert [(r["test_set"], r["judge_a"], r["judge_b"]) for r in rows] == [
-        ("small", "human", "primary"), ("small", "human", "chrf"), ("large", "human", "primary"),
-        ("large", "human", "chrf")]
+        ("small", "human", "primary"),
+        ("small", "human", "chrf"),
+        ("large", "human", "primary"),
+        ("large", "human", "chrf"),
+    ]
     primary, chrf_row, large, _ = rows
     assert (primary["n_questions"], primary["n_pairs"]) == (5, 6)
     assert primary["agreement"] == pytest.approx(4 / 6)
@@ -372,14 +447,19 @@ def test_agreement_with_people_by_hand():
 
 def test_a_label_without_the_judges_verdict_is_a_key_of_another_run():
     runs = verdict_runs({("small", "primary"): PRIMARY[:-1]})
-    with pytest.raises(PipelineError, match=r"row 6 \(small, setting1 rep0, question q5\) has no verdict of judge "
-                                            r"primary: the key is of another run"):
+    with pytest.raises(
+        PipelineError,
+        match=r"row 6 \(small, setting1 rep0, question q5\) has no verdict of judge "
+        r"primary: the key is of another run",
+    ):
         human_agreement.human_agreement_table(labelled("small", PERSON), runs)
 
 
 def test_the_stage_needs_a_labels_file(tmp_path):
-    smk = fake_snakemake(input={"labels": [], "key": "key.csv", "verdicts": []},
-                         output={"labels": str(tmp_path / "l.csv"), "csv": str(tmp_path / "t.csv")})
+    smk = fake_snakemake(
+        input={"labels": [], "key": "key.csv", "verdicts": []},
+        output={"labels": str(tmp_path / "l.csv"), "csv": str(tmp_path / "t.csv")},
+    )
     with pytest.raises(PipelineError, match="set human_labels in the config"):
         human_agreement.main(smk)
 
@@ -422,30 +502,45 @@ def test_the_demo_writes_the_sheet_and_with_labels_each_judges_agreement_in_the_
     unblinded = read_csv(labels_dir / "labels.csv")
     assert [int(r["row"]) for r in unblinded] == sorted(intended)
     assert all(r["verdict"] == intended[int(r["row"])][1] for r in unblinded)
-    valid = {k: v for k, v in intended.items() if verdicts[v[0]["test_set"], "primary", v[0]["setting"],
-                                                           int(v[0]["replicate"]), v[0]["id"]] != "invalid"}
+    valid = {
+        k: v
+        for k, v in intended.items()
+        if verdicts[v[0]["test_set"], "primary", v[0]["setting"], int(v[0]["replicate"]), v[0]["id"]] != "invalid"
+    }
     table = read_csv(root / "results" / "demo" / "tables" / "human_agreement.csv")
     assert [(r["test_set"], r["judge_a"], r["judge_b"]) for r in table] == [
-        (t, "human", j) for t in TEST_SETS for j in JUDGES]
+        (t, "human", j) for t in TEST_SETS for j in JUDGES
+    ]
     for r in table:
         pairs = [(pair, person) for pair, person, _ in intended.values() if pair["test_set"] == r["test_set"]]
-        judged = [(person, verdicts[r["test_set"], r["judge_b"], p["setting"], int(p["replicate"]), p["id"]])
-                  for p, person in pairs]
+        judged = [
+            (person, verdicts[r["test_set"], r["judge_b"], p["setting"], int(p["replicate"]), p["id"]])
+            for p, person in pairs
+        ]
         judged = [(a, b) for a, b in judged if b != "invalid"]
         assert int(r["n_pairs"]) == len(judged)
         assert float(r["agreement"]) == pytest.approx(sum(a == b for a, b in judged) / len(judged))
         counts = [[sum((a, b) == (x, y) for a, b in judged) for y in ORDER] for x in ORDER]
         expected_kappa = float(weighted_kappa(counts))
-        assert (float(r["weighted_kappa"]) == pytest.approx(expected_kappa) if not math.isnan(expected_kappa)
-                else r["weighted_kappa"] == "")
+        assert (
+            float(r["weighted_kappa"]) == pytest.approx(expected_kappa)
+            if not math.isnan(expected_kappa)
+            else r["weighted_kappa"] == ""
+        )
         if r["judge_b"] == "primary":  # it disagrees with the person exactly on the flipped rows
             flipped = sum(f for p, _, f in valid.values() if p["test_set"] == r["test_set"])
             assert round((1 - float(r["agreement"])) * len(judged)) == flipped > 0
     tex = (root / "results" / "demo" / "paper" / "paper.tex").read_text(encoding="utf-8")
-    human = tex[tex.index(r"\label{tab:human}"):]
-    human = human[:human.index(r"\end{tabular}")]
+    human = tex[tex.index(r"\label{tab:human}") :]
+    human = human[: human.index(r"\end{tabular}")]
     for r in table:
-        assert rf"\texttt{{{r['test_set']}}} & \texttt{{{r['judge_b']}}} & {r['n_questions']} & {r['n_pairs']} & " \
-               f"{100 * float(r['agreement']):.1f} & " in human
-    assert "Agreement with people" in subprocess.run(["pdftotext", str(root / "results/demo/paper/paper.pdf"), "-"],
-                                                     capture_output=True, text=True, check=True).stdout
+        assert (
+            rf"\texttt{{{r['test_set']}}} & \texttt{{{r['judge_b']}}} & {r['n_questions']} & {r['n_pairs']} & "
+            f"{100 * float(r['agreement']):.1f} & " in human
+        )
+    assert (
+        "Agreement with people"
+        in subprocess.run(
+            ["pdftotext", str(root / "results/demo/paper/paper.pdf"), "-"], capture_output=True, text=True, check=True
+        ).stdout
+    )

@@ -7,23 +7,40 @@ import json
 import os
 
 import pytest
-from conftest import fake_snakemake
 
 import interchange
+from conftest import fake_snakemake
 
-TEST = [{"id": 1, "question": "孩子发烧怎么办？", "reference": "r1"}, {"id": 2, "question": "胃反酸？", "reference": "r2"},
-        {"id": 3, "question": "湿疹很痒？", "reference": "r3"}, {"id": 4, "question": "头晕？", "reference": "r4"}]
+TEST = [
+    {"id": 1, "question": "孩子发烧怎么办？", "reference": "r1"},
+    {"id": 2, "question": "胃反酸？", "reference": "r2"},
+    {"id": 3, "question": "湿疹很痒？", "reference": "r3"},
+    {"id": 4, "question": "头晕？", "reference": "r4"},
+]
 BASELINE = [{"id": t["id"], "question": t["question"], "answer": f"baseline {t['id']}"} for t in TEST]
 # (setting_first label, baseline_first label) -> our verdict, judge_pairwise's both-orders rule
-CASES = [(("better", "worse"), "win"), (("worse", "better"), "loss"), (("better", "better"), "tie"),
-         (("equal", "worse"), "tie"), ((None, "worse"), "invalid")]
+CASES = [
+    (("better", "worse"), "win"),
+    (("worse", "better"), "loss"),
+    (("better", "better"), "tie"),
+    (("equal", "worse"), "tie"),
+    ((None, "worse"), "invalid"),
+]
 
 
 def verdict(qid, setting, labels, outcome):
-    return {"id": qid, "setting": setting, "question": TEST[qid - 1]["question"],
-            "setting_answer": f"{setting} {qid}", "baseline_answer": f"baseline {qid}", "verdict": outcome,
-            "orders": [{"order": order, "label": label, "calls": [{"reply": "first try"}, {"reply": f"{order} {label}"}]}
-                       for order, label in zip(("setting_first", "baseline_first"), labels)]}
+    return {
+        "id": qid,
+        "setting": setting,
+        "question": TEST[qid - 1]["question"],
+        "setting_answer": f"{setting} {qid}",
+        "baseline_answer": f"baseline {qid}",
+        "verdict": outcome,
+        "orders": [
+            {"order": order, "label": label, "calls": [{"reply": "first try"}, {"reply": f"{order} {label}"}]}
+            for order, label in zip(("setting_first", "baseline_first"), labels)
+        ],
+    }
 
 
 @pytest.fixture
@@ -33,8 +50,16 @@ def exported(tmp_path):
     for s in settings:
         for r in range(replicates):
             path = tmp_path / f"gen-{s}-{r}.jsonl"
-            path.write_text("".join(json.dumps({"id": t["id"], "question": t["question"], "answer": f"{s} {t['id']}"},
-                                               ensure_ascii=False) + "\n" for t in TEST), encoding="utf-8")
+            path.write_text(
+                "".join(
+                    json.dumps(
+                        {"id": t["id"], "question": t["question"], "answer": f"{s} {t['id']}"}, ensure_ascii=False
+                    )
+                    + "\n"
+                    for t in TEST
+                ),
+                encoding="utf-8",
+            )
             answers.append(str(path))
     for judge in ("primary", "chrf"):
         for s in settings:
@@ -44,12 +69,19 @@ def exported(tmp_path):
                 path.write_text("".join(json.dumps(v, ensure_ascii=False) + "\n" for v in rows), encoding="utf-8")
                 verdicts.append(str(path))
     for name, rows in (("test", TEST), ("baseline", BASELINE)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows),
-                                                encoding="utf-8")
-    smk = fake_snakemake(input={"test": str(tmp_path / "test.jsonl"), "baseline": str(tmp_path / "baseline.jsonl"),
-                                "answers": answers, "verdicts": verdicts},
-                         output={"folder": str(tmp_path / "out")},
-                         params={"settings": settings, "replicates": replicates, "judges": ["primary", "chrf"]})
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows), encoding="utf-8"
+        )
+    smk = fake_snakemake(
+        input={
+            "test": str(tmp_path / "test.jsonl"),
+            "baseline": str(tmp_path / "baseline.jsonl"),
+            "answers": answers,
+            "verdicts": verdicts,
+        },
+        output={"folder": str(tmp_path / "out")},
+        params={"settings": settings, "replicates": replicates, "judges": ["primary", "chrf"]},
+    )
     smk.wildcards = type("W", (), {"test_set": "small"})
     interchange.main(smk)
     return tmp_path / "out"

@@ -2,11 +2,11 @@
 OpenAI path, against a loopback server, is in test_judge_api.py)."""
 
 import pytest
-from conftest import REPO, fake_snakemake, with_defaults
 
 import judge_pairwise as jp
-from records import check_record, validator
 from common import DataError, PipelineError, read_jsonl, read_prompt, write_jsonl
+from conftest import REPO, fake_snakemake, with_defaults
+from records import check_record, validator
 
 PROMPT_FILE = REPO / "config" / "judge_prompt.txt"
 PROMPT = read_prompt(PROMPT_FILE)
@@ -77,16 +77,28 @@ def test_verdict_of_both_orders(outcome1, outcome2, verdict):
 
 
 def test_outcome_of_a_label_depends_on_the_order():
-    assert [jp.OUTCOME["setting_first"][x] for x in ("better", "worse", "equal", None)] == ["win", "loss", "tie", "invalid"]
-    assert [jp.OUTCOME["baseline_first"][x] for x in ("better", "worse", "equal", None)] == ["loss", "win", "tie", "invalid"]
+    assert [jp.OUTCOME["setting_first"][x] for x in ("better", "worse", "equal", None)] == [
+        "win",
+        "loss",
+        "tie",
+        "invalid",
+    ]
+    assert [jp.OUTCOME["baseline_first"][x] for x in ("better", "worse", "equal", None)] == [
+        "loss",
+        "win",
+        "tie",
+        "invalid",
+    ]
 
 
 def test_build_messages_is_one_user_message_in_order():
     (msg,) = jp.build_messages(PROMPT, "Q?", "first", "second")
     assert msg["role"] == "user"
-    assert msg["content"] == (f"{PROMPT}\n\n[Question]\nQ?\n\n[The Start of Assistant 1's Answer]\nfirst\n"
-                              "[The End of Assistant 1's Answer]\n\n[The Start of Assistant 2's Answer]\nsecond\n"
-                              "[The End of Assistant 2's Answer]")
+    assert msg["content"] == (
+        f"{PROMPT}\n\n[Question]\nQ?\n\n[The Start of Assistant 1's Answer]\nfirst\n"
+        "[The End of Assistant 1's Answer]\n\n[The Start of Assistant 2's Answer]\nsecond\n"
+        "[The End of Assistant 2's Answer]"
+    )
 
 
 def test_an_answer_cannot_write_the_fences():
@@ -133,8 +145,22 @@ BASELINE_ANSWERS = {
 def _write_inputs(tmp_path, test_rows=TEST_ROWS, setting=SETTING_ANSWERS, baseline=BASELINE_ANSWERS):
     paths = {k: tmp_path / f"{k}.jsonl" for k in ("test", "baseline", "answers")}
     write_jsonl(paths["test"], test_rows)
-    write_jsonl(paths["baseline"], [{"id": r["id"], "question": r["question"], "answer": baseline[r["id"]]} for r in test_rows if r["id"] in baseline])
-    write_jsonl(paths["answers"], [{"id": r["id"], "question": r["question"], "answer": setting[r["id"]]} for r in test_rows if r["id"] in setting])
+    write_jsonl(
+        paths["baseline"],
+        [
+            {"id": r["id"], "question": r["question"], "answer": baseline[r["id"]]}
+            for r in test_rows
+            if r["id"] in baseline
+        ],
+    )
+    write_jsonl(
+        paths["answers"],
+        [
+            {"id": r["id"], "question": r["question"], "answer": setting[r["id"]]}
+            for r in test_rows
+            if r["id"] in setting
+        ],
+    )
     return paths
 
 
@@ -142,8 +168,12 @@ def _smk(tmp_path, paths, judge, setting="setting1", log_file=None):
     return fake_snakemake(
         input={"prompt": str(PROMPT_FILE), **{k: str(v) for k, v in paths.items()}},
         output={"verdicts": str(tmp_path / "out" / "verdicts.jsonl")},
-        params={"judge": with_defaults("judge", judge), "setting": setting, "cache_dir": str(tmp_path / "cache"),
-                "section": "judge"},
+        params={
+            "judge": with_defaults("judge", judge),
+            "setting": setting,
+            "cache_dir": str(tmp_path / "cache"),
+            "section": "judge",
+        },
         log=[str(log_file)] if log_file else None,
         rule="judge_pairwise",
     )
@@ -195,7 +225,11 @@ def test_reference_judge_tie_margin():
 
 
 def test_reference_judge_needs_reference(tmp_path):
-    rows = [dict(TEST_ROWS[0]), {"id": "q2", "question": TEST_ROWS[1]["question"], "reference": None}, dict(TEST_ROWS[2])]
+    rows = [
+        dict(TEST_ROWS[0]),
+        {"id": "q2", "question": TEST_ROWS[1]["question"], "reference": None},
+        dict(TEST_ROWS[2]),
+    ]
     paths = _write_inputs(tmp_path, test_rows=rows)
     smk = _smk(tmp_path, paths, REFERENCE_JUDGE)
     with pytest.raises(PipelineError, match="use a held-out test set"):

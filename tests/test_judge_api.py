@@ -14,12 +14,12 @@ import time
 import httpx2
 import openai
 import pytest
-from conftest import REPO, fake_snakemake, with_defaults
 
-import fake_openai
 import chat_api
+import fake_openai
 import judge_pairwise as jp
 from common import PipelineError, read_jsonl, read_prompt, run_stage, write_jsonl
+from conftest import REPO, fake_snakemake, with_defaults
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 PROMPT_FILE = REPO / "config" / "judge_prompt.txt"
@@ -62,10 +62,18 @@ def env(monkeypatch):
 
 
 def write_inputs(tmp_path, setting=SETTING, name="answers"):
-    paths = {"test": tmp_path / "test.jsonl", "baseline": tmp_path / "baseline.jsonl", "answers": tmp_path / f"{name}.jsonl"}
+    paths = {
+        "test": tmp_path / "test.jsonl",
+        "baseline": tmp_path / "baseline.jsonl",
+        "answers": tmp_path / f"{name}.jsonl",
+    }
     write_jsonl(paths["test"], TEST_ROWS)
-    write_jsonl(paths["baseline"], [{"id": r["id"], "question": r["question"], "answer": BASELINE[r["id"]]} for r in TEST_ROWS])
-    write_jsonl(paths["answers"], [{"id": r["id"], "question": r["question"], "answer": setting[r["id"]]} for r in TEST_ROWS])
+    write_jsonl(
+        paths["baseline"], [{"id": r["id"], "question": r["question"], "answer": BASELINE[r["id"]]} for r in TEST_ROWS]
+    )
+    write_jsonl(
+        paths["answers"], [{"id": r["id"], "question": r["question"], "answer": setting[r["id"]]} for r in TEST_ROWS]
+    )
     return paths
 
 
@@ -90,8 +98,12 @@ def smk_args(tmp_path, paths, judge, setting="setting1"):
     return {
         "input": {"prompt": str(PROMPT_FILE), **{k: str(v) for k, v in paths.items()}},
         "output": {"verdicts": str(tmp_path / "verdicts" / f"{setting}.jsonl")},
-        "params": {"judge": with_defaults("judge", judge), "setting": setting, "cache_dir": str(tmp_path / "cache"),
-                   "section": "judge"},
+        "params": {
+            "judge": with_defaults("judge", judge),
+            "setting": setting,
+            "cache_dir": str(tmp_path / "cache"),
+            "section": "judge",
+        },
     }
 
 
@@ -215,7 +227,10 @@ def test_scripted_faults_are_retried_then_cached(tmp_path, fake, caplog):
     assert [r["consistent"] for r in records] == [True, True, None]
     q3_baseline_first = records[2]["orders"][1]
     assert q3_baseline_first["label"] is None and q3_baseline_first["outcome"] == "invalid"
-    assert [c["reply"] for c in q3_baseline_first["calls"]] == ["", "Assistant 1 is better than Assistant 2\nBoth have merits."]
+    assert [c["reply"] for c in q3_baseline_first["calls"]] == [
+        "",
+        "Assistant 1 is better than Assistant 2\nBoth have merits.",
+    ]
     assert records[2]["usage"]["calls"] == 3
 
     # everything, the label retry included, is cached: a rerun asks nothing
@@ -302,8 +317,15 @@ def test_nothing_listening_is_one_line_without_key(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    judge = {"backend": "openai", "model": "m", "base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": KEY_ENV,
-             "max_retries": 1, "backoff_base": 0.01, "timeout": 5}
+    judge = {
+        "backend": "openai",
+        "model": "m",
+        "base_url": f"http://127.0.0.1:{port}/v1",
+        "api_key_env": KEY_ENV,
+        "max_retries": 1,
+        "backoff_base": 0.01,
+        "timeout": 5,
+    }
     with pytest.raises(PipelineError, match="Connection error.*still failing after 1 retries") as exc:
         run_judge(tmp_path, write_inputs(tmp_path), judge)
     assert SECRET not in str(exc.value)
@@ -335,8 +357,11 @@ def run_killed(server, args, kill_when):
         return None
 
     server.on_request = on_request
-    child["proc"] = subprocess.Popen([sys.executable, "-c", RUNNER, str(REPO / "scripts"), json.dumps(args)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child["proc"] = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(REPO / "scripts"), json.dumps(args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     started.set()
     assert child["proc"].wait(timeout=60) == -signal.SIGKILL
     server.on_request = None
@@ -392,8 +417,14 @@ def test_batch_path(tmp_path, fake):
     assert uploads[0]["body"]["purpose"] == "batch"
     assert all(line["method"] == "POST" and line["url"] == "/v1/chat/completions" for line in first)
     assert all(len(line["custom_id"]) == 64 and line["body"]["model"] == "judge-model" for line in first)
-    assert {fake_openai.conversation(line["body"])[:2] for line in first} == {f(q) for q in Q for f in (setting_first, baseline_first)}
-    assert creates[0]["body"] == {"input_file_id": "file-1", "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    assert {fake_openai.conversation(line["body"])[:2] for line in first} == {
+        f(q) for q in Q for f in (setting_first, baseline_first)
+    }
+    assert creates[0]["body"] == {
+        "input_file_id": "file-1",
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+    }
     assert server.count("GET", "/v1/batches/batch_1") == 3  # polled until it completed
 
     assert [r["verdict"] for r in records] == ["win", "loss", "tie"]
@@ -428,7 +459,9 @@ def test_a_killed_batch_run_resumes_the_same_batch(tmp_path, fake, killed_at):
     assert [r["verdict"] for r in records] == ["win", "loss", "tie"]
     assert server.count("POST", "/v1/files") == 0  # the same upload ...
     assert server.count("POST", "/v1/batches") == (1 if killed_at == "create" else 0)  # ... and batch
-    assert {r["path"] for r in server.requests if r["method"] == "GET" and "/batches/" in r["path"]} == {"/v1/batches/batch_1"}
+    assert {r["path"] for r in server.requests if r["method"] == "GET" and "/batches/" in r["path"]} == {
+        "/v1/batches/batch_1"
+    }
     assert not state_file.exists()
     assert_key_written_nowhere(tmp_path)
 

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, fake_snakemake, with_defaults
 
 import chat_api
 import fake_openai
 import judge_pairwise as jp
 from common import PipelineError, read_jsonl, read_prompt, write_jsonl
+from conftest import REPO, fake_snakemake, with_defaults
 
 KEY_ENV = "JUDGE_LOAD_TEST_KEY"
 PROMPT_FILE = REPO / "config" / "judge_prompt.txt"
@@ -67,11 +67,21 @@ def write_inputs(folder: Path, questions: int) -> dict:
 
 
 def judge_config(server, **overrides) -> dict:
-    return with_defaults("judge", {
-        "backend": "openai", "model": "judge-model", "base_url": server.base_url, "api_key_env": KEY_ENV,
-        "max_tokens": 256, "concurrency": CONCURRENCY, "timeout": 30, "max_retries": 5, "backoff_base": 0.5,
-        **overrides,
-    })
+    return with_defaults(
+        "judge",
+        {
+            "backend": "openai",
+            "model": "judge-model",
+            "base_url": server.base_url,
+            "api_key_env": KEY_ENV,
+            "max_tokens": 256,
+            "concurrency": CONCURRENCY,
+            "timeout": 30,
+            "max_retries": 5,
+            "backoff_base": 0.5,
+            **overrides,
+        },
+    )
 
 
 def stage_args(folder: Path, paths: dict, judge: dict) -> dict:
@@ -103,8 +113,11 @@ def run_stage_process(server, args: dict, stderr: Path, kill_at: int | None = No
     it once kill_at calls are paid."""
     samples = []  # (seconds, calls paid, RSS bytes)
     with open(stderr, "w", encoding="utf-8") as err:
-        child = subprocess.Popen([sys.executable, "-c", RUNNER, str(REPO / "scripts"), json.dumps(args)],
-                                 stdout=subprocess.DEVNULL, stderr=err)
+        child = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, str(REPO / "scripts"), json.dumps(args)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         start = time.monotonic()
         while child.poll() is None:
             paid = len(server.paid)
@@ -117,8 +130,12 @@ def run_stage_process(server, args: dict, stderr: Path, kill_at: int | None = No
                 pass
             time.sleep(SAMPLE_S)
         returncode = child.wait(timeout=600)
-    return {"returncode": returncode, "samples": samples, "wall_s": time.monotonic() - start,
-            "stderr": stderr.read_text(encoding="utf-8")}
+    return {
+        "returncode": returncode,
+        "samples": samples,
+        "wall_s": time.monotonic() - start,
+        "stderr": stderr.read_text(encoding="utf-8"),
+    }
 
 
 def window_fill(paid_log: list[tuple[float, int]], limits: dict) -> float:
@@ -181,10 +198,15 @@ def test_the_study_size_run_pays_each_call_once_at_the_servers_pace(tmp_path, fa
     assert bars and bars[-1][0] == "14400"
     assert any(int(done) < 14400 and eta != "00:00" and float(rate) > 0 for done, _, eta, rate in bars)
 
-    report = {"wall_s": round(run["wall_s"], 1), "window_fill": round(fill, 3), "statuses": dict(server.statuses),
-              "rss_at_quarter_mib": round(at_quarter / 2**20, 1), "rss_growth_mib": round(growth / 2**20, 2),
-              "rss_peak_mib": round(max(rss for _, _, rss in run["samples"]) / 2**20, 1),
-              "paid_per_minute": round(60 * len(wanted) / (server.paid_log[-1][0] - server.paid_log[0][0]), 1)}
+    report = {
+        "wall_s": round(run["wall_s"], 1),
+        "window_fill": round(fill, 3),
+        "statuses": dict(server.statuses),
+        "rss_at_quarter_mib": round(at_quarter / 2**20, 1),
+        "rss_growth_mib": round(growth / 2**20, 2),
+        "rss_peak_mib": round(max(rss for _, _, rss in run["samples"]) / 2**20, 1),
+        "paid_per_minute": round(60 * len(wanted) / (server.paid_log[-1][0] - server.paid_log[0][0]), 1),
+    }
     print("load:", json.dumps(report))
 
 
@@ -213,8 +235,16 @@ def test_killed_at_half_the_rerun_pays_only_for_what_the_cache_lacks(tmp_path, f
     assert set(paid_again) == set(keys.values()) - cached  # exactly what the cache lacked ...
     assert set(paid_again.values()) == {1}  # ... once each
     assert len(read_jsonl(tmp_path / "verdicts.jsonl")) == QUESTIONS
-    print("kill:", json.dumps({"cached_at_kill": len(cached), "paid_twice": len(lost),
-                               "wall_s": round(killed["wall_s"] + rerun["wall_s"], 1)}))
+    print(
+        "kill:",
+        json.dumps(
+            {
+                "cached_at_kill": len(cached),
+                "paid_twice": len(lost),
+                "wall_s": round(killed["wall_s"] + rerun["wall_s"], 1),
+            }
+        ),
+    )
 
 
 def test_rate_limit_waits_are_not_failures_and_hold_every_worker(tmp_path, fake):
@@ -238,8 +268,11 @@ def test_the_study_size_through_the_batch_api_split_and_an_expired_batch_resubmi
     paths = write_inputs(tmp_path, QUESTIONS)
     judge = judge_config(server, batch=True, batch_poll_interval=0.01)
     args = stage_args(tmp_path, paths, judge)
-    with pytest.raises(PipelineError, match=r"batch batch_2 ended 'expired' with 2500 of 5000 requests unanswered "
-                                            r"\(first error: .*batch_expired.*\); rerun to submit them again"):
+    with pytest.raises(
+        PipelineError,
+        match=r"batch batch_2 ended 'expired' with 2500 of 5000 requests unanswered "
+        r"\(first error: .*batch_expired.*\); rerun to submit them again",
+    ):
         jp.main(fake_snakemake(**args))
     assert sorted(server.batches) == ["batch_1", "batch_2", "batch_3"]
     assert [b["request_counts"]["total"] for b in server.batches.values()] == [5000, 5000, 4400]

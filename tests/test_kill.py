@@ -32,10 +32,10 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import pytest
 
@@ -72,36 +72,56 @@ class Stage:
 
 
 STAGES = {
-    "data": Stage("split_data", ("data/train.jsonl", "data/val.jsonl", "data/heldout.jsonl", "data/split_stats.json"),
-                  ".split_data.py"),
-    "augmentation": Stage("augment_train", ("data/train_augmented.jsonl", "data/augment_stats.json"),
-                          ".augment_train.py"),
+    "data": Stage(
+        "split_data",
+        ("data/train.jsonl", "data/val.jsonl", "data/heldout.jsonl", "data/split_stats.json"),
+        ".split_data.py",
+    ),
+    "augmentation": Stage(
+        "augment_train", ("data/train_augmented.jsonl", "data/augment_stats.json"), ".augment_train.py"
+    ),
     # Its stats file holds timings: only the answers are compared.
-    "generation": Stage("generate_answers", ("generations/small/setting1/rep0.jsonl",
-                                             "generation_stats/small/setting1/rep0.json"), ".generate_answers.py",
-                        compared=("generations/small/setting1/rep0.jsonl",)),
+    "generation": Stage(
+        "generate_answers",
+        ("generations/small/setting1/rep0.jsonl", "generation_stats/small/setting1/rep0.json"),
+        ".generate_answers.py",
+        compared=("generations/small/setting1/rep0.jsonl",),
+    ),
     "judge": Stage("judge_pairwise", ("verdicts/small/primary/setting1/rep0.jsonl",), ".judge_pairwise.py"),
-    "tables-winrate": Stage("winrate_table", tuple(f"{TABLES}/{name}" for name in (
-        "winrate.csv", "winrate.json", "pairwise.csv", "replicates.csv")), ".winrate_table.py"),
+    "tables-winrate": Stage(
+        "winrate_table",
+        tuple(f"{TABLES}/{name}" for name in ("winrate.csv", "winrate.json", "pairwise.csv", "replicates.csv")),
+        ".winrate_table.py",
+    ),
     "tables-claims": Stage("claims_table", (f"{TABLES}/claims.csv", f"{TABLES}/claims.json"), ".claims_table.py"),
     # A missing context.json alone reruns nothing while the .tex made from it is there (Snakemake
     # does not remake intermediate files): the rerun asks for both.
-    "paper-context": Stage("paper_context", ("paper/context.json",), ".paper_context.py",
-                           targets=("paper/context.json", "paper/paper.tex"), rerun_jobs={"render_tex": 1},
-                           compared=("paper/context.json", "paper/paper.tex")),
+    "paper-context": Stage(
+        "paper_context",
+        ("paper/context.json",),
+        ".paper_context.py",
+        targets=("paper/context.json", "paper/paper.tex"),
+        rerun_jobs={"render_tex": 1},
+        compared=("paper/context.json", "paper/paper.tex"),
+    ),
     "paper-pdf": Stage("paper_pdf", ("paper/paper.pdf",), "xelatex", kill_at_once=True),
 }
 
 # The training job killed: setting1's first replicate (24 steps, a checkpoint every 10).
 TRAIN_SETTING, TRAIN_REP = "setting1", 0
 # The demo's recipes report to TensorBoard: its event folder is an output of the job too.
-TRAIN_OUTPUTS = (f"adapters/{TRAIN_SETTING}/rep{TRAIN_REP}", f"losses/{TRAIN_SETTING}/rep{TRAIN_REP}.csv",
-                 f"train_stats/{TRAIN_SETTING}/rep{TRAIN_REP}.json", f"tensorboard/{TRAIN_SETTING}/rep{TRAIN_REP}")
+TRAIN_OUTPUTS = (
+    f"adapters/{TRAIN_SETTING}/rep{TRAIN_REP}",
+    f"losses/{TRAIN_SETTING}/rep{TRAIN_REP}.csv",
+    f"train_stats/{TRAIN_SETTING}/rep{TRAIN_REP}.json",
+    f"tensorboard/{TRAIN_SETTING}/rep{TRAIN_REP}",
+)
 TRAIN_CHECKPOINTS = f"checkpoints/{TRAIN_SETTING}/rep{TRAIN_REP}"
 TRAIN_LOG = f"logs/train_adapter/{TRAIN_SETTING}/rep{TRAIN_REP}.log"
 
 
 # --- the job's process, through /proc ------------------------------------------------------------
+
 
 def descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
@@ -188,8 +208,13 @@ class Run:
     def __init__(self, root: Path, log: Path, *args: str, env: dict | None = None):
         self.log = log
         with open(log, "w") as out:
-            self.proc = subprocess.Popen([*SNAKEMAKE, *args, "--cores", "1", *DEMO], cwd=root, stdout=out,
-                                         stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+            self.proc = subprocess.Popen(
+                [*SNAKEMAKE, *args, "--cores", "1", *DEMO],
+                cwd=root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
 
     def __enter__(self):
         return self
@@ -212,8 +237,15 @@ class Run:
         return out
 
 
-def kill_job(root: Path, tmp_path: Path, outputs: list[str], process: str, moment: Callable[[], bool],
-             slice_s: float = 0.0005, env: dict | None = None) -> str:
+def kill_job(
+    root: Path,
+    tmp_path: Path,
+    outputs: list[str],
+    process: str,
+    moment: Callable[[], bool],
+    slice_s: float = 0.0005,
+    env: dict | None = None,
+) -> str:
     """Force the job of `outputs` to run, SIGKILL its process at `moment`; Snakemake's output."""
     with Run(root, tmp_path / "killed.log", "--force", *outputs, env=env) as run:
         deadline = time.time() + KILL_TIMEOUT_S
@@ -223,6 +255,7 @@ def kill_job(root: Path, tmp_path: Path, outputs: list[str], process: str, momen
 
 
 # --- the files ------------------------------------------------------------------------------------
+
 
 def tree(results: Path) -> dict[str, tuple]:
     """Every file and folder under results/ (but the logs), with what identifies its content."""
@@ -256,8 +289,13 @@ def first_output_in_place(results: Path, outputs, before: dict[str, tuple]) -> C
     return lambda: any(fresh(results, o, before) for o in outputs)
 
 
-def assert_killed_cleanly(root: Path, outputs, targets: list[str], before: dict[str, tuple],
-                          allowed: Callable[[str], bool] = lambda rel: False) -> list[str]:
+def assert_killed_cleanly(
+    root: Path,
+    outputs,
+    targets: list[str],
+    before: dict[str, tuple],
+    allowed: Callable[[str], bool] = lambda rel: False,
+) -> list[str]:
     """No output that looks complete; nothing else changed under results/ but hidden temporaries
     (returned) and what `allowed` lets through."""
     results = root / RESULTS
@@ -281,13 +319,14 @@ def paper_rendered_masked(text: str) -> str:
     "paper rendered": now); every other date in them is an input file's, unchanged."""
     at = text.index("paper rendered")
     date = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC").search(text, at)
-    assert date and date.start() - at < 200, text[at:at + 300]
-    return text[:date.start()] + "<rendered>" + text[date.end():]
+    assert date and date.start() - at < 200, text[at : at + 300]
+    return text[: date.start()] + "<rendered>" + text[date.end() :]
 
 
 def pdf_text(path: Path) -> str:
-    return subprocess.run(["pdftotext", "-enc", "UTF-8", "-layout", str(path), "-"], capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def copy_demo(demo_run: Path, dest: Path) -> Path:
@@ -297,9 +336,9 @@ def copy_demo(demo_run: Path, dest: Path) -> Path:
 
 # --- one test per stage ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stage", list(STAGES), ids=list(STAGES))
-def test_kill_9_of_the_job_leaves_nothing_that_looks_complete_and_the_rerun_equals_the_run(
-        demo_run, tmp_path, stage):
+def test_kill_9_of_the_job_leaves_nothing_that_looks_complete_and_the_rerun_equals_the_run(demo_run, tmp_path, stage):
     """SIGKILL of the stage's job right after it moved its first output into place (paper_pdf: of
     xelatex while it compiles): Snakemake reports the rule's error and exits non-zero; no output is
     left that looks complete and nothing else changed but hidden temporaries; paper_pdf's build
@@ -336,13 +375,15 @@ def test_kill_9_of_the_job_leaves_nothing_that_looks_complete_and_the_rerun_equa
             if shutil.which("pdftotext"):
                 assert pdf_text(new) == pdf_text(old)
         elif rel.startswith("paper/"):
-            assert (paper_rendered_masked(new.read_text(encoding="utf-8"))
-                    == paper_rendered_masked(old.read_text(encoding="utf-8"))), rel
+            assert paper_rendered_masked(new.read_text(encoding="utf-8")) == paper_rendered_masked(
+                old.read_text(encoding="utf-8")
+            ), rel
         else:
             assert new.read_bytes() == old.read_bytes(), rel
 
 
 # --- training: killed after its first checkpoint, resumed from it ----------------------------------
+
 
 def complete_checkpoints(results: Path) -> list[Path]:
     """The training job's checkpoints that the Trainer finished saving (it writes trainer_state.json last)."""
@@ -364,11 +405,13 @@ def resumed_training(demo_run, tmp_path_factory):
     results = root / RESULTS
     outputs = [str(RESULTS / o) for o in TRAIN_OUTPUTS]
     before = tree(results)
-    killed = kill_job(root, tmp_path, outputs, ".train_adapter.py", lambda: bool(complete_checkpoints(results)),
-                      slice_s=0.05)
+    killed = kill_job(
+        root, tmp_path, outputs, ".train_adapter.py", lambda: bool(complete_checkpoints(results)), slice_s=0.05
+    )
     seen = SimpleNamespace(root=root, results=results, killed=killed, checkpoints=complete_checkpoints(results))
-    seen.temporaries = assert_killed_cleanly(root, TRAIN_OUTPUTS, outputs, before,
-                                             allowed=lambda rel: (rel + "/").startswith(TRAIN_CHECKPOINTS + "/"))
+    seen.temporaries = assert_killed_cleanly(
+        root, TRAIN_OUTPUTS, outputs, before, allowed=lambda rel: (rel + "/").startswith(TRAIN_CHECKPOINTS + "/")
+    )
     seen.planned = planned_jobs(root, *outputs, "--rerun-incomplete", *DEMO)
     snakemake(root, *outputs, "--cores", "2", "--rerun-incomplete", *DEMO)
     seen.log = (results / TRAIN_LOG).read_text(encoding="utf-8")
@@ -376,7 +419,8 @@ def resumed_training(demo_run, tmp_path_factory):
 
 
 def test_kill_9_of_training_resumes_from_its_checkpoint_and_ends_near_the_uninterrupted_adapter(
-        demo_run, resumed_training):
+    demo_run, resumed_training
+):
     """SIGKILL of the training job once checkpoint-10 (of 24 steps) is saved: no adapter, loss
     curve or stats is left, the checkpoint is kept; the rerun trains that job alone, says
     "Resuming from" that checkpoint, removes the checkpoints when done, and ends with the
@@ -409,8 +453,9 @@ def test_kill_9_of_training_resumes_from_its_checkpoint_and_ends_near_the_uninte
     assert not (results / TRAIN_CHECKPOINTS).exists()  # done: nothing left to resume
 
     new_loss, old_loss = read_csv(results / TRAIN_OUTPUTS[1]), read_csv(old_results / TRAIN_OUTPUTS[1])
-    assert [(r["step"], r["epoch"], r["split"]) for r in new_loss] == [(r["step"], r["epoch"], r["split"])
-                                                                       for r in old_loss]
+    assert [(r["step"], r["epoch"], r["split"]) for r in new_loss] == [
+        (r["step"], r["epoch"], r["split"]) for r in old_loss
+    ]
     for new, old in zip(new_loss, old_loss):
         if int(old["step"]) <= 10:
             assert new == old
@@ -443,9 +488,11 @@ def test_a_resumed_training_keeps_the_adapter_precision_of_an_uninterrupted_one(
     resumed job trains its remaining steps and saves its adapter as an uninterrupted one does."""
     new_t = adapter_tensors(resumed_training.results / TRAIN_OUTPUTS[0])
     old_t = adapter_tensors(demo_run / RESULTS / TRAIN_OUTPUTS[0])
-    expect({v.dtype for v in new_t.values()} == {v.dtype for v in old_t.values()},
-           f"resumed adapter {sorted({str(v.dtype) for v in new_t.values()})}, "
-           f"uninterrupted {sorted({str(v.dtype) for v in old_t.values()})}")
+    expect(
+        {v.dtype for v in new_t.values()} == {v.dtype for v in old_t.values()},
+        f"resumed adapter {sorted({str(v.dtype) for v in new_t.values()})}, "
+        f"uninterrupted {sorted({str(v.dtype) for v in old_t.values()})}",
+    )
 
 
 def test_kill_9_while_a_checkpoint_is_written_then_the_rerun_starts_over(demo_run, tmp_path):
@@ -466,8 +513,9 @@ def test_kill_9_while_a_checkpoint_is_written_then_the_rerun_starts_over(demo_ru
 
     kill_job(root, tmp_path, outputs, ".train_adapter.py", torn, slice_s=0.005)
     assert torn() and not complete_checkpoints(results)
-    assert_killed_cleanly(root, TRAIN_OUTPUTS, outputs, before,
-                          allowed=lambda rel: (rel + "/").startswith(TRAIN_CHECKPOINTS + "/"))
+    assert_killed_cleanly(
+        root, TRAIN_OUTPUTS, outputs, before, allowed=lambda rel: (rel + "/").startswith(TRAIN_CHECKPOINTS + "/")
+    )
     snakemake(root, *outputs, "--cores", "2", "--rerun-incomplete", *DEMO)
     log = (results / TRAIN_LOG).read_text(encoding="utf-8")
     assert "written only in part" in log and "Resuming from" not in log, log[-3000:]
@@ -479,6 +527,7 @@ def test_kill_9_while_a_checkpoint_is_written_then_the_rerun_starts_over(demo_ru
 
 
 # --- a killed write's temporary file --------------------------------------------------------------
+
 
 def test_a_temporary_file_of_a_killed_write_does_not_outlive_the_rerun(demo_run, tmp_path):
     """SIGKILL of split_data while one of its outputs is being written (its .<name>.<random>.tmp

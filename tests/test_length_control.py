@@ -124,8 +124,12 @@ def test_suppressed_where_equal_length_is_outside_the_data():
     diff = -np.abs(diff)
     diff[0, 0] = 50  # 1 answer of 40 longer than the baseline's: 97.5% shorter
     out = lc.length_controlled_win_rate(scores, diff, n_boot=100)
-    assert out == {"lc_win_rate": None, "lc_ci_low": None, "lc_ci_high": None,
-                   "lc_note": "equal length outside the data: 98% of the answers are shorter than the baseline's"}
+    assert out == {
+        "lc_win_rate": None,
+        "lc_ci_low": None,
+        "lc_ci_high": None,
+        "lc_note": "equal length outside the data: 98% of the answers are shorter than the baseline's",
+    }
     out = lc.length_controlled_win_rate(scores, -diff, n_boot=100)
     assert out["lc_win_rate"] is None and "98% of the answers are longer" in out["lc_note"]
     # the rule's edge: 10% on one side is enough (answers as long as the baseline's count on both)

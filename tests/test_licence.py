@@ -15,8 +15,12 @@ REFERENCE_TYPES = {"article", "data", "software"}
 def test_license_is_the_apache_license_2_0():
     text = (REPO / "LICENSE").read_text(encoding="utf-8")
     assert text.lstrip().startswith("Apache License\n                           Version 2.0, January 2004")
-    for part in ("TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION", "3. Grant of Patent License.",
-                 "END OF TERMS AND CONDITIONS", "http://www.apache.org/licenses/LICENSE-2.0"):
+    for part in (
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+        "3. Grant of Patent License.",
+        "END OF TERMS AND CONDITIONS",
+        "http://www.apache.org/licenses/LICENSE-2.0",
+    ):
         assert part in text
     # The nine sections of the terms, in order.
     sections = re.findall(r"^\s+(\d)\. [A-Z]", text.split("TERMS AND CONDITIONS", 1)[1], re.M)
@@ -45,6 +49,10 @@ def test_readme_names_the_licence_the_citation_and_what_the_inputs_carry():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Licences and citation", 1)[1].split("\n## ", 1)[0]
     assert "Apache License 2.0 (`LICENSE`)" in section and "`CITATION.cff`" in section
-    for source in ("FreedomIntelligence/Huatuo26M-Lite", "Qwen/Qwen3-4B", "Qwen/Qwen3-14B",
-                   "dashscope/resources/qwen.tiktoken"):
+    for source in (
+        "FreedomIntelligence/Huatuo26M-Lite",
+        "Qwen/Qwen3-4B",
+        "Qwen/Qwen3-14B",
+        "dashscope/resources/qwen.tiktoken",
+    ):
         assert source in section

@@ -6,14 +6,37 @@ import math
 import pytest
 from transformers import Qwen3Config
 
-from memory_budget import FOUR_BIT, GIB, MERGED, RESERVE_SHARE, ROW_WORKSPACE_BYTES, batch_within, \
-    cap_gpu_memory, kv_bytes_per_token, plan_answering
+from memory_budget import (
+    FOUR_BIT,
+    GIB,
+    MERGED,
+    RESERVE_SHARE,
+    ROW_WORKSPACE_BYTES,
+    batch_within,
+    cap_gpu_memory,
+    kv_bytes_per_token,
+    plan_answering,
+)
 
 # Qwen3-4B's and Qwen3-14B's published shapes (their config.json on the hub)
-QWEN3_4B = Qwen3Config(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-                       num_key_value_heads=8, head_dim=128, vocab_size=151936)
-QWEN3_14B = Qwen3Config(hidden_size=5120, intermediate_size=17408, num_hidden_layers=40, num_attention_heads=40,
-                        num_key_value_heads=8, head_dim=128, vocab_size=151936)
+QWEN3_4B = Qwen3Config(
+    hidden_size=2560,
+    intermediate_size=9728,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=151936,
+)
+QWEN3_14B = Qwen3Config(
+    hidden_size=5120,
+    intermediate_size=17408,
+    num_hidden_layers=40,
+    num_attention_heads=40,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=151936,
+)
 TOKENS = 100 + 800  # a course prompt and the study's max_new_tokens
 
 
@@ -22,13 +45,16 @@ def test_kv_cache_per_token_by_hand():
     assert kv_bytes_per_token(QWEN3_14B) == 2 * 40 * 8 * 128 * 2 == 163_840
 
 
-@pytest.mark.parametrize("free, row, questions, most, expected", [
-    (10, 1, 200, None, 10),  # 10 fit: 20 batches of 10
-    (150, 1, 200, None, 100),  # 150 fit: two batches, even
-    (150, 1, 200, 20, 20),  # at most 20 a batch
-    (150, 1, 7, 20, 7),
-    (0.5, 1, 7, None, 0),  # not one fits
-])
+@pytest.mark.parametrize(
+    "free, row, questions, most, expected",
+    [
+        (10, 1, 200, None, 10),  # 10 fit: 20 batches of 10
+        (150, 1, 200, None, 100),  # 150 fit: two batches, even
+        (150, 1, 200, 20, 20),  # at most 20 a batch
+        (150, 1, 7, 20, 7),
+        (0.5, 1, 7, None, 0),  # not one fits
+    ],
+)
 def test_batches_are_as_few_as_fit_and_even(free, row, questions, most, expected):
     assert batch_within(free, row, questions, most) == expected
 

@@ -11,7 +11,6 @@ import bitsandbytes as bnb
 import pytest
 import torch
 import yaml
-from conftest import REPO, fake_snakemake, with_defaults
 from safetensors import safe_open
 from snakemake.utils import validate
 from transformers import AutoTokenizer, TrainerCallback
@@ -22,23 +21,50 @@ import generate_answers
 import qlora
 import train_adapter
 from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, read_json, read_jsonl, write_json, write_jsonl
+from conftest import REPO, fake_snakemake, with_defaults
 from qlora import check_device, load_quantized_model, load_tokenizer
 
-SHAPE = with_defaults("models.tiny-s.build", {
-    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 400, "seed": 0})
+SHAPE = with_defaults(
+    "models.tiny-s.build",
+    {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "vocab_size": 400,
+        "seed": 0,
+    },
+)
 QUANT = {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
-QA = [("我最近总是头晕，血压有点高，需要吃药吗？", "建议先连续测量一周血压，如果超过140/90，请到心血管内科就诊。"),
-      ("孩子发烧三十八度五，需要去医院吗？", "可以先物理降温，多喝水；精神差或持续高热请及时就医。"),
-      ("胃总是反酸烧心是怎么回事？", "可能是胃食管反流，少吃辛辣油腻，睡前不要进食，必要时做胃镜。"),
-      ("脸上长湿疹很痒怎么办？", "避免抓挠和热水烫洗，保持皮肤湿润，可以在医生指导下外用药膏。")]
+QA = [
+    ("我最近总是头晕，血压有点高，需要吃药吗？", "建议先连续测量一周血压，如果超过140/90，请到心血管内科就诊。"),
+    ("孩子发烧三十八度五，需要去医院吗？", "可以先物理降温，多喝水；精神差或持续高热请及时就医。"),
+    ("胃总是反酸烧心是怎么回事？", "可能是胃食管反流，少吃辛辣油腻，睡前不要进食，必要时做胃镜。"),
+    ("脸上长湿疹很痒怎么办？", "避免抓挠和热水烫洗，保持皮肤湿润，可以在医生指导下外用药膏。"),
+]
 SETTING = {
-    "model": "tiny", "data": "original",
+    "model": "tiny",
+    "data": "original",
     "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
-    "training": {"num_train_epochs": 1, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2,
-                 "learning_rate": 1e-2, "weight_decay": 0.0, "warmup_steps": 0.1, "lr_scheduler_type": "cosine",
-                 "optim": "adamw_torch", "bf16": False, "train_sampling_strategy": "group_by_length",
-                 "activation_checkpointing": True, "eval_steps": 3, "max_length": 128, "save_steps": 2, "seed": 1},
+    "training": {
+        "num_train_epochs": 1,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 2,
+        "learning_rate": 1e-2,
+        "weight_decay": 0.0,
+        "warmup_steps": 0.1,
+        "lr_scheduler_type": "cosine",
+        "optim": "adamw_torch",
+        "bf16": False,
+        "train_sampling_strategy": "group_by_length",
+        "activation_checkpointing": True,
+        "eval_steps": 3,
+        "max_length": 128,
+        "save_steps": 2,
+        "seed": 1,
+    },
 }
 
 
@@ -54,7 +80,9 @@ def tiny(tmp_path_factory):
     rows = [{"id": i, "question": f"{q}（{i}）", "answer": a} for i in range(6) for q, a in QA]
     write_jsonl(root / "train.jsonl", rows[:20])
     write_jsonl(root / "val.jsonl", rows[20:])
-    manifest = base_model.resolve_model({"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m", "cpu")
+    manifest = base_model.resolve_model(
+        {"source": "build", "build": SHAPE}, str(root / "train.jsonl"), root / "m", "cpu"
+    )
     write_json(root / "m" / "manifest.json", manifest)
     return root
 
@@ -84,13 +112,15 @@ def test_build_makes_a_published_shape_bf16_untied_with_more_rows_than_tokens(ti
 
 def test_chat_template_honours_enable_thinking_like_qwen3(tiny):
     tokenizer = load_tokenizer(str(tiny / "m" / "manifest.json"))
-    prompt = tokenizer.apply_chat_template(chat_prompt("问？"), tokenize=False, add_generation_prompt=True,
-                                           **CHAT_TEMPLATE_KWARGS)
+    prompt = tokenizer.apply_chat_template(
+        chat_prompt("问？"), tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+    )
     assert prompt == "<|im_start|>user\n问？<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
     thinking = tokenizer.apply_chat_template(chat_prompt("问？"), tokenize=False, add_generation_prompt=True)
     assert thinking.endswith("<|im_start|>assistant\n")
-    full = tokenizer.apply_chat_template(chat_prompt("问？") + [{"role": "assistant", "content": "答。"}],
-                                         tokenize=False, **CHAT_TEMPLATE_KWARGS)
+    full = tokenizer.apply_chat_template(
+        chat_prompt("问？") + [{"role": "assistant", "content": "答。"}], tokenize=False, **CHAT_TEMPLATE_KWARGS
+    )
     assert full == prompt + "答。<|im_end|>\n"  # the prompt is a prefix: the answer-only mask is exact
 
 
@@ -129,8 +159,16 @@ class KillAt(TrainerCallback):
 @pytest.mark.slow
 def test_train_answer_only_loss_and_resume(tiny, caplog):
     caplog.set_level("INFO", logger="pipeline")
-    args = (str(tiny / "m" / "manifest.json"), str(tiny / "train.jsonl"), str(tiny / "val.jsonl"), SETTING,
-            QUANT, "cpu", 32, str(tiny / "ckpt"))
+    args = (
+        str(tiny / "m" / "manifest.json"),
+        str(tiny / "train.jsonl"),
+        str(tiny / "val.jsonl"),
+        SETTING,
+        QUANT,
+        "cpu",
+        32,
+        str(tiny / "ckpt"),
+    )
     with pytest.raises(KeyboardInterrupt):
         train_adapter.train_adapter(*args, name="tiny", callbacks=[KillAt(3)])
     assert list((tiny / "ckpt").glob("*/checkpoint-2"))
@@ -145,8 +183,13 @@ def test_train_answer_only_loss_and_resume(tiny, caplog):
     rows = train_adapter.loss_rows(trainer.state.log_history)
     train_steps = [r["step"] for r in rows if r["split"] == "train"]
     assert train_steps == [1, 2, 3, 4, 5]  # steps 1-2 restored from the checkpoint's history
-    assert train_adapter.execution(trainer) == {"processes": 1, "micro_batch": 2, "grad_accum": 2, "compiled_layers": False,
-                                                "frozen_base": "4-bit"}  # the CPU runs the recipe as written
+    assert train_adapter.execution(trainer) == {
+        "processes": 1,
+        "micro_batch": 2,
+        "grad_accum": 2,
+        "compiled_layers": False,
+        "frozen_base": "4-bit",
+    }  # the CPU runs the recipe as written
     assert [r["step"] for r in rows if r["split"] == "val"] == [3, 5]  # every eval_steps, and at the end
     text = train_adapter.loss_csv(rows)
     parsed = list(csv.DictReader(text.splitlines()))
@@ -155,12 +198,14 @@ def test_train_answer_only_loss_and_resume(tiny, caplog):
     trainer.model.save_pretrained(tiny / "adapter")
     test = [{"id": "q1", "question": QA[0][0]}, {"id": "q2", "question": QA[1][0]}]
     gen = with_defaults("generation", {"max_new_tokens": 8, "do_sample": False, "batch_size": 2})
-    records, _ = generate_answers.generate_answers(str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test,
-                                                   gen, QUANT, "cpu", 32)
+    records, _ = generate_answers.generate_answers(
+        str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test, gen, QUANT, "cpu", 32
+    )
     assert [r["id"] for r in records] == ["q1", "q2"]
     assert all(0 < r["answer_tokens"] <= 8 and r["prompt_tokens"] > 5 for r in records)
-    again, _ = generate_answers.generate_answers(str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test,
-                                                 gen, QUANT, "cpu", 32)
+    again, _ = generate_answers.generate_answers(
+        str(tiny / "m" / "manifest.json"), str(tiny / "adapter"), test, gen, QUANT, "cpu", 32
+    )
     assert [r["answer"] for r in again] == [r["answer"] for r in records]  # greedy is deterministic
 
 
@@ -174,8 +219,10 @@ def installed(*names):
 
 
 def test_base_model_stage_records_the_versions_it_built_with(tiny, tmp_path):
-    smk = fake_snakemake(input={"train": [str(tiny / "train.jsonl")]},
-                         params={"model": {"source": "build", "build": SHAPE}, "device": "cpu"})
+    smk = fake_snakemake(
+        input={"train": [str(tiny / "train.jsonl")]},
+        params={"model": {"source": "build", "build": SHAPE}, "device": "cpu"},
+    )
     smk.output = Files([str(tmp_path / "m" / "manifest.json")])
     base_model.main(smk)
     manifest = read_json(tmp_path / "m" / "manifest.json")
@@ -188,23 +235,36 @@ def test_base_model_stage_records_the_versions_it_built_with(tiny, tmp_path):
 @pytest.mark.slow
 def test_train_stage_records_the_versions_it_ran_with(tiny, tmp_path):
     setting = {**SETTING, "training": {**SETTING["training"], "max_steps": 1}}
-    out = {"adapter": str(tmp_path / "adapter"), "stats": str(tmp_path / "rep0.json"), "loss": str(tmp_path / "loss.csv")}
-    smk = fake_snakemake(input={"model": str(tiny / "m" / "manifest.json"), "train": str(tiny / "train.jsonl"),
-                                "val": str(tiny / "val.jsonl")}, output=out,
-                         params={"setting": setting, "quantization": QUANT, "device": "cpu",
-                                 "checkpoints": str(tmp_path / "ckpt")})
+    out = {
+        "adapter": str(tmp_path / "adapter"),
+        "stats": str(tmp_path / "rep0.json"),
+        "loss": str(tmp_path / "loss.csv"),
+    }
+    smk = fake_snakemake(
+        input={
+            "model": str(tiny / "m" / "manifest.json"),
+            "train": str(tiny / "train.jsonl"),
+            "val": str(tiny / "val.jsonl"),
+        },
+        output=out,
+        params={"setting": setting, "quantization": QUANT, "device": "cpu", "checkpoints": str(tmp_path / "ckpt")},
+    )
     smk.resources, smk.wildcards = SimpleNamespace(gpu_memory_gib=32), SimpleNamespace(setting="tiny")
     train_adapter.main(smk)
     stats = read_json(out["stats"])
     assert stats["global_step"] == 1 and stats["device"] == "cpu" and not (tmp_path / "ckpt").exists()
-    assert stats["versions"] == installed("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate",
-                                          "datasets")
+    assert stats["versions"] == installed(
+        "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets"
+    )
 
 
 def test_a_half_written_checkpoint_is_skipped_when_resuming(tmp_path, caplog):
     """A job killed while saving leaves checkpoint-20 without trainer_state.json: resume from 10."""
-    for step, files in ((10, ("adapter_model.safetensors", "trainer_state.json")), (20, ("adapter_model.safetensors",)),
-                        (5, ("adapter_model.safetensors", "trainer_state.json"))):
+    for step, files in (
+        (10, ("adapter_model.safetensors", "trainer_state.json")),
+        (20, ("adapter_model.safetensors",)),
+        (5, ("adapter_model.safetensors", "trainer_state.json")),
+    ):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         for name in files:
@@ -233,14 +293,21 @@ def test_dequantised_base_trains_like_the_nf4_base(tiny, tmp_path):
     q_proj = dense.model.layers[0].self_attn.q_proj
     assert q_proj.weight.dtype == torch.float32 and q_proj.weight.numel() == 64 * 64
     reference = nf4.model.layers[0].self_attn.q_proj
-    assert torch.equal(q_proj.weight, bnb.functional.dequantize_4bit(reference.weight.data, reference.weight.quant_state))
+    assert torch.equal(
+        q_proj.weight, bnb.functional.dequantize_4bit(reference.weight.data, reference.weight.quant_state)
+    )
 
     rows = read_jsonl(tiny / "train.jsonl")[:8]
     losses = []
     for model in (nf4, dense):
         trainer = train_adapter.build_trainer(
-            model, load_tokenizer(manifest), train_adapter.sft_dataset(rows), None,
-            two_steps(SETTING["training"], tmp_path / str(len(losses))), SETTING["lora"])
+            model,
+            load_tokenizer(manifest),
+            train_adapter.sft_dataset(rows),
+            None,
+            two_steps(SETTING["training"], tmp_path / str(len(losses))),
+            SETTING["lora"],
+        )
         trainer.train()
         losses.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
     assert train_adapter.execution(trainer)["frozen_base"] == "dequantised once from 4-bit"
@@ -259,9 +326,13 @@ def test_compiled_decoder_layers_train_like_eager_ones(tiny, tmp_path):
     losses, adapters = [], []
     for compiled in (False, True):
         trainer = train_adapter.build_trainer(
-            load_quantized_model(manifest, QUANT, "cpu").dequantize(), load_tokenizer(manifest),
-            train_adapter.sft_dataset(rows), None, two_steps(no_checkpointing, tmp_path / str(compiled)),
-            SETTING["lora"])
+            load_quantized_model(manifest, QUANT, "cpu").dequantize(),
+            load_tokenizer(manifest),
+            train_adapter.sft_dataset(rows),
+            None,
+            two_steps(no_checkpointing, tmp_path / str(compiled)),
+            SETTING["lora"],
+        )
         if compiled:
             cuda_speed.compile_decoder_layers(trainer.model)
         trainer.train()
@@ -288,10 +359,15 @@ def test_fast_generation_answers_like_nf4_with_unmerged_lora(tiny, tmp_path):
     tokenizer = load_tokenizer(manifest)
     questions = [q for q, _ in QA]
     gen = with_defaults("generation", {"max_new_tokens": 16, "do_sample": False, "batch_size": 4})
-    slow = qlora.answer_questions(PeftModel.from_pretrained(load_quantized_model(manifest, QUANT, "cpu"),
-                                                            tmp_path / "adapter"), tokenizer, questions, gen)
-    fast = qlora.answer_questions(qlora.load_generation_model(manifest, QUANT, "cpu", str(tmp_path / "adapter")),
-                                  tokenizer, questions, gen)
+    slow = qlora.answer_questions(
+        PeftModel.from_pretrained(load_quantized_model(manifest, QUANT, "cpu"), tmp_path / "adapter"),
+        tokenizer,
+        questions,
+        gen,
+    )
+    fast = qlora.answer_questions(
+        qlora.load_generation_model(manifest, QUANT, "cpu", str(tmp_path / "adapter")), tokenizer, questions, gen
+    )
     base = qlora.answer_questions(load_quantized_model(manifest, QUANT, "cpu"), tokenizer, questions, gen)
     assert [a["answer"] for a in fast] == [a["answer"] for a in slow]
     assert [a["answer"] for a in fast] != [a["answer"] for a in base]  # the adapter was applied
@@ -326,19 +402,31 @@ def test_decoder_layers_compiled_only_on_cuda_without_checkpointing_over_the_deq
 
 
 def test_training_keys_are_sftconfig_arguments_passed_through(tmp_path):
-    args = train_adapter.sft_config({**SETTING["training"], "label_smoothing_factor": 0.1, "max_grad_norm": 0.5},
-                                    str(tmp_path), "cpu", "tiny")
+    args = train_adapter.sft_config(
+        {**SETTING["training"], "label_smoothing_factor": 0.1, "max_grad_norm": 0.5}, str(tmp_path), "cpu", "tiny"
+    )
     assert args.label_smoothing_factor == 0.1 and args.max_grad_norm == 0.5  # no code names them
     assert args.learning_rate == 1e-2 and args.train_sampling_strategy == "group_by_length"
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("lr", 1e-4, r"settings\.tiny\.training\.lr: not an argument of TRL's SFTConfig .*; did you mean learning_rate\?"),
-    ("warmup_ratio", 0.03, r"settings\.tiny\.training\.warmup_ratio: not an argument of TRL's SFTConfig"),
-    ("learning_rat", 0.03, r"settings\.tiny\.training\.learning_rat: .*; did you mean learning_rate\?"),
-    ("report_to", "wandb", r"settings\.tiny\.training\.report_to: 'wandb'; the pipeline writes only none or tensorboard"),
-    ("output_dir", "/elsewhere", r"settings\.tiny\.training\.output_dir: set by the pipeline"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "lr",
+            1e-4,
+            r"settings\.tiny\.training\.lr: not an argument of TRL's SFTConfig .*; did you mean learning_rate\?",
+        ),
+        ("warmup_ratio", 0.03, r"settings\.tiny\.training\.warmup_ratio: not an argument of TRL's SFTConfig"),
+        ("learning_rat", 0.03, r"settings\.tiny\.training\.learning_rat: .*; did you mean learning_rate\?"),
+        (
+            "report_to",
+            "wandb",
+            r"settings\.tiny\.training\.report_to: 'wandb'; the pipeline writes only none or tensorboard",
+        ),
+        ("output_dir", "/elsewhere", r"settings\.tiny\.training\.output_dir: set by the pipeline"),
+    ],
+)
 def test_an_unknown_or_fixed_training_key_stops_naming_it(tmp_path, key, value, message):
     with pytest.raises(PipelineError, match=message):
         train_adapter.sft_config({**SETTING["training"], key: value}, str(tmp_path), "cpu", "tiny")
@@ -347,24 +435,62 @@ def test_an_unknown_or_fixed_training_key_stops_naming_it(tmp_path, key, value, 
 def test_a_wrong_training_key_stops_before_the_model_loads(tmp_path):
     bad = {**SETTING, "training": {**SETTING["training"], "epochs": 1}}
     with pytest.raises(PipelineError, match=r"settings\.s1\.training\.epochs: .*did you mean num_train_epochs\?"):
-        train_adapter.train_adapter(str(tmp_path / "no-such-manifest.json"), "t.jsonl", "v.jsonl", bad, QUANT, "cpu",
-                                    32, str(tmp_path), name="s1")
+        train_adapter.train_adapter(
+            str(tmp_path / "no-such-manifest.json"),
+            "t.jsonl",
+            "v.jsonl",
+            bad,
+            QUANT,
+            "cpu",
+            32,
+            str(tmp_path),
+            name="s1",
+        )
 
 
 # The SFTConfig values the study's settings trained with before `training:` took SFTConfig's names
 # (scripts/train_adapter.py renamed epochs, batch_size, grad_accum, lr, warmup_ratio, scheduler,
 # optimizer, group_by_length and gradient_checkpointing by hand).
-COURSE = {"num_train_epochs": 1, "per_device_train_batch_size": 2, "per_device_eval_batch_size": 2,
-          "gradient_accumulation_steps": 8, "learning_rate": 2e-5, "weight_decay": 0.001, "warmup_steps": 0.03,
-          "lr_scheduler_type": "cosine", "optim": "paged_adamw_32bit", "bf16": True,
-          "train_sampling_strategy": "group_by_length", "gradient_checkpointing": True,
-          "gradient_checkpointing_kwargs": {"use_reentrant": False}, "eval_strategy": "steps", "eval_steps": 10,
-          "logging_steps": 1, "save_strategy": "steps", "save_steps": 50, "save_total_limit": 2, "seed": 42,
-          "max_length": 1024, "completion_only_loss": True, "report_to": [], "dataloader_num_workers": 0,
-          "use_cpu": True}
-STUDY_ARGS = {"setting1": COURSE, "setting2": COURSE, "setting3": COURSE,
-              "setting4": {**COURSE, "per_device_train_batch_size": 10, "per_device_eval_batch_size": 10,
-                           "gradient_accumulation_steps": 1, "learning_rate": 1e-4, "eval_steps": 1}}
+COURSE = {
+    "num_train_epochs": 1,
+    "per_device_train_batch_size": 2,
+    "per_device_eval_batch_size": 2,
+    "gradient_accumulation_steps": 8,
+    "learning_rate": 2e-5,
+    "weight_decay": 0.001,
+    "warmup_steps": 0.03,
+    "lr_scheduler_type": "cosine",
+    "optim": "paged_adamw_32bit",
+    "bf16": True,
+    "train_sampling_strategy": "group_by_length",
+    "gradient_checkpointing": True,
+    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    "eval_strategy": "steps",
+    "eval_steps": 10,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 50,
+    "save_total_limit": 2,
+    "seed": 42,
+    "max_length": 1024,
+    "completion_only_loss": True,
+    "report_to": [],
+    "dataloader_num_workers": 0,
+    "use_cpu": True,
+}
+STUDY_ARGS = {
+    "setting1": COURSE,
+    "setting2": COURSE,
+    "setting3": COURSE,
+    "setting4": {
+        **COURSE,
+        "per_device_train_batch_size": 10,
+        "per_device_eval_batch_size": 10,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 1e-4,
+        "eval_steps": 1,
+    },
+}
 
 
 @pytest.mark.parametrize("name", sorted(STUDY_ARGS))
@@ -378,5 +504,7 @@ def test_the_study_settings_build_the_sftconfig_they_always_did(name, tmp_path):
     assert args.output_dir == str(tmp_path)
     # On CUDA the same effective batch as one micro-batch (the study's 2 x 8 as 16 x 1).
     effective = got["per_device_train_batch_size"] * got["gradient_accumulation_steps"]
-    assert cuda_speed.speedups(training, "cuda") == {"per_device_train_batch_size": effective,
-                                                      "gradient_accumulation_steps": 1}
+    assert cuda_speed.speedups(training, "cuda") == {
+        "per_device_train_batch_size": effective,
+        "gradient_accumulation_steps": 1,
+    }

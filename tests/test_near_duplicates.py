@@ -4,17 +4,21 @@ n-grams, exact Jaccard on its candidates, a reworded copy found, a near-copy sto
 import json
 
 import pytest
-from conftest import fake_snakemake
 
 import near_duplicates as nd
 from common import PipelineError, read_json, read_jsonl, write_jsonl
+from conftest import fake_snakemake
 
 CFG = {"ngram": 2, "num_perm": 128, "threshold": 0.5, "stop_threshold": 0.9, "top_k": 10}
-TEST = [{"id": 1, "question": "高血压患者平时饮食需要注意什么？"},
-        {"id": 2, "question": "请描述一下病毒性感染的传播途径以及如何防止传播？"}]
-TRAIN = [{"id": "a", "question": "高血压患者平时的饮食需要注意些什么？"},  # reworded test question 1
-         {"id": "b", "question": "孩子发烧三天了，吃了布洛芬还是不退，应该怎么办？"},
-         {"id": "c", "question": "胃痛了好几天，吃饭以后更加难受，请问是什么原因？"}]
+TEST = [
+    {"id": 1, "question": "高血压患者平时饮食需要注意什么？"},
+    {"id": 2, "question": "请描述一下病毒性感染的传播途径以及如何防止传播？"},
+]
+TRAIN = [
+    {"id": "a", "question": "高血压患者平时的饮食需要注意些什么？"},  # reworded test question 1
+    {"id": "b", "question": "孩子发烧三天了，吃了布洛芬还是不退，应该怎么办？"},
+    {"id": "c", "question": "胃痛了好几天，吃饭以后更加难受，请问是什么原因？"},
+]
 VAL = [{"id": "v", "question": "经常熬夜会不会导致脱发，有什么好的办法？"}]
 
 
@@ -31,8 +35,11 @@ def test_a_near_copy_stops_the_run_naming_the_pair():
     copy = [{"id": "x", "question": "请描述一下，病毒性感染的传播途径以及如何防止传播?"}]  # punctuation only
     pairs = nd.near_duplicates(TEST, {"train": TRAIN, "val": copy}, CFG)
     assert pairs[0]["jaccard"] == 1.0 and pairs[0]["split"] == "val"
-    with pytest.raises(PipelineError, match=r"test question 2 is a near-duplicate of val row 'x' .*Jaccard 1.00 "
-                                            r">= leakage.stop_threshold 0.9"):
+    with pytest.raises(
+        PipelineError,
+        match=r"test question 2 is a near-duplicate of val row 'x' .*Jaccard 1.00 "
+        r">= leakage.stop_threshold 0.9",
+    ):
         nd.check_stop(pairs, 0.9)
     nd.check_stop(pairs, None)  # null: report only
 

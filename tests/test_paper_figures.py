@@ -7,6 +7,8 @@ import re
 import subprocess
 
 import pytest
+from matplotlib import rc_context
+from matplotlib.figure import Figure
 
 import figure_answer_lengths
 import figure_loss_curves
@@ -16,10 +18,17 @@ from conftest import fake_snakemake
 from figure_loss_curves import loss_figure, plot_loss_curves
 from figure_style import figure_rc, setting_rows
 from figure_win_rates import draw_win_rates, plot_win_rates
-from matplotlib import rc_context
-from matplotlib.figure import Figure
-from paper_data import (REPLICATES, SETTINGS, TRAINED, loss_frame, needs_xelatex, pdftotext, squash,
-                        study_config, winrate_rows)
+from paper_data import (
+    REPLICATES,
+    SETTINGS,
+    TRAINED,
+    loss_frame,
+    needs_xelatex,
+    pdftotext,
+    squash,
+    study_config,
+    winrate_rows,
+)
 
 
 def loss_numbers():
@@ -45,8 +54,11 @@ def write_losses(folder):
 def test_loss_figure_is_a_real_pdf(tmp_path):
     path = tmp_path / "paper" / "loss_curves.pdf"
     path.parent.mkdir()
-    frames = {"Setting 1": [loss_frame(), loss_frame(scale=1.2)], "Setting 2": [loss_frame(with_val=False)],
-              "Setting 3": [loss_frame(n_steps=1), loss_frame(n_steps=1, scale=2.0)]}
+    frames = {
+        "Setting 1": [loss_frame(), loss_frame(scale=1.2)],
+        "Setting 2": [loss_frame(with_val=False)],
+        "Setting 3": [loss_frame(n_steps=1), loss_frame(n_steps=1, scale=2.0)],
+    }
     plot_loss_curves(frames, path)
     data = path.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 1000
@@ -76,8 +88,11 @@ def test_win_rate_figure_has_a_labelled_50_percent_line():
 
 
 def test_loss_panels_share_one_y_axis():
-    frames = {"Setting 1": [loss_frame(scale=0.5)], "Setting 2": [loss_frame(scale=4.0)],
-              "Setting 3": [loss_frame(scale=1.0), loss_frame(scale=2.0)]}
+    frames = {
+        "Setting 1": [loss_frame(scale=0.5)],
+        "Setting 2": [loss_frame(scale=4.0)],
+        "Setting 3": [loss_frame(scale=1.0), loss_frame(scale=2.0)],
+    }
     with rc_context(figure_rc()):
         fig = loss_figure(frames)
     visible = [ax for ax in fig.axes if ax.get_visible()]
@@ -97,9 +112,13 @@ def test_each_figure_stage_writes_its_figure(tmp_path):
         assert out.read_bytes().startswith(b"%PDF")
     assert len(json.loads(winrate.read_text(encoding="utf-8"))) == len(SETTINGS)  # controls too
     out = tmp_path / "loss_curves.pdf"
-    figure_loss_curves.main(fake_snakemake(input={"losses": write_losses(tmp_path / "losses")},
-                                           output={"figure": str(out)},
-                                           params={"numbers": loss_numbers(), "replicates": REPLICATES}))
+    figure_loss_curves.main(
+        fake_snakemake(
+            input={"losses": write_losses(tmp_path / "losses")},
+            output={"figure": str(out)},
+            params={"numbers": loss_numbers(), "replicates": REPLICATES},
+        )
+    )
     assert out.read_bytes().startswith(b"%PDF")
     assert [p.name for p in tmp_path.glob(".*")] == []  # no temporary file left
 
@@ -115,8 +134,11 @@ def test_loss_figure_rejects_a_bad_loss_csv(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("step,epoch,split,loss\n1,0.1,test,2.0\n")
     out = tmp_path / "loss_curves.pdf"
-    smk = fake_snakemake(input={"losses": [str(bad)] * (len(TRAINED) * REPLICATES)}, output={"figure": str(out)},
-                         params={"numbers": loss_numbers(), "replicates": REPLICATES})
+    smk = fake_snakemake(
+        input={"losses": [str(bad)] * (len(TRAINED) * REPLICATES)},
+        output={"figure": str(out)},
+        params={"numbers": loss_numbers(), "replicates": REPLICATES},
+    )
     with pytest.raises(PipelineError, match=r"bad.csv, line 2: field 'split'"):
         figure_loss_curves.main(smk)
     assert not out.exists()
@@ -126,8 +148,11 @@ def test_loss_figure_needs_every_replicate_of_every_trained_setting(tmp_path):
     out = tmp_path / "loss_curves.pdf"
     losses = write_losses(tmp_path / "losses")
     for paths in (losses[:-1], losses + losses[:4]):  # a replicate missing; 6 settings' count (controls too)
-        smk = fake_snakemake(input={"losses": paths}, output={"figure": str(out)},
-                             params={"numbers": loss_numbers(), "replicates": REPLICATES})
+        smk = fake_snakemake(
+            input={"losses": paths},
+            output={"figure": str(out)},
+            params={"numbers": loss_numbers(), "replicates": REPLICATES},
+        )
         message = rf"input 'losses': {len(paths)} file\(s\) for 4 settings x 2 replicates"
         with pytest.raises(PipelineError, match=message):
             figure_loss_curves.main(smk)
@@ -137,9 +162,13 @@ def test_loss_figure_needs_every_replicate_of_every_trained_setting(tmp_path):
 @needs_xelatex
 def test_loss_figure_has_a_panel_per_trained_setting_and_a_curve_per_replicate(tmp_path):
     out = tmp_path / "loss_curves.pdf"
-    figure_loss_curves.main(fake_snakemake(input={"losses": write_losses(tmp_path / "losses")},
-                                           output={"figure": str(out)},
-                                           params={"numbers": loss_numbers(), "replicates": REPLICATES}))
+    figure_loss_curves.main(
+        fake_snakemake(
+            input={"losses": write_losses(tmp_path / "losses")},
+            output={"figure": str(out)},
+            params={"numbers": loss_numbers(), "replicates": REPLICATES},
+        )
+    )
     text = pdftotext(out)
     panels = re.findall(r"Setting (\d): Title (\S+)", text)
     assert sorted(panels) == [("1", "setting1"), ("2", "setting2"), ("3", "setting3"), ("4", "setting4")]

@@ -12,12 +12,32 @@ import pytest
 
 from figure_answer_lengths import plot_answer_lengths
 from figure_loss_curves import plot_loss_curves
-from figure_style import APT_PACKAGES, setting_rows
 from figure_ranking import plot_ranking, ranking_rows
+from figure_style import APT_PACKAGES, setting_rows
 from figure_win_rates import KEYS, plot_win_rates
-from paper_data import (HAS_TEX, NO_TEX, PUBLISHED, QUESTIONS, RANKING, REPLICATES, SETTINGS, SPECIAL, STUDY_PROMPT_START, TEST_SETS,
-                        TITLES, TRAINED, SIZES, claims_rows, loss_frame, make_context, pdftotext, squash, study_config,
-                        table_cells, winrate_rows)
+from paper_data import (
+    HAS_TEX,
+    NO_TEX,
+    PUBLISHED,
+    QUESTIONS,
+    RANKING,
+    REPLICATES,
+    SETTINGS,
+    SIZES,
+    SPECIAL,
+    STUDY_PROMPT_START,
+    TEST_SETS,
+    TITLES,
+    TRAINED,
+    claims_rows,
+    loss_frame,
+    make_context,
+    pdftotext,
+    squash,
+    study_config,
+    table_cells,
+    winrate_rows,
+)
 from render_tex import render_paper
 from test_pipeline import DEMO, copy_repo, snakemake
 
@@ -34,11 +54,17 @@ def workflow_with_tex(root: Path, tex: str) -> Path:
     paper.mkdir(parents=True)
     (paper / "paper.tex").write_text(tex, encoding="utf-8")
     rows = winrate_rows()
-    plot_loss_curves({f"Setting {k}: {TITLES[s]}": [loss_frame(scale=1 + r / 10) for r in range(REPLICATES)]
-                      for k, s in enumerate(TRAINED, 1)}, paper / "loss_curves.pdf")
+    plot_loss_curves(
+        {
+            f"Setting {k}: {TITLES[s]}": [loss_frame(scale=1 + r / 10) for r in range(REPLICATES)]
+            for k, s in enumerate(TRAINED, 1)
+        },
+        paper / "loss_curves.pdf",
+    )
     plot_win_rates(setting_rows(rows, KEYS), paper / "win_rates.pdf")
-    plot_answer_lengths(setting_rows(rows, ("mean_answer_chars", "baseline_mean_answer_chars")),
-                        paper / "answer_lengths.pdf")
+    plot_answer_lengths(
+        setting_rows(rows, ("mean_answer_chars", "baseline_mean_answer_chars")), paper / "answer_lengths.pdf"
+    )
     plot_ranking(ranking_rows(RANKING, {s: k for k, s in enumerate(SETTINGS, 1)}), paper / "ranking.pdf")
     return paper
 
@@ -68,19 +94,22 @@ MISSING = re.compile(r"^Missing character: There is no .*$", re.M)
 
 def typesetting_problems(log: str, tolerance_pt: float = 1.0) -> list[str]:
     """Each box overfull by more than `tolerance_pt`, and each missing character, in a LaTeX log."""
-    return ([m[0] for m in OVERFULL.finditer(log) if float(m[1]) > tolerance_pt]
-            + [m[0] for m in MISSING.finditer(log)])
+    return [m[0] for m in OVERFULL.finditer(log) if float(m[1]) > tolerance_pt] + [m[0] for m in MISSING.finditer(log)]
 
 
 def test_typesetting_problems_are_found_in_a_log():
-    log = ("Overfull \\hbox (45.30782pt too wide) in paragraph at lines 493--493\n"
-           "Overfull \\hbox (0.6pt too wide) in alignment at lines 1--2\n"
-           "Overfull \\vbox (3.0pt too high) has occurred while \\output is active\n"
-           "Missing character: There is no \ufffd (U+FFFD) in font [lmroman10-regular]:mapping=tex-text;!\n"
-           "Underfull \\hbox (badness 10000) in paragraph at lines 5--6\n")
+    log = (
+        "Overfull \\hbox (45.30782pt too wide) in paragraph at lines 493--493\n"
+        "Overfull \\hbox (0.6pt too wide) in alignment at lines 1--2\n"
+        "Overfull \\vbox (3.0pt too high) has occurred while \\output is active\n"
+        "Missing character: There is no \ufffd (U+FFFD) in font [lmroman10-regular]:mapping=tex-text;!\n"
+        "Underfull \\hbox (badness 10000) in paragraph at lines 5--6\n"
+    )
     assert typesetting_problems(log) == [
-        "Overfull \\hbox (45.30782pt too wide)", "Overfull \\vbox (3.0pt too high)",
-        "Missing character: There is no \ufffd (U+FFFD) in font [lmroman10-regular]:mapping=tex-text;!"]
+        "Overfull \\hbox (45.30782pt too wide)",
+        "Overfull \\vbox (3.0pt too high)",
+        "Missing character: There is no \ufffd (U+FFFD) in font [lmroman10-regular]:mapping=tex-text;!",
+    ]
 
 
 def test_no_box_sticks_out_and_no_character_is_missing(built_paper):
@@ -96,11 +125,17 @@ def test_demo_paper_typesets_cleanly_with_its_notice_on_every_page(demo_run):
     log = (results / "logs/paper_pdf.log").read_text(encoding="utf-8", errors="replace")
     assert typesetting_problems(log) == []
     pdf = results / "paper/paper.pdf"
-    pages = int(re.search(r"^Pages:\s+(\d+)$", subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
-                                                                check=True).stdout, re.M)[1])
+    pages = int(
+        re.search(
+            r"^Pages:\s+(\d+)$",
+            subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout,
+            re.M,
+        )[1]
+    )
     for page in range(1, pages + 1):
-        text = subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), str(pdf), "-"], capture_output=True,
-                              text=True, check=True).stdout
+        text = subprocess.run(
+            ["pdftotext", "-f", str(page), "-l", str(page), str(pdf), "-"], capture_output=True, text=True, check=True
+        ).stdout
         assert squash("so these numbers say nothing about medicine") in squash(text), f"page {page} of {pages}"
     context = json.loads((results / "paper/context.json").read_text(encoding="utf-8"))
     rows = {r["parameter"]: r["this_run"] for g in context["fidelity"] for r in g["rows"]}
@@ -121,8 +156,10 @@ def test_pdf_table_has_the_numbers_of_the_winrate_table(built_paper):
 
 def test_pdf_has_the_claims_table_of_each_test_set(built_paper):
     text = pdftotext(built_paper / "paper.pdf", layout=True)
-    captions = [f"The study’s claims on test set {t} (primary judge; {SIZES[t]} questions × {REPLICATES} replicates;"
-                for t in TEST_SETS]
+    captions = [
+        f"The study’s claims on test set {t} (primary judge; {SIZES[t]} questions × {REPLICATES} replicates;"
+        for t in TEST_SETS
+    ]
     starts = [text.index(caption) for caption in captions]
     for test_set, start, end in zip(TEST_SETS, starts, starts[1:] + [len(text)]):
         table, at = text[start:end], 0

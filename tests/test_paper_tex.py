@@ -12,6 +12,7 @@ import jinja2
 import pandas as pd
 import pytest
 import yaml
+from statsmodels.stats.multitest import multipletests
 
 import fidelity_table
 import paper_context
@@ -21,21 +22,48 @@ import report_tables
 from common import PipelineError, read_prompt
 from conftest import REPO, fake_snakemake
 from paper_context import read_pairwise_csv
-from paper_data import (STUDY, JUDGE_PROMPT, JUDGES, LEAKAGE, PUBLISHED, PUBLISHED_NONE, QUESTIONS, REPLICATES, SETTINGS, SIZES,
-                        SPECIAL, SPECIAL_ESCAPED, STUDY_PROMPT_START, TABLES, TEST_SETS, TRAINED, WIDEST_SPREAD,
-                        EXPECTED_PCT, agreement_rows, all_claims, all_winrates, answer, claims_rows,
-                        config, context_params, make_context, pairwise_rows, sample_records,  # noqa: F401
-                        table_cells, winrate_rows, write_run_files)
+from paper_data import (
+    EXPECTED_PCT,
+    JUDGE_PROMPT,
+    JUDGES,
+    LEAKAGE,
+    PUBLISHED,
+    PUBLISHED_NONE,
+    QUESTIONS,
+    REPLICATES,
+    SETTINGS,
+    SIZES,
+    SPECIAL,
+    SPECIAL_ESCAPED,
+    STUDY,
+    STUDY_PROMPT_START,
+    TABLES,
+    TEST_SETS,
+    TRAINED,
+    WIDEST_SPREAD,
+    agreement_rows,
+    all_claims,
+    all_winrates,
+    answer,
+    claims_rows,
+    config,  # noqa: F401
+    context_params,
+    make_context,
+    pairwise_rows,
+    sample_records,
+    table_cells,
+    winrate_rows,
+    write_run_files,
+)
 from paper_design import hparam_rows, setting_specs, shared_rows
 from render_tex import latex_escape, render_paper
 from run_plan import secret_envs
-from statsmodels.stats.multitest import multipletests
 
 
 def section(tex, start, end=r"\end{tabular}"):
     """The part of the .tex from `start` to the next `end`."""
     i = tex.index(start)
-    return tex[i:tex.index(end, i)]
+    return tex[i : tex.index(end, i)]
 
 
 # --------------------------------------------------------------------------- the .tex
@@ -61,14 +89,20 @@ def test_table_rows_have_the_numbers_of_the_winrate_table(config):
         s = row["setting"]
         cells = table_cells(row)
         assert cells[3] == EXPECTED_PCT[s]
-        expected = f"Ours (setting {k}): {latex_escape(row['title'])} & " + " & ".join(cells) + f" & {PUBLISHED[s]} \\\\"
+        expected = (
+            f"Ours (setting {k}): {latex_escape(row['title'])} & " + " & ".join(cells) + f" & {PUBLISHED[s]} \\\\"
+        )
         assert expected in tex
     # n, 20 questions x 2 replicates pooled, in the caption, never as a count; a control has no published rate
     assert r"\caption{Win rate against the baseline (20 questions $\times$ 2 replicates per setting)}" in tex
-    assert (r"Ours (setting 1): Baseline recipe (Qwen3-4B) & 30 & 1 & 9 & 75.0 & [59.8, 85.8] & 0.001 & "
-            r"75.0 \\") in tex
-    assert (r"Ours (setting 5): Untuned control (Qwen3-4B) & 10 & 6 & 24 & 25.0 & [14.2, 40.2] & 0.024 & "
-            r"-- \\") in tex
+    assert (
+        r"Ours (setting 1): Baseline recipe (Qwen3-4B) & 30 & 1 & 9 & 75.0 & [59.8, 85.8] & 0.001 & "
+        r"75.0 \\"
+    ) in tex
+    assert (
+        r"Ours (setting 5): Untuned control (Qwen3-4B) & 10 & 6 & 24 & 25.0 & [14.2, 40.2] & 0.024 & "
+        r"-- \\"
+    ) in tex
     assert "& 40 &" not in section(tex, r"\label{tab:winrate}")
 
 
@@ -112,8 +146,18 @@ def test_hyperparameter_table_reads_the_sftconfig_keys(config):
     """The study's rows as they were when `training:` had our own names (epochs, batch_size, ...);
     the trained settings' columns only."""
     rows = {row["label"]: row["values"] for row in hparam_rows(setting_specs(config))}
-    assert list(rows)[6:] == ["Epochs", "Batch size", "Grad. accumulation", "Learning rate", "Weight decay", "Warmup",
-                              "Scheduler", "Optimizer", "Gradient checkpointing", "Eval steps"]
+    assert list(rows)[6:] == [
+        "Epochs",
+        "Batch size",
+        "Grad. accumulation",
+        "Learning rate",
+        "Weight decay",
+        "Warmup",
+        "Scheduler",
+        "Optimizer",
+        "Gradient checkpointing",
+        "Eval steps",
+    ]
     assert all(len(values) == len(TRAINED) for values in rows.values())
     assert rows["Model"] == ["qwen3-4b", "qwen3-14b", "qwen3-4b", "qwen3-4b"]
     assert rows["Epochs"] == ["1"] * 4 and rows["Weight decay"] == ["0.001"] * 4
@@ -128,12 +172,24 @@ def test_hyperparameters_all_settings_share_are_stated_once(config):
     differ = {row["label"]: row["values"] for row in context["hparams"]}
     assert list(differ) == ["Model", "Data variant", "Batch size", "Grad. accumulation", "Learning rate", "Eval steps"]
     shared = {row["label"]: row["value"] for row in context["hparams_shared"]}
-    assert list(shared) == ["LoRA r", "LoRA alpha", "LoRA dropout", "LoRA targets", "Epochs", "Weight decay", "Warmup",
-                            "Scheduler", "Optimizer", "Gradient checkpointing"]
+    assert list(shared) == [
+        "LoRA r",
+        "LoRA alpha",
+        "LoRA dropout",
+        "LoRA targets",
+        "Epochs",
+        "Weight decay",
+        "Warmup",
+        "Scheduler",
+        "Optimizer",
+        "Gradient checkpointing",
+    ]
     assert shared["Warmup"] == "3% of steps"
     tex = render_paper(context)
-    assert ("Table~\\ref{tab:hparams} lists the hyperparameters in which the trained settings differ; they\n"
-            "share the others: LoRA r 16; LoRA alpha 16; ") in tex
+    assert (
+        "Table~\\ref{tab:hparams} lists the hyperparameters in which the trained settings differ; they\n"
+        "share the others: LoRA r 16; LoRA alpha 16; "
+    ) in tex
     table = section(tex, r"\label{tab:hparams}", r"\end{tabularx}")
     assert r"Batch size & 2 & 2 & 2 & 10 \\" in table and "Weight decay" not in table
     # One trained setting has nothing to share with: every value stays in its column.
@@ -143,13 +199,20 @@ def test_hyperparameters_all_settings_share_are_stated_once(config):
 def test_controls_are_settings_without_hyperparameters(config):
     context = make_context(config)
     assert [(s["k"], s["key"], s["control"]) for s in context["settings"]] == [
-        (1, "setting1", False), (2, "setting2", False), (3, "setting3", False), (4, "setting4", False),
-        (5, "control-4b", True), (6, "control-14b", True)]
+        (1, "setting1", False),
+        (2, "setting2", False),
+        (3, "setting3", False),
+        (4, "setting4", False),
+        (5, "control-4b", True),
+        (6, "control-14b", True),
+    ]
     assert context["trained"] == [{"k": k, "key": s} for k, s in enumerate(TRAINED, 1)]
     tex = render_paper(context)
     assert "The study compares 6 settings" in tex
-    assert ("Untuned controls, each a base model answering with no adapter and the same decoding:\n"
-            "setting 5 (Untuned control (Qwen3-4B)); \nsetting 6 (Untuned control (Qwen3-14B)).") in tex
+    assert (
+        "Untuned controls, each a base model answering with no adapter and the same decoding:\n"
+        "setting 5 (Untuned control (Qwen3-4B)); \nsetting 6 (Untuned control (Qwen3-14B))."
+    ) in tex
     hparams = section(tex, r"\label{tab:hparams}", r"\end{tabularx}")
     assert r"\begin{tabularx}{\linewidth}{@{}l*{4}{" in hparams
     assert [int(k) for k in re.findall(r"^ & Setting (\d+)$", hparams, re.M)] == [1, 2, 3, 4]
@@ -190,8 +253,10 @@ def test_case_study(config):
 
 def test_case_study_explains_the_mark_only_where_an_excerpt_has_one(config):
     tests, baseline, generations = sample_records()
-    clean = {s: [[{**g, "answer": g["answer"].replace("\ufffd", "")} for g in rep] for rep in reps]
-             for s, reps in generations.items()}
+    clean = {
+        s: [[{**g, "answer": g["answer"].replace("\ufffd", "")} for g in rep] for rep in reps]
+        for s, reps in generations.items()
+    }
     context = make_context(config, generations=clean)
     assert context["case"]["undecodable"] is False
     assert "marks bytes" not in render_paper(context)
@@ -205,14 +270,23 @@ def test_every_page_says_when_the_models_are_built_not_the_studys(config):
     assert make_context(config)["notice"] is not None  # a built baseline model is enough
     config["models"]["qwen3-14b"] = {"source": "build", "build": {"hidden_size": 64}}
     context = make_context(config)
-    notice = ("Not the study's Qwen3: models built by this pipeline from random weights, so these numbers say "
-              "nothing about medicine")
+    notice = (
+        "Not the study's Qwen3: models built by this pipeline from random weights, so these numbers say "
+        "nothing about medicine"
+    )
     assert context["notice"] == notice
     tex = render_paper(context)
-    preamble = tex[:tex.index(r"\begin{document}")]
+    preamble = tex[: tex.index(r"\begin{document}")]
     # The header of the plain style, which \maketitle's page uses too, and the style of every page.
-    assert (r"\fancypagestyle{plain}{%" + "\n" + r"  \fancyhf{}%" + "\n"
-            + r"  \fancyhead[C]{\footnotesize\itshape " + latex_escape(notice) + "}%") in preamble
+    assert (
+        r"\fancypagestyle{plain}{%"
+        + "\n"
+        + r"  \fancyhf{}%"
+        + "\n"
+        + r"  \fancyhead[C]{\footnotesize\itshape "
+        + latex_escape(notice)
+        + "}%"
+    ) in preamble
     assert "\\renewcommand{\\headrulewidth}{0pt}}\n\\pagestyle{plain}\n" in preamble
     assert tex.count(r"\pagestyle{") == 1 and r"\thispagestyle" not in tex
 
@@ -224,7 +298,10 @@ def test_the_fidelity_table_shows_the_runs_models_and_test_set():
     rows = {r["parameter"]: r for r in fidelity_table.fidelity_table(STUDY, demo).to_dict(orient="records")}
     assert rows["Model, settings 1, 3, 4"]["this_run"] == "build" and rows["Model, setting 2"]["this_run"] == "build"
     assert (rows["Test set"]["this_run"], rows["Test questions"]["this_run"], rows["Baseline answers"]["this_run"]) == (
-        "heldout", "12", "model")
+        "heldout",
+        "12",
+        "model",
+    )
     assert all(rows[p]["status"] == "deviation" for p in ("Model, setting 2", "Test set", "Test questions"))
     demo["settings"]["setting2"]["model"] = "tiny-s"
     demo["models"]["tiny-s"]["source"] = "Qwen/Qwen3-14B"  # setting 2's model, whatever its name
@@ -244,10 +321,14 @@ def test_design_section_comes_from_the_config(config):
     assert r"the panel:" + "\n" + r" \texttt{gpt-4o} (backend \texttt{openai}, model \texttt{gpt-4o})" in tex
     assert STUDY_PROMPT_START in tex and "does not affect your judgment." in tex
     # Each test set, the first the headline, with its size and its baseline.
-    assert (r"Test set \texttt{course}: 20 questions (from data/\allowbreak{}zh\_\allowbreak{}med.json); baseline:" + "\n"
-            r"the ChatGPT answers of the course's test file (the headline test set of Table~\ref{tab:winrate}).") in tex
-    assert (r"Test set \texttt{heldout}: 8 questions (a slice of the held-out split); baseline:" + "\n"
-            "the answers of gpt-3.5-turbo through an OpenAI-compatible API.") in tex
+    assert (
+        r"Test set \texttt{course}: 20 questions (from data/\allowbreak{}zh\_\allowbreak{}med.json); baseline:" + "\n"
+        r"the ChatGPT answers of the course's test file (the headline test set of Table~\ref{tab:winrate})."
+    ) in tex
+    assert (
+        r"Test set \texttt{heldout}: 8 questions (a slice of the held-out split); baseline:" + "\n"
+        "the answers of gpt-3.5-turbo through an OpenAI-compatible API."
+    ) in tex
     assert "Every setting runs 2 times (replicates)" in tex
     assert "its verdicts are on 20 questions\n$\\times$ 2 replicates" in tex
     for name in ("loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf"):
@@ -260,11 +341,17 @@ def test_design_section_comes_from_the_config(config):
 
 def test_one_replicate_is_not_called_replicates(config):
     config["replicates"] = 1
-    one = {key: [{**r, "replicates": 1, "replicate_win_rate_sd": None} for r in rows]
-           for key, rows in all_winrates().items()}
+    one = {
+        key: [{**r, "replicates": 1, "replicate_win_rate_sd": None} for r in rows]
+        for key, rows in all_winrates().items()
+    }
     tests, baseline, generations = sample_records()
-    context = make_context(config, winrates=one, generations={s: reps[:1] for s, reps in generations.items()},
-                           pairwise=[{**p, "n": 20} for p in pairwise_rows()])
+    context = make_context(
+        config,
+        winrates=one,
+        generations={s: reps[:1] for s, reps in generations.items()},
+        pairwise=[{**p, "n": 20} for p in pairwise_rows()],
+    )
     assert context["seed_noise"] is None
     tex = render_paper(context)
     assert "(replicates)" not in tex and "times replicates" not in tex and "seed noise" not in tex
@@ -291,8 +378,10 @@ def test_analysis_calls_significant_only_what_the_tests_say(config):
     assert "Setting 1 (Baseline recipe (Qwen3-4B)) wins 30 of 40 judged answers" in analysis
     assert "p = 0.001: the judge prefers this setting's answers significantly more often" in analysis
     assert "p = 0.143: the difference between wins and losses is not significant" in analysis
-    assert ("Setting 5 (Untuned control (Qwen3-4B)) wins 10 of 40 judged answers against the baseline (25.0%, "
-            "95% interval [14.2, 40.2]%)") in analysis
+    assert (
+        "Setting 5 (Untuned control (Qwen3-4B)) wins 10 of 40 judged answers against the baseline (25.0%, "
+        "95% interval [14.2, 40.2]%)"
+    ) in analysis
     assert "p = 0.024: the judge prefers the baseline's answers significantly more often" in analysis
 
 
@@ -301,9 +390,11 @@ def test_significance_is_at_the_configs_alpha(config):
     config["statistics"]["alpha"] = 0.01
     context = make_context(config)
     assert "p = 0.001: the judge prefers this setting's answers significantly more often" in " ".join(
-        context["analysis"]["baseline"])
+        context["analysis"]["baseline"]
+    )
     assert "p = 0.024: the difference between wins and losses is not significant" in " ".join(
-        context["analysis"]["baseline"])
+        context["analysis"]["baseline"]
+    )
     tex = render_paper(context)
     assert "gives $p < 0.01$" in tex and "corrected $p$ is below\n0.01 and" in tex
 
@@ -323,8 +414,10 @@ def test_a_setting_without_a_published_rate_shows_none(config):
     rows = winrate_rows()
     rows[3].update(PUBLISHED_NONE)
     tex = render_paper(make_context(config, winrate=rows))
-    assert (r"Ours (setting 4): Training tricks (Qwen3-4B) & 22 & 4 & 14 & 55.0 & [39.8, 69.3] & 0.243 & "
-            r"-- \\") in tex
+    assert (
+        r"Ours (setting 4): Training tricks (Qwen3-4B) & 22 & 4 & 14 & 55.0 & [39.8, 69.3] & 0.243 & "
+        r"-- \\"
+    ) in tex
     assert r"Setting 4 & 57.5 & -- & -- & -- \\" in tex
     assert r"Setting 5 & 32.5 & -- & -- & -- \\" in tex  # the controls: the study had none
 
@@ -345,12 +438,16 @@ def test_published_rates_only_against_the_study_baseline(config):
 def test_published_rates_are_compared_on_the_studys_terms(config):
     context = make_context(config)
     analysis = " ".join(context["analysis"]["baseline"])
-    assert ("The study published 80.0%; in its order alone (the baseline as Assistant 1, our assumption from the "
-            "course's code), each question once, ours scores 62.5%; ours minus the study's is -17.5 [-45.5, +10.5] "
-            "points (estimate [95% interval]); the equivalence test gives p = 0.612: our rate is not shown "
-            "equivalent to the study's within ±15 points, which is no evidence of a difference either.") in analysis
-    assert ("ours minus the study's is +2.5 [-7.5, +12.5] points (estimate [95% interval]); the equivalence test "
-            "gives p = 0.031: our rate is within ±15 points of the study's (equivalent).") in analysis
+    assert (
+        "The study published 80.0%; in its order alone (the baseline as Assistant 1, our assumption from the "
+        "course's code), each question once, ours scores 62.5%; ours minus the study's is -17.5 [-45.5, +10.5] "
+        "points (estimate [95% interval]); the equivalence test gives p = 0.612: our rate is not shown "
+        "equivalent to the study's within ±15 points, which is no evidence of a difference either."
+    ) in analysis
+    assert (
+        "ours minus the study's is +2.5 [-7.5, +12.5] points (estimate [95% interval]); the equivalence test "
+        "gives p = 0.031: our rate is within ±15 points of the study's (equivalent)."
+    ) in analysis
     assert "significantly different" not in analysis and "Boschloo" not in analysis
     assert not any("The study published" in s for s in context["analysis"]["baseline"][4:])  # controls
     tex = render_paper(context)
@@ -377,7 +474,9 @@ def test_fidelity_table_marks_what_differs_from_the_study(config):
     # The study config deviates only in bf16 mixed precision (ours, declared), and says so.
     assert r"\label{tab:fidelity}" in tex and "1 differs from it in this run (``differs'')" in tex
     assert "bf16 mixed precision, setting 4 & not set in §3.3's arguments (transformers' default: no) & yes" in tex
-    assert r"Judge model & ChatGPT-3 & gpt-3.5-turbo & report §2, §3.4; our reading: gpt-3.5-turbo & our reading \\" in tex
+    assert (
+        r"Judge model & ChatGPT-3 & gpt-3.5-turbo & report §2, §3.4; our reading: gpt-3.5-turbo & our reading \\" in tex
+    )
     assert r"Split seed & not stated & 42 & assumption; our assumption: 42" in tex and tex.count("& ours \\") >= 5
     assert r"Runs per setting & one (one win rate per setting) & 2 & report Table 1" in tex
     assert tex.count("& by design \\") >= 3 and tex.count("& speed only \\") >= 4
@@ -396,8 +495,19 @@ def test_augmentation_is_described_from_its_stats(config):
 
 def test_missing_win_rate(config):
     rows = winrate_rows()
-    rows[3].update(n=0, wins=0, ties=0, losses=0, win_rate=None, win_rate_ties_half=None, ci_low=None,
-                   ci_high=None, p_value=1.0, consistency=None, mean_answer_chars=None)
+    rows[3].update(
+        n=0,
+        wins=0,
+        ties=0,
+        losses=0,
+        win_rate=None,
+        win_rate_ties_half=None,
+        ci_low=None,
+        ci_high=None,
+        p_value=1.0,
+        consistency=None,
+        mean_answer_chars=None,
+    )
     tex = render_paper(make_context(config, winrate=rows))
     assert r"Ours (setting 4): Training tricks (Qwen3-4B) & 0 & 0 & 0 & -- & -- & 1.000 & 80.0 \\" in tex
     assert "Setting 4 (Training tricks (Qwen3-4B)) has no judged answers." in tex
@@ -422,8 +532,9 @@ def test_bad_inputs_are_user_errors(config):
     with pytest.raises(PipelineError, match="no row for setting 'setting4'"):
         make_context(config, winrate=winrate_rows()[:3])
     with pytest.raises(PipelineError, match="figure path"):
-        render_paper(make_context(config, figures={"loss": "../loss curves.pdf", "winrate": "w.pdf",
-                                                   "lengths": "l.pdf"}))
+        render_paper(
+            make_context(config, figures={"loss": "../loss curves.pdf", "winrate": "w.pdf", "lengths": "l.pdf"})
+        )
     rows = winrate_rows()
     del rows[1]["ci_low"]  # the win-rate table before its statistics columns
     with pytest.raises(PipelineError, match="winrate.json row of setting2: missing key 'ci_low'"):
@@ -465,6 +576,7 @@ def test_pairwise_csv_and_judge_prompt_are_read(tmp_path):
 
 # --------------------------------------------------------------------------- the claims section
 
+
 def points(value):
     return "--" if value is None else f"{100 * value:+.1f}"
 
@@ -473,11 +585,15 @@ def claim_cells(row, compares):
     """What a claims table row shows for a claims.json row, formatted as the paper formats it."""
     p = row["p_holm"]
     ran = row["effect"] is not None
-    return [f"{row['claim']} ({row['source']}): {compares}", points(row["published_effect"]), points(row["effect"]),
-            f"[{points(row['ci_low'])}, {points(row['ci_high'])}]" if ran else "--",
-            "--" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}",
-            "--" if row["power"] is None else f"{100 * row['power']:.1f}",
-            f"\\textbf{{{row['verdict']}}}: {row['reading']}"]
+    return [
+        f"{row['claim']} ({row['source']}): {compares}",
+        points(row["published_effect"]),
+        points(row["effect"]),
+        f"[{points(row['ci_low'])}, {points(row['ci_high'])}]" if ran else "--",
+        "--" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}",
+        "--" if row["power"] is None else f"{100 * row['power']:.1f}",
+        f"\\textbf{{{row['verdict']}}}: {row['reading']}",
+    ]
 
 
 def test_claims_tables_per_test_set(config):
@@ -505,7 +621,9 @@ def test_claims_tables_per_test_set(config):
         assert "setting 1 (qwen3-4b) vs the baseline" in baseline_row
         assert by_id["scaling"]["published_effect"] == pytest.approx(0.15)
     course = section(tex, r"\label{tab:claims-course}")
-    assert r"& +15.0 & +15.0 & [-2.5, +32.5] & 0.155 & 22.7 & \textbf{inconclusive}: fixture reading of scaling" in course
+    assert (
+        r"& +15.0 & +15.0 & [-2.5, +32.5] & 0.155 & 22.7 & \textbf{inconclusive}: fixture reading of scaling" in course
+    )
     assert r"& -- & +50.0 & [+30.0, +67.5] & <0.001 & -- & \textbf{supported}" in course
 
 
@@ -513,8 +631,10 @@ def test_the_calibration_table_shows_the_runs_design(config):
     tex = render_paper(make_context(config))
     table = section(tex, r"\label{tab:calibration}")
     for test_set in TEST_SETS:
-        assert (f"\\texttt{{{test_set}}} & {SIZES[test_set]} questions × {REPLICATES} replicates & 97.0 & 96.0 & "
-                f"95.0 & 98.0 & 0.4 & 400") in table
+        assert (
+            f"\\texttt{{{test_set}}} & {SIZES[test_set]} questions × {REPLICATES} replicates & 97.0 & 96.0 & "
+            f"95.0 & 98.0 & 0.4 & 400"
+        ) in table
 
 
 def test_the_conclusion_is_written_from_the_claims_tables_alone(config):
@@ -525,12 +645,13 @@ def test_the_conclusion_is_written_from_the_claims_tables_alone(config):
         "tested 5 supported (scaling_over_tricks (setting 2 (qwen3-14b) vs setting 4 (qwen3-4b)), beats_baseline_1 "
         "(setting 1 (qwen3-4b) vs the baseline), beats_baseline_2 (setting 2 (qwen3-14b) vs the baseline), "
         "sft_effective_4b (setting 1 (qwen3-4b) vs setting 5 (qwen3-4b)) and sft_effective_14b (setting 2 "
-        "(qwen3-14b) vs setting 6 (qwen3-14b))) and 6 inconclusive.")
+        "(qwen3-14b) vs setting 6 (qwen3-14b))) and 6 inconclusive."
+    )
     # power below 80% at the published effect: scaling, augmentation, tricks, scaling over augmentation
     assert conclusion[1].startswith("For 4 of the inconclusive claims the procedure has less than 80% power")
     assert "1 reproduced (scaling_over_tricks" in conclusion[2] and "1 contradicted (training_tricks" in conclusion[2]
     tex = render_paper(context)
-    body = tex[tex.index(r"\section{Conclusion}"):tex.index(r"\section{Fidelity to the study}")]
+    body = tex[tex.index(r"\section{Conclusion}") : tex.index(r"\section{Fidelity to the study}")]
     assert "significantly ahead" not in body and "McNemar" not in body
     for sentence in conclusion:
         assert latex_escape(sentence) in body
@@ -539,13 +660,27 @@ def test_the_conclusion_is_written_from_the_claims_tables_alone(config):
 def test_a_claim_not_run_says_so(config):
     """As claims_table writes a claim whose setting or comparison is not in the run."""
     claims = all_claims()
-    claims["course"][10].update(against="control of setting2", n=None, replicates=None, effect=None, ci_low=None,
-                               ci_high=None, published_in_ci=None, p_value=None, p_holm=None, power=None,
-                               n_for_80_power=None, verdict="not run", reading="a setting it compares is not in this run")
+    claims["course"][10].update(
+        against="control of setting2",
+        n=None,
+        replicates=None,
+        effect=None,
+        ci_low=None,
+        ci_high=None,
+        published_in_ci=None,
+        p_value=None,
+        p_holm=None,
+        power=None,
+        n_for_80_power=None,
+        verdict="not run",
+        reading="a setting it compares is not in this run",
+    )
     context = make_context(config, claims=claims)
     tex = render_paper(context)
-    assert (r"(report §4.1): setting 2 (qwen3-14b) vs control of setting2 & -- & -- & -- & -- & -- & "
-            r"\textbf{not run}: a setting it compares is not in this run \\") in tex
+    assert (
+        r"(report §4.1): setting 2 (qwen3-14b) vs control of setting2 & -- & -- & -- & -- & -- & "
+        r"\textbf{not run}: a setting it compares is not in this run \\"
+    ) in tex
     assert "of the 10 claims tested" in context["conclusion"][0]
 
 
@@ -555,8 +690,10 @@ def test_judges_win_rates_with_length_control(config):
     tex = render_paper(context)
     table = section(tex, r"\label{tab:judges}")
     assert r"\begin{tabular}{@{}l*{4}{r}@{}}" in table
-    assert (r"Setting & \texttt{course}/\texttt{primary} & \texttt{course}/\texttt{gpt-4o} & "
-            r"\texttt{heldout}/\texttt{primary} & \texttt{heldout}/\texttt{gpt-4o} \\") in table
+    assert (
+        r"Setting & \texttt{course}/\texttt{primary} & \texttt{course}/\texttt{gpt-4o} & "
+        r"\texttt{heldout}/\texttt{primary} & \texttt{heldout}/\texttt{gpt-4o} \\"
+    ) in table
     for k, s in enumerate(SETTINGS, 1):
         cells = []
         for t in TEST_SETS:
@@ -579,8 +716,14 @@ def test_judges_agreement_with_kappa_alpha_and_their_intervals(config):
     # Both judges using one category alone: both statistics 0/0, as judge_agreement.csv leaves them (NaN);
     # a statistic whose resamples are too often undefined: the value without an interval.
     rows = agreement_rows()
-    rows[1].update(agreement=1.0, weighted_kappa=math.nan, weighted_kappa_low=math.nan, weighted_kappa_high=math.nan,
-                   alpha_low=math.nan, alpha_high=math.nan)
+    rows[1].update(
+        agreement=1.0,
+        weighted_kappa=math.nan,
+        weighted_kappa_low=math.nan,
+        weighted_kappa_high=math.nan,
+        alpha_low=math.nan,
+        alpha_high=math.nan,
+    )
     table = section(render_paper(make_context(config, agreement=rows)), r"\label{tab:agreement}")
     assert r"\texttt{heldout} & \texttt{gpt-4o} & 8 & 96 & 100.0 & -- & 0.41 \\" in table
     # No panel: no agreement table.
@@ -589,17 +732,25 @@ def test_judges_agreement_with_kappa_alpha_and_their_intervals(config):
 
 def test_agreement_without_valid_verdicts_shows_no_number(config):
     rows = agreement_rows()
-    rows[1].update(n_questions=0, n_pairs=0, agreement=math.nan, **{
-        k: math.nan for k in ("weighted_kappa", "weighted_kappa_low", "weighted_kappa_high", "alpha", "alpha_low",
-                              "alpha_high")})
+    rows[1].update(
+        n_questions=0,
+        n_pairs=0,
+        agreement=math.nan,
+        **{
+            k: math.nan
+            for k in ("weighted_kappa", "weighted_kappa_low", "weighted_kappa_high", "alpha", "alpha_low", "alpha_high")
+        },
+    )
     table = section(render_paper(make_context(config, agreement=rows)), r"\label{tab:agreement}")
     assert r"\texttt{heldout} & \texttt{gpt-4o} & 0 & 0 & -- & -- & -- \\" in table
 
 
 def human_agreement_rows():
     """tables/human_agreement.csv: people against both judges on the course's labelled pairs."""
-    return [{**r, "test_set": "course", "judge_a": "human", "judge_b": judge, "n_questions": 9, "n_pairs": 12}
-            for r, judge in zip(agreement_rows(), ("primary", "gpt-4o"))]
+    return [
+        {**r, "test_set": "course", "judge_a": "human", "judge_b": judge, "n_questions": 9, "n_pairs": 12}
+        for r, judge in zip(agreement_rows(), ("primary", "gpt-4o"))
+    ]
 
 
 def test_judges_agreement_with_people_only_where_labels_are_configured(config):
@@ -621,42 +772,57 @@ def test_the_context_stage_reads_the_human_agreement_table(tmp_path, config):
     paper_context.main(smk)
     context = json.loads(Path(smk.output.context).read_text(encoding="utf-8"))
     assert [(r["judge"], r["pairs"], r["kappa"]) for r in context["human_agreement"]] == [
-        ("primary", 12, "0.58 [0.49, 0.67]"), ("gpt-4o", 12, "0.44 [0.29, 0.59]")]
+        ("primary", 12, "0.58 [0.49, 0.67]"),
+        ("gpt-4o", 12, "0.44 [0.29, 0.59]"),
+    ]
 
 
 def test_seed_noise_names_the_widest_replicate_spread(config):
     context = make_context(config)
     setting, test_set, judge, width = WIDEST_SPREAD
     k = SETTINGS.index(setting) + 1
-    expected = (f"Each setting ran {REPLICATES} times with different seeds (training data order, LoRA initialisation, "
-                f"decoding). Across them, one setting's win rate moves by up to {width} points (setting {k}, test set "
-                f"{test_set}, judge {judge}); a difference between two settings of that size can be seed noise alone.")
+    expected = (
+        f"Each setting ran {REPLICATES} times with different seeds (training data order, LoRA initialisation, "
+        f"decoding). Across them, one setting's win rate moves by up to {width} points (setting {k}, test set "
+        f"{test_set}, judge {judge}); a difference between two settings of that size can be seed noise alone."
+    )
     assert context["seed_noise"] == expected
     assert expected in render_paper(context)
     # A wider spread elsewhere (the headline control-4b: 0 and 15 of 20) is the one named.
     winrates = all_winrates()
     row = winrates["course", "primary"][4]
     row.update(replicate_win_rate_min=0.0, replicate_win_rate_max=0.75)
-    assert "moves by up to 75.0 points (setting 5, test set course, judge primary)" in make_context(
-        config, winrates=winrates)["seed_noise"]
+    assert (
+        "moves by up to 75.0 points (setting 5, test set course, judge primary)"
+        in make_context(config, winrates=winrates)["seed_noise"]
+    )
 
 
 def renamed(mapping, old, new):
     """A mapping by test set (or by (test set, judge)) with test set `old` named `new`, in order."""
+
     def key(k):
         return (new if k[0] == old else k[0], k[1]) if isinstance(k, tuple) else new if k == old else k
+
     return {key(k): v for k, v in mapping.items()}
 
 
 def test_labels_stay_plain_for_any_test_set_name(config):
     config["test_sets"] = renamed(config["test_sets"], "heldout", "held_out")  # ^[A-Za-z0-9_.-]+$ in the schema
     tests = sample_records()[0]
-    agreement = [{**r, "test_set": "held_out" if r["test_set"] == "heldout" else r["test_set"]}
-                 for r in agreement_rows()]
-    tex = render_paper(make_context(
-        config, tests=renamed(tests, "heldout", "held_out"), leakage=renamed(LEAKAGE, "heldout", "held_out"),
-        claims=renamed(all_claims(), "heldout", "held_out"), winrates=renamed(all_winrates(), "heldout", "held_out"),
-        agreement=agreement))
+    agreement = [
+        {**r, "test_set": "held_out" if r["test_set"] == "heldout" else r["test_set"]} for r in agreement_rows()
+    ]
+    tex = render_paper(
+        make_context(
+            config,
+            tests=renamed(tests, "heldout", "held_out"),
+            leakage=renamed(LEAKAGE, "heldout", "held_out"),
+            claims=renamed(all_claims(), "heldout", "held_out"),
+            winrates=renamed(all_winrates(), "heldout", "held_out"),
+            agreement=agreement,
+        )
+    )
     assert r"\texttt{held\_\allowbreak{}out}" in tex  # shown escaped
     keys = re.findall(r"\\(?:label|ref)\{([^}]*)\}", tex)
     assert "tab:claims-course" in keys
@@ -668,9 +834,11 @@ def test_labels_stay_plain_for_any_test_set_name(config):
 
 def context_stage(tmp_path, config):
     """Rule paper_context's snakemake object on run-like files, writing tmp_path/paper/context.json."""
-    return fake_snakemake(input=write_run_files(tmp_path / "in", config),
-                          output={"context": str(tmp_path / "paper" / "context.json")},
-                          params=context_params(config))
+    return fake_snakemake(
+        input=write_run_files(tmp_path / "in", config),
+        output={"context": str(tmp_path / "paper" / "context.json")},
+        params=context_params(config),
+    )
 
 
 def test_context_json_holds_raw_values_that_render_the_paper(tmp_path, config):
@@ -679,13 +847,22 @@ def test_context_json_holds_raw_values_that_render_the_paper(tmp_path, config):
     context = json.loads(Path(smk.output.context).read_text(encoding="utf-8"))
     assert context["results"][2]["title"] == SPECIAL  # raw: the template escapes
     assert context["provenance"]["devices"] == ["cpu (settings 1, 2, 3 and 4)"]  # trained settings' replicates
-    assert context["figures"] == {"loss": "loss_curves.pdf", "winrate": "win_rates.pdf",
-                                  "lengths": "answer_lengths.pdf", "ranking": "ranking.pdf"}
+    assert context["figures"] == {
+        "loss": "loss_curves.pdf",
+        "winrate": "win_rates.pdf",
+        "lengths": "answer_lengths.pdf",
+        "ranking": "ranking.pdf",
+    }
     assert [r["truncated_text"] for r in context["results"]] == [f"{2 * k + 1} of 40" for k in range(6)]
     assert [t["test_set"] for t in context["claims"]] == list(TEST_SETS)
     tex_path = tmp_path / "paper" / "paper.tex"
-    render_tex.main(fake_snakemake(input={"context": smk.output.context, "template": str(render_tex.TEMPLATE)},
-                                   output={"tex": str(tex_path)}, params={"secret_envs": secret_envs(config)}))
+    render_tex.main(
+        fake_snakemake(
+            input={"context": smk.output.context, "template": str(render_tex.TEMPLATE)},
+            output={"tex": str(tex_path)},
+            params={"secret_envs": secret_envs(config)},
+        )
+    )
     tex = tex_path.read_text(encoding="utf-8")
     # The same .tex as rendering the context in memory (the primary judge's claims, every table of
     # every test set and judge), the provenance's dates and checkout aside.
@@ -711,8 +888,9 @@ def test_report_tables_are_html_pages_of_the_context(tmp_path, config):
     context.write_text(json.dumps(make_context(config), ensure_ascii=False), encoding="utf-8")
     names = ("table", "lengths_table", "pairwise_table")
     output = {name: str(tmp_path / f"{name}.html") for name in names}
-    report_tables.main(fake_snakemake(input={"context": str(context)}, output=output,
-                                       params={"secret_envs": secret_envs(config)}))
+    report_tables.main(
+        fake_snakemake(input={"context": str(context)}, output=output, params={"secret_envs": secret_envs(config)})
+    )
     table = Path(output["table"]).read_text(encoding="utf-8")
     assert "<td>[59.8, 85.8]</td>" in table and "50% 的 A&amp;B_C" in table
     assert "<td>Ours (setting 6): Untuned control (Qwen3-14B)</td>" in table
@@ -734,15 +912,24 @@ def test_a_secret_in_the_context_stops_the_stage_before_writing(tmp_path, config
 
 def test_near_duplicates_are_reported_with_the_closest_pairs(config):
     tex = " ".join(render_paper(make_context(config)).split())
-    assert ("Near-duplicates in test set course: 1 of its 20 questions have a question among the 400 train, 100 val "
-            "rows whose character 2-grams overlap with Jaccard similarity of at least 0.5") in tex
+    assert (
+        "Near-duplicates in test set course: 1 of its 20 questions have a question among the 400 train, 100 val "
+        "rows whose character 2-grams overlap with Jaccard similarity of at least 0.5"
+    ) in tex
     assert "the run stops at 0.9." in tex
-    assert (r"\item test q001 and train 17 (0.67): 高血压患者平时饮食需要注意什么？ / "
-            "高血压患者平时的饮食需要注意些什么？") in tex
+    assert (
+        r"\item test q001 and train 17 (0.67): 高血压患者平时饮食需要注意什么？ / "
+        "高血压患者平时的饮食需要注意些什么？"
+    ) in tex
     assert "Near-duplicates in test set heldout: 0 of its 8 questions have a question among the 400 train" in tex
     assert tex.count("The closest pairs") == 1  # course's; heldout has none
-    none_found = {**LEAKAGE["course"], "n_pairs": 0, "n_test_with_near_duplicate": 0, "closest": [],
-                  "stop_threshold": None}
+    none_found = {
+        **LEAKAGE["course"],
+        "n_pairs": 0,
+        "n_test_with_near_duplicate": 0,
+        "closest": [],
+        "stop_threshold": None,
+    }
     tex = " ".join(render_paper(make_context(config, leakage={**LEAKAGE, "course": none_found})).split())
     assert "Near-duplicates in test set course: 0 of its 20" in tex and "The closest pairs" not in tex
     assert tex.count("the run stops at") == 1  # heldout's

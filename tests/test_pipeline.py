@@ -19,17 +19,65 @@ import yaml
 import fake_openai
 from common import read_jsonl
 from conftest import REPO, SHARED_DATA
-from dag import (DEMO, HEADLINE, JUDGES, ONE_SETTING, PAPER_JOBS, REPLICATES, SETTINGS, SNAKEMAKE, TEST_SETS,
-                 TRAINED, copy_repo, overlay, planned_jobs, read_csv, snakemake, table_jobs)
+from dag import (
+    DEMO,
+    HEADLINE,
+    JUDGES,
+    ONE_SETTING,
+    PAPER_JOBS,
+    REPLICATES,
+    SETTINGS,
+    SNAKEMAKE,
+    TEST_SETS,
+    TRAINED,
+    copy_repo,
+    overlay,
+    planned_jobs,
+    read_csv,
+    snakemake,
+    table_jobs,
+)
 
 WINRATE_COLUMNS = [
-    "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
-    "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
-    "order_flips", "order_flip_share", "study_order_score", "published_win_rate", "published_difference",
-    "published_difference_low", "published_difference_high", "published_margin", "published_equivalent",
-    "published_equivalence_p", "mean_answer_chars", "baseline_mean_answer_chars",
-    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
-    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_note",
+    "setting",
+    "title",
+    "n",
+    "wins",
+    "ties",
+    "losses",
+    "invalid",
+    "win_rate",
+    "win_rate_ties_half",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "consistency",
+    "win_rate_as_first",
+    "win_rate_as_second",
+    "order_flips",
+    "order_flip_share",
+    "study_order_score",
+    "published_win_rate",
+    "published_difference",
+    "published_difference_low",
+    "published_difference_high",
+    "published_margin",
+    "published_equivalent",
+    "published_equivalence_p",
+    "mean_answer_chars",
+    "baseline_mean_answer_chars",
+    "prompt_tokens",
+    "completion_tokens",
+    "judge_calls",
+    "cost_usd",
+    "replicates",
+    "replicate_win_rate_min",
+    "replicate_win_rate_max",
+    "replicate_win_rate_sd",
+    "lc_win_rate",
+    "lc_ci_low",
+    "lc_ci_high",
+    "lc_note",
 ]
 
 
@@ -76,9 +124,12 @@ def test_demo_writes_the_table_and_the_paper(demo_run):
 
 def verdicts_of(results, test_set, judge):
     """(setting, replicate, question id) -> verdict, from the run's verdict files."""
-    return {(s, rep, str(r["id"])): r["verdict"]
-            for s in SETTINGS for rep in range(REPLICATES)
-            for r in read_jsonl(results / "verdicts" / test_set / judge / s / f"rep{rep}.jsonl")}
+    return {
+        (s, rep, str(r["id"])): r["verdict"]
+        for s in SETTINGS
+        for rep in range(REPLICATES)
+        for r in read_jsonl(results / "verdicts" / test_set / judge / s / f"rep{rep}.jsonl")
+    }
 
 
 def test_demo_tables_recompute_from_the_verdict_files(demo_run):
@@ -93,7 +144,9 @@ def test_demo_tables_recompute_from_the_verdict_files(demo_run):
             tables = results / "tables" / test_set / judge
             for row in read_csv(tables / "winrate.csv"):
                 s = row["setting"]
-                per_rep = [[v for (s2, rep, _), v in verdicts.items() if s2 == s and rep == r] for r in range(REPLICATES)]
+                per_rep = [
+                    [v for (s2, rep, _), v in verdicts.items() if s2 == s and rep == r] for r in range(REPLICATES)
+                ]
                 rates = [sum(v == "win" for v in rep) / len(rep) for rep in per_rep]
                 listed = [r for r in read_csv(tables / "replicates.csv") if r["setting"] == s]
                 assert [float(r["win_rate"]) for r in listed] == pytest.approx(rates)
@@ -101,14 +154,23 @@ def test_demo_tables_recompute_from_the_verdict_files(demo_run):
                 assert float(row["replicate_win_rate_min"]) == pytest.approx(min(rates))
                 assert float(row["replicate_win_rate_max"]) == pytest.approx(max(rates))
             claims = read_csv(tables / "claims.csv")
-            assert len(claims) == 11 and {c["verdict"] for c in claims} <= {"reproduced", "supported", "contradicted", "inconclusive"}
+            assert len(claims) == 11 and {c["verdict"] for c in claims} <= {
+                "reproduced",
+                "supported",
+                "contradicted",
+                "inconclusive",
+            }
             p_holm = multipletests([float(c["p_value"]) for c in claims], method="holm")[1]
             for c, expected in zip(claims, p_holm):
                 assert float(c["p_holm"]) == pytest.approx(expected)
                 against = c["against"]
                 score = {"win": 1.0, "tie": 0.5, "loss": 0.0, "invalid": 0.5}  # the claims' one measure
-                rate = {s: sum(score[v] for (s2, _, _), v in verdicts.items() if s2 == s)
-                        / (12 if test_set == "small" else 20) / REPLICATES for s in SETTINGS}
+                rate = {
+                    s: sum(score[v] for (s2, _, _), v in verdicts.items() if s2 == s)
+                    / (12 if test_set == "small" else 20)
+                    / REPLICATES
+                    for s in SETTINGS
+                }
                 effect = rate[c["setting"]] - (0.5 if against == "baseline" else rate[against])
                 assert float(c["effect"]) == pytest.approx(effect)
                 # The verdict ladder, read again from the row's corrected interval and Holm p.
@@ -116,10 +178,14 @@ def test_demo_tables_recompute_from_the_verdict_files(demo_run):
                 published = float(c["published_effect"]) if c["published_effect"] else None
                 margin = float(c["margin"])
                 expected_verdict = (
-                    "reproduced" if published is not None and published - margin <= low and high <= published + margin
-                    else "supported" if float(c["p_holm"]) < 0.05 and effect > 0
-                    else "contradicted" if high < (published if published is not None else 0)
-                    else "inconclusive")
+                    "reproduced"
+                    if published is not None and published - margin <= low and high <= published + margin
+                    else "supported"
+                    if float(c["p_holm"]) < 0.05 and effect > 0
+                    else "contradicted"
+                    if high < (published if published is not None else 0)
+                    else "inconclusive"
+                )
                 assert c["verdict"] == expected_verdict
             assert {c["against"] for c in claims if c["id"].startswith("sft_effective")} == {"control-s", "control-m"}
     rank = {"loss": 0, "tie": 1, "win": 2}
@@ -137,7 +203,8 @@ def test_demo_tables_recompute_from_the_verdict_files(demo_run):
         assert float(row["weighted_kappa"]) == pytest.approx(1 - disagreement / chance)
         ranks = [[x for x, _ in pairs], [y for _, y in pairs]]
         assert float(row["alpha"]) == pytest.approx(
-            krippendorff.alpha(reliability_data=ranks, level_of_measurement="ordinal", value_domain=[0, 1, 2]))
+            krippendorff.alpha(reliability_data=ranks, level_of_measurement="ordinal", value_domain=[0, 1, 2])
+        )
     tex = (results / "paper" / "paper.tex").read_text(encoding="utf-8")
     assert r"\label{tab:claims-small}" in tex and r"\label{tab:claims-large}" in tex and r"\label{tab:agreement}" in tex
 
@@ -151,15 +218,19 @@ def test_demo_paper_shows_fidelity_orders_and_truncation_from_the_run_files(demo
     assert {"Dataset", "Judge model", "Method", "Max new tokens"} <= {r["parameter"] for r in deviations}
     assert f"{len(deviations)} differ from it in this run (``differs'')" in tex
     judge_row = next(r for r in fidelity if r["parameter"] == "Judge model")
-    assert (f"Judge model & ChatGPT-3 & rouge-l-char & {judge_row['source']}; {judge_row['note']} & differs \\\\"
-            in tex)
+    assert f"Judge model & ChatGPT-3 & rouge-l-char & {judge_row['source']}; {judge_row['note']} & differs \\\\" in tex
     rows = read_csv(demo_run / HEADLINE / "winrate.csv")
     for k, r in enumerate(rows, 1):
-        answers = [a for rep in range(REPLICATES)
-                   for a in read_jsonl(results / "generations" / "small" / r["setting"] / f"rep{rep}.jsonl")]
+        answers = [
+            a
+            for rep in range(REPLICATES)
+            for a in read_jsonl(results / "generations" / "small" / r["setting"] / f"rep{rep}.jsonl")
+        ]
         cut = sum(a["hit_token_limit"] for a in answers)
-        cells = [f"{100 * float(r[c]):.1f}" for c in ("win_rate_as_first", "win_rate_as_second", "order_flip_share",
-                                                       "consistency")]
+        cells = [
+            f"{100 * float(r[c]):.1f}"
+            for c in ("win_rate_as_first", "win_rate_as_second", "order_flip_share", "consistency")
+        ]
         assert f"Setting {k} & " + " & ".join(cells) + f" & {r['invalid']} & {cut} of {len(answers)} \\\\" in tex
     assert r"\label{tab:published}" not in tex  # the demo's baseline is not the study's
     stats = json.loads((results / "data" / "augment_stats.json").read_text(encoding="utf-8"))
@@ -171,10 +242,14 @@ def test_demo_paper_shows_fidelity_orders_and_truncation_from_the_run_files(demo
     assert f"adds a rewritten copy (answer kept) of {stats['n_augmented']} of the {stats['n_train']}" in tex
     for test_set in TEST_SETS:
         leakage = json.loads((results / "data" / "near_duplicates" / f"{test_set}.json").read_text(encoding="utf-8"))
-        assert leakage["n_compared"] == {"train": len(read_jsonl(results / "data/train.jsonl")),
-                                         "val": len(read_jsonl(results / "data/val.jsonl"))}
-        assert (f"Near-duplicates in test set {test_set}: {leakage['n_test_with_near_duplicate']} of its "
-                f"{leakage['n_test']} questions" in " ".join(tex.split()))
+        assert leakage["n_compared"] == {
+            "train": len(read_jsonl(results / "data/train.jsonl")),
+            "val": len(read_jsonl(results / "data/val.jsonl")),
+        }
+        assert (
+            f"Near-duplicates in test set {test_set}: {leakage['n_test_with_near_duplicate']} of its "
+            f"{leakage['n_test']} questions" in " ".join(tex.split())
+        )
 
 
 def test_finished_run_has_nothing_to_do(demo_run):
@@ -246,7 +321,11 @@ def test_a_figure_change_reruns_that_figure_and_the_pdf_only(demo_run, tmp_path,
 
 def test_a_fifth_setting_needs_no_code(demo_run):
     demo = yaml.safe_load((demo_run / "config" / "demo.yaml").read_text(encoding="utf-8"))
-    fifth = {**demo["settings"]["setting1"], "title": "Higher rank", "lora": {**demo["settings"]["setting1"]["lora"], "r": 16}}
+    fifth = {
+        **demo["settings"]["setting1"],
+        "title": "Higher rank",
+        "lora": {**demo["settings"]["setting1"]["lora"], "r": 16},
+    }
     name = overlay(demo_run, "fifth.yaml", {"settings": {"setting5": fifth}})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
     assert jobs == {"fidelity_table": 1, **ONE_SETTING, "model_card": (len(TRAINED) + 1) * REPLICATES}
@@ -255,20 +334,34 @@ def test_a_fifth_setting_needs_no_code(demo_run):
 def test_a_third_replicate_computes_only_itself(demo_run):
     name = overlay(demo_run, "replicates.yaml", {"replicates": 3})
     jobs = planned_jobs(demo_run, "--configfile", "config/demo.yaml", name)
-    assert jobs == {"train_adapter": len(TRAINED), "merged_model": len(TRAINED), "generate_answers": len(SETTINGS) * 2,
-                    "judge_pairwise": len(SETTINGS) * 2 * 2, "figure_loss_curves": 1, "fidelity_table": 1,
-                    "compute_table": 1, "calibration_table": 1, "human_label_sheet": 1,
-                    **table_jobs(4, cards=len(TRAINED) * 3)}
+    assert jobs == {
+        "train_adapter": len(TRAINED),
+        "merged_model": len(TRAINED),
+        "generate_answers": len(SETTINGS) * 2,
+        "judge_pairwise": len(SETTINGS) * 2 * 2,
+        "figure_loss_curves": 1,
+        "fidelity_table": 1,
+        "compute_table": 1,
+        "calibration_table": 1,
+        "human_label_sheet": 1,
+        **table_jobs(4, cards=len(TRAINED) * 3),
+    }
 
 
 def test_openai_judge_without_key_stops_before_any_job(demo_run):
-    name = overlay(demo_run, "openai.yaml", {"judge": {"backend": "openai", "model": "gpt-4o",
-                                                       "api_key_env": "PIPELINE_TEST_KEY"}})
+    name = overlay(
+        demo_run, "openai.yaml", {"judge": {"backend": "openai", "model": "gpt-4o", "api_key_env": "PIPELINE_TEST_KEY"}}
+    )
     env = {k: v for k, v in os.environ.items() if k != "PIPELINE_TEST_KEY"}
     verdicts = demo_run / "results/demo/verdicts/small/primary/setting1/rep0.jsonl"
     before = verdicts.stat().st_mtime_ns
-    proc = subprocess.run([*SNAKEMAKE, "--cores", "1", "--configfile", "config/demo.yaml", name],
-                          cwd=demo_run, capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--cores", "1", "--configfile", "config/demo.yaml", name],
+        cwd=demo_run,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode != 0
     assert "environment variable PIPELINE_TEST_KEY is not set" in proc.stdout + proc.stderr
     assert verdicts.stat().st_mtime_ns == before
@@ -283,13 +376,27 @@ def test_openai_judge_in_the_dag_pays_once_and_writes_the_key_nowhere(demo_run, 
     secret = "sk-pipeline-test-DO-NOT-LEAK-4242"
     server = fake_openai.start()
     try:
-        name = overlay(root, "openai_judge.yaml", {"judge": {
-            "backend": "openai", "model": "judge-model", "base_url": server.base_url,
-            "api_key_env": "PIPELINE_JUDGE_KEY", "concurrency": 4, "backoff_base": 0.01,
-            "price_per_million": {"input": 2.5, "output": 10.0}}})
+        name = overlay(
+            root,
+            "openai_judge.yaml",
+            {
+                "judge": {
+                    "backend": "openai",
+                    "model": "judge-model",
+                    "base_url": server.base_url,
+                    "api_key_env": "PIPELINE_JUDGE_KEY",
+                    "concurrency": 4,
+                    "backoff_base": 0.01,
+                    "price_per_million": {"input": 2.5, "output": 10.0},
+                }
+            },
+        )
         args, env = ("--configfile", "config/demo.yaml", name), {"PIPELINE_JUDGE_KEY": secret}
-        assert planned_jobs(root, *args, env=env) == {"judge_pairwise": len(SETTINGS) * REPLICATES * 2,
-                                                      "fidelity_table": 1, **table_jobs(2)}
+        assert planned_jobs(root, *args, env=env) == {
+            "judge_pairwise": len(SETTINGS) * REPLICATES * 2,
+            "fidelity_table": 1,
+            **table_jobs(2),
+        }
         snakemake(root, "--cores", "1", *args, env=env)
         results = root / "results" / "demo"
         expected = set()  # both orders of every (question, answer) that some setting gave
@@ -323,13 +430,28 @@ def test_llm_augmentation_in_the_dag_rewrites_the_share_and_pays_once(demo_run, 
     root = tmp_path / "run"
     shutil.copytree(demo_run, root, symlinks=True)
     secret = "sk-augment-test-DO-NOT-LEAK-77"
-    server = fake_openai.start(respond=lambda body: "增强后的文本：请问" + body["messages"][-1]["content"]
-                               .split("原文：", 1)[1].removesuffix("\n\n增强后的文本："))
+    server = fake_openai.start(
+        respond=lambda body: "增强后的文本：请问"
+        + body["messages"][-1]["content"].split("原文：", 1)[1].removesuffix("\n\n增强后的文本：")
+    )
     target = "results/demo/data/train_augmented.jsonl"
     try:
-        name = overlay(root, "llm_augment.yaml", {"augmentation": {"method": "llm", "llm": {
-            "model": "deepseek-chat", "base_url": server.base_url, "api_key_env": "PIPELINE_AUGMENT_KEY",
-            "temperature": 0.7, "backoff_base": 0.01}}})
+        name = overlay(
+            root,
+            "llm_augment.yaml",
+            {
+                "augmentation": {
+                    "method": "llm",
+                    "llm": {
+                        "model": "deepseek-chat",
+                        "base_url": server.base_url,
+                        "api_key_env": "PIPELINE_AUGMENT_KEY",
+                        "temperature": 0.7,
+                        "backoff_base": 0.01,
+                    },
+                }
+            },
+        )
         args = ("--configfile", "config/demo.yaml", name)
         proc = snakemake(root, target, "--cores", "1", *args, check=False)  # no key: stops first
         assert proc.returncode != 0 and "environment variable PIPELINE_AUGMENT_KEY is not set" in proc.stderr
@@ -338,8 +460,8 @@ def test_llm_augmentation_in_the_dag_rewrites_the_share_and_pays_once(demo_run, 
         snakemake(root, target, "--cores", "1", *args, env=env)
         train = read_jsonl(root / "results/demo/data/train.jsonl")
         out = read_jsonl(root / target)
-        copies = out[len(train):]
-        assert out[:len(train)] == train and len(copies) == int(0.3 * len(train) + 0.5) == len(server.requests)
+        copies = out[len(train) :]
+        assert out[: len(train)] == train and len(copies) == int(0.3 * len(train) + 0.5) == len(server.requests)
         answers = {r["id"]: r["answer"] for r in train}
         assert all(c["answer"] == answers[c["augmented_from"]] and c["question"].startswith("请问") for c in copies)
         (root / target).unlink()
@@ -358,18 +480,39 @@ def test_study_dag_dry_run_offline_without_key(tmp_path):
     env = {"OPENAI_API_KEY": "", "HF_HUB_OFFLINE": "1"}
     jobs = planned_jobs(root, "--resources", "gpu=1", env=env)
     # 4 settings x 3 replicates trained; they and 2 controls answer 2 test sets; 2 judges.
-    assert jobs == {"raw_data": 1, "split_data": 1, "test_set": 2, "near_duplicates": 2, "augment_train": 1,
-                    "base_model": 2, "train_adapter": 12, "generate_answers": 36, "baseline_answers": 2,
-                    "judge_pairwise": 72, "fidelity_table": 1, "figure_loss_curves": 1, "compute_table": 1,
-                    "calibration_table": 1, "human_label_sheet": 1, **table_jobs(4, cards=12)}
+    assert jobs == {
+        "raw_data": 1,
+        "split_data": 1,
+        "test_set": 2,
+        "near_duplicates": 2,
+        "augment_train": 1,
+        "base_model": 2,
+        "train_adapter": 12,
+        "generate_answers": 36,
+        "baseline_answers": 2,
+        "judge_pairwise": 72,
+        "fidelity_table": 1,
+        "figure_loss_curves": 1,
+        "compute_table": 1,
+        "calibration_table": 1,
+        "human_label_sheet": 1,
+        **table_jobs(4, cards=12),
+    }
     out = snakemake(root, "-n", "--cores", "1", "--resources", "gpu=1", env=env).stdout
     assert "results/study/models/qwen3-14b/manifest.json" in out
 
 
 def test_study_run_without_course_file_stops_before_any_job(tmp_path):
     root = copy_repo(tmp_path)
-    proc = snakemake(root, "--cores", "1", "--resources", "gpu=1", env={"OPENAI_API_KEY": "sk-test", "DEEPSEEK_API_KEY": "sk-test"},
-                     check=False)
+    proc = snakemake(
+        root,
+        "--cores",
+        "1",
+        "--resources",
+        "gpu=1",
+        env={"OPENAI_API_KEY": "sk-test", "DEEPSEEK_API_KEY": "sk-test"},
+        check=False,
+    )
     assert proc.returncode != 0
     assert "test_sets.course.source: the course file 'data/zh_med.json' does not exist" in proc.stdout + proc.stderr
     assert not (root / "results").exists()
@@ -389,17 +532,24 @@ def test_workflow_lints_clean():
     for args in ([], DEMO):
         proc = snakemake(REPO, "--lint", *args)
         assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
-    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO,
-                         capture_output=True, text=True)
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True
+    )
     assert fmt.returncode == 0, fmt.stderr
 
 
 # Every bad config is tested by direct calls in test_config_checks.py; these two prove that a dry
 # run makes both checks: the schema's (the Snakefile's validate) and the cross-references' (common.smk).
-@pytest.mark.parametrize("change, message", [
-    ({"judge": {"temprature": 0.2}}, "'temprature' was unexpected"),
-    ({"settings": {"setting1": {"model": "no-such-model"}}}, "settings.setting1.model: 'no-such-model' is not a key of models"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"judge": {"temprature": 0.2}}, "'temprature' was unexpected"),
+        (
+            {"settings": {"setting1": {"model": "no-such-model"}}},
+            "settings.setting1.model: 'no-such-model' is not a key of models",
+        ),
+    ],
+)
 def test_bad_config_stops_the_dry_run_naming_the_key(tmp_path, change, message):
     root = copy_repo(tmp_path)
     name = overlay(root, "bad.yaml", change)
@@ -414,8 +564,9 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
     results = demo_run / "results" / "demo"
     pdf = results / "paper" / "paper.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
-    text = subprocess.run(["pdftotext", "-enc", "UTF-8", "-layout", str(pdf), "-"],
-                          capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
     rows = read_csv(demo_run / HEADLINE / "winrate.csv")
     assert "Table 1: Win rate against the baseline (12 questions × 2 replicates per setting)" in text
     for k, r in enumerate(rows, 1):  # Table 1: wins, ties, losses, win rate (%)
@@ -423,8 +574,15 @@ def test_demo_paper_pdf_has_the_win_rates_and_the_report_builds(demo_run):
         assert re.search(rf"Ours \(setting {k}\).*?\s" + r"\s+".join(cells) + r"\s", text), cells
     snakemake(demo_run, *DEMO, "--report", "results/demo/report.html")
     report = (results / "report.html").read_text(encoding="utf-8")
-    for item in ("paper.pdf", "loss_curves.pdf", "win_rates.pdf", "answer_lengths.pdf", "ranking.pdf", "table1.html",
-                 "browser.html"):
+    for item in (
+        "paper.pdf",
+        "loss_curves.pdf",
+        "win_rates.pdf",
+        "answer_lengths.pdf",
+        "ranking.pdf",
+        "table1.html",
+        "browser.html",
+    ):
         assert item in report
     flat = " ".join(text.split())
     assert re.search(r"The study.s claims on test set small", flat) and "Agreement with the primary judge" in flat
@@ -438,9 +596,14 @@ def test_ctrl_c_leaves_no_output_that_looks_complete_and_the_rerun_finishes(demo
     results = root / "results" / "demo"
     # Ctrl-C as a terminal delivers it, whatever this test inherited: a test run started in the
     # background (`cmd &`) has SIGINT ignored, and Snakemake would inherit that and never stop.
-    run = subprocess.Popen([*SNAKEMAKE, "--cores", "1", *DEMO], cwd=root, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    run = subprocess.Popen(
+        [*SNAKEMAKE, "--cores", "1", *DEMO],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 600
     while not list(results.glob("checkpoints/*/*/*/checkpoint-*")) and time.time() < deadline:
         time.sleep(0.1)  # until a training job is past its first checkpoint
@@ -453,8 +616,9 @@ def test_ctrl_c_leaves_no_output_that_looks_complete_and_the_rerun_finishes(demo
         assert (results / "losses" / s / f"rep{rep}.csv").exists() == ((s, rep) in trained), (s, rep)
     assert len(trained) < len(runs)
     assert not [p for p in results.rglob(".*") if p.is_file()]  # no temporary file left behind
-    resumable = {(p.parent.parent.parent.name, p.parent.parent.name)
-                 for p in results.glob("checkpoints/*/*/*/checkpoint-*")}
+    resumable = {
+        (p.parent.parent.parent.name, p.parent.parent.name) for p in results.glob("checkpoints/*/*/*/checkpoint-*")
+    }
     # Snakemake remembers the interrupted job as incomplete: a plain rerun says so and stops, and
     # --rerun-incomplete (which both profiles set) reruns it.
     proc = snakemake(root, "--cores", "1", *DEMO, check=False)

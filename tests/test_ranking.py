@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from conftest import fake_snakemake
 from scipy.special import expit, logit
 
 import bradley_terry as bt
 import figure_ranking
+import paper_data
 import ranking_table
 from claim_stats import per_question
 from common import PipelineError
+from conftest import fake_snakemake
 from crossed_stats import crossed_interval
-import paper_data
 from paper_data import RANKING, make_context, study_config
 from paper_ranking import ranking_context
 from records import read_table_json
@@ -41,9 +41,14 @@ ALPHA = 0.05
 
 
 def frame(verdicts=VERDICTS):
-    return pd.DataFrame([
-        {"setting": s, "replicate": r, "id": f"q{i}", "verdict": v, "answer_chars": 10, "baseline_chars": 12}
-        for s, reps in verdicts.items() for r, row in enumerate(reps) for i, v in enumerate(row)])
+    return pd.DataFrame(
+        [
+            {"setting": s, "replicate": r, "id": f"q{i}", "verdict": v, "answer_chars": 10, "baseline_chars": 12}
+            for s, reps in verdicts.items()
+            for r, row in enumerate(reps)
+            for i, v in enumerate(row)
+        ]
+    )
 
 
 def arena_hard_fit(verdicts) -> dict[str, float]:
@@ -84,6 +89,7 @@ def glm_fit(verdicts) -> dict[str, float]:
 
 # --- the score --------------------------------------------------------------------------------------
 
+
 def test_scores_equal_an_independent_bradley_terry_fit_with_the_baseline_anchored():
     interior = {s: VERDICTS[s] for s in ("good", "even", "poor")}
     table = bt.ranking(frame(interior), list(interior), ALPHA).set_index("setting")
@@ -109,7 +115,12 @@ def test_interval_is_the_crossed_interval_mapped_through_the_same_transform():
         assert (table.loc[setting, "n"], table.loc[setting, "replicates"]) == (6, 2)
     # the level follows alpha: a 50% interval lies inside the 95% one
     narrow = bt.ranking(df, list(VERDICTS), 0.5).set_index("setting")
-    assert table.loc["good", "ci_low"] < narrow.loc["good", "ci_low"] < narrow.loc["good", "ci_high"] < table.loc["good", "ci_high"]
+    assert (
+        table.loc["good", "ci_low"]
+        < narrow.loc["good", "ci_low"]
+        < narrow.loc["good", "ci_high"]
+        < table.loc["good", "ci_high"]
+    )
 
 
 def test_a_setting_with_all_wins_is_scored_half_a_question_inside():
@@ -133,8 +144,7 @@ def test_a_setting_with_all_wins_is_scored_half_a_question_inside():
 
 
 def test_ranks_are_by_score_with_the_baseline_among_them_and_a_setting_not_run_last():
-    table = bt.ranking(frame(), ["poor", "missing", "good", "even", "sweep"], ALPHA,
-                       titles={"good": "Good recipe"})
+    table = bt.ranking(frame(), ["poor", "missing", "good", "even", "sweep"], ALPHA, titles={"good": "Good recipe"})
     assert list(table.columns) == bt.COLUMNS
     assert list(table["setting"]) == ["sweep", "good", "baseline", "even", "poor", "missing"]
     # even and the baseline both score 1000: they share rank 3
@@ -154,6 +164,7 @@ def test_elo_transform_by_hand():
 
 
 # --- errors -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("alpha", [0, 1, -0.1, 1.5])
 def test_alpha_outside_zero_one_is_refused(alpha):
@@ -185,13 +196,18 @@ def test_a_rate_outside_zero_one_is_refused():
 
 # --- the stage --------------------------------------------------------------------------------------
 
+
 def stage(tmp_path, verdicts=VERDICTS, replicates=2):
     paths = _write_runs(tmp_path / "verdicts", verdicts)
     return fake_snakemake(
         input={"verdicts": [str(p) for p in paths]},
         output={"csv": str(tmp_path / "tables" / "ranking.csv"), "json": str(tmp_path / "tables" / "ranking.json")},
-        params={"settings": [{"name": s, "title": f"Title of {s}"} for s in verdicts], "replicates": replicates,
-                "alpha": ALPHA})
+        params={
+            "settings": [{"name": s, "title": f"Title of {s}"} for s in verdicts],
+            "replicates": replicates,
+            "alpha": ALPHA,
+        },
+    )
 
 
 def test_stage_writes_the_table_as_csv_and_checked_json(tmp_path):
@@ -202,8 +218,18 @@ def test_stage_writes_the_table_as_csv_and_checked_json(tmp_path):
     good = rows[1]
     assert good["title"] == "Title of good" and (good["n"], good["replicates"]) == (6, 2)
     assert good["score"] == pytest.approx(1000 + 400 * math.log10(3)) and good["win_rate"] == 0.75
-    assert rows[2] == {"rank": 3, "setting": "baseline", "title": "baseline", "score": 1000.0, "ci_low": 1000.0,
-                       "ci_high": 1000.0, "win_rate": 0.5, "n": 6, "replicates": None, "note": bt.NOTES["anchor"]}
+    assert rows[2] == {
+        "rank": 3,
+        "setting": "baseline",
+        "title": "baseline",
+        "score": 1000.0,
+        "ci_low": 1000.0,
+        "ci_high": 1000.0,
+        "win_rate": 0.5,
+        "n": 6,
+        "replicates": None,
+        "note": bt.NOTES["anchor"],
+    }
     csv = pd.read_csv(smk.output.csv)
     assert list(csv.columns) == bt.COLUMNS and list(csv["setting"]) == [r["setting"] for r in rows]
     assert csv["score"].tolist() == pytest.approx([r["score"] for r in rows])
@@ -228,6 +254,7 @@ def test_a_ranking_row_that_breaks_the_schema_is_refused(tmp_path):
 
 # --- the figure and the paper ------------------------------------------------------------------------
 
+
 def test_figure_plots_the_settings_in_rank_order(tmp_path):
     smk = stage(tmp_path)
     ranking_table.main(smk)
@@ -235,8 +262,9 @@ def test_figure_plots_the_settings_in_rank_order(tmp_path):
     rows = figure_ranking.ranking_rows(read_table_json(smk.output.json, "ranking_row"), numbers)
     assert [(r["k"], r["setting"]) for r in rows] == [(4, "sweep"), (1, "good"), (2, "even"), (3, "poor")]
     path = tmp_path / "ranking.pdf"
-    figure_ranking.main(fake_snakemake(input={"ranking": smk.output.json}, output={"figure": str(path)},
-                                       params={"numbers": numbers}))
+    figure_ranking.main(
+        fake_snakemake(input={"ranking": smk.output.json}, output={"figure": str(path)}, params={"numbers": numbers})
+    )
     assert path.read_bytes().startswith(b"%PDF")
     with pytest.raises(PipelineError, match="'sweep' has no number"):
         figure_ranking.ranking_rows(read_table_json(smk.output.json, "ranking_row"), {"even": 1})
@@ -246,16 +274,24 @@ def test_figure_plots_the_settings_in_rank_order(tmp_path):
 def fixture_claims(monkeypatch):
     """The fixture run's claims limited to those paper_data has numbers for (the study file may
     name more than the paper tests' fixture knows)."""
-    study = {**paper_data.STUDY, "claims": [c for c in paper_data.STUDY["claims"]
-                                            if c["id"] in paper_data.CLAIM_STATS["course"]]}
+    study = {
+        **paper_data.STUDY,
+        "claims": [c for c in paper_data.STUDY["claims"] if c["id"] in paper_data.CLAIM_STATS["course"]],
+    }
     monkeypatch.setattr(paper_data, "STUDY", study)
 
 
 def test_paper_shows_the_ranking_table_and_figure(fixture_claims):
     config = study_config()
     context = make_context(config)  # paper_data.RANKING
-    assert context["ranking"]["rows"][0] == {"rank": "1", "label": "Setting 2", "score": "1120",
-                                             "ci": "[1010, 1231]", "rate": "66.5", "n": "20 x 2"}
+    assert context["ranking"]["rows"][0] == {
+        "rank": "1",
+        "label": "Setting 2",
+        "score": "1120",
+        "ci": "[1010, 1231]",
+        "rate": "66.5",
+        "n": "20 x 2",
+    }
     assert context["ranking"]["notes"] == ["Setting 3: not run: no verdicts for this setting."]
     tex = render_paper(context)
     assert r"\label{tab:ranking}" in tex and r"\includegraphics[width=0.8\linewidth]{ranking.pdf}" in tex

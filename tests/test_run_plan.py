@@ -9,9 +9,9 @@ import yaml
 from snakemake.utils import update_config, validate
 
 import provenance
+import run_plan
 from common import PipelineError
 from conftest import REPO
-import run_plan
 from run_plan import api_key_envs, judges
 
 SECRET = "sk-run-plan-test-0123456789"
@@ -19,8 +19,7 @@ SECRET = "sk-run-plan-test-0123456789"
 # of its own, and the study's LLM augmentation.
 KEYED = {
     "judge_panel": {"gpt-4o": {"backend": "openai", "model": "gpt-4o", "api_key_env": "PANEL_JUDGE_KEY"}},
-    "test_sets": {"large": {"baseline": {"source": "openai", "model": "gpt-3.5-turbo",
-                                         "api_key_env": "BASELINE_KEY"}}},
+    "test_sets": {"large": {"baseline": {"source": "openai", "model": "gpt-3.5-turbo", "api_key_env": "BASELINE_KEY"}}},
     "augmentation": {"method": "llm", "llm": {"model": "deepseek-chat", "api_key_env": "AUGMENT_KEY"}},
 }
 
@@ -74,8 +73,11 @@ def test_the_papers_secret_check_covers_every_key_variable(variable):
     environ = {variable: SECRET}
     assert variable in run_plan.secret_envs(config)
     provenance.check_no_secrets({"paper.tex": "no secret here"}, run_plan.secret_envs(config), environ)
-    with pytest.raises(PipelineError, match=f"paper.tex would contain the value of the environment variable {variable}"
-                                            r" \(a secret\)") as e:
+    with pytest.raises(
+        PipelineError,
+        match=f"paper.tex would contain the value of the environment variable {variable}"
+        r" \(a secret\)",
+    ) as e:
         provenance.check_no_secrets({"paper.tex": f"judged by {SECRET}"}, run_plan.secret_envs(config), environ)
     assert SECRET not in str(e.value)
 
@@ -87,17 +89,28 @@ def test_settings_controls_and_replicates_in_config_order(demo):
     assert run_plan.replicates(demo) == [0, 1]
     assert run_plan.setting_numbers(demo)["control-m"] == 6
     assert run_plan.trained_numbers(demo) == {
-        "setting1": (1, "Baseline recipe (tiny-s)"), "setting2": (2, "Scaling (tiny-m)"),
-        "setting3": (3, "Data augmentation (tiny-s)"), "setting4": (4, "Training tricks (tiny-s)")}
+        "setting1": (1, "Baseline recipe (tiny-s)"),
+        "setting2": (2, "Scaling (tiny-m)"),
+        "setting3": (3, "Data augmentation (tiny-s)"),
+        "setting4": (4, "Training tricks (tiny-s)"),
+    }
     del demo["settings"]["setting2"]["title"]
     assert run_plan.trained_numbers(demo)["setting2"] == (2, "setting2")
 
 
 def test_each_trained_setting_is_compared_with_the_control_of_its_base_model(demo, study):
-    assert run_plan.controls_by_setting(demo) == {"setting1": "control-s", "setting2": "control-m",
-                                                  "setting3": "control-s", "setting4": "control-s"}
-    assert run_plan.controls_by_setting(study) == {"setting1": "control-4b", "setting2": "control-14b",
-                                                   "setting3": "control-4b", "setting4": "control-4b"}
+    assert run_plan.controls_by_setting(demo) == {
+        "setting1": "control-s",
+        "setting2": "control-m",
+        "setting3": "control-s",
+        "setting4": "control-s",
+    }
+    assert run_plan.controls_by_setting(study) == {
+        "setting1": "control-4b",
+        "setting2": "control-14b",
+        "setting3": "control-4b",
+        "setting4": "control-4b",
+    }
     del demo["settings"]["control-m"]  # tiny-m has no control: the scaling setting is compared with none
     assert "setting2" not in run_plan.controls_by_setting(demo)
 
@@ -136,7 +149,8 @@ def test_judges_are_named_by_their_config_keys(study):
     assert run_plan.card_evaluations(study) == [
         {"test_set": t, "judge": j, "judge_model": m}
         for t in ("course", "heldout")
-        for j, m in (("primary", "openai: gpt-3.5-turbo"), ("gpt-4o", "openai: gpt-4o"))]
+        for j, m in (("primary", "openai: gpt-3.5-turbo"), ("gpt-4o", "openai: gpt-4o"))
+    ]
 
 
 def test_compute_jobs_are_the_trained_replicates_then_every_answering_job(demo):
@@ -156,7 +170,11 @@ def test_answering_models_are_the_settings_and_the_model_baselines(demo, study):
 
 def test_augmentation_params_hold_only_the_methods_own_section(demo, study):
     assert run_plan.augmentation_params(demo) == {
-        "method": "synonym", "ratio": 0.3, "seed": 42, "synonym": demo["augmentation"]["synonym"]}
+        "method": "synonym",
+        "ratio": 0.3,
+        "seed": 42,
+        "synonym": demo["augmentation"]["synonym"],
+    }
     assert "llm" not in run_plan.augmentation_params(demo)
     assert run_plan.augmentation_protected_terms(demo) == [demo["augmentation"]["synonym"]["protected_terms"]]
     assert set(run_plan.augmentation_params(study)) == {"method", "ratio", "seed", "llm"}
@@ -173,10 +191,16 @@ def test_tensorboard_is_an_output_only_where_a_recipe_reports_to_it(demo):
     assert not run_plan.reports_to_tensorboard(demo)
 
 
-@pytest.mark.parametrize("source, billions", [
-    ("Qwen/Qwen3-14B", 14), ("Qwen/Qwen3-4B-Instruct-2507", 4), ("/models/qwen3-1.7b/", 1.7),
-    ("org/model-without-size", run_plan.GPU_JOB_DEFAULT_BILLIONS), ("org/bert-base", run_plan.GPU_JOB_DEFAULT_BILLIONS),
-])
+@pytest.mark.parametrize(
+    "source, billions",
+    [
+        ("Qwen/Qwen3-14B", 14),
+        ("Qwen/Qwen3-4B-Instruct-2507", 4),
+        ("/models/qwen3-1.7b/", 1.7),
+        ("org/model-without-size", run_plan.GPU_JOB_DEFAULT_BILLIONS),
+        ("org/bert-base", run_plan.GPU_JOB_DEFAULT_BILLIONS),
+    ],
+)
 def test_a_models_size_is_read_from_its_name(demo, source, billions):
     demo["models"]["tiny-s"] = {"source": source}
     assert run_plan.model_billions(demo, "tiny-s") == billions

@@ -30,7 +30,12 @@ RUN = [*DEMO, ONE_REPLICATE]
 SLURM_DIR = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 CANNOT_RUN = 77  # start.sh's exit status for "not here", with the reason on its last stderr line
-GPU_RULES = {"train_adapter", "generate_answers", "baseline_answers", "merged_model"}  # the demo's baseline is a model; it exports merged models
+GPU_RULES = {
+    "train_adapter",
+    "generate_answers",
+    "baseline_answers",
+    "merged_model",
+}  # the demo's baseline is a model; it exports merged models
 TIMINGS = {}
 
 
@@ -48,8 +53,13 @@ def cannot_run_reason():
 
 def planned_resources(cwd, *args) -> dict[tuple[str, str], dict[str, str]]:
     """(rule, wildcards) -> resources of each job of a dry run."""
-    proc = subprocess.run([*SNAKEMAKE, "-n", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": ""})
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs = {}
     for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", proc.stdout):
@@ -58,7 +68,8 @@ def planned_resources(cwd, *args) -> dict[tuple[str, str], dict[str, str]]:
         if head and res:
             wildcards = re.search(r"^    wildcards: (.*)$", block, re.M)
             jobs[(head[1], wildcards[1] if wildcards else "")] = dict(
-                kv.split("=", 1) for kv in res[1].split(", ") if "=" in kv)
+                kv.split("=", 1) for kv in res[1].split(", ") if "=" in kv
+            )
     return jobs
 
 
@@ -124,9 +135,15 @@ def local_run(tmp_path_factory):
     shutil.copytree(root, cluster, dirs_exist_ok=True)
     shutil.copytree(PROFILE.parent, cluster / "profiles" / "slurm")
     log = open(root / "snakemake-local.log", "w", encoding="utf-8")
-    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--workflow-profile", "none", *RUN], cwd=root,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=RUN_ENV,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--cores", "1", "--workflow-profile", "none", *RUN],
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=RUN_ENV,
+        start_new_session=True,
+    )
     try:
         yield {"root": root, "cluster": cluster, "proc": proc, "started": time.monotonic()}
     finally:
@@ -142,8 +159,13 @@ def slurm(tmp_path_factory):
         pytest.skip(reason)
     state = tmp_path_factory.mktemp("slurm")
     started = time.monotonic()
-    proc = subprocess.run(["bash", str(SLURM_DIR / "start.sh"), str(state)], capture_output=True,
-                          text=True, timeout=900, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["bash", str(SLURM_DIR / "start.sh"), str(state)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode == CANNOT_RUN:
         pytest.skip(proc.stderr.strip().splitlines()[-1])
     assert proc.returncode == 0, f"tests/slurm/start.sh failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
@@ -152,8 +174,13 @@ def slurm(tmp_path_factory):
     try:
         yield facts
     finally:
-        stop = subprocess.run(["bash", str(SLURM_DIR / "stop.sh"), str(state)], capture_output=True,
-                              text=True, timeout=300, stdin=subprocess.DEVNULL)
+        stop = subprocess.run(
+            ["bash", str(SLURM_DIR / "stop.sh"), str(state)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
         assert stop.returncode == 0, f"tests/slurm/stop.sh failed:\n{stop.stderr[-4000:]}"
 
 
@@ -189,9 +216,15 @@ def runs(local_run, slurm):
     log_path = cluster / "snakemake-slurm.log"
     with open(log_path, "w", encoding="utf-8") as log:
         # --verbose: the plugin logs each sbatch call, i.e. what every job asked SLURM for.
-        proc = subprocess.Popen([*SNAKEMAKE, "--profile", "profiles/slurm", "--workflow-profile", overlay,
-                                 "--verbose", *RUN], cwd=cluster, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=RUN_ENV, start_new_session=True)
+        proc = subprocess.Popen(
+            [*SNAKEMAKE, "--profile", "profiles/slurm", "--workflow-profile", overlay, "--verbose", *RUN],
+            cwd=cluster,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=RUN_ENV,
+            start_new_session=True,
+        )
         try:
             local_returncode = local_run["proc"].wait(timeout=900)
             TIMINGS["local run"] = time.monotonic() - local_run["started"]
@@ -215,8 +248,12 @@ def test_slurm_run_gives_the_local_win_rate_table(runs):
     assert len(via_slurm.splitlines()) == 1 + len(SETTINGS)  # header + the settings
     assert (runs["cluster"] / "results/demo/paper/paper.tex").exists()
     # Snakemake's own view of the SLURM run's outputs and metadata: nothing is left to do locally.
-    dry = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--workflow-profile", "none", *RUN],
-                         cwd=runs["cluster"], capture_output=True, text=True)
+    dry = subprocess.run(
+        [*SNAKEMAKE, "-n", "--cores", "1", "--workflow-profile", "none", *RUN],
+        cwd=runs["cluster"],
+        capture_output=True,
+        text=True,
+    )
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
 
 
@@ -229,8 +266,9 @@ def local_job_sizes(output: str, rule: str) -> set[tuple[str, str]]:
 def slurm_jobs(output: str) -> dict[str, dict]:
     """SLURM job id -> {rule, call}: the plugin's 'submitted with SLURM jobid N (log: ...)' lines,
     joined through the job's log folder (rule_<name>/<wildcards>/) with its 'sbatch call' (--verbose)."""
-    calls = {re.search(r"--output (\S+)/%j\.log", call)[1]: call
-             for call in re.findall(r"sbatch call: (sbatch .*)", output)}
+    calls = {
+        re.search(r"--output (\S+)/%j\.log", call)[1]: call for call in re.findall(r"sbatch call: (sbatch .*)", output)
+    }
     jobs = {}
     for job, folder in re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)/\d+\.log\)", output):
         jobs[job] = {"rule": re.search(r"/slurm_logs/rule_(\w+)", folder)[1], "call": calls[folder]}
@@ -248,7 +286,9 @@ def test_every_job_went_through_slurm_and_exactly_the_gpu_rules_asked_for_a_gpu(
     assert GPU_RULES <= set(submitted)
 
     given = dict(re.findall(r"JobId=(\d+) Gpus=(\S+)", Path(slurm["SLURM_TEST_EPILOG"]).read_text()))
-    records = {m[1]: m[0] for m in re.finditer(r"^JobId=(\d+) .*$", Path(slurm["SLURM_TEST_JOBCOMP"]).read_text(), re.M)}
+    records = {
+        m[1]: m[0] for m in re.finditer(r"^JobId=(\d+) .*$", Path(slurm["SLURM_TEST_JOBCOMP"]).read_text(), re.M)
+    }
     for job_id, job in jobs.items():
         rule, call = job["rule"], job["call"]
         # What the job asked for (the sbatch call) ...
@@ -260,7 +300,9 @@ def test_every_job_went_through_slurm_and_exactly_the_gpu_rules_asked_for_a_gpu(
         # ... and how it ended, with the time and memory it asked for (jobcomp/filetxt).
         record = records[job_id]
         runtime, mem_mb = re.search(r" -t (\d+)", call)[1], re.search(r" --mem (\d+)", call)[1]
-        assert "JobState=COMPLETED" in record and f"TimeLimit={runtime} " in record and f"mem={mem_mb}M" in record, record
+        assert "JobState=COMPLETED" in record and f"TimeLimit={runtime} " in record and f"mem={mem_mb}M" in record, (
+            record
+        )
         # Training and generation are sized per setting by their rules (rules/common.smk), not by
         # the profile's defaults.
         if rule in ("train_adapter", "generate_answers"):
@@ -283,8 +325,7 @@ TRAIN_STEPS = 48
 
 def squeue_state(job_id: str) -> str:
     """The job's state as the profile's status command sees it ('' once SLURM forgot it)."""
-    proc = subprocess.run(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
     return proc.stdout.strip()
 
 
@@ -295,8 +336,10 @@ def wait_for(condition, proc, log_path, what, timeout=600):
         if found:
             return found
         if proc.poll() is not None:
-            pytest.fail(f"snakemake exited ({proc.returncode}) before {what}:\n"
-                        f"{log_path.read_text(encoding='utf-8', errors='replace')[-6000:]}")
+            pytest.fail(
+                f"snakemake exited ({proc.returncode}) before {what}:\n"
+                f"{log_path.read_text(encoding='utf-8', errors='replace')[-6000:]}"
+            )
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}:\n{log_path.read_text(encoding='utf-8', errors='replace')[-6000:]}")
 
@@ -318,20 +361,41 @@ def test_a_training_job_killed_in_slurm_resumes_from_its_checkpoint(slurm, tmp_p
         return next((job for job, info in jobs.items() if info["rule"] == "train_adapter"), None)
 
     def saved_checkpoints():  # complete ones: the Trainer writes trainer_state.json last
-        return sorted((p.parent for p in checkpoints.glob("*/checkpoint-*/trainer_state.json")),
-                      key=lambda p: int(p.name.split("-")[1]))
+        return sorted(
+            (p.parent for p in checkpoints.glob("*/checkpoint-*/trainer_state.json")),
+            key=lambda p: int(p.name.split("-")[1]),
+        )
 
     with open(log_path, "w", encoding="utf-8") as log:
         # The target first: --configfile takes every path after it (run ends with it). --verbose: the sbatch calls;
         # --slurm-keep-successful-logs: the retried job's own SLURM log is kept to be read.
-        proc = subprocess.Popen([*SNAKEMAKE, TRAIN_TARGET, "--profile", "profiles/slurm", "--workflow-profile",
-                                 test_profile, "--verbose", "--slurm-keep-successful-logs", *run],
-                                cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=RUN_ENV, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                *SNAKEMAKE,
+                TRAIN_TARGET,
+                "--profile",
+                "profiles/slurm",
+                "--workflow-profile",
+                test_profile,
+                "--verbose",
+                "--slurm-keep-successful-logs",
+                *run,
+            ],
+            cwd=root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=RUN_ENV,
+            start_new_session=True,
+        )
         try:
             first = wait_for(training_job, proc, log_path, "the training job's submission")
-            wait_for(lambda: squeue_state(first) == "RUNNING" and saved_checkpoints(), proc, log_path,
-                     f"SLURM job {first} RUNNING with a checkpoint written")
+            wait_for(
+                lambda: squeue_state(first) == "RUNNING" and saved_checkpoints(),
+                proc,
+                log_path,
+                f"SLURM job {first} RUNNING with a checkpoint written",
+            )
             before = saved_checkpoints()
             if fault == "scancel":
                 subprocess.run(["scancel", first], check=True)
@@ -389,6 +453,10 @@ def test_a_training_job_killed_in_slurm_resumes_from_its_checkpoint(slurm, tmp_p
     steps = [int(r["step"]) for r in read_csv(results / "losses/setting1/rep0.csv") if r["split"] == "train"]
     assert steps == list(range(1, TRAIN_STEPS + 1)), steps
     assert not checkpoints.exists()
-    dry = subprocess.run([*SNAKEMAKE, TRAIN_TARGET, "-n", "--cores", "1", "--workflow-profile", "none", *run],
-                         cwd=root, capture_output=True, text=True)
+    dry = subprocess.run(
+        [*SNAKEMAKE, TRAIN_TARGET, "-n", "--cores", "1", "--workflow-profile", "none", *run],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:] + dry.stderr[-3000:]

@@ -18,8 +18,14 @@ class ShowTiers:
 
 sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *sys.argv[1:]], plugins=[ShowTiers()]))
 """
-FILES = ["tests/test_pipeline.py", "tests/test_gpu_proof.py", "tests/test_slurm.py", "tests/test_envs.py",
-         "tests/test_augment.py", "tests/test_call_cache_faults.py"]
+FILES = [
+    "tests/test_pipeline.py",
+    "tests/test_gpu_proof.py",
+    "tests/test_slurm.py",
+    "tests/test_envs.py",
+    "tests/test_augment.py",
+    "tests/test_call_cache_faults.py",
+]
 
 
 def tiers_of(*files: str) -> dict[str, tuple[str, ...]]:
@@ -43,8 +49,14 @@ def test_the_tests_that_run_snakemake_are_dag_and_the_long_ones_slow():
         "tests/test_slurm.py::test_profile_sizes_the_studys_jobs_by_setting": ("dag",),
         "tests/test_slurm.py::test_slurm_run_gives_the_local_win_rate_table": ("dag",),
         "tests/test_slurm.py::test_every_job_went_through_slurm_and_exactly_the_gpu_rules_asked_for_a_gpu": ("dag",),
-        "tests/test_slurm.py::test_a_training_job_killed_in_slurm_resumes_from_its_checkpoint[scancel]": ("dag", "slow"),
-        "tests/test_slurm.py::test_a_training_job_killed_in_slurm_resumes_from_its_checkpoint[requeue]": ("dag", "slow"),
+        "tests/test_slurm.py::test_a_training_job_killed_in_slurm_resumes_from_its_checkpoint[scancel]": (
+            "dag",
+            "slow",
+        ),
+        "tests/test_slurm.py::test_a_training_job_killed_in_slurm_resumes_from_its_checkpoint[requeue]": (
+            "dag",
+            "slow",
+        ),
         # Snakemake's API in a child process, marked by hand
         "tests/test_envs.py::test_every_rule_names_an_env_that_exists[study]": ("dag",),
         "tests/test_envs.py::test_every_rule_names_an_env_that_exists[demo]": ("dag",),

@@ -6,13 +6,12 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, fake_snakemake
 from scipy.stats import t
 
 import winrate_table as wt
 from common import DataError, PipelineError, write_jsonl
+from conftest import REPO, fake_snakemake
 from records import read_table_json, validator
-
 
 # The setting's outcomes (setting_first, baseline_first) behind each verdict in _records: a tie
 # from a win/loss flip, an invalid verdict from an invalid first order.
@@ -58,13 +57,45 @@ VERDICTS = {
 }
 SETTINGS = [{"name": "setting1", "title": "Baseline recipe"}, {"name": "setting2", "title": "Scaling"}]
 COLUMNS = [
-    "setting", "title", "n", "wins", "ties", "losses", "invalid", "win_rate", "win_rate_ties_half",
-    "ci_low", "ci_high", "p_value", "consistency", "win_rate_as_first", "win_rate_as_second",
-    "order_flips", "order_flip_share", "study_order_score", "published_win_rate", "published_difference",
-    "published_difference_low", "published_difference_high", "published_margin", "published_equivalent",
-    "published_equivalence_p", "mean_answer_chars", "baseline_mean_answer_chars",
-    "prompt_tokens", "completion_tokens", "judge_calls", "cost_usd", "replicates", "replicate_win_rate_min",
-    "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_note",
+    "setting",
+    "title",
+    "n",
+    "wins",
+    "ties",
+    "losses",
+    "invalid",
+    "win_rate",
+    "win_rate_ties_half",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "consistency",
+    "win_rate_as_first",
+    "win_rate_as_second",
+    "order_flips",
+    "order_flip_share",
+    "study_order_score",
+    "published_win_rate",
+    "published_difference",
+    "published_difference_low",
+    "published_difference_high",
+    "published_margin",
+    "published_equivalent",
+    "published_equivalence_p",
+    "mean_answer_chars",
+    "baseline_mean_answer_chars",
+    "prompt_tokens",
+    "completion_tokens",
+    "judge_calls",
+    "cost_usd",
+    "replicates",
+    "replicate_win_rate_min",
+    "replicate_win_rate_max",
+    "replicate_win_rate_sd",
+    "lc_win_rate",
+    "lc_ci_low",
+    "lc_ci_high",
+    "lc_note",
 ]
 PUBLISHED = {"setting1": {"win_rate": 0.75, "wins": 15, "n": 20}}
 PUBLISHED_COLUMNS = [c for c in COLUMNS if c.startswith("published_")]
@@ -129,16 +160,16 @@ def test_winrate_table_statistics():
 
 def test_per_order_rates_and_flips():
     pairs = [
-        ("win", "win"),          # win
-        ("win", "loss"),         # flip
-        ("loss", "win"),         # flip
-        ("win", "tie"),          # disagree, no flip
+        ("win", "win"),  # win
+        ("win", "loss"),  # flip
+        ("loss", "win"),  # flip
+        ("win", "tie"),  # disagree, no flip
         ("tie", "tie"),
-        ("invalid", "win"),      # a win as Assistant 2, but not judged validly both ways
+        ("invalid", "win"),  # a win as Assistant 2, but not judged validly both ways
         ("loss", "invalid"),
         ("invalid", "invalid"),
         ("loss", "loss"),
-        ("tie", "loss"),         # disagree, no flip
+        ("tie", "loss"),  # disagree, no flip
     ]
     row = wt.winrate_table({"s": [_records_from_orders("s", pairs)]}).iloc[0]
     assert (row["n"], row["wins"], row["ties"], row["losses"], row["invalid"]) == (10, 1, 5, 1, 3)
@@ -197,17 +228,26 @@ def test_published_difference_and_equivalence_by_hand():
     q, k = grid.shape
     rows, cols, grand = grid.mean(1), grid.mean(0), grid.mean()
     ms_run = q * sum((c - grand) ** 2 for c in cols) / (k - 1)
-    ms_res = sum((grid[i, j] - rows[i] - cols[j] + grand) ** 2 for i in range(q) for j in range(k)) / ((q - 1) * (k - 1))
+    ms_res = sum((grid[i, j] - rows[i] - cols[j] + grand) ** 2 for i in range(q) for j in range(k)) / (
+        (q - 1) * (k - 1)
+    )
     question_part = sum((r - grand) ** 2 for r in rows) / (q - 1) / q - ms_res / (q * k)
     run_part, published_part = ms_run / (q * k), 0.8 * 0.2 / 20
     d = grid.mean() - 0.8
+
     def half(alpha):
-        return math.sqrt(t.isf(alpha / 2, q - 1) ** 2 * question_part + t.isf(alpha / 2, k - 1) ** 2 * run_part
-                         + t.isf(alpha / 2, 19) ** 2 * published_part)
+        return math.sqrt(
+            t.isf(alpha / 2, q - 1) ** 2 * question_part
+            + t.isf(alpha / 2, k - 1) ** 2 * run_part
+            + t.isf(alpha / 2, 19) ** 2 * published_part
+        )
+
     out = wt.published_comparison(grid, 0.8, 20, 0.15)
     assert out["published_difference"] == pytest.approx(d)
     assert (out["published_difference_low"], out["published_difference_high"]) == (
-        pytest.approx(d - half(0.05)), pytest.approx(d + half(0.05)))
+        pytest.approx(d - half(0.05)),
+        pytest.approx(d + half(0.05)),
+    )
     # the TOST p-value is where the one-sided bound reaches the nearer margin (the larger p)
     p = out["published_equivalence_p"]
     assert d - half(2 * p) == pytest.approx(-0.15, abs=1e-6) or d + half(2 * p) == pytest.approx(0.15, abs=1e-6)
@@ -215,8 +255,7 @@ def test_published_difference_and_equivalence_by_hand():
     # a gap in the grid: that question is left out; fewer than 2 questions: empty
     gappy = grid.copy()
     gappy[0, 1] = np.nan
-    assert wt.published_comparison(gappy, 0.8, 20, 0.15)["published_difference"] == pytest.approx(
-        grid[1:].mean() - 0.8)
+    assert wt.published_comparison(gappy, 0.8, 20, 0.15)["published_difference"] == pytest.approx(grid[1:].mean() - 0.8)
     empty = wt.published_comparison(grid[:1], 0.8, 20, 0.15)
     assert math.isnan(empty["published_difference"]) and empty["published_equivalent"] is None
     assert empty["published_win_rate"] == 0.8 and empty["published_margin"] == 0.15
@@ -238,13 +277,19 @@ def _simulated_grids(rng, studies, q, k, truth):
     """Score grids from a crossed model whose expected score is exactly `truth`: question and run
     effects on the probability scale (uniform, mean 0), each cell the mean of two Bernoulli
     draws (so half the cells can be ties)."""
-    prob = (truth + rng.uniform(-0.08, 0.08, (studies, q, 1)) + rng.uniform(-0.03, 0.03, (studies, 1, k)))
+    prob = truth + rng.uniform(-0.08, 0.08, (studies, q, 1)) + rng.uniform(-0.03, 0.03, (studies, 1, k))
     return (rng.random((studies, q, k)) < prob).astype(float) / 2 + (rng.random((studies, q, k)) < prob) / 2
 
 
-@pytest.mark.parametrize("q, k, n, published, side", [
-    (20, 3, 20, 0.80, -1), (20, 3, 20, 0.75, +1), (200, 3, 200, 0.80, -1), (200, 3, 200, 0.75, +1),
-])
+@pytest.mark.parametrize(
+    "q, k, n, published, side",
+    [
+        (20, 3, 20, 0.80, -1),
+        (20, 3, 20, 0.75, +1),
+        (200, 3, 200, 0.80, -1),
+        (200, 3, 200, 0.75, +1),
+    ],
+)
 def test_tost_rejects_at_most_five_percent_at_the_margin(q, k, n, published, side):
     """The truth at the margin (ours = the study's expected rate +- 0.15): "equivalent" is a false
     claim, made at most ~5% of the time (2,000 studies: 5% + 2 standard errors = 6%). The study's
@@ -283,22 +328,28 @@ def test_winrate_table_with_published_rates():
 def test_read_published_from_the_study_file():
     published = wt.read_published(REPO / "config" / "study.yaml")
     assert {k: (v["win_rate"], v["wins"], v["n"]) for k, v in published.items()} == {
-        "setting1": (0.75, 15, 20), "setting2": (0.9, 18, 20), "setting3": (0.8, 16, 20), "setting4": (0.8, 16, 20),
+        "setting1": (0.75, 15, 20),
+        "setting2": (0.9, 18, 20),
+        "setting3": (0.8, 16, 20),
+        "setting4": (0.8, 16, 20),
     }
 
 
-@pytest.mark.parametrize("text, key", [
-    (STUDY_YAML.replace("setting1: 0.75", "setting1: 75"), "published.win_rates.setting1"),
-    (STUDY_YAML.replace("setting1: 0.75", "setting1: 75%"), "published.win_rates.setting1"),
-    (STUDY_YAML.replace("setting2: 0.90", "setting2: -0.1"), "published.win_rates.setting2"),
-    (STUDY_YAML.replace("setting2: 0.90", "setting2: .nan"), "published.win_rates.setting2"),
-    (STUDY_YAML.replace("setting2: 0.90", "setting2: true"), "published.win_rates.setting2"),
-    (STUDY_YAML.replace("  n: 20\n", ""), "published.n"),
-    (STUDY_YAML.replace("n: 20", "n: 0"), "published.n"),
-    (STUDY_YAML.replace("n: 20", "n: twenty"), "published.n"),
-    (STUDY_YAML.replace("  win_rates: {setting1: 0.75, setting2: 0.90}\n", ""), "published.win_rates"),
-    ("settings: [setting1]\n", "published"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        (STUDY_YAML.replace("setting1: 0.75", "setting1: 75"), "published.win_rates.setting1"),
+        (STUDY_YAML.replace("setting1: 0.75", "setting1: 75%"), "published.win_rates.setting1"),
+        (STUDY_YAML.replace("setting2: 0.90", "setting2: -0.1"), "published.win_rates.setting2"),
+        (STUDY_YAML.replace("setting2: 0.90", "setting2: .nan"), "published.win_rates.setting2"),
+        (STUDY_YAML.replace("setting2: 0.90", "setting2: true"), "published.win_rates.setting2"),
+        (STUDY_YAML.replace("  n: 20\n", ""), "published.n"),
+        (STUDY_YAML.replace("n: 20", "n: 0"), "published.n"),
+        (STUDY_YAML.replace("n: 20", "n: twenty"), "published.n"),
+        (STUDY_YAML.replace("  win_rates: {setting1: 0.75, setting2: 0.90}\n", ""), "published.win_rates"),
+        ("settings: [setting1]\n", "published"),
+    ],
+)
 def test_bad_study_file_names_the_file_and_key(tmp_path, text, key):
     study = tmp_path / "config" / "study.yaml"
     study.parent.mkdir()
@@ -339,8 +390,10 @@ def test_winrate_table_empty_setting_is_nan():
     df = wt.winrate_table({"s": [[]]})
     assert df.loc[0, "n"] == 0 and math.isnan(df.loc[0, "win_rate"])
     assert df.loc[0, "replicates"] == 1
-    assert all(math.isnan(df.loc[0, c]) for c in ("replicate_win_rate_min", "replicate_win_rate_max",
-                                                  "replicate_win_rate_sd", "lc_win_rate"))
+    assert all(
+        math.isnan(df.loc[0, c])
+        for c in ("replicate_win_rate_min", "replicate_win_rate_max", "replicate_win_rate_sd", "lc_win_rate")
+    )
 
 
 def test_winrate_table_unknown_verdict():
@@ -361,8 +414,13 @@ def _smk(tmp_path, paths, settings=SETTINGS, study=None, compare_published=False
             "pairwise": str(tmp_path / "tables" / "pairwise.csv"),
             "replicates": str(tmp_path / "tables" / "replicates.csv"),
         },
-        params={"settings": settings, "replicates": replicates, "prices": None,
-                "compare_published": compare_published, "statistics": {"alpha": 0.05, "n_bootstrap": 200, "seed": 0}},
+        params={
+            "settings": settings,
+            "replicates": replicates,
+            "prices": None,
+            "compare_published": compare_published,
+            "statistics": {"alpha": 0.05, "n_bootstrap": 200, "seed": 0},
+        },
         rule="winrate_table",
     )
 
@@ -386,15 +444,26 @@ def test_main_writes_csv_and_json(tmp_path):
     assert list(rows[0]) == list(validator("winrate_row").schema["properties"])
     assert list(rows[0]) == COLUMNS
     assert {k: rows[0][k] for k in COLUMNS[:9]} == {
-        "setting": "setting1", "title": "Baseline recipe", "n": 10, "wins": 5, "ties": 2, "losses": 2,
-        "invalid": 1, "win_rate": 0.5, "win_rate_ties_half": 0.6,
+        "setting": "setting1",
+        "title": "Baseline recipe",
+        "n": 10,
+        "wins": 5,
+        "ties": 2,
+        "losses": 2,
+        "invalid": 1,
+        "win_rate": 0.5,
+        "win_rate_ties_half": 0.6,
     }
     assert rows[0]["cost_usd"] is None and rows[0]["p_value"] == pytest.approx(58 / 128)
     assert rows[0]["order_flips"] == 2 and rows[0]["win_rate_as_first"] == 0.7
     assert all(rows[0][c] is None for c in COLUMNS if c.startswith("published_"))  # compare_published false
     # one replicate: its rate is the spread's both ends, no sd; every answer 4 characters against 5:
     # equal length lies outside the data, so the length control is empty and says why
-    assert (rows[0]["replicates"], rows[0]["replicate_win_rate_min"], rows[0]["replicate_win_rate_max"]) == (1, 0.5, 0.5)
+    assert (rows[0]["replicates"], rows[0]["replicate_win_rate_min"], rows[0]["replicate_win_rate_max"]) == (
+        1,
+        0.5,
+        0.5,
+    )
     assert rows[0]["replicate_win_rate_sd"] is None and rows[0]["lc_win_rate"] is None
     assert rows[0]["lc_note"] == "equal length outside the data: 100% of the answers are shorter than the baseline's"
     assert rows[1]["lc_win_rate"] is None and rows[1]["lc_ci_low"] is None and isinstance(rows[0]["replicates"], int)
@@ -405,12 +474,24 @@ def test_main_writes_csv_and_json(tmp_path):
     assert csv_rows[0]["n"] == "10" and csv_rows[0]["wins"] == "5" and float(csv_rows[0]["win_rate"]) == 0.5
     assert list(csv_rows[0]) == COLUMNS and csv_rows[0]["cost_usd"] == ""
     assert csv_rows[0]["replicates"] == "1" and csv_rows[0]["replicate_win_rate_sd"] == ""
-    assert csv_rows[1]["lc_win_rate"] == "" and csv_rows[1]["lc_ci_high"] == "" and "100% of the answers are longer" in csv_rows[1]["lc_note"]
+    assert (
+        csv_rows[1]["lc_win_rate"] == ""
+        and csv_rows[1]["lc_ci_high"] == ""
+        and "100% of the answers are longer" in csv_rows[1]["lc_note"]
+    )
     assert all(csv_rows[0][c] == "" for c in COLUMNS if c.startswith("published_"))
     with open(tmp_path / "tables" / "pairwise.csv", encoding="utf-8") as f:
         pairs = list(csv.DictReader(f))
-    assert pairs == [{"setting_a": "setting1", "setting_b": "setting2", "n": "4", "a_better": "4", "b_better": "0",
-                      "p_value": "0.125"}]
+    assert pairs == [
+        {
+            "setting_a": "setting1",
+            "setting_b": "setting2",
+            "n": "4",
+            "a_better": "4",
+            "b_better": "0",
+            "p_value": "0.125",
+        }
+    ]
     assert not [p for p in (tmp_path / "tables").iterdir() if p.name.startswith(".")]  # no temp files left
 
 
@@ -459,7 +540,11 @@ def test_main_compares_with_published(tmp_path):
     assert one["published_equivalent"] is False and two["published_equivalent"] is False
     with open(tmp_path / "tables" / "winrate.csv", encoding="utf-8") as f:
         row = next(csv.DictReader(f))
-    assert (row["published_win_rate"], row["published_margin"], row["published_equivalent"]) == ("0.75", "0.15", "False")
+    assert (row["published_win_rate"], row["published_margin"], row["published_equivalent"]) == (
+        "0.75",
+        "0.15",
+        "False",
+    )
 
 
 def test_main_checks_orders(tmp_path):
@@ -528,15 +613,18 @@ def _logit_lc(scores, diff, difficulty=None):
     import statsmodels.api as sm
     from scipy.special import expit
 
-    x = np.column_stack([np.ones(len(scores)), np.tanh(diff / np.std(diff, ddof=1))]
-                        + ([] if difficulty is None else [difficulty]))
+    x = np.column_stack(
+        [np.ones(len(scores)), np.tanh(diff / np.std(diff, ddof=1))] + ([] if difficulty is None else [difficulty])
+    )
     params = sm.Logit(scores, x).fit(disp=0).params
     x[:, 1] = 0
     return float(expit(x @ params).mean())
 
 
-LC_VERDICTS = (["win", "loss", "win", "tie", "loss", "win", "loss", "win"],
-               ["loss", "win", "win", "loss", "tie", "win", "loss", "loss"])
+LC_VERDICTS = (
+    ["win", "loss", "win", "tie", "loss", "win", "loss", "win"],
+    ["loss", "win", "win", "loss", "tie", "win", "loss", "loss"],
+)
 LC_LENGTHS = ([10, 3, 4, 8, 6, 12, 9, 2], [9, 5, 11, 2, 7, 4, 12, 3])
 
 
@@ -617,10 +705,13 @@ def _write_replicates(tmp_path, verdicts_by_setting):
 
 
 def test_main_pools_replicates(tmp_path):
-    paths = _write_replicates(tmp_path, {
-        "setting1": REPLICATE_VERDICTS,
-        "setting2": [["win"] * 10, ["loss"] * 10],
-    })
+    paths = _write_replicates(
+        tmp_path,
+        {
+            "setting1": REPLICATE_VERDICTS,
+            "setting2": [["win"] * 10, ["loss"] * 10],
+        },
+    )
     wt.main(_smk(tmp_path, paths, replicates=2))
     one, two = json.loads((tmp_path / "tables" / "winrate.json").read_text(encoding="utf-8"))
     assert (one["n"], one["wins"], one["replicates"]) == (20, 7, 2)
@@ -634,8 +725,12 @@ def test_main_pools_replicates(tmp_path):
     assert (pair["n"], pair["a_better"], pair["b_better"]) == ("20", "2", "5")
     with open(tmp_path / "tables" / "replicates.csv", encoding="utf-8") as f:
         listed = [(r["setting"], r["replicate"], r["n"], r["wins"], float(r["win_rate"])) for r in csv.DictReader(f)]
-    assert listed == [("setting1", "0", "10", "5", 0.5), ("setting1", "1", "10", "2", 0.2),
-                      ("setting2", "0", "10", "10", 1.0), ("setting2", "1", "10", "0", 0.0)]
+    assert listed == [
+        ("setting1", "0", "10", "5", 0.5),
+        ("setting1", "1", "10", "2", 0.2),
+        ("setting2", "0", "10", "10", 1.0),
+        ("setting2", "1", "10", "0", 0.0),
+    ]
     # a file of another setting in a replicate's place
     with pytest.raises(DataError, match="setting2"):
         wt.main(_smk(tmp_path, [paths[0], paths[2], paths[1], paths[3]], replicates=2))
