@@ -293,7 +293,9 @@ def test_generate_answers_records_carry_hit_token_limit(tiny, tiny_manifest):
     # 6 questions, at most 6 a batch: one batch of the merged model, well within 1 GiB
     assert (stats["form"], stats["batch_size"], stats["memory_budget_gib"]) == ("dequantised, adapter merged", 6, 1)
     assert stats["answer_tokens"] == sum(r["answer_tokens"] for r in records) > 0
-    assert stats["tokens_per_s"] == pytest.approx(stats["answer_tokens"] / stats["generate_s"], rel=0.01)
+    # generate_s is rounded to the millisecond: on a fast CPU run that alone moves the ratio a few %
+    rounding = 0.0005 / stats["generate_s"]
+    assert stats["tokens_per_s"] == pytest.approx(stats["answer_tokens"] / stats["generate_s"], rel=rounding + 0.001)
     assert [set(r) for r in records] == [
         {"id", "question", "answer", "prompt_tokens", "answer_tokens", "hit_token_limit", "generation"}
     ] * len(test)

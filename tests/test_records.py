@@ -70,7 +70,7 @@ def test_test_set_and_file_baseline_write_records_that_fit(tmp_path):
     test_path, baseline_path = tmp_path / "test.jsonl", tmp_path / "baseline.jsonl"
     smk = fake_snakemake(
         input={"source": [str(course)], "heldout": str(split), "train": str(split), "val": str(split)},
-        params={"source": str(course), "n": 2, "heldout_slice": None},
+        params={"source": str(course), "n": 2, "copies": 1, "heldout_slice": None},
         rule="test_set",
     )
     smk.output, smk.wildcards = [str(test_path)], SimpleNamespace(test_set="course")
