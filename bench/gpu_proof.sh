@@ -34,14 +34,18 @@ end=$((SECONDS + WAIT))
 while [ ! -f /tmp/dag.rc ] && [ $SECONDS -lt $end ]; do sleep 5; done
 grep -E "^\[|Finished job|Error|error" /tmp/dag.log | tail -n 40
 
+pack() {
+    cp /tmp/dag.log /tmp/gpu.txt /tmp/versions.txt /tmp/decode_check.json /tmp/decode_speed.* "$OUT"/ 2>/dev/null
+    cp /tmp/stock_jobs.json /tmp/dag.rc /tmp/dag.wall "$OUT"/ 2>/dev/null
+    tar czf "$OUT/proof.tgz" --ignore-failed-read results/gpu-proof/benchmarks results/gpu-proof/train_stats \
+        results/gpu-proof/generation_stats results/gpu-proof/tables results/gpu-proof/losses results/gpu-proof/logs \
+        results/gpu-proof/generations results/gpu-proof/models/*/manifest.json 2>/dev/null
+}
+# Packed before the stock jobs too, so that a call stopped at its time limit still returns the DAG's files.
+pack
 if [ -f /tmp/dag.rc ] && [ "$STOCK" = 1 ] && [ ! -f /tmp/stock.done ]; then
     python3 bench/stock_job.py --config config/gpu-proof.yaml --train setting1 --generate setting1 \
-        --questions 3 --out /tmp/stock_jobs.json && touch /tmp/stock.done
+        --questions 3 --out /tmp/stock_jobs.json && touch /tmp/stock.done && pack
 fi
 
-cp /tmp/dag.log /tmp/gpu.txt /tmp/versions.txt /tmp/decode_check.json /tmp/decode_speed.* "$OUT"/ 2>/dev/null
-cp /tmp/stock_jobs.json /tmp/dag.rc /tmp/dag.wall "$OUT"/ 2>/dev/null
-tar czf "$OUT/proof.tgz" --ignore-failed-read results/gpu-proof/benchmarks results/gpu-proof/train_stats \
-    results/gpu-proof/generation_stats results/gpu-proof/tables results/gpu-proof/losses results/gpu-proof/logs \
-    results/gpu-proof/generations results/gpu-proof/models/*/manifest.json 2>/dev/null
 ls -la "$OUT"
