@@ -5,6 +5,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+from common import read_prompt
 from config_checks import config_problems
 import run_plan
 
@@ -233,7 +234,9 @@ def preflight_checks():
     """Before any GPU hour is spent: what the jobs about to run will need later must be here now."""
     rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
     tex = bool(shutil.which("latexmk") and shutil.which("xelatex"))
-    problems = run_plan.preflight_problems(config, rules_to_run, os.environ, tex)
+    problems = run_plan.preflight_problems(
+        config, rules_to_run, os.environ, tex, judge_prompt=read_prompt(JUDGE_PROMPT)
+    )
     if problems:
         raise WorkflowError("\n".join(problems))
 

@@ -76,11 +76,20 @@ def run_config(config: Mapping) -> dict:
     """The config as the paper and the fidelity table see it: not the YAML anchors' source
     (recipes) nor the card's memory or the processes per training job, which only change speed (a
     bigger card or more of them rerun nothing), nor the exports, nor the human labels (the paper
-    reads their agreement table, an input, not the keys)."""
+    reads their agreement table, an input, not the keys), nor the budget, which only gates the run."""
     return {
         k: v
         for k, v in config.items()
-        if k not in ("recipes", "gpu_memory_gib", "training_processes", "export", "label_sheet", "human_labels")
+        if k
+        not in (
+            "recipes",
+            "gpu_memory_gib",
+            "training_processes",
+            "export",
+            "label_sheet",
+            "human_labels",
+            "budget_usd",
+        )
     }
 
 
@@ -245,18 +254,62 @@ def secret_envs(config: Mapping) -> list[str]:
     return sorted({*OTHER_SECRET_ENVS, *api_key_envs(config)})
 
 
+# The rules that call a paid API (each only where its config section says openai or llm).
+PAID_RULES = frozenset({"judge_pairwise", "baseline_answers", "augment_train"})
+
+
+def cost_plan_rows(config: Mapping, judge_prompt: str) -> list[dict]:
+    """The cost plan's rows (scripts/cost_plan.py), as rule cost_plan writes them for this config."""
+    from cost_plan import plan  # the OpenAI client's import only where a budget is checked
+
+    return plan(
+        judges(config),
+        config["test_sets"],
+        len(settings(config)),
+        config["replicates"],
+        config["generation"]["max_new_tokens"],
+        config["augmentation"],
+        config["splits"].get("sizes", {}).get("train"),
+        judge_prompt,
+    )
+
+
+def budget_problem(budget_usd: float | None, rows: list[dict]) -> str | None:
+    """Why the paid calls of the cost plan `rows` may not start under `budget_usd` (None: they may)."""
+    if budget_usd is None or not rows:
+        return None
+    unpriced = [f"{r['stage']} {r['caller']}" for r in rows if r["cost_usd"] is None]
+    if unpriced:
+        return (
+            f"budget_usd: {budget_usd} is set, but {', '.join(unpriced)} has no price_per_million, so the run's "
+            "cost cannot be held to it: set its prices (USD per million input and output tokens)"
+        )
+    total = sum(r["cost_usd"] for r in rows)
+    if total > budget_usd:
+        return (
+            f"budget_usd: this config's paid calls come to at most {total:.2f} USD ({sum(r['calls'] for r in rows)} "
+            f"calls; `snakemake --cores 1 cost_plan` lists them), over the budget of {budget_usd} USD; nothing "
+            "was called. Raise budget_usd, or make the run smaller"
+        )
+    return None
+
+
 def preflight_problems(
     config: Mapping,
     rules: Iterable[str],
     environ: Mapping[str, str],
     tex_found: bool,
     exists: Callable[[str], Any] = os.path.exists,
+    judge_prompt: str = "",
 ) -> list[str]:
     """What the jobs of `rules` (those about to run) will need later and is not here now, each as
-    one message: a key variable unset, LaTeX missing for the PDF, a course file absent. `exists`
-    says whether a path is there."""
+    one message: a key variable unset, LaTeX missing for the PDF, a course file absent, a cost plan
+    over budget_usd (with the judge's prompt text). `exists` says whether a path is there."""
     rules = set(rules)
     problems = []
+    if rules & PAID_RULES and config.get("budget_usd") is not None:
+        over = budget_problem(config["budget_usd"], cost_plan_rows(config, judge_prompt))
+        problems += [over] if over else []
     missing = [env for env in api_key_envs(config, rules) if not environ.get(env)]
     if missing:
         problems.append(
