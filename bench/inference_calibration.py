@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from calibration import coverage, family_wise_error  # noqa: E402
 from calibration_table import claim_family  # noqa: E402
-from claims_table import read_inference, read_study  # noqa: E402
+from study_file import read_inference, read_study  # noqa: E402
 
 
 def main() -> None:

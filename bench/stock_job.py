@@ -31,13 +31,14 @@ def stock_train(config: dict, name: str, work: Path) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     import qlora
+    import sft_recipe
     import train_adapter
     from common import read_jsonl
 
     setting, results = config["settings"][name], results_dir(config)
     manifest = str(results / "models" / setting["model"] / "manifest.json")
     device = config["device"]
-    args = SFTConfig(**train_adapter.recipe_args(setting["training"], str(work / name), device, name))
+    args = SFTConfig(**sft_recipe.recipe_args(setting["training"], str(work / name), device, name))
     trainer = SFTTrainer(
         model=qlora.load_quantized_model(manifest, config["quantization"], device),
         args=args,

@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import base_model  # noqa: E402
 import cuda_speed  # noqa: E402
 import qlora  # noqa: E402
+import sft_recipe  # noqa: E402
 import train_adapter  # noqa: E402
 from common import read_jsonl, setup_logging, write_json  # noqa: E402
 
@@ -154,7 +155,7 @@ VARIANT_ARGS = {
 
 def bench_args(setting: dict, name: str, path: str, output_dir: str, max_steps: int) -> SFTConfig:
     """The SFTConfig a path trains with, cut to max_steps without evaluation or checkpoints: stock
-    trains the recipe as written (train_adapter.recipe_args), pipeline as train_adapter does on
+    trains the recipe as written (sft_recipe.recipe_args), pipeline as train_adapter does on
     CUDA (train_adapter.sft_config), with its variants' changes."""
     base, *variants = path.split("+")
     if path != "stock" and (base != "pipeline" or set(variants) - set(VARIANTS)):
@@ -163,7 +164,7 @@ def bench_args(setting: dict, name: str, path: str, output_dir: str, max_steps: 
     args = (
         train_adapter.sft_config(training, output_dir, "cuda", name)
         if base == "pipeline"
-        else SFTConfig(**train_adapter.recipe_args(training, output_dir, "cuda", name))
+        else SFTConfig(**sft_recipe.recipe_args(training, output_dir, "cuda", name))
     )
     changes = {key: value for v in variants for key, value in VARIANT_ARGS.get(v, {}).items()}
     return dataclasses.replace(

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from calibration import COVERAGE_RATES, coverage, family_wise_error
-from claims_table import CONTROL, read_inference, read_study
 from common import log, read_jsonl, run_stage, write_text
+from study_file import CONTROL, read_inference, read_study
 
 COLUMNS = [
     "test_set",

@@ -11,52 +11,9 @@ effects are differences of the study's published win rates (`published:`), whate
 set: they are what the claim says, and what the power is computed at."""
 
 from claim_stats import BASELINE, claims_table
-from common import PipelineError, log, run_stage, write_json, write_text
-from verdict_simulation import Nuisance
+from common import log, run_stage, write_json, write_text
+from study_file import CONTROL, read_inference, read_published, read_study
 from verdicts import read_runs, table_rows, verdict_frame
-from winrate_table import load_study, read_published
-
-CONTROL = "control"
-
-
-def read_study(path) -> dict:
-    """The study file, its `claims:` checked."""
-    study = load_study(path)
-    claims = study.get("claims") if isinstance(study, dict) else None
-    if not isinstance(claims, list) or not claims:
-        raise PipelineError(f"{path}: claims: missing or not a list")
-    for i, claim in enumerate(claims):
-        if not isinstance(claim, dict):
-            raise PipelineError(f"{path}: claims[{i}]: expected a mapping (id, claim, source, setting, against)")
-        missing = [k for k in ("id", "claim", "source", "setting", "against") if k not in claim]
-        if missing:
-            raise PipelineError(f"{path}: claims[{i}]: missing '{missing[0]}'")
-    return study
-
-
-def read_inference(path, study: dict) -> tuple[float, Nuisance]:
-    """(equivalence margin, simulation nuisance) from the study file's `inference:` section."""
-    inference = study.get("inference")
-    if not isinstance(inference, dict):
-        raise PipelineError(f"{path}: inference: missing or not a mapping (equivalence_margin, simulation)")
-    margin = inference.get("equivalence_margin")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
-        raise PipelineError(
-            f"{path}: inference.equivalence_margin: expected a difference of rates in (0, 1), got {margin!r}"
-        )
-    simulation = inference.get("simulation")
-    fields = set(Nuisance.__dataclass_fields__)
-    if not isinstance(simulation, dict) or set(simulation) != fields:
-        raise PipelineError(
-            f"{path}: inference.simulation: expected a mapping of {', '.join(sorted(fields))}, got {simulation!r}"
-        )
-    for key, value in simulation.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PipelineError(f"{path}: inference.simulation.{key}: expected a number, got {value!r}")
-    try:
-        return float(margin), Nuisance(**simulation)
-    except PipelineError as e:
-        raise PipelineError(f"{path}: inference.{e}") from None
 
 
 def resolve_claims(claims: list[dict], published_rates: dict, controls: dict[str, str]) -> list[dict]:

@@ -6,46 +6,17 @@ results/<run>/tables/compute.csv; the paper's compute table prints it."""
 import csv
 import io
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from common import DataError, PipelineError, log, run_stage, write_text
+from records import COMPUTE_COLUMNS as COLUMNS
+from records import number_cell
 
-COLUMNS = (
-    "rule",
-    "test_set",
-    "setting",
-    "replicate",
-    "device",
-    "gpu",
-    "wall_s",
-    "max_rss_mib",
-    "peak_gpu_gib",
-    "tokens_per_s",
-    "memory_budget_gib",
-    "form",
-    "batch_size",
-)
 FORM_COLUMNS = ("memory_budget_gib", "form", "batch_size")
 TOTAL = "all GPU jobs"
 # The key under which each rule's stage records its throughput in its stats file.
 TOKENS_PER_S = {"train_adapter": "train_tokens_per_s", "generate_answers": "tokens_per_s"}
-
-
-def _number(value: Any, path, line: int | None, field: str, nullable: bool = False) -> float | None:
-    """A finite number (or its text); None for a nullable field's null or empty cell."""
-    if nullable and value in (None, ""):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise DataError(path, line, field, f"not a number ({value!r})") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DataError(path, line, field, f"not a number ({value!r})")
-    return value
 
 
 def read_benchmark(path: str | os.PathLike) -> dict:
@@ -61,8 +32,8 @@ def read_benchmark(path: str | os.PathLike) -> dict:
         raise DataError(path, None, None, f"expected one benchmark row, found {len(rows)}")
     rss = rows[0]["max_rss"]
     return {
-        "wall_s": _number(rows[0]["s"], path, 2, "s"),
-        "max_rss_mib": None if rss == "NA" else _number(rss, path, 2, "max_rss"),
+        "wall_s": number_cell(rows[0]["s"], path, 2, "s"),
+        "max_rss_mib": None if rss == "NA" else number_cell(rss, path, 2, "max_rss"),
     }
 
 
@@ -102,7 +73,7 @@ def read_stats(path: str | os.PathLike, rule: str) -> dict:
         "device": device,
         "gpu": gpu,
         **{
-            name: _number(stats[key], path, None, key, nullable=True)
+            name: number_cell(stats[key], path, None, key, nullable=True)
             for name, key in fields.items()
             if name not in ("device", "gpu")
         },
@@ -164,26 +135,6 @@ def to_csv(rows: Sequence[Mapping]) -> str:
     writer.writeheader()
     writer.writerows({k: "" if row.get(k) is None else row[k] for k in COLUMNS} for row in rows)
     return out.getvalue()
-
-
-def read_compute_csv(path: str | os.PathLike) -> list[dict]:
-    """tables/compute.csv back as rows: numbers as numbers, empty cells as None."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for column in COLUMNS:
-            if column not in (reader.fieldnames or []):
-                raise DataError(path, 1, column, "missing column")
-        rows = []
-        for line, row in enumerate(reader, 2):
-            cells = {k: row[k] or None for k in COLUMNS}
-            for k in ("wall_s", "max_rss_mib", "peak_gpu_gib", "tokens_per_s", "memory_budget_gib", "batch_size"):
-                cells[k] = _number(cells[k], path, line, k, nullable=k != "wall_s")
-            if cells["replicate"] is not None:
-                if not cells["replicate"].isdigit():
-                    raise DataError(path, line, "replicate", f"not a replicate number ({cells['replicate']!r})")
-                cells["replicate"] = int(cells["replicate"])
-            rows.append(cells)
-    return rows
 
 
 def main(smk) -> None:

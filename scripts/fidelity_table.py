@@ -23,8 +23,9 @@ import yaml
 
 from common import PipelineError, log, run_stage, write_text
 from paper_format import fmt
+from records import FIDELITY_COLUMNS
 
-COLUMNS = ["group", "parameter", "study", "this_run", "source", "note", "status"]
+COLUMNS = FIDELITY_COLUMNS
 ABSENT = object()  # a key this run's config does not have
 # A parameter's fields (config/README.md, "config/study.yaml").
 FIELDS = {

@@ -16,8 +16,8 @@ import pandas as pd
 
 from agreement_stats import agreement_statistics
 from common import PipelineError, log, run_stage, write_text
-from judge_agreement import COLUMNS
 from label_sheet import LABEL_COLUMNS, csv_text, read_filled_sheet, read_key, unblind
+from records import AGREEMENT_COLUMNS as COLUMNS
 from verdicts import read_runs
 
 HUMAN = "human"

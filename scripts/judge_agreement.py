@@ -18,22 +18,9 @@ import pandas as pd
 
 from agreement_stats import agreement_statistics
 from common import PipelineError, log, run_stage, write_text
+from records import AGREEMENT_COLUMNS as COLUMNS
 from verdicts import read_runs
 
-COLUMNS = [
-    "test_set",
-    "judge_a",
-    "judge_b",
-    "n_questions",
-    "n_pairs",
-    "agreement",
-    "weighted_kappa",
-    "weighted_kappa_low",
-    "weighted_kappa_high",
-    "alpha",
-    "alpha_low",
-    "alpha_high",
-]
 PRIMARY = "primary"
 
 

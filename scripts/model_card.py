@@ -141,7 +141,7 @@ def evaluations(inputs, specs: list[dict], setting: str, replicate: int) -> list
 
 
 def main(smk):
-    from train_adapter import recipe_args
+    from sft_recipe import recipe_args  # TRL only where a card is written
 
     p, i = smk.params, smk.input
     setting, replicate = smk.wildcards.setting, int(smk.wildcards.replicate)

@@ -12,9 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-import fidelity_table
 from common import DataError, PipelineError, log, read_json, read_jsonl, read_prompt, run_stage, write_text
-from compute_table import read_compute_csv
 from paper_case import case_study
 from paper_claims import agreement_rows, claims_context
 from paper_compute import compute_context
@@ -24,7 +22,7 @@ from paper_ranking import ranking_context
 from paper_results import results_context
 from provenance import check_no_secrets, paper_rows
 from provenance import collect as collect_provenance
-from records import PAIRWISE_COLUMNS, read_table_json
+from records import FIDELITY_COLUMNS, PAIRWISE_COLUMNS, read_compute_csv, read_table_json
 from run_plan import FIGURES
 
 
@@ -54,7 +52,7 @@ def read_pairwise_csv(path: str | os.PathLike) -> list[dict]:
 def read_fidelity_csv(path: str | os.PathLike) -> list[dict]:
     """tables/fidelity.csv: every value as text (an empty note stays empty, not NaN)."""
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for column in fidelity_table.COLUMNS:
+    for column in FIDELITY_COLUMNS:
         if column not in frame.columns:
             raise DataError(path, 1, column, "missing column")
     return frame.to_dict(orient="records")
@@ -85,7 +83,7 @@ def paper_context(
     """Everything the template needs, as raw (unescaped) strings and numbers. `tests` holds every
     test set by name, the first the headline one that `winrate`, `pairwise`, `baseline` and
     `generations` (setting -> its replicates' answers) are of; `claims` the primary judge's claims table per test set, `winrates` every
-    test set's table by every judge; `compute` the compute table's rows (compute_table.read_compute_csv);
+    test set's table by every judge; `compute` the compute table's rows (records.read_compute_csv);
     `calibration` tables/calibration.csv's rows. `figures` maps loss, winrate, lengths and ranking
     to file names relative to the .tex file; `ranking` the headline ranking.json's rows (none: the
     paper has no ranking); `human_agreement` tables/human_agreement.csv's rows (none: no human

@@ -4,8 +4,12 @@ tables' JSON rows (win rates, claims). Each record's shape is a JSON Schema in s
 each stage. A record that does not fit stops the job naming the file, the line (or row) and the
 field."""
 
+import csv
 import functools
+import math
+import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
@@ -17,6 +21,40 @@ SCHEMAS = Path(__file__).resolve().parent / "schemas"
 KINDS = ("test_question", "answer", "verdict", "winrate_row", "claim_row", "ranking_row")
 # The columns of tables/<test set>/<judge>/pairwise.csv, which winrate_table writes and the paper reads.
 PAIRWISE_COLUMNS = ("setting_a", "setting_b", "n", "a_better", "b_better", "p_value")
+# tables/judge_agreement.csv's and tables/human_agreement.csv's columns (judge_agreement,
+# human_agreement write them; the paper reads them).
+AGREEMENT_COLUMNS = [
+    "test_set",
+    "judge_a",
+    "judge_b",
+    "n_questions",
+    "n_pairs",
+    "agreement",
+    "weighted_kappa",
+    "weighted_kappa_low",
+    "weighted_kappa_high",
+    "alpha",
+    "alpha_low",
+    "alpha_high",
+]
+# tables/fidelity.csv's columns (fidelity_table writes them, the paper reads them).
+FIDELITY_COLUMNS = ["group", "parameter", "study", "this_run", "source", "note", "status"]
+# tables/compute.csv's columns (compute_table writes them, the paper reads them).
+COMPUTE_COLUMNS = (
+    "rule",
+    "test_set",
+    "setting",
+    "replicate",
+    "device",
+    "gpu",
+    "wall_s",
+    "max_rss_mib",
+    "peak_gpu_gib",
+    "tokens_per_s",
+    "memory_budget_gib",
+    "form",
+    "batch_size",
+)
 
 
 @functools.cache
@@ -51,4 +89,38 @@ def read_table_json(path, kind: str) -> list[dict]:
             check_record(row, kind, path)
         except DataError as e:
             raise DataError(path, None, f"row {i}" + (f".{e.field}" if e.field else ""), e.problem) from None
+    return rows
+
+
+def number_cell(value: Any, path, line: int | None, field: str, nullable: bool = False) -> float | None:
+    """A finite number (or its text); None for a nullable field's null or empty cell."""
+    if nullable and value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise DataError(path, line, field, f"not a number ({value!r})") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(path, line, field, f"not a number ({value!r})")
+    return value
+
+
+def read_compute_csv(path: str | os.PathLike) -> list[dict]:
+    """tables/compute.csv back as rows: numbers as numbers, empty cells as None."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for column in COMPUTE_COLUMNS:
+            if column not in (reader.fieldnames or []):
+                raise DataError(path, 1, column, "missing column")
+        rows = []
+        for line, row in enumerate(reader, 2):
+            cells = {k: row[k] or None for k in COMPUTE_COLUMNS}
+            for k in ("wall_s", "max_rss_mib", "peak_gpu_gib", "tokens_per_s", "memory_budget_gib", "batch_size"):
+                cells[k] = number_cell(cells[k], path, line, k, nullable=k != "wall_s")
+            if cells["replicate"] is not None:
+                if not cells["replicate"].isdigit():
+                    raise DataError(path, line, "replicate", f"not a replicate number ({cells['replicate']!r})")
+                cells["replicate"] = int(cells["replicate"])
+            rows.append(cells)
     return rows

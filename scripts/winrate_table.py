@@ -97,7 +97,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats
 from scipy.stats import binomtest
 
@@ -106,6 +105,7 @@ from common import PipelineError, log, run_stage, write_json, write_text
 from crossed_stats import SCORES, variance_parts
 from length_control import SCORE, length_controlled_win_rate, question_difficulty
 from records import PAIRWISE_COLUMNS
+from study_file import load_study, read_inference, read_published
 from verdicts import ORDERS, VERDICTS, is_order_flip, order_outcomes, read_runs, table_rows
 
 COLUMNS = [
@@ -320,45 +320,6 @@ def published_columns(grid: np.ndarray, published: Mapping | None, margin: float
     return published_comparison(grid, published["win_rate"], published["n"], margin)
 
 
-def load_study(path) -> dict | None:
-    """config/study.yaml as YAML (its sections are checked by their readers)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise PipelineError(f"{path}: cannot read the study file ({e})") from None
-
-
-def read_published(path) -> dict[str, dict]:
-    """Setting -> {win_rate, wins, n} from the `published:` section of the study file."""
-    study = load_study(path)
-    published = study.get("published") if isinstance(study, dict) else None
-    if not isinstance(published, dict):
-        raise PipelineError(f"{path}: published: missing or not a mapping (n, win_rates)")
-    n = published.get("n")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise PipelineError(f"{path}: published.n: expected the number of questions (a positive integer), got {n!r}")
-    rates = published.get("win_rates")
-    if not isinstance(rates, dict):
-        raise PipelineError(f"{path}: published.win_rates: missing or not a mapping of setting to rate")
-    out = {}
-    for setting, rate in rates.items():
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise PipelineError(f"{path}: published.win_rates.{setting}: expected a number in [0, 1], got {rate!r}")
-        wins = round(rate * n)
-        if abs(rate * n - wins) > 1e-6:
-            log.warning(
-                "%s: published.win_rates.%s = %s is not a whole number of %d questions; %d wins",
-                path,
-                setting,
-                rate,
-                n,
-                wins,
-            )
-        out[str(setting)] = {"win_rate": float(rate), "wins": wins, "n": n}
-    return out
-
-
 def _mean(values: list[int]) -> float:
     return sum(values) / len(values) if values else math.nan
 
@@ -562,8 +523,6 @@ def main(smk) -> None:
     titles = {s["name"]: s.get("title") or s["name"] for s in settings}
     published, margin = {}, None
     if smk.params.compare_published:
-        from claims_table import read_inference  # claims_table imports this module
-
         published = read_published(smk.input.study)
         margin, _ = read_inference(smk.input.study, load_study(smk.input.study))
     statistics = smk.params.statistics

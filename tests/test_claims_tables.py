@@ -14,6 +14,7 @@ import claim_stats as cs
 import claims_table as ct
 import judge_agreement as ja
 import judge_pairwise as jp
+import study_file
 from chat_api import Reply
 from common import PipelineError, write_jsonl
 from conftest import fake_snakemake
@@ -261,14 +262,14 @@ def test_bad_study_file_names_the_file_and_key(tmp_path, text, message):
     paths = _write_runs(tmp_path / "verdicts", CLAIM_RUNS)
     smk = _claims_smk(tmp_path, paths, study_text=text)
     with pytest.raises(PipelineError, match=re.escape(f"config/study.yaml: {message}")):
-        ct.read_study(smk.input.study)
+        study_file.read_study(smk.input.study)
     with pytest.raises(PipelineError, match=re.escape(f"config/study.yaml: {message}")):
         ct.main(smk)
 
 
 def test_missing_study_file(tmp_path):
     with pytest.raises(PipelineError, match="cannot read the study file"):
-        ct.read_study(tmp_path / "nope.yaml")
+        study_file.read_study(tmp_path / "nope.yaml")
 
 
 # --- judge_agreement.main --------------------------------------------------------------------------

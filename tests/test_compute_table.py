@@ -11,12 +11,13 @@ import pytest
 import compute_table
 import paper_context
 from common import DataError, PipelineError
-from compute_table import TOTAL, compute_rows, read_compute_csv, to_csv
+from compute_table import TOTAL, compute_rows, to_csv
 from conftest import fake_snakemake
 from dag import REPLICATES, SETTINGS, TEST_SETS, TRAINED, read_csv
 from paper_compute import compute_context
 from paper_data import config, context_params, make_context, write_run_files  # noqa: F401
 from paper_design import setting_specs
+from records import read_compute_csv
 from render_tex import render_paper
 
 # Snakemake's benchmark header (snakemake.benchmark.BenchmarkRecord), the job's row below it.

@@ -1,4 +1,4 @@
-"""Data-parallel training of one setting (scripts/train_adapter.py: per_process, launch): the recipe's
+"""Data-parallel training of one setting (scripts/sft_recipe.py: per_process; scripts/train_adapter.py: launch): the recipe's
 effective batch shared out over the processes, and two processes (torchrun, gloo, on the CPU)
 training the tiny 4-bit model to the adapter one process trains."""
 
@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import base_model
+import sft_recipe
 import train_adapter
 from common import PipelineError, read_json, write_json, write_jsonl
 from conftest import with_defaults
@@ -85,9 +86,9 @@ def test_each_process_takes_an_equal_share_of_the_effective_batch(batch, accumul
             match=rf"settings.s1.training: the effective batch of {batch * accumulation} "
             rf"\(.*\) does not split evenly over training_processes: {processes}",
         ):
-            train_adapter.per_process(training, processes, "s1")
+            sft_recipe.per_process(training, processes, "s1")
         return
-    split = train_adapter.per_process(training, processes, "s1")
+    split = sft_recipe.per_process(training, processes, "s1")
     assert (split["per_device_train_batch_size"], split["gradient_accumulation_steps"]) == share
     assert share[0] * share[1] * processes == batch * accumulation
     assert {k: v for k, v in split.items() if "batch" not in k and "accumulation" not in k} == {

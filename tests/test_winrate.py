@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import t
 
+import study_file
 import winrate_table as wt
 from common import DataError, PipelineError, write_jsonl
 from conftest import REPO, fake_snakemake
@@ -326,7 +327,7 @@ def test_winrate_table_with_published_rates():
 
 
 def test_read_published_from_the_study_file():
-    published = wt.read_published(REPO / "config" / "study.yaml")
+    published = study_file.read_published(REPO / "config" / "study.yaml")
     assert {k: (v["win_rate"], v["wins"], v["n"]) for k, v in published.items()} == {
         "setting1": (0.75, 15, 20),
         "setting2": (0.9, 18, 20),
@@ -355,7 +356,7 @@ def test_bad_study_file_names_the_file_and_key(tmp_path, text, key):
     study.parent.mkdir()
     study.write_text(text, encoding="utf-8")
     with pytest.raises(PipelineError, match=re.escape(f"config/study.yaml: {key}:")):
-        wt.read_published(study)
+        study_file.read_published(study)
     with pytest.raises(PipelineError, match=re.escape(f"config/study.yaml: {key}:")):
         wt.main(_smk(tmp_path, _write(tmp_path), study=study, compare_published=True))
     wt.main(_smk(tmp_path, _write(tmp_path), study=study, compare_published=False))  # not read: no comparison
