@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# How the GPU proof ran on the device machine (bench/RESULTS.md). A call runs this; a machine kept
-# warm between calls keeps what earlier calls did. The first call installs the carried wheels
-# (.whl), checks the CUDA-graph decoding (bench/decode_check.py), measures the decoding loop
-# (bench/decode_speed.py) and starts the DAG in its own session, so that it outlives the call;
-# every call waits up to WAIT seconds for it; once it has ended, STOCK=1 times the stock jobs
-# (bench/stock_job.py). What came of it is packed into $OUT.
-#   WAIT=540 STOCK=1 bash bench/gpu_proof.sh
+# How the GPU proof runs on the device machine (bench/RESULTS.md). A device call lasts at most 10
+# minutes and a machine kept warm between calls keeps what earlier calls did, so the first call
+# installs the carried wheels (.whl) and starts the whole proof in its own session, where it
+# outlives the call; every call, the first included, waits up to WAIT seconds and packs what
+# exists into $OUT. The proof, one part after the other on an otherwise idle GPU:
+#   1. replicate 0 of every setting and control on the course's 20 questions (data, model builds,
+#      the four trainings, six answer sets);
+#   2. the stock jobs (bench/stock_job.py): setting 1's training and 4B answering of 3 questions;
+#   3. the rest of replicate 0 (the 200-question set) and the compute table.
+# Each part's Snakemake log, exit status and wall seconds are kept apart.
+#   WAIT=570 bash bench/gpu_proof.sh
 set -u
-WAIT=${WAIT:-540}
-STOCK=${STOCK:-0}
+WAIT=${WAIT:-570}
+RUN=results/gpu-proof
 # [ours] one replicate of each setting on the device: 30 minutes of device time do not hold three.
 # The greedy scheduler: the carried PuLP has no solver binary.
-DAG=(--cores 1 --resources gpu=1 --configfile config/gpu-proof.yaml --until compute_table --keep-going
-     --scheduler greedy --config replicates=1)
+DAG=(--cores 1 --resources gpu=1 --configfile config/gpu-proof.yaml --keep-going --scheduler greedy
+     --config replicates=1)
+COURSE=()
+for s in setting1 setting2 setting3 setting4 control-4b control-14b; do COURSE+=("$RUN/generations/course/$s/rep0.jsonl"); done
 
 if [ ! -d /tmp/site ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -20,32 +26,30 @@ fi
 export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
 [ -e ../shared/data ] || { mkdir -p ../shared && ln -sfn "$PWD/shared/data" ../shared/data; } || exit 1
 
-if [ ! -f /tmp/dag.started ]; then
+part() {  # part NAME COMMAND...: its output, exit status and wall seconds in /tmp/NAME.*
+    local name=$1 start=$(date +%s); shift
+    "$@" > "/tmp/$name.log" 2>&1; echo $? > "/tmp/$name.rc"; echo $(( $(date +%s) - start )) > "/tmp/$name.wall"
+}
+export -f part
+
+if [ ! -f /tmp/proof.started ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > /tmp/gpu.txt
     python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|peft|trl|bitsandbytes|datasets|snakemake|accelerate|pyarrow) " > /tmp/versions.txt
-    python3 bench/decode_check.py > /tmp/decode_check.json || { cat /tmp/decode_check.json; exit 1; }
-    python3 bench/decode_speed.py --batches 20,100 > /tmp/decode_speed.md 2>/tmp/decode_speed.err
-    cat /tmp/decode_check.json /tmp/decode_speed.md
-    touch /tmp/dag.started
-    setsid nohup bash -c 'start=$(date +%s); python3 -m snakemake "$@" > /tmp/dag.log 2>&1; echo $? > /tmp/dag.rc; echo $(( $(date +%s) - start )) > /tmp/dag.wall' _ "${DAG[@]}" > /dev/null 2>&1 &
+    touch /tmp/proof.started
+    export COURSE_TARGETS="${COURSE[*]}"
+    setsid nohup bash -c '
+        part dag_course python3 -m snakemake ${COURSE_TARGETS} "$@"
+        part stock python3 bench/stock_job.py --config config/gpu-proof.yaml --train setting1 --generate setting1 \
+            --questions 3 --out /tmp/stock_jobs.json
+        part dag_rest python3 -m snakemake "$@" --until compute_table
+        touch /tmp/proof.done' _ "${DAG[@]}" > /tmp/driver.log 2>&1 &
 fi
-
 end=$((SECONDS + WAIT))
-while [ ! -f /tmp/dag.rc ] && [ $SECONDS -lt $end ]; do sleep 5; done
-grep -E "^\[|Finished job|Error|error" /tmp/dag.log | tail -n 40
+while [ ! -f /tmp/proof.done ] && [ $SECONDS -lt $end ]; do sleep 5; done
+for f in /tmp/dag_course.log /tmp/dag_rest.log; do [ -f "$f" ] && grep -E "^\[|Finished job|Error|error" "$f" | tail -n 20; done
+cat /tmp/stock.log 2>/dev/null | tail -n 5
 
-pack() {
-    cp /tmp/dag.log /tmp/gpu.txt /tmp/versions.txt /tmp/decode_check.json /tmp/decode_speed.* "$OUT"/ 2>/dev/null
-    cp /tmp/stock_jobs.json /tmp/dag.rc /tmp/dag.wall "$OUT"/ 2>/dev/null
-    tar czf "$OUT/proof.tgz" --ignore-failed-read results/gpu-proof/benchmarks results/gpu-proof/train_stats \
-        results/gpu-proof/generation_stats results/gpu-proof/tables results/gpu-proof/losses results/gpu-proof/logs \
-        results/gpu-proof/generations results/gpu-proof/models/*/manifest.json 2>/dev/null
-}
-# Packed before the stock jobs too, so that a call stopped at its time limit still returns the DAG's files.
-pack
-if [ -f /tmp/dag.rc ] && [ "$STOCK" = 1 ] && [ ! -f /tmp/stock.done ]; then
-    python3 bench/stock_job.py --config config/gpu-proof.yaml --train setting1 --generate setting1 \
-        --questions 3 --out /tmp/stock_jobs.json && touch /tmp/stock.done && pack
-fi
-
+cp /tmp/gpu.txt /tmp/versions.txt /tmp/driver.log /tmp/dag_*.* /tmp/stock.* /tmp/stock_jobs.json "$OUT"/ 2>/dev/null
+tar czf "$OUT/proof.tgz" --ignore-failed-read $RUN/benchmarks $RUN/train_stats $RUN/generation_stats $RUN/tables \
+    $RUN/losses $RUN/logs $RUN/generations $RUN/models/*/manifest.json 2>/dev/null
 ls -la "$OUT"

@@ -122,22 +122,24 @@ def main() -> None:
     config = yaml.safe_load((REPO / a.config).read_text(encoding="utf-8"))
     if a.job:  # the child: one job, its result as the last line of stdout
         kind, name = a.job
+        import memory_budget
+
+        # Held to the study's card as the pipeline's jobs are, so both run under the same budget.
+        memory_budget.cap_gpu_memory(config["device"], config["gpu_memory_gib"])
         result = (
             stock_train(config, name, Path(a.work)) if kind == "train" else stock_generate(config, name, a.questions)
         )
         print(json.dumps(result))
         return
     common = ["--config", a.config, "--questions", str(a.questions), "--work", a.work]
-    results = {
-        f"train {name}": timed_job([*common, "--job", "train", name]) for name in filter(None, a.train.split(","))
-    }
-    results |= {
-        f"generate {name}": timed_job([*common, "--job", "generate", name])
-        for name in filter(None, a.generate.split(","))
-    }
-    for job, result in results.items():
-        print(job, json.dumps(result), flush=True)
-    Path(a.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    jobs = [("train", name) for name in filter(None, a.train.split(","))]
+    jobs += [("generate", name) for name in filter(None, a.generate.split(","))]
+    results = {}
+    for kind, name in jobs:
+        results[f"{kind} {name}"] = result = timed_job([*common, "--job", kind, name])
+        print(kind, name, json.dumps(result), flush=True)
+        # Written after every job, so that a run stopped part way keeps the jobs it finished.
+        Path(a.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
