@@ -3,12 +3,12 @@
 # minutes and a machine kept warm between calls keeps what earlier calls did, so the first call
 # installs the carried wheels (.whl) and starts the whole proof in its own session, where it
 # outlives the call; every call, the first included, waits up to WAIT seconds and packs what
-# exists into $OUT. The proof, one part after the other on an otherwise idle GPU:
-#   1. replicate 0 of every setting and control on the course's 20 questions (data, model builds,
-#      the four trainings, six answer sets);
-#   2. the stock jobs (bench/stock_job.py): setting 1's training and 4B answering of 3 questions;
-#   3. the rest of replicate 0 (the 200-question set) and the compute table.
-# Each part's Snakemake log, exit status and wall seconds are kept apart.
+# exists into $OUT (one archive: a device call brings back at most 8 files). The proof, one part
+# after the other on an otherwise idle GPU:
+#   1. replicate 0 from empty, both test sets, through the compute table (data, model builds, the
+#      four trainings, twelve answer sets);
+#   2. the stock jobs (bench/stock_job.py): setting 1's training and 4B answering of 3 questions.
+# Each part's output, exit status and wall seconds are kept apart.
 #   WAIT=570 bash bench/gpu_proof.sh
 set -u
 WAIT=${WAIT:-570}
@@ -17,8 +17,6 @@ RUN=results/gpu-proof
 # The greedy scheduler: the carried PuLP has no solver binary.
 DAG=(--cores 1 --resources gpu=1 --configfile config/gpu-proof.yaml --keep-going --scheduler greedy
      --config replicates=1)
-COURSE=()
-for s in setting1 setting2 setting3 setting4 control-4b control-14b; do COURSE+=("$RUN/generations/course/$s/rep0.jsonl"); done
 
 if [ ! -d /tmp/site ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -36,20 +34,19 @@ if [ ! -f /tmp/proof.started ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > /tmp/gpu.txt
     python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|peft|trl|bitsandbytes|datasets|snakemake|accelerate|pyarrow) " > /tmp/versions.txt
     touch /tmp/proof.started
-    export COURSE_TARGETS="${COURSE[*]}"
     setsid nohup bash -c '
-        part dag_course python3 -m snakemake ${COURSE_TARGETS} "$@"
+        part dag python3 -m snakemake "$@" --until compute_table
         part stock python3 bench/stock_job.py --config config/gpu-proof.yaml --train setting1 --generate setting1 \
             --questions 3 --out /tmp/stock_jobs.json
-        part dag_rest python3 -m snakemake "$@" --until compute_table
         touch /tmp/proof.done' _ "${DAG[@]}" > /tmp/driver.log 2>&1 &
 fi
 end=$((SECONDS + WAIT))
 while [ ! -f /tmp/proof.done ] && [ $SECONDS -lt $end ]; do sleep 5; done
-for f in /tmp/dag_course.log /tmp/dag_rest.log; do [ -f "$f" ] && grep -E "^\[|Finished job|Error|error" "$f" | tail -n 20; done
-cat /tmp/stock.log 2>/dev/null | tail -n 5
+[ -f /tmp/dag.log ] && grep -E "^\[|Finished job|Error|error" /tmp/dag.log | tail -n 20
+tail -n 5 /tmp/stock.log 2>/dev/null
+cat /tmp/dag.wall /tmp/stock.wall 2>/dev/null
 
-cp /tmp/gpu.txt /tmp/versions.txt /tmp/driver.log /tmp/dag_*.* /tmp/stock.* /tmp/stock_jobs.json "$OUT"/ 2>/dev/null
-tar czf "$OUT/proof.tgz" --ignore-failed-read $RUN/benchmarks $RUN/train_stats $RUN/generation_stats $RUN/tables \
-    $RUN/losses $RUN/logs $RUN/generations $RUN/models/*/manifest.json 2>/dev/null
+mkdir -p /tmp/device && cp /tmp/gpu.txt /tmp/versions.txt /tmp/driver.log /tmp/dag.* /tmp/stock.* /tmp/stock_jobs.json /tmp/device/ 2>/dev/null
+tar czf "$OUT/proof.tgz" --ignore-failed-read -C / tmp/device -C "$PWD" $RUN/benchmarks $RUN/train_stats \
+    $RUN/generation_stats $RUN/tables $RUN/losses $RUN/logs $RUN/generations $RUN/models/*/manifest.json 2>/dev/null
 ls -la "$OUT"
