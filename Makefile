@@ -30,7 +30,7 @@ test-fast:
 	$(PYTHON) -m pytest -q -m "not dag and not slow"
 
 test-dag:
-	$(PYTHON) -m pytest -q -m "dag or slow"
+	$(PYTHON) -m pytest -q -m "dag or slow" --durations=15
 
 # ruff at its pinned version (requirements.txt), installed first if missing, so lint runs before the install.
 lint:
