@@ -17,7 +17,7 @@ import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import decoding  # noqa: E402
+from huatuo_study.answering import decoding  # noqa: E402
 
 BATCH, PROMPT, NEW, WINDOW = 8, 24, 64, 16
 

@@ -18,9 +18,9 @@ import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import decoding  # noqa: E402
-from memory_budget import kv_bytes_per_token  # noqa: E402
-from qlora import GumbelSampler  # noqa: E402
+from huatuo_study.answering import decoding  # noqa: E402
+from huatuo_study.answering.answers import GumbelSampler  # noqa: E402
+from huatuo_study.model.memory_budget import kv_bytes_per_token  # noqa: E402
 
 # Qwen3-4B's config.json on the hub
 QWEN3_4B = dict(

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import generate_answers  # noqa: E402
 import train_adapter  # noqa: E402
-from common import setup_logging, write_json, write_jsonl  # noqa: E402
+from huatuo_study.common import setup_logging, write_json, write_jsonl  # noqa: E402
 from train_bench import demo_rows, package_versions, random_model, study_config  # noqa: E402
 
 

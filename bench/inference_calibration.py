@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from calibration import coverage, family_wise_error  # noqa: E402
 from calibration_table import claim_family  # noqa: E402
-from study_file import read_inference, read_study  # noqa: E402
+from huatuo_study.statistics.calibration import coverage, family_wise_error  # noqa: E402
+from huatuo_study.statistics.study_file import read_inference, read_study  # noqa: E402
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "bench"))
 
-import qlora  # noqa: E402
 import train_adapter  # noqa: E402
-from common import setup_logging  # noqa: E402
+from huatuo_study.common import setup_logging  # noqa: E402
+from huatuo_study.model import qlora  # noqa: E402
 from train_bench import (  # noqa: E402
     bench_args,
     demo_rows,

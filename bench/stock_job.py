@@ -4,7 +4,7 @@ imports, model loading, training with its evaluations, saving, answering.
 
 Stock training: SFTTrainer over the 4-bit NF4 base with the recipe as written (the notebook's
 micro-batches, gradient checkpointing, torch's default attention backends), none of
-scripts/cuda_speed.py. Stock answering: the 4-bit base with the adapter unmerged, generate()
+scripts/huatuo_study/model/cuda_speed.py. Stock answering: the 4-bit base with the adapter unmerged, generate()
 sampling with the study's settings, one question at a time as the notebook does; --questions of
 them are timed and the job projected to the whole test set (load + n x the mean per question).
 
@@ -30,10 +30,9 @@ def results_dir(config: dict) -> Path:
 def stock_train(config: dict, name: str, work: Path) -> dict:
     from trl import SFTConfig, SFTTrainer
 
-    import qlora
-    import sft_recipe
     import train_adapter
-    from common import read_jsonl
+    from huatuo_study.common import read_jsonl
+    from huatuo_study.model import qlora, sft_recipe
 
     setting, results = config["settings"][name], results_dir(config)
     manifest = str(results / "models" / setting["model"] / "manifest.json")
@@ -55,8 +54,8 @@ def stock_train(config: dict, name: str, work: Path) -> dict:
 def stock_generate(config: dict, name: str, questions: int) -> dict:
     from peft import PeftModel
 
-    import qlora
-    from common import CHAT_TEMPLATE_KWARGS, chat_prompt, read_jsonl
+    from huatuo_study.common import CHAT_TEMPLATE_KWARGS, chat_prompt, read_jsonl
+    from huatuo_study.model import qlora
 
     setting, results, generation = config["settings"][name], results_dir(config), config["generation"]
     manifest = str(results / "models" / setting["model"] / "manifest.json")
@@ -122,7 +121,7 @@ def main() -> None:
     config = yaml.safe_load((REPO / a.config).read_text(encoding="utf-8"))
     if a.job:  # the child: one job, its result as the last line of stdout
         kind, name = a.job
-        import memory_budget
+        from huatuo_study.model import memory_budget
 
         # Held to the study's card as the pipeline's jobs are, so both run under the same budget.
         memory_budget.cap_gpu_memory(config["device"], config["gpu_memory_gib"])

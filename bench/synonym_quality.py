@@ -1,4 +1,4 @@
-"""How much, and how well, the offline synonym method (scripts/augment_synonym.py) rewrites real
+"""How much, and how well, the offline synonym method (scripts/huatuo_study/data/augment_synonym.py) rewrites real
 Huatuo26M-Lite questions.
 
 Two tables. First, every question of the file is tried, with the record id its position (0-based,
@@ -60,9 +60,9 @@ def print_table(title: str, table: list[tuple[str, str]]) -> None:
 
 
 def main() -> None:
-    import augment_synonym as S
     from augment_train import synonym_selection, target_count
-    from common import read_jsonl
+    from huatuo_study.common import read_jsonl
+    from huatuo_study.data import augment_synonym as S
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "huatuo26m_lite_sample500.jsonl"))

@@ -4,7 +4,7 @@ Builds a Qwen3-4B- or Qwen3-14B-shaped model from the published config with rand
 (the same compute as the real weights), then for each recipe of the study config trains the
 QLoRA adapter for --steps optimiser steps after --warmup steps through each path, every one in a
 fresh process: "stock" (SFTTrainer as the course notebook configures it) and "pipeline" (what
-train_adapter runs on CUDA, scripts/cuda_speed.py: the base dequantised when it fits, one
+train_adapter runs on CUDA, scripts/huatuo_study/model/cuda_speed.py: the base dequantised when it fits, one
 micro-batch, compiled decoder layers without gradient checkpointing), optionally with variants that undo or add one thing ("pipeline+nf4",
 "pipeline+liger", which needs `pip install liger-kernel==0.8.5`, ...), on the same synthetic examples with
 Huatuo26M-Lite-like lengths (or, with RECIPE:longest, all at the longest length).
@@ -36,11 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import base_model  # noqa: E402
-import cuda_speed  # noqa: E402
-import qlora  # noqa: E402
-import sft_recipe  # noqa: E402
 import train_adapter  # noqa: E402
-from common import read_jsonl, setup_logging, write_json  # noqa: E402
+from huatuo_study.common import CHAT_TEMPLATE_KWARGS, chat_prompt, read_jsonl, setup_logging, write_json  # noqa: E402
+from huatuo_study.model import cuda_speed, qlora, sft_recipe  # noqa: E402
 
 # The published config.json of Qwen/Qwen3-4B and Qwen/Qwen3-14B (hub, 2025).
 SHAPES = {
@@ -253,7 +251,7 @@ def random_adapter(manifest, quantization, lora: dict, out: Path) -> str:
 def prompt_ids(tokenizer, questions):
     return [
         tokenizer.apply_chat_template(
-            qlora.chat_prompt(q), tokenize=True, add_generation_prompt=True, **qlora.CHAT_TEMPLATE_KWARGS
+            chat_prompt(q), tokenize=True, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
         )["input_ids"]
         for q in questions
     ]

@@ -5,15 +5,15 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
-from common import read_prompt
-from config_checks import config_problems
-import run_plan
+from huatuo_study.common import read_prompt
+from huatuo_study.config_checks import config_problems
+from huatuo_study import run_plan
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
 # Snakemake's own measure of every job (wall time, max RSS), one TSV per job, beside its log.
 BENCHMARKS = f"{RESULTS}/benchmarks"
-# What the config implies (scripts/run_plan.py), computed once for every rule file.
+# What the config implies (scripts/huatuo_study/run_plan.py), computed once for every rule file.
 SETTINGS = run_plan.settings(config)
 MODELS = list(config["models"])
 CONTROLS = run_plan.controls(config)
@@ -45,7 +45,7 @@ def compares_with_published(test_set, judge):
 
 
 def check_config():
-    """Cross-references the schema cannot express (scripts/config_checks.py), each naming its key."""
+    """Cross-references the schema cannot express (scripts/huatuo_study/config_checks.py), each naming its key."""
     problems = config_problems(config)
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import jinja2
 
-from common import DataError, PipelineError, log, run_stage, write_text
-from records import read_records
-from verdicts import is_order_flip, read_runs
+from huatuo_study.common import DataError, PipelineError, log, run_stage, write_text
+from huatuo_study.judging.verdicts import is_order_flip, read_runs
+from huatuo_study.records import read_records
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "answer_browser.html.j2"
 ORDER_TITLES = {

@@ -20,7 +20,7 @@ Params:  smk.params.augmentation (the validated config section), smk.params.cach
 import math
 import random
 
-from common import PipelineError, log, read_jsonl, run_stage, write_json, write_jsonl
+from huatuo_study.common import PipelineError, log, read_jsonl, run_stage, write_json, write_jsonl
 
 N_EXAMPLES = 10
 N_REPLACEMENTS_SAMPLE = 50
@@ -76,8 +76,8 @@ def synonym_selection(records: list[dict], cfg: dict, rewriter) -> tuple[list[in
 def llm_selection(records: list[dict], cfg: dict, cache_dir: str) -> tuple[list[int], list, dict]:
     """(selected positions, their new questions or None, method stats): the study's seeded sample
     of all questions, each rewritten by the LLM."""
-    from augment_llm import LLMRewriter
-    from chat_api import cost_usd
+    from huatuo_study.chat_api import cost_usd
+    from huatuo_study.data.augment_llm import LLMRewriter
 
     llm_cfg = cfg["llm"]
     positions = select_positions(len(records), cfg["ratio"], cfg["seed"])
@@ -118,7 +118,7 @@ def main(smk) -> None:
     if cfg["method"] == "llm":
         positions, rewrites, method_stats = llm_selection(records, cfg, smk.params.cache_dir)
     else:
-        from augment_synonym import SynonymRewriter
+        from huatuo_study.data.augment_synonym import SynonymRewriter
 
         rewriter = SynonymRewriter(cfg["synonym"], smk.input.protected[0])
         positions, rewrites, method_stats = synonym_selection(records, cfg, rewriter)
@@ -140,7 +140,7 @@ def main(smk) -> None:
         "examples": examples,
     }
     write_jsonl(smk.output.train, out)
-    from versions import AUGMENT, versions
+    from huatuo_study.versions import AUGMENT, versions
 
     # For the paper's provenance: the packages this method ran with.
     write_json(smk.output.stats, {**stats, "versions": versions(AUGMENT[cfg["method"]])})

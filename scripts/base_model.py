@@ -4,7 +4,7 @@ a byte-level BPE tokenizer trained on the train split, Qwen3's chat template, an
 weights, optionally given a short plain-text pretraining pass on the train split.
 Writes models/<name>/manifest.json, which training and generation load from."""
 
-import gpu_slots
+from huatuo_study.model import gpu_slots
 
 if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
     gpu_slots.take_for_job(snakemake)  # noqa: F821
@@ -16,8 +16,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-import qwen3_tokenizer
-from common import PipelineError, atomic_dir, log, read_jsonl, run_stage, write_json
+from huatuo_study.common import PipelineError, atomic_dir, log, read_jsonl, run_stage, write_json
+from huatuo_study.model import qwen3_tokenizer
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 MAX_POSITIONS = 2048  # a built model's context, and its tokenizer's
@@ -136,8 +136,8 @@ def resolve_model(model: dict, train_path: str | None, out_dir: Path, device: st
 
 
 def main(smk):
-    from versions import BASE_MODEL as BASE_MODEL_PACKAGES
-    from versions import QWEN3_TOKENIZER, versions
+    from huatuo_study.versions import BASE_MODEL as BASE_MODEL_PACKAGES
+    from huatuo_study.versions import QWEN3_TOKENIZER, versions
 
     manifest_path = Path(smk.output[0])
     train = smk.input.train[0] if smk.input.train else None

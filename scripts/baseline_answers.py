@@ -1,12 +1,12 @@
 """Stage baseline answers: what each setting is compared with. From the course file (ChatGPT's
 answers), from an OpenAI-compatible chat model, or from a local model (e.g. the untuned base)."""
 
-import gpu_slots
+from huatuo_study.model import gpu_slots
 
 if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
     gpu_slots.take_for_job(snakemake)  # noqa: F821
 
-from common import PipelineError, chat_prompt, log, read_jsonl, run_stage, write_jsonl
+from huatuo_study.common import PipelineError, chat_prompt, log, read_jsonl, run_stage, write_jsonl
 
 
 def answers_from_file(test: list[dict]) -> list[str]:
@@ -19,7 +19,7 @@ def answers_from_file(test: list[dict]) -> list[str]:
 def answers_from_openai(test: list[dict], baseline: dict, cache_dir: str, section: str = "baseline") -> list[str]:
     """One answer per question from an OpenAI-compatible chat model, through the cached client;
     `section` names the baseline's config section in errors."""
-    from chat_api import ChatClient
+    from huatuo_study.chat_api import ChatClient
 
     client = ChatClient(baseline, cache_dir, desc="baseline", section=section)
     return [reply.content for reply in client.ask([chat_prompt(t["question"]) for t in test])]
@@ -28,7 +28,7 @@ def answers_from_openai(test: list[dict], baseline: dict, cache_dir: str, sectio
 def answers_from_model(
     test: list[dict], manifest: str, generation: dict, quantization: dict, device: str, gpu_memory_gib: float
 ) -> list[str]:
-    from qlora import answer_questions, prepare_answering  # torch only where needed
+    from huatuo_study.answering.answers import answer_questions, prepare_answering  # torch only where needed
 
     questions = [t["question"] for t in test]
     tokenizer, model, plan = prepare_answering(

@@ -10,9 +10,9 @@ each share."""
 import numpy as np
 import pandas as pd
 
-from calibration import COVERAGE_RATES, coverage, family_wise_error
-from common import log, read_jsonl, run_stage, write_text
-from study_file import CONTROL, read_inference, read_study
+from huatuo_study.common import log, read_jsonl, run_stage, write_text
+from huatuo_study.statistics.calibration import COVERAGE_RATES, coverage, family_wise_error
+from huatuo_study.statistics.study_file import CONTROL, read_inference, read_study
 
 COLUMNS = [
     "test_set",

@@ -10,10 +10,10 @@ untuned control of the setting's base model (run_plan.controls_by_setting). Publ
 effects are differences of the study's published win rates (`published:`), whatever the test
 set: they are what the claim says, and what the power is computed at."""
 
-from claim_stats import BASELINE, claims_table
-from common import log, run_stage, write_json, write_text
-from study_file import CONTROL, read_inference, read_published, read_study
-from verdicts import read_runs, table_rows, verdict_frame
+from huatuo_study.common import log, run_stage, write_json, write_text
+from huatuo_study.judging.verdicts import read_runs, table_rows, verdict_frame
+from huatuo_study.statistics.claim_stats import BASELINE, claims_table
+from huatuo_study.statistics.study_file import CONTROL, read_inference, read_published, read_study
 
 
 def resolve_claims(claims: list[dict], published_rates: dict, controls: dict[str, str]) -> list[dict]:

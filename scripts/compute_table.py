@@ -9,12 +9,12 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
-from common import DataError, PipelineError, log, run_stage, write_text
-from records import COMPUTE_COLUMNS as COLUMNS
-from records import number_cell
+from huatuo_study.common import DataError, PipelineError, log, run_stage, write_text
+from huatuo_study.records import COMPUTE_COLUMNS as COLUMNS
+from huatuo_study.records import COMPUTE_TOTAL as TOTAL
+from huatuo_study.records import number_cell
 
 FORM_COLUMNS = ("memory_budget_gib", "form", "batch_size")
-TOTAL = "all GPU jobs"
 # The key under which each rule's stage records its throughput in its stats file.
 TOKENS_PER_S = {"train_adapter": "train_tokens_per_s", "generate_answers": "tokens_per_s"}
 

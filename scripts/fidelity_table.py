@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from common import PipelineError, log, run_stage, write_text
-from paper_format import fmt
-from records import FIDELITY_COLUMNS
+from huatuo_study.common import PipelineError, log, run_stage, write_text
+from huatuo_study.paper.formatting import fmt
+from huatuo_study.records import FIDELITY_COLUMNS
 
 COLUMNS = FIDELITY_COLUMNS
 ABSENT = object()  # a key this run's config does not have

@@ -4,9 +4,9 @@ questions, from the headline tables/<test set>/primary/winrate.json as paper/ans
 import os
 from collections.abc import Mapping, Sequence
 
-from common import log, run_stage
-from figure_style import setting_rows, settings_figure
-from records import read_table_json
+from huatuo_study.common import log, run_stage
+from huatuo_study.paper.figure_style import setting_rows, settings_figure
+from huatuo_study.records import read_table_json
 
 KEYS = ("mean_answer_chars", "baseline_mean_answer_chars")
 BAR_HEIGHT = 0.38

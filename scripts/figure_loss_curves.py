@@ -11,9 +11,9 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
-from common import DataError, PipelineError, log, run_stage
-from figure_style import figure_rc, save
-from paper_format import oneline
+from huatuo_study.common import DataError, PipelineError, log, run_stage
+from huatuo_study.paper.figure_style import figure_rc, save
+from huatuo_study.paper.formatting import oneline
 
 
 def read_loss_csv(path: str | os.PathLike) -> pd.DataFrame:

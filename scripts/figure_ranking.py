@@ -6,11 +6,11 @@ keeps its row, empty, at the bottom)."""
 import os
 from collections.abc import Mapping, Sequence
 
-from common import PipelineError, log, run_stage
-from figure_style import settings_figure
-from paper_format import oneline
-from ranking_scale import ANCHOR, BASELINE
-from records import read_table_json
+from huatuo_study.common import PipelineError, log, run_stage
+from huatuo_study.paper.figure_style import settings_figure
+from huatuo_study.paper.formatting import oneline
+from huatuo_study.records import read_table_json
+from huatuo_study.statistics.ranking_scale import ANCHOR, BASELINE
 
 
 def ranking_rows(ranking: Sequence[Mapping], numbers: Mapping[str, int]) -> list[dict]:

@@ -4,9 +4,9 @@ the study's published rate where there is one, from the headline tables/<test se
 import os
 from collections.abc import Mapping, Sequence
 
-from common import log, run_stage
-from figure_style import setting_rows, settings_figure
-from records import read_table_json
+from huatuo_study.common import log, run_stage
+from huatuo_study.paper.figure_style import setting_rows, settings_figure
+from huatuo_study.records import read_table_json
 
 KEYS = ("win_rate", "ci_low", "ci_high", "published_win_rate")
 

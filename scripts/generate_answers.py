@@ -6,15 +6,16 @@ batching changes speed only) or greedy. Each record says whether its answer was 
 max_new_tokens (hit_token_limit). A stats file gives the job's form, batch size, memory cap, load
 and answering times, tokens/s and peak GPU memory for the paper's compute table."""
 
-import gpu_slots
+from huatuo_study.model import gpu_slots
 
 if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
     gpu_slots.take_for_job(snakemake)  # noqa: F821
 
 import time
 
-from common import log, read_jsonl, run_stage, write_json, write_jsonl
-from qlora import answer_questions, device_name, peak_gpu_gib, prepare_answering
+from huatuo_study.answering.answers import answer_questions, prepare_answering
+from huatuo_study.common import log, read_jsonl, run_stage, write_json, write_jsonl
+from huatuo_study.model.qlora import device_name, peak_gpu_gib
 
 
 def generate_answers(

@@ -15,8 +15,8 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from common import PipelineError, log, read_jsonl, run_stage, write_text
-from label_sheet import (
+from huatuo_study.common import PipelineError, log, read_jsonl, run_stage, write_text
+from huatuo_study.judging.label_sheet import (
     KEY_COLUMNS,
     SHEET_COLUMNS,
     candidate_pairs,

@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from common import atomic_dir, log, read_jsonl, run_stage
+from huatuo_study.common import atomic_dir, log, read_jsonl, run_stage
 
 BASELINE = "baseline"
 CATEGORY = "medical"

@@ -16,10 +16,10 @@ import itertools
 
 import pandas as pd
 
-from agreement_stats import agreement_statistics
-from common import PipelineError, log, run_stage, write_text
-from records import AGREEMENT_COLUMNS as COLUMNS
-from verdicts import read_runs
+from huatuo_study.common import PipelineError, log, run_stage, write_text
+from huatuo_study.judging.verdicts import read_runs
+from huatuo_study.records import AGREEMENT_COLUMNS as COLUMNS
+from huatuo_study.statistics.agreement_stats import agreement_statistics
 
 PRIMARY = "primary"
 

@@ -24,9 +24,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from chat_api import ChatClient, Reply
-from common import DataError, PipelineError, log, normalize_text, read_prompt, run_stage, write_jsonl
-from records import read_records
+from huatuo_study.chat_api import ChatClient, Reply
+from huatuo_study.common import DataError, PipelineError, log, normalize_text, read_prompt, run_stage, write_jsonl
+from huatuo_study.records import read_records
 
 # Which answer is Assistant 1: the setting's, then the baseline's.
 ORDERS = ("setting_first", "baseline_first")

@@ -5,13 +5,13 @@ Hugging Face model (safetensors, config, generation config) with its tokenizer, 
 AutoModelForCausalLM.from_pretrained. Its model card is the adapter's (model_cards/), which
 says where this folder is."""
 
-import gpu_slots
+from huatuo_study.model import gpu_slots
 
 if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
     gpu_slots.take_for_job(snakemake)  # noqa: F821
 
-from common import atomic_dir, log, run_stage
-from qlora import load_generation_model, load_tokenizer
+from huatuo_study.common import atomic_dir, log, run_stage
+from huatuo_study.model.qlora import load_generation_model, load_tokenizer
 
 
 def merged_model(model_manifest, adapter_dir, quantization, device):

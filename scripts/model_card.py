@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from common import read_json, read_jsonl, run_stage, write_text
+from huatuo_study.common import read_json, read_jsonl, run_stage, write_text
 
 # Tags the hub's PEFT cards carry, and ours.
 TAGS = ["peft", "lora", "qlora", "sft", "trl", "medical", "chinese", "huatuo26m-lite"]
@@ -141,7 +141,7 @@ def evaluations(inputs, specs: list[dict], setting: str, replicate: int) -> list
 
 
 def main(smk):
-    from sft_recipe import recipe_args  # TRL only where a card is written
+    from huatuo_study.model.sft_recipe import recipe_args  # TRL only where a card is written
 
     p, i = smk.params, smk.input
     setting, replicate = smk.wildcards.setting, int(smk.wildcards.replicate)

@@ -11,7 +11,7 @@ Params:  smk.params.leakage = {ngram, num_perm, threshold, stop_threshold, top_k
 
 from datasketch import MinHash, MinHashLSH
 
-from common import PipelineError, log, normalize_text, read_jsonl, run_stage, write_json
+from huatuo_study.common import PipelineError, log, normalize_text, read_jsonl, run_stage, write_json
 
 MINHASH_SEED = 1  # fixed: the same signatures, so the same candidates, on every run
 

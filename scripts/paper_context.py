@@ -12,18 +12,18 @@ from typing import Any
 
 import pandas as pd
 
-from common import DataError, PipelineError, log, read_json, read_jsonl, read_prompt, run_stage, write_text
-from paper_case import case_study
-from paper_claims import agreement_rows, claims_context
-from paper_compute import compute_context
-from paper_design import design_context, setting_specs
-from paper_format import need
-from paper_ranking import ranking_context
-from paper_results import results_context
-from provenance import check_no_secrets, paper_rows
-from provenance import collect as collect_provenance
-from records import FIDELITY_COLUMNS, PAIRWISE_COLUMNS, read_compute_csv, read_table_json
-from run_plan import FIGURES
+from huatuo_study.common import DataError, PipelineError, log, read_json, read_jsonl, read_prompt, run_stage, write_text
+from huatuo_study.paper.case import case_study
+from huatuo_study.paper.claims import agreement_rows, claims_context
+from huatuo_study.paper.compute import compute_context
+from huatuo_study.paper.design import design_context, setting_specs
+from huatuo_study.paper.formatting import need
+from huatuo_study.paper.provenance import check_no_secrets, paper_rows
+from huatuo_study.paper.provenance import collect as collect_provenance
+from huatuo_study.paper.ranking import ranking_context
+from huatuo_study.paper.results import results_context
+from huatuo_study.records import FIDELITY_COLUMNS, PAIRWISE_COLUMNS, read_compute_csv, read_table_json
+from huatuo_study.run_plan import FIGURES
 
 
 def read_pairwise_csv(path: str | os.PathLike) -> list[dict]:

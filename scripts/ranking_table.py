@@ -5,9 +5,9 @@ it from judgments against one baseline (the baseline anchored at 1000, 400 point
 scale (bradley_terry says how). The verdicts are the win-rate table's: no new judge calls.
 Writes tables/<test set>/<judge>/ranking.csv and .json (bradley_terry.COLUMNS)."""
 
-from bradley_terry import ranking
-from common import log, run_stage, write_json, write_text
-from verdicts import read_runs, table_rows, verdict_frame
+from huatuo_study.common import log, run_stage, write_json, write_text
+from huatuo_study.judging.verdicts import read_runs, table_rows, verdict_frame
+from huatuo_study.statistics.bradley_terry import ranking
 
 
 def main(smk) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import datasets
 
-from common import PipelineError, log, run_stage, write_jsonl
+from huatuo_study.common import PipelineError, log, run_stage, write_jsonl
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import jinja2
 
-from common import PipelineError, log, read_json, run_stage, write_text
-from paper_format import UNDECODABLE
-from provenance import check_no_secrets
+from huatuo_study.common import PipelineError, log, read_json, run_stage, write_text
+from huatuo_study.paper.formatting import UNDECODABLE
+from huatuo_study.paper.provenance import check_no_secrets
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "paper" / "paper.tex.j2"
 

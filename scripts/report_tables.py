@@ -5,8 +5,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from common import log, read_json, run_stage, write_text
-from provenance import check_no_secrets
+from huatuo_study.common import log, read_json, run_stage, write_text
+from huatuo_study.paper.provenance import check_no_secrets
 
 
 def page(title: str, frame: pd.DataFrame) -> str:

@@ -5,7 +5,7 @@ stats JSON."""
 import random
 from collections import Counter
 
-from common import DataError, iter_jsonl, log, normalize_text, run_stage, write_json, write_jsonl
+from huatuo_study.common import DataError, iter_jsonl, log, normalize_text, run_stage, write_json, write_jsonl
 
 # Lite's fields and the types a row must have; `id` is optional (the course's sample has none).
 REQUIRED_TEXT = ("question", "answer")
@@ -125,7 +125,7 @@ def main(smk):
         "seed": cfg["seed"],
         "filters": cfg.get("filters") or {},
     }
-    from versions import SPLIT, versions
+    from huatuo_study.versions import SPLIT, versions
 
     write_json(smk.output.stats, {**stats, "versions": versions(SPLIT)})  # for the paper's provenance
     log.info("Splits: %s", stats)

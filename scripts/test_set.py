@@ -5,7 +5,7 @@ run: the comparison would measure memorisation."""
 
 import json
 
-from common import DataError, PipelineError, log, normalize_text, read_jsonl, run_stage, write_jsonl
+from huatuo_study.common import DataError, PipelineError, log, normalize_text, read_jsonl, run_stage, write_jsonl
 
 
 def read_course_file(path: str) -> list[dict]:

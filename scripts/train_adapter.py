@@ -7,7 +7,7 @@ killed job resumes from the last one. With several processes (the rule's `gpu` r
 GPU, each a share of the recipe's effective batch; the first writes the outputs. Writes the adapter
 folder and the per-step train / per-eval validation loss CSV."""
 
-import gpu_slots
+from huatuo_study.model import gpu_slots
 
 if "snakemake" in globals():  # this job's own GPU(s), taken before torch initialises CUDA
     gpu_slots.take_for_job(snakemake)  # noqa: F821
@@ -32,8 +32,7 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import SFTConfig, SFTTrainer
 
-import cuda_speed
-from common import (
+from huatuo_study.common import (
     CHAT_TEMPLATE_KWARGS,
     PipelineError,
     atomic_dir,
@@ -45,9 +44,10 @@ from common import (
     write_json,
     write_text,
 )
-from memory_budget import cap_gpu_memory
-from qlora import device_name, load_quantized_model, load_tokenizer, peak_gpu_gib
-from sft_recipe import per_process, recipe_args
+from huatuo_study.model import cuda_speed
+from huatuo_study.model.memory_budget import cap_gpu_memory
+from huatuo_study.model.qlora import device_name, load_quantized_model, load_tokenizer, peak_gpu_gib
+from huatuo_study.model.sft_recipe import per_process, recipe_args
 
 
 def sft_dataset(records: list[dict]) -> Dataset:
@@ -300,8 +300,8 @@ def training_job(smk) -> dict:
 
 
 def write_outputs(trainer, job: dict) -> None:
-    from versions import TRAIN as TRAIN_PACKAGES
-    from versions import versions
+    from huatuo_study.versions import TRAIN as TRAIN_PACKAGES
+    from huatuo_study.versions import versions
 
     with atomic_dir(job["adapter"]) as tmp:
         trainer.model.save_pretrained(tmp)
@@ -391,7 +391,7 @@ def main(smk):
 if "snakemake" in globals():
     run_stage(main, snakemake)  # noqa: F821
 elif __name__ == "__main__":  # one of the processes launch() starts, given its job's file
-    from common import setup_logging
+    from huatuo_study.common import setup_logging
 
     setup_logging()
     try:

@@ -100,13 +100,13 @@ import pandas as pd
 from scipy import stats
 from scipy.stats import binomtest
 
-from chat_api import cost_usd
-from common import PipelineError, log, run_stage, write_json, write_text
-from crossed_stats import SCORES, variance_parts
-from length_control import SCORE, length_controlled_win_rate, question_difficulty
-from records import PAIRWISE_COLUMNS
-from study_file import load_study, read_inference, read_published
-from verdicts import ORDERS, VERDICTS, is_order_flip, order_outcomes, read_runs, table_rows
+from huatuo_study.chat_api import cost_usd
+from huatuo_study.common import PipelineError, log, run_stage, write_json, write_text
+from huatuo_study.judging.verdicts import ORDERS, VERDICTS, is_order_flip, order_outcomes, read_runs, table_rows
+from huatuo_study.records import PAIRWISE_COLUMNS
+from huatuo_study.statistics.crossed_stats import SCORES, variance_parts
+from huatuo_study.statistics.length_control import SCORE, length_controlled_win_rate, question_difficulty
+from huatuo_study.statistics.study_file import load_study, read_inference, read_published
 
 COLUMNS = [
     "setting",

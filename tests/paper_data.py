@@ -17,13 +17,13 @@ import yaml
 import claims_table
 import compute_table
 import fidelity_table
-import provenance
-import run_plan
-from common import read_prompt
 from conftest import REPO
-from figure_style import APT_PACKAGES
+from huatuo_study import run_plan
+from huatuo_study.common import read_prompt
+from huatuo_study.paper import provenance
+from huatuo_study.paper.figure_style import APT_PACKAGES
+from huatuo_study.run_plan import FIGURES
 from paper_context import paper_context
-from run_plan import FIGURES
 
 SPECIAL = "50% 的 A&B_C #1 {x} ~ ^ \\"
 SPECIAL_ESCAPED = r"50\% 的 A\&B\_\allowbreak{}C \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{}"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from statsmodels.stats.inter_rater import cohens_kappa
 
-import agreement_stats as ag
-from common import PipelineError
+from huatuo_study.common import PipelineError
+from huatuo_study.statistics import agreement_stats as ag
 
 # Rows judge a, columns judge b, in rank order loss, tie, win.
 SMALL = np.array([[4, 1, 0], [1, 2, 1], [0, 1, 4]])

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import answer_browser
-from common import DataError
 from conftest import fake_snakemake
+from huatuo_study.common import DataError
 
 SETTINGS = ["s1", "control"]
 REPLICATES = 2

@@ -8,8 +8,8 @@ import re
 import pytest
 
 import judge_pairwise as jp
-from common import write_jsonl
 from conftest import REPO, fake_snakemake, with_defaults
+from huatuo_study.common import write_jsonl
 
 KEY_ENV = "REFUSAL_TEST_KEY"
 SECRET = "sk-refusal-test-0123456789"

@@ -15,11 +15,11 @@ import textwrap
 import pytest
 import yaml
 
-import augment_synonym as S
 import augment_train as A
-import paper_design
-from common import PipelineError, read_json, read_jsonl, write_jsonl
 from conftest import REPO, fake_snakemake
+from huatuo_study.common import PipelineError, read_json, read_jsonl, write_jsonl
+from huatuo_study.data import augment_synonym as S
+from huatuo_study.paper import design
 from split_data import clean_rows, split_rows
 from test_augment_synonym import QUESTIONS
 
@@ -131,7 +131,7 @@ def test_a_short_pool_is_augmented_whole_and_said_so(tmp_path, rewritable, caplo
     assert stats["n_target"] == 16 > stats["n_pool"] == len(rewritable) == stats["n_augmented"] == len(out) - 20
     assert stats["pool_short"] is True and stats["augmented_share"] == pytest.approx(len(rewritable) / 20)
     assert f"only {len(rewritable)} training questions can be rewritten, fewer than the 16" in caplog.text
-    text = paper_design.augmentation_text(stats)
+    text = design.augmentation_text(stats)
     assert f"of {len(rewritable)} of the 20 training questions ({100 * len(rewritable) / 20:.1f}%; ratio 80%)" in text
     assert text.endswith(
         f"; with only {len(rewritable)} such questions, all of them were augmented instead of the 16 that 80% asks for"
@@ -147,7 +147,7 @@ def test_no_rewritable_question_adds_nothing(tmp_path, rewritable):
 
 def test_the_paper_states_the_selection_as_a_deviation(tmp_path):
     _, stats = run(tmp_path, tiny_records())
-    text = paper_design.augmentation_text(stats)
+    text = design.augmentation_text(stats)
     assert text.startswith(
         "The augmented training set adds a rewritten copy (answer kept) of 6 of the 20 training "
         "questions (30.0%; ratio 30%)"
@@ -160,7 +160,7 @@ def test_the_paper_states_the_selection_as_a_deviation(tmp_path):
     assert "instead of" not in text
     del stats["n_pool"]
     with pytest.raises(PipelineError, match="augment_stats.json: missing key 'n_pool'"):
-        paper_design.augmentation_text(stats)
+        design.augmentation_text(stats)
 
 
 def test_the_studys_training_rows_get_the_ratio_and_keep_every_answer(shared_data, tmp_path):
@@ -259,6 +259,5 @@ def test_deterministic_across_hash_seeds(tmp_path):
 
 def test_script_runs_after_a_snakemake_preamble():
     # Snakemake prepends code to a `script:`; a `from __future__` import would then be a SyntaxError.
-    for name in ("augment_train.py", "augment_llm.py", "augment_synonym.py"):
-        source = (REPO / "scripts" / name).read_text(encoding="utf-8")
-        compile("import sys\n" + source, name, "exec")
+    for path in sorted((REPO / "scripts").glob("*.py")):
+        compile("import sys\n" + path.read_text(encoding="utf-8"), path.name, "exec")

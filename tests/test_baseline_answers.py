@@ -5,8 +5,8 @@ import pytest
 
 import baseline_answers
 import fake_openai
-from common import PipelineError
 from conftest import with_defaults
+from huatuo_study.common import PipelineError
 
 KEY_ENV = "BASELINE_TEST_API_KEY"
 TEST = [{"id": 1, "question": "头痛怎么办？"}, {"id": 2, "question": "失眠怎么调理？"}]

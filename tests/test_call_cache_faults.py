@@ -1,4 +1,4 @@
-"""Faults of the paid-call cache (scripts/chat_api.py), injected for real: a torn or non-JSON entry,
+"""Faults of the paid-call cache (scripts/huatuo_study/chat_api.py), injected for real: a torn or non-JSON entry,
 two processes sharing one cache at once, a full disk (a small tmpfs). Nothing is trusted that
 cannot be read, nothing is paid twice, nothing half-written is left."""
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import chat_api
 import fake_openai
-from common import PipelineError, write_jsonl
 from conftest import REPO, with_defaults
+from huatuo_study import chat_api
+from huatuo_study.common import PipelineError, write_jsonl
 
 KEY_ENV = "CACHE_FAULT_TEST_KEY"
 CONVERSATIONS = [[{"role": "user", "content": f"问题{i}：感冒了怎么办？"}] for i in range(6)]
@@ -80,7 +80,7 @@ SHARED_RUN = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, {scripts!r})
-    import chat_api
+    from huatuo_study import chat_api
     conversations = json.loads(sys.argv[2])
     replies = chat_api.ChatClient(json.loads(sys.argv[1]), sys.argv[3]).ask(conversations)
     print(json.dumps([r.content for r in replies], ensure_ascii=False))

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import claim_stats as cs
-from common import PipelineError
-from crossed_stats import crossed_interval
+from huatuo_study.common import PipelineError
+from huatuo_study.statistics import claim_stats as cs
+from huatuo_study.statistics.crossed_stats import crossed_interval
+from huatuo_study.statistics.verdict_simulation import expected_score
 from test_crossed_stats import STUDY_NUISANCE
-from verdict_simulation import expected_score
 
 
 def _table(verdicts_by_setting, answer_chars=None, baseline_chars=100):

@@ -10,18 +10,18 @@ import re
 import numpy as np
 import pytest
 
-import claim_stats as cs
 import claims_table as ct
 import judge_agreement as ja
 import judge_pairwise as jp
-import study_file
-from chat_api import Reply
-from common import PipelineError, write_jsonl
 from conftest import fake_snakemake
-from crossed_stats import crossed_interval
-from records import read_table_json
+from huatuo_study.chat_api import Reply
+from huatuo_study.common import PipelineError, write_jsonl
+from huatuo_study.judging.verdicts import verdict_frame
+from huatuo_study.records import read_table_json
+from huatuo_study.statistics import claim_stats as cs
+from huatuo_study.statistics import study_file
+from huatuo_study.statistics.crossed_stats import crossed_interval
 from test_crossed_stats import STUDY_NUISANCE
-from verdicts import verdict_frame
 
 # --- verdict records, as judge_pairwise.py writes them ------------------------------------------
 

@@ -1,13 +1,13 @@
 """Compile or not: the decoder layers are compiled only where the measured saving over the job's
-trained and evaluated tokens beats the measured compilation (scripts/cuda_speed.py)."""
+trained and evaluated tokens beats the measured compilation (scripts/huatuo_study/model/cuda_speed.py)."""
 
 from types import SimpleNamespace
 
 import pytest
 from datasets import Dataset
 
-import cuda_speed
 import train_adapter
+from huatuo_study.model import cuda_speed
 from test_models import SETTING
 
 SETTING4 = {

@@ -1,4 +1,4 @@
-"""The compute table (scripts/compute_table.py) and the paper's Compute section (paper_compute.py):
+"""The compute table (scripts/compute_table.py) and the paper's Compute section (huatuo_study/paper/compute.py):
 on handmade benchmark and stats files, including the errors a broken file gives, and on the
 demo run, whose compute.csv must be its benchmark and stats files, job by job."""
 
@@ -10,14 +10,15 @@ import pytest
 
 import compute_table
 import paper_context
-from common import DataError, PipelineError
-from compute_table import TOTAL, compute_rows, to_csv
+from compute_table import compute_rows, to_csv
 from conftest import fake_snakemake
 from dag import REPLICATES, SETTINGS, TEST_SETS, TRAINED, read_csv
-from paper_compute import compute_context
+from huatuo_study.common import DataError, PipelineError
+from huatuo_study.paper.compute import compute_context
+from huatuo_study.paper.design import setting_specs
+from huatuo_study.records import COMPUTE_TOTAL as TOTAL
+from huatuo_study.records import read_compute_csv
 from paper_data import config, context_params, make_context, write_run_files  # noqa: F401
-from paper_design import setting_specs
-from records import read_compute_csv
 from render_tex import render_paper
 
 # Snakemake's benchmark header (snakemake.benchmark.BenchmarkRecord), the job's row below it.

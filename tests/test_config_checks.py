@@ -1,5 +1,5 @@
 """What the Snakefile checks of a config before any rule, called directly: config/schema.yaml
-through Snakemake's validate, then the cross-references (scripts/config_checks.py), on the shipped
+through Snakemake's validate, then the cross-references (scripts/huatuo_study/config_checks.py), on the shipped
 configs and on broken copies of them. test_pipeline.py proves that a dry run stops on them."""
 
 import copy
@@ -9,8 +9,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
-from config_checks import config_problems
 from conftest import REPO
+from huatuo_study.config_checks import config_problems
 
 SCHEMA = REPO / "config" / "schema.yaml"
 

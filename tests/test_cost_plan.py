@@ -6,10 +6,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-import cost_plan
-import run_plan
-from common import read_prompt
 from conftest import REPO
+from huatuo_study import paid_calls, run_plan
+from huatuo_study.common import read_prompt
 
 
 def planned(name):
@@ -20,7 +19,7 @@ def planned(name):
 
 def planned_with(config):
     judges = {"primary": config["judge"], **config.get("judge_panel", {})}
-    return cost_plan.plan(
+    return paid_calls.plan(
         judges,
         config["test_sets"],
         len(config["settings"]),
@@ -45,18 +44,18 @@ def test_the_study_pays_for_the_calls_the_readme_counts():
     assert judge["cost_usd"] == pytest.approx(
         (judge["input_tokens"] * 0.5 + judge["output_tokens"] * 1.5) / 1e6, abs=0.005
     )
-    table = cost_plan.to_table(list(rows.values()))
+    table = paid_calls.to_table(list(rows.values()))
     assert table.splitlines()[-1].split()[:2] == ["total", "16160"]
     assert "(some callers have no price)" in table
 
 
 def test_the_offline_demo_pays_nothing():
     assert planned("demo.yaml") == []
-    assert cost_plan.to_table([]).splitlines()[-1].split() == ["total", "0", "0", "0", "0.00"]
+    assert paid_calls.to_table([]).splitlines()[-1].split() == ["total", "0", "0", "0", "0.00"]
 
 
 def test_text_tokens_count_cjk_characters_and_quarter_ascii():
-    assert cost_plan.text_tokens("头晕") == 2 and cost_plan.text_tokens("abcdefgh") == 2
+    assert paid_calls.text_tokens("头晕") == 2 and paid_calls.text_tokens("abcdefgh") == 2
 
 
 def study_config():

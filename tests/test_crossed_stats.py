@@ -1,5 +1,5 @@
-"""The crossed inference (scripts/crossed_stats.py) against independent computations, and its
-calibration by simulation (scripts/verdict_simulation.py) on data shaped like ours."""
+"""The crossed inference (scripts/huatuo_study/statistics/crossed_stats.py) against independent computations, and its
+calibration by simulation (scripts/huatuo_study/statistics/verdict_simulation.py) on data shaped like ours."""
 
 import dataclasses
 
@@ -9,10 +9,10 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-import claim_stats as cs
-from common import PipelineError
-from crossed_stats import crossed_interval, holm_levels, variance_parts
-from verdict_simulation import Nuisance, expected_score, quality_for_score, simulate_scores
+from huatuo_study.common import PipelineError
+from huatuo_study.statistics import claim_stats as cs
+from huatuo_study.statistics.crossed_stats import crossed_interval, holm_levels, variance_parts
+from huatuo_study.statistics.verdict_simulation import Nuisance, expected_score, quality_for_score, simulate_scores
 
 STUDY_NUISANCE = Nuisance(question_sd=2.0, replicate_sd=0.25, answer_sd=1.0, order_bias=0.3, tie_cut=0.2, invalid=0.01)
 WIDE_RUNS = dataclasses.replace(STUDY_NUISANCE, replicate_sd=0.75)

@@ -1,4 +1,4 @@
-"""Data-parallel training of one setting (scripts/sft_recipe.py: per_process; scripts/train_adapter.py: launch): the recipe's
+"""Data-parallel training of one setting (scripts/huatuo_study/model/sft_recipe.py: per_process; scripts/train_adapter.py: launch): the recipe's
 effective batch shared out over the processes, and two processes (torchrun, gloo, on the CPU)
 training the tiny 4-bit model to the adapter one process trains."""
 
@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 import base_model
-import sft_recipe
 import train_adapter
-from common import PipelineError, read_json, write_json, write_jsonl
 from conftest import with_defaults
+from huatuo_study.common import PipelineError, read_json, write_json, write_jsonl
+from huatuo_study.model import sft_recipe
 
 SHAPE = with_defaults(
     "models.tiny-s.build",

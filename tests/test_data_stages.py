@@ -8,9 +8,9 @@ import pytest
 import raw_data
 import split_data
 import test_set
-import versions
-from common import DataError, PipelineError, normalize_text, read_json, write_jsonl
 from conftest import fake_snakemake, with_defaults
+from huatuo_study import versions
+from huatuo_study.common import DataError, PipelineError, normalize_text, read_json, write_jsonl
 
 
 def row(i, question, answer="多喝水，注意休息，如症状加重请及时就医。", score=5, **extra):
@@ -212,7 +212,7 @@ def test_real_course_file_has_the_case_study_question(shared_data):
 def test_a_killed_writes_temporary_goes_with_the_next_write_of_that_output(tmp_path):
     """SIGKILL runs no cleanup: a stale .<name>.<8 characters>[suffix] beside an output is removed
     when that output is written again; another output's temporaries are left alone."""
-    from common import atomic_dir, write_text
+    from huatuo_study.common import atomic_dir, write_text
 
     stale_file, stale_dir = tmp_path / ".out.json.abcd1234.tmp", tmp_path / ".adapter.k9_x2mq7"
     others = [tmp_path / ".out.json.gz.abcd1234.tmp", tmp_path / ".out.jsonl.abcd1234.tmp", tmp_path / ".out.json.x"]

@@ -11,11 +11,11 @@ from scipy.stats import chisquare
 from transformers import LogitsProcessorList
 
 import base_model
-import decoding
-import qlora
-from common import CHAT_TEMPLATE_KWARGS, chat_prompt, write_json, write_jsonl
 from conftest import with_defaults
-from records import check_record
+from huatuo_study.answering import answers, decoding
+from huatuo_study.common import CHAT_TEMPLATE_KWARGS, chat_prompt, write_json, write_jsonl
+from huatuo_study.model import qlora
+from huatuo_study.records import check_record
 from test_models import QA, QUANT, SHAPE
 
 QUESTIONS = [q for q, _ in QA] + [
@@ -58,19 +58,19 @@ def tiny(tiny_manifest):
 def answer(model, tokenizer, questions, generation, ids):
     """answer_questions' records, and each answer's new token ids (up to its EOS, which is kept),
     read off the decoding loop itself."""
-    rows, decode = [], qlora.decode
+    rows, decode = [], answers.decode
 
     def spy(*args, **kwargs):
         out = decode(*args, **kwargs)
         rows.extend(out.tolist())
         return out
 
-    qlora.decode = spy
+    answers.decode = spy
     try:
-        records = qlora.answer_questions(model, tokenizer, questions, generation, ids)
+        records = answers.answer_questions(model, tokenizer, questions, generation, ids)
     finally:
-        qlora.decode = decode
-    eos = set(qlora.eos_token_ids(model, tokenizer))
+        answers.decode = decode
+    eos = set(answers.eos_token_ids(model, tokenizer))
     tokens = [row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))] for row in rows]
     return records, tokens
 
@@ -100,7 +100,7 @@ def test_gumbel_sampler_samples_the_warped_softmax(temperature, top_p, top_k):
     are softmax(logits / T) cut to top_k and top_p (chi-square), and nothing outside it is drawn."""
     logits = torch.tensor([2.0, 1.6, 1.1, 0.7, 0.2, -0.3, -0.9, -1.5, -2.4, -4.0])
     n = 40_000
-    sampler = qlora.GumbelSampler([qlora.question_seed(7, i) for i in range(n)], temperature, top_p, top_k)
+    sampler = answers.GumbelSampler([answers.question_seed(7, i) for i in range(n)], temperature, top_p, top_k)
     drawn = sampler(torch.zeros(n, 1, dtype=torch.long), logits.expand(n, -1).clone()).argmax(-1)
     counts = np.bincount(drawn.numpy(), minlength=len(logits))
     p = expected_distribution(logits, temperature, top_p, top_k)
@@ -114,18 +114,20 @@ def test_gumbel_sampler_samples_the_warped_softmax(temperature, top_p, top_k):
 
 def test_gumbel_noise_of_a_row_depends_on_its_seed_alone():
     scores = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
-    alone = qlora.GumbelSampler([11], 0.7, 0.9)
-    batch = qlora.GumbelSampler([5, 11, 7], 0.7, 0.9)
+    alone = answers.GumbelSampler([11], 0.7, 0.9)
+    batch = answers.GumbelSampler([5, 11, 7], 0.7, 0.9)
     for _ in range(3):  # step after step: each call advances every row's generator by one draw
         assert torch.equal(alone(None, scores[1:2].clone())[0], batch(None, scores.clone())[1])
-    first, second = qlora.GumbelSampler([11], 0.7, 0.9), qlora.GumbelSampler([11], 0.7, 0.9)
+    first, second = answers.GumbelSampler([11], 0.7, 0.9), answers.GumbelSampler([11], 0.7, 0.9)
     first(None, scores[1:2].clone())
     assert not torch.equal(first(None, scores[1:2].clone()), second(None, scores[1:2].clone()))  # a new draw per step
 
 
 def test_question_seed_is_stable_and_distinct():
-    assert qlora.question_seed(42, "q1") == qlora.question_seed(42, "q1") == 1606191008811120158  # SHA-256, not hash()
-    seeds = {qlora.question_seed(s, i) for s in (0, 1) for i in range(100)}
+    assert (
+        answers.question_seed(42, "q1") == answers.question_seed(42, "q1") == 1606191008811120158
+    )  # SHA-256, not hash()
+    seeds = {answers.question_seed(s, i) for s in (0, 1) for i in range(100)}
     assert len(seeds) == 200 and all(0 <= s < 2**63 for s in seeds)
 
 
@@ -219,16 +221,16 @@ def test_the_decoding_loop_is_generate_over_a_padded_batch_sampled_and_penalised
     assert (enc["attention_mask"] == 0).any()  # prompts of different lengths: padding in the batch
 
     def sampler():
-        seeds = [qlora.question_seed(42, i) for i in IDS]
-        return [qlora.GumbelSampler(seeds, 0.7, 0.9, qlora.inherited_top_k(model))]
+        seeds = [answers.question_seed(42, i) for i in IDS]
+        return [answers.GumbelSampler(seeds, 0.7, 0.9, answers.inherited_top_k(model))]
 
-    eos = torch.tensor(qlora.eos_token_ids(model, tokenizer))
-    ours = qlora.decode(
+    eos = torch.tensor(answers.eos_token_ids(model, tokenizer))
+    ours = answers.decode(
         model,
         enc["input_ids"],
         enc["attention_mask"],
         24,
-        qlora.processors(1.2, sampler()),
+        answers.processors(1.2, sampler()),
         eos,
         tokenizer.pad_token_id,
         cuda_graph=False,
@@ -273,7 +275,7 @@ def test_hit_token_limit_only_for_answers_cut_at_max_new_tokens(tiny, generation
     limit, stop = 6, [2, None, 0, 5]  # EOS as 3rd token; never; at once; as the very last allowed token
     hook = model.lm_head.register_forward_hook(EndAt(stop, tokenizer.eos_token_id))
     try:
-        records = qlora.answer_questions(
+        records = answers.answer_questions(
             model, tokenizer, QUESTIONS[:4], {**generation, "max_new_tokens": limit, "batch_size": 4}
         )
     finally:
@@ -300,11 +302,11 @@ def test_generate_answers_records_carry_hit_token_limit(tiny, tiny_manifest):
         {"id", "question", "answer", "prompt_tokens", "answer_tokens", "hit_token_limit", "generation"}
     ] * len(test)
     assert [r["id"] for r in records] == IDS and all(r["generation"] == STUDY for r in records)
-    for r in records:  # what the judge and the paper read (scripts/schemas/answer.yaml)
+    for r in records:  # what the judge and the paper read (scripts/huatuo_study/schemas/answer.yaml)
         check_record(r, "answer", "generations")
     assert records == [
         {"id": i, **a, "generation": STUDY}
-        for i, a in zip(IDS, qlora.answer_questions(model, tokenizer, QUESTIONS, STUDY, IDS))
+        for i, a in zip(IDS, answers.answer_questions(model, tokenizer, QUESTIONS, STUDY, IDS))
     ]
 
 

@@ -9,9 +9,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import base_model
 import merge_adapter
 import train_adapter
-from common import write_json, write_jsonl
 from conftest import with_defaults
-from qlora import answer_questions, load_generation_model, load_quantized_model, load_tokenizer
+from huatuo_study.answering.answers import answer_questions
+from huatuo_study.common import write_json, write_jsonl
+from huatuo_study.model.qlora import load_generation_model, load_quantized_model, load_tokenizer
 
 SHAPE = with_defaults(
     "models.tiny-s.build",

@@ -22,8 +22,8 @@ from snakemake.iocontainers import Params, Wildcards
 
 import fake_openai
 import judge_pairwise as jp
-from common import atomic_path, read_jsonl, read_prompt, run_stage, write_jsonl
 from conftest import REPO, fake_snakemake
+from huatuo_study.common import atomic_path, read_jsonl, read_prompt, run_stage, write_jsonl
 
 PROMPT = read_prompt(REPO / "config" / "judge_prompt.txt")
 KEY_ENV = "JUDGE_TEST_API_KEY"

@@ -10,9 +10,9 @@ import yaml
 from snakemake.utils import validate
 
 import fidelity_table as ft
-import paper_design
-from common import PipelineError
 from conftest import REPO, fake_snakemake
+from huatuo_study.common import PipelineError
+from huatuo_study.paper import design
 
 STUDY = yaml.safe_load((REPO / "config" / "study.yaml").read_text(encoding="utf-8"))
 SOURCES = ("report §", "report Table", "notebook", "assumption")
@@ -219,16 +219,16 @@ def test_values_compare_as_config_values():
 
 def test_the_paper_counts_every_status():
     rows = [{"status": s} for s in ["same"] * 3 + ["not stated"] * 2 + ["our reading", "by design", "execution"]]
-    assert paper_design.fidelity_summary(rows) == (
+    assert design.fidelity_summary(rows) == (
         "of its 8 rows, 3 hold the study's value, none differs from it in this run, 2 are ours where the "
         "study is silent (``ours''), 1 is our reading of the study's words (``our reading''), 1 differs by "
         "design (``by design'') and 1 changes speed only (``speed only'')."
     )
-    assert paper_design.fidelity_summary([{"status": "deviation"}, {"status": "same"}]) == (
+    assert design.fidelity_summary([{"status": "deviation"}, {"status": "same"}]) == (
         "of its 2 rows, 1 holds the study's value and 1 differs from it in this run (``differs'')."
     )
     with pytest.raises(PipelineError, match=r"tables/fidelity.csv: status \['unknown'\]"):
-        paper_design.fidelity_summary([{"status": "unknown"}])
+        design.fidelity_summary([{"status": "unknown"}])
 
 
 def test_main_writes_the_table(tmp_path):

@@ -1,4 +1,4 @@
-"""One GPU per local GPU job (scripts/gpu_slots.py), on the CPU with a stand-in device list
+"""One GPU per local GPU job (scripts/huatuo_study/model/gpu_slots.py), on the CPU with a stand-in device list
 (PIPELINE_GPUS): concurrent processes never share a GPU, a job that finds none free waits, a
 SIGKILLed job's GPU comes back, the job sees only its own GPUs; SLURM jobs and CPU jobs claim
 nothing; nvidia-smi's list counts the GPUs where no list is given."""
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import gpu_slots
-from common import PipelineError
 from conftest import REPO
+from huatuo_study.common import PipelineError
+from huatuo_study.model import gpu_slots
 
 # A GPU job as far as its slot goes: claim `count` GPUs, say which, hold them until killed.
 HOLDER = """
@@ -154,7 +154,7 @@ def test_the_default_lock_folder_is_the_machines_not_the_runs(monkeypatch):
 PARENT = """
 import subprocess, sys
 sys.path.insert(0, {scripts!r})
-import gpu_slots
+from huatuo_study.model import gpu_slots
 gpu_slots.take_gpus(1, "cuda")
 child = subprocess.Popen(["sleep", "600"], pass_fds=gpu_slots.held_files(), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)

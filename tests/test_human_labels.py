@@ -18,11 +18,19 @@ import pytest
 
 import human_agreement
 import human_label_sheet
-from agreement_stats import ORDER, weighted_kappa
-from common import DataError, PipelineError
 from conftest import REPO, fake_snakemake
 from dag import DEMO, JUDGES, PAPER_JOBS, TEST_SETS, overlay, planned_jobs, snakemake
-from label_sheet import KEY_COLUMNS, SHEET_COLUMNS, pair_check, read_filled_sheet, read_key, unblind, verdict_of
+from huatuo_study.common import DataError, PipelineError
+from huatuo_study.judging.label_sheet import (
+    KEY_COLUMNS,
+    SHEET_COLUMNS,
+    pair_check,
+    read_filled_sheet,
+    read_key,
+    unblind,
+    verdict_of,
+)
+from huatuo_study.statistics.agreement_stats import ORDER, weighted_kappa
 
 TEMPLATE = REPO / "scripts" / "templates" / "label_sheet.html.j2"
 SETTINGS = ["setting1", "control-s"]

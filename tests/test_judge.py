@@ -4,9 +4,9 @@ OpenAI path, against a loopback server, is in test_judge_api.py)."""
 import pytest
 
 import judge_pairwise as jp
-from common import DataError, PipelineError, read_jsonl, read_prompt, write_jsonl
 from conftest import REPO, fake_snakemake, with_defaults
-from records import check_record, validator
+from huatuo_study.common import DataError, PipelineError, read_jsonl, read_prompt, write_jsonl
+from huatuo_study.records import check_record, validator
 
 PROMPT_FILE = REPO / "config" / "judge_prompt.txt"
 PROMPT = read_prompt(PROMPT_FILE)
@@ -197,7 +197,7 @@ def test_reference_judge_known_outcomes(tmp_path):
     assert [r["id"] for r in records] == ["q1", "q2", "q3"]
     assert [r["verdict"] for r in records] == ["win", "loss", "tie"]
     first = records[0]
-    # the interchange format the tables read (scripts/schemas/verdict.yaml): every record fits it,
+    # the interchange format the tables read (scripts/huatuo_study/schemas/verdict.yaml): every record fits it,
     # and the writer writes every field it describes
     for lineno, record in enumerate(records, 1):
         check_record(record, "verdict", smk.output.verdicts, lineno)

@@ -15,11 +15,11 @@ import httpx2
 import openai
 import pytest
 
-import chat_api
 import fake_openai
 import judge_pairwise as jp
-from common import PipelineError, read_jsonl, read_prompt, run_stage, write_jsonl
 from conftest import REPO, fake_snakemake, with_defaults
+from huatuo_study import chat_api
+from huatuo_study.common import PipelineError, read_jsonl, read_prompt, run_stage, write_jsonl
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 PROMPT_FILE = REPO / "config" / "judge_prompt.txt"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-import chat_api
 import fake_openai
 import judge_pairwise as jp
-from common import PipelineError, read_jsonl, read_prompt, write_jsonl
 from conftest import REPO, fake_snakemake, with_defaults
+from huatuo_study import chat_api
+from huatuo_study.common import PipelineError, read_jsonl, read_prompt, write_jsonl
 
 KEY_ENV = "JUDGE_LOAD_TEST_KEY"
 PROMPT_FILE = REPO / "config" / "judge_prompt.txt"

@@ -7,7 +7,7 @@ Snakemake, gets a real SIGKILL; Snakemake notices and stops non-zero. Then:
 - no output of the killed job that looks complete is left: each is absent, or Snakemake holds it
   as incomplete so that a plain run refuses (IncompleteFilesException);
 - nothing else under results/ changed but hidden temporary files of the atomic writes
-  (scripts/common.py) and, for training, its checkpoints;
+  (scripts/huatuo_study/common.py) and, for training, its checkpoints;
 - `--rerun-incomplete` plans exactly the killed job (and, after the paper's context, the .tex
   rendered from it), finishes, and its outputs equal the uninterrupted run's byte for byte (the
   paper's context and .tex up to the "paper rendered" minute they are stamped with; the PDF, whose
@@ -270,7 +270,7 @@ def tree(results: Path) -> dict[str, tuple]:
 
 
 def hidden_temporaries(paths) -> list[str]:
-    """What scripts/common.py's atomic_path/atomic_dir leave beside an output, .<name>.<random>
+    """What scripts/huatuo_study/common.py's atomic_path/atomic_dir leave beside an output, .<name>.<random>
     (a file, or a folder and what is in it)."""
     return sorted(p for p in paths if any(part.startswith(".") for part in Path(p).parts))
 

@@ -9,8 +9,8 @@ import pytest
 import statsmodels.api as sm
 from scipy.special import expit
 
-import length_control as lc
-from common import PipelineError
+from huatuo_study.common import PipelineError
+from huatuo_study.statistics import length_control as lc
 
 
 def _statsmodels_lc(scores, diff, difficulty=None) -> float:

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import REPO
-from figure_style import APT_PACKAGES
+from huatuo_study.paper.figure_style import APT_PACKAGES
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 
@@ -42,7 +42,10 @@ def test_install_asks_apt_for_every_package_the_paper_needs():
 
 
 def test_test_runs_the_fast_tier_then_the_dag_tier():
-    assert planned("test") == ['python -m pytest -q -m "not dag and not slow"', 'python -m pytest -q -m "dag or slow"']
+    assert planned("test") == [
+        'python -m pytest -q -m "not dag and not slow"',
+        'python -m pytest -q -m "dag or slow" --durations=15',
+    ]
 
 
 def test_lint_checks_and_checks_the_format_without_rewriting():

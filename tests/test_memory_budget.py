@@ -6,7 +6,7 @@ import math
 import pytest
 from transformers import Qwen3Config
 
-from memory_budget import (
+from huatuo_study.model.memory_budget import (
     FOUR_BIT,
     GIB,
     MERGED,

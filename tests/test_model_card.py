@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 import model_card
-from common import write_json, write_jsonl, write_text
 from conftest import REPO, fake_snakemake, with_defaults
+from huatuo_study.common import write_json, write_jsonl, write_text
 
 SETTING = with_defaults(
     "settings.setting1",
@@ -248,7 +248,7 @@ def test_evaluation_rows_are_the_tables_numbers(card):
 
 
 def test_the_score_map_inverts_the_ranking_tables():
-    from bradley_terry import elo_from_rate
+    from huatuo_study.statistics.bradley_terry import elo_from_rate
 
     for p in (0.1, 0.5, 0.8):
         assert model_card.rate_from_score(elo_from_rate(p)) == pytest.approx(p)

@@ -16,13 +16,21 @@ from snakemake.utils import validate
 from transformers import AutoTokenizer, TrainerCallback
 
 import base_model
-import cuda_speed
 import generate_answers
-import qlora
 import train_adapter
-from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, read_json, read_jsonl, write_json, write_jsonl
 from conftest import REPO, fake_snakemake, with_defaults
-from qlora import check_device, load_quantized_model, load_tokenizer
+from huatuo_study.answering import answers
+from huatuo_study.common import (
+    CHAT_TEMPLATE_KWARGS,
+    PipelineError,
+    chat_prompt,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
+from huatuo_study.model import cuda_speed, qlora
+from huatuo_study.model.qlora import check_device, load_quantized_model, load_tokenizer
 
 SHAPE = with_defaults(
     "models.tiny-s.build",
@@ -359,16 +367,16 @@ def test_fast_generation_answers_like_nf4_with_unmerged_lora(tiny, tmp_path):
     tokenizer = load_tokenizer(manifest)
     questions = [q for q, _ in QA]
     gen = with_defaults("generation", {"max_new_tokens": 16, "do_sample": False, "batch_size": 4})
-    slow = qlora.answer_questions(
+    slow = answers.answer_questions(
         PeftModel.from_pretrained(load_quantized_model(manifest, QUANT, "cpu"), tmp_path / "adapter"),
         tokenizer,
         questions,
         gen,
     )
-    fast = qlora.answer_questions(
+    fast = answers.answer_questions(
         qlora.load_generation_model(manifest, QUANT, "cpu", str(tmp_path / "adapter")), tokenizer, questions, gen
     )
-    base = qlora.answer_questions(load_quantized_model(manifest, QUANT, "cpu"), tokenizer, questions, gen)
+    base = answers.answer_questions(load_quantized_model(manifest, QUANT, "cpu"), tokenizer, questions, gen)
     assert [a["answer"] for a in fast] == [a["answer"] for a in slow]
     assert [a["answer"] for a in fast] != [a["answer"] for a in base]  # the adapter was applied
 

@@ -6,8 +6,8 @@ import json
 import pytest
 
 import near_duplicates as nd
-from common import PipelineError, read_json, read_jsonl, write_jsonl
 from conftest import fake_snakemake
+from huatuo_study.common import PipelineError, read_json, read_jsonl, write_jsonl
 
 CFG = {"ngram": 2, "num_perm": 128, "threshold": 0.5, "stop_threshold": 0.9, "top_k": 10}
 TEST = [

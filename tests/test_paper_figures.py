@@ -13,11 +13,11 @@ from matplotlib.figure import Figure
 import figure_answer_lengths
 import figure_loss_curves
 import figure_win_rates
-from common import PipelineError
 from conftest import fake_snakemake
 from figure_loss_curves import loss_figure, plot_loss_curves
-from figure_style import figure_rc, setting_rows
 from figure_win_rates import draw_win_rates, plot_win_rates
+from huatuo_study.common import PipelineError
+from huatuo_study.paper.figure_style import figure_rc, setting_rows
 from paper_data import (
     REPLICATES,
     SETTINGS,

@@ -13,8 +13,8 @@ import pytest
 from figure_answer_lengths import plot_answer_lengths
 from figure_loss_curves import plot_loss_curves
 from figure_ranking import plot_ranking, ranking_rows
-from figure_style import APT_PACKAGES, setting_rows
 from figure_win_rates import KEYS, plot_win_rates
+from huatuo_study.paper.figure_style import APT_PACKAGES, setting_rows
 from paper_data import (
     HAS_TEX,
     NO_TEX,

@@ -12,13 +12,13 @@ import pytest
 
 import paper_context
 import paper_data
-import provenance
-from common import PipelineError
 from conftest import REPO, fake_snakemake
+from huatuo_study.common import PipelineError
+from huatuo_study.paper import provenance
+from huatuo_study.paper.design import setting_specs
+from huatuo_study.run_plan import secret_envs
 from paper_data import REPLICATES, TRAINED, config, make_context, winrate_rows  # noqa: F401
-from paper_design import setting_specs
 from render_tex import render_paper
-from run_plan import secret_envs
 
 
 def stage_versions(**packages):

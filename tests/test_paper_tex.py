@@ -16,11 +16,13 @@ from statsmodels.stats.multitest import multipletests
 
 import fidelity_table
 import paper_context
-import provenance
 import render_tex
 import report_tables
-from common import PipelineError, read_prompt
 from conftest import REPO, fake_snakemake
+from huatuo_study.common import PipelineError, read_prompt
+from huatuo_study.paper import provenance
+from huatuo_study.paper.design import hparam_rows, setting_specs, shared_rows
+from huatuo_study.run_plan import secret_envs
 from paper_context import read_pairwise_csv
 from paper_data import (
     EXPECTED_PCT,
@@ -55,9 +57,7 @@ from paper_data import (
     winrate_rows,
     write_run_files,
 )
-from paper_design import hparam_rows, setting_specs, shared_rows
 from render_tex import latex_escape, render_paper
-from run_plan import secret_envs
 
 
 def section(tex, start, end=r"\end{tabular}"):

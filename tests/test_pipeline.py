@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 import fake_openai
-from common import read_jsonl
 from conftest import REPO, SHARED_DATA
 from dag import (
     DEMO,
@@ -37,6 +36,7 @@ from dag import (
     snakemake,
     table_jobs,
 )
+from huatuo_study.common import read_jsonl
 
 WINRATE_COLUMNS = [
     "setting",

@@ -15,10 +15,18 @@ from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 import base_model
 import generate_answers
-import qwen3_tokenizer
 import train_adapter
-from common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, read_json, read_jsonl, write_json, write_jsonl
 from conftest import REPO, with_defaults
+from huatuo_study.common import (
+    CHAT_TEMPLATE_KWARGS,
+    PipelineError,
+    chat_prompt,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
+from huatuo_study.model import qwen3_tokenizer
 
 # Qwen's split pattern as Qwen published it with its tiktoken tokenizer (tokenization_qwen.py's
 # PAT_STR), typed here so that the pattern transformers ships is checked, not assumed.

@@ -1,4 +1,4 @@
-"""The ranking (bradley_terry.py, ranking_table.py, figure_ranking.py, paper_ranking.py): every
+"""The ranking (bradley_terry.py, ranking_table.py, figure_ranking.py, huatuo_study/paper/ranking.py): every
 setting's Bradley-Terry score against the baseline on Arena-Hard-Auto's scale, checked against an
 independent logistic fit of the Bradley-Terry model (statsmodels) and against the crossed
 interval it maps; its edge cases (all wins, a setting not run) and its errors; the stage's files,
@@ -13,17 +13,17 @@ import pytest
 import statsmodels.api as sm
 from scipy.special import expit, logit
 
-import bradley_terry as bt
 import figure_ranking
 import paper_data
 import ranking_table
-from claim_stats import per_question
-from common import PipelineError
 from conftest import fake_snakemake
-from crossed_stats import crossed_interval
+from huatuo_study.common import PipelineError
+from huatuo_study.paper.ranking import ranking_context
+from huatuo_study.records import read_table_json
+from huatuo_study.statistics import bradley_terry as bt
+from huatuo_study.statistics.claim_stats import per_question
+from huatuo_study.statistics.crossed_stats import crossed_interval
 from paper_data import RANKING, make_context, study_config
-from paper_ranking import ranking_context
-from records import read_table_json
 from render_tex import render_paper
 from test_claims_tables import _write_runs
 

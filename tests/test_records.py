@@ -1,4 +1,4 @@
-"""The interchange files' schemas (scripts/schemas/, scripts/records.py): each is a valid JSON
+"""The interchange files' schemas (scripts/huatuo_study/schemas/, scripts/huatuo_study/records.py): each is a valid JSON
 Schema, a reader's error names file, line and field, and the writers not covered by their own
 stage tests (test set, baseline from the course file) write records that fit."""
 
@@ -10,9 +10,9 @@ from jsonschema import Draft202012Validator
 
 import baseline_answers
 import test_set
-from common import DataError, read_jsonl, write_jsonl
 from conftest import fake_snakemake
-from records import KINDS, SCHEMAS, check_record, read_records, read_table_json, validator
+from huatuo_study.common import DataError, read_jsonl, write_jsonl
+from huatuo_study.records import KINDS, SCHEMAS, check_record, read_records, read_table_json, validator
 
 
 @pytest.mark.parametrize("kind", KINDS)

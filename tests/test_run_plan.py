@@ -1,4 +1,4 @@
-"""What a config implies for the run (scripts/run_plan.py), on the demo's and the study's configs:
+"""What a config implies for the run (scripts/huatuo_study/run_plan.py), on the demo's and the study's configs:
 settings and controls, replicates, test sets and their held-out slices, judges, GPU job sizes, the
 compute jobs, the preflight's problems, and the key variables of the OpenAI-compatible calls,
 which both the preflight (rules/common.smk) and the paper's secret check (provenance.py) take
@@ -8,11 +8,11 @@ import pytest
 import yaml
 from snakemake.utils import update_config, validate
 
-import provenance
-import run_plan
-from common import PipelineError
 from conftest import REPO
-from run_plan import api_key_envs, judges
+from huatuo_study import run_plan
+from huatuo_study.common import PipelineError
+from huatuo_study.paper import provenance
+from huatuo_study.run_plan import api_key_envs, judges
 
 SECRET = "sk-run-plan-test-0123456789"
 # The demo with a panel judge and one test set's baseline calling an API, each with a key variable

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from scipy.stats import t
 
-import study_file
 import winrate_table as wt
-from common import DataError, PipelineError, write_jsonl
 from conftest import REPO, fake_snakemake
-from records import read_table_json, validator
+from huatuo_study.common import DataError, PipelineError, write_jsonl
+from huatuo_study.records import read_table_json, validator
+from huatuo_study.statistics import study_file
 
 # The setting's outcomes (setting_first, baseline_first) behind each verdict in _records: a tie
 # from a win/loss flip, an invalid verdict from an invalid first order.
@@ -440,7 +440,7 @@ def test_main_writes_csv_and_json(tmp_path):
     wt.main(smk)
     rows = json.loads((tmp_path / "tables" / "winrate.json").read_text(encoding="utf-8"))
     assert isinstance(rows, list) and [r["setting"] for r in rows] == ["setting1", "setting2"]
-    # the interchange format the paper reads (scripts/schemas/winrate_row.yaml): every column, typed
+    # the interchange format the paper reads (scripts/huatuo_study/schemas/winrate_row.yaml): every column, typed
     assert read_table_json(tmp_path / "tables" / "winrate.json", "winrate_row") == rows
     assert list(rows[0]) == list(validator("winrate_row").schema["properties"])
     assert list(rows[0]) == COLUMNS

@@ -1,0 +1,1 @@
+"""Answering questions: the batched decoding loop and the per-question sampling around it."""

@@ -1,0 +1,1 @@
+"""Judging: the verdict records and the human labelling sheet."""

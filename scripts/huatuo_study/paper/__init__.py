@@ -1,0 +1,1 @@
+"""The paper's parts: its design, results, claims, case study, compute, provenance and figure style."""

@@ -1,0 +1,1 @@
+"""Statistics over verdicts: crossed intervals, claims, calibration, rankings, agreement."""
