@@ -20,7 +20,8 @@ from huatuo_study.model import gpu_slots
 HOLDER = """
 import sys, time
 sys.path.insert(0, {scripts!r})
-import os, gpu_slots
+import os
+from huatuo_study.model import gpu_slots
 ids = gpu_slots.take_gpus(int(sys.argv[1]), "cuda")
 print(os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
 time.sleep(600)
