@@ -25,18 +25,15 @@ export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
 # Every distribution requirements.txt pins must be there (carried or in the machine's image) before
 # a device minute goes to the DAG: a missing one would otherwise fail its job a quarter-hour in.
 python3 - <<'EOF_CHECK' || exit 1
-import importlib.metadata, re, sys
-names = [re.split(r"[=<>\[ ]", line)[0] for line in open("requirements.txt")
-         if line.strip() and not line.startswith("#")] + ["dashscope"]
-missing = []
-for name in names:
-    try:
-        importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError:
-        missing.append(name)
+import re, sys
+sys.path.insert(0, "scripts")
+from huatuo_study.versions import NOT_INSTALLED, versions
 # Test- and lint-only tools and the SLURM plugins are not needed to run the DAG here.
-missing = [n for n in missing if n not in {"pytest", "ruff", "snakefmt", "selenium", "snakemake-executor-plugin-slurm", "snakemake-executor-plugin-slurm-jobstep"}]
-sys.exit(f"missing on the device: {', '.join(missing)} (carry their wheels in .whl)" if missing else 0)
+NOT_RUN = {"pytest", "ruff", "snakefmt", "selenium", "snakemake-executor-plugin-slurm",
+           "snakemake-executor-plugin-slurm-jobstep"}
+pinned = [re.split(r"[=<>\[ ]", line)[0] for line in open("requirements.txt") if line.strip() and not line.startswith("#")]
+missing = [name for name, found in versions({*pinned, "dashscope"} - NOT_RUN).items() if found == NOT_INSTALLED]
+sys.exit(f"missing on the device: {', '.join(sorted(missing))} (carry their wheels in .whl)" if missing else 0)
 EOF_CHECK
 [ -e ../shared/data ] || { mkdir -p ../shared && ln -sfn "$PWD/shared/data" ../shared/data; } || exit 1
 
