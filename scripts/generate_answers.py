@@ -15,6 +15,7 @@ import time
 
 from huatuo_study.answering.answers import answer_questions, prepare_answering
 from huatuo_study.common import log, read_jsonl, run_stage, write_json, write_jsonl
+from huatuo_study.model.memory_budget import form_label
 from huatuo_study.model.qlora import device_name, peak_gpu_gib
 
 
@@ -35,7 +36,7 @@ def generate_answers(
     tokens = sum(a["answer_tokens"] for a in answers)
     stats = {
         "device": device_name(device),
-        "form": plan.form,
+        "form": form_label(plan.form, adapter_dir is not None),
         "batch_size": plan.batch_size,
         "memory_budget_gib": gpu_memory_gib,
         "gpu": gpu_slots.job_gpus(device),  # which of the machine's GPUs (gpu_slots)

@@ -14,6 +14,7 @@ from huatuo_study.model.memory_budget import (
     ROW_WORKSPACE_BYTES,
     batch_within,
     cap_gpu_memory,
+    form_label,
     kv_bytes_per_token,
     plan_answering,
 )
@@ -86,3 +87,16 @@ def test_a_budget_too_small_for_one_answer_says_so():
 
 def test_no_cap_on_the_cpu():
     assert cap_gpu_memory("cpu", 32) is None
+
+
+@pytest.mark.parametrize(
+    "form, adapter, label",
+    [
+        (MERGED, True, "dequantised, adapter merged"),
+        (FOUR_BIT, True, "4-bit, adapter beside"),
+        (MERGED, False, "dequantised, no adapter"),
+        (FOUR_BIT, False, "4-bit, no adapter"),
+    ],
+)
+def test_the_form_label_names_an_adapter_only_where_the_job_had_one(form, adapter, label):
+    assert form_label(form, adapter) == label

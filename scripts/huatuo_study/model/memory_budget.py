@@ -14,7 +14,16 @@ RESERVE_SHARE = 0.10
 # [ours] Per answer in a batch besides its KV cache: the float32 logits and the sampler's
 # vocabulary-sized float64 noise and scores (Qwen3's 151,936 ids: about 1.2 MB each), a few at a time.
 ROW_WORKSPACE_BYTES = 32 * 2**20
-MERGED, FOUR_BIT = "dequantised, adapter merged", "4-bit, adapter beside"
+# The forms the NF4 base answers in: dequantised once to the compute dtype, or left in 4-bit.
+MERGED, FOUR_BIT = "dequantised", "4-bit"
+
+
+def form_label(form: str, adapter: bool) -> str:
+    """What a job answered with, as the compute table reports it: the base's form and, where the
+    setting has an adapter, whether it was merged into that base or ran beside it."""
+    if not adapter:
+        return f"{form}, no adapter"
+    return f"{form}, adapter merged" if form == MERGED else f"{form}, adapter beside"
 
 
 def cap_gpu_memory(device: str, gpu_memory_gib: float) -> float | None:
@@ -36,7 +45,7 @@ def kv_bytes_per_token(config, dtype_bytes: int = 2) -> int:
 
 @dataclass(frozen=True)
 class AnsweringPlan:
-    form: str  # MERGED: the NF4 base dequantised with the adapter merged; FOUR_BIT: the study's own form
+    form: str  # MERGED: the NF4 base dequantised, an adapter merged into it; FOUR_BIT: the study's own form
     batch_size: int
     weights_gib: float
     kv_gib_per_answer: float
