@@ -14,7 +14,8 @@ from pathlib import Path
 
 SCRIPTS = str(Path(__file__).resolve().parents[1] / "scripts")
 
-# One fresh process: the steps in the order generate_answers.py and train_adapter.py take them.
+# One fresh process: what a GPU stage does before its first log line, the imports of
+# generate_answers.py and train_adapter.py (trl: training only) one step each.
 CHILD = r"""
 import sys, time, json
 sys.path.insert(0, SCRIPTS)

@@ -17,7 +17,13 @@ from transformers import (
 from huatuo_study.answering.decoding import decode, processors
 from huatuo_study.common import CHAT_TEMPLATE_KWARGS, PipelineError, chat_prompt, log
 from huatuo_study.model.cuda_speed import bf16_gib
-from huatuo_study.model.memory_budget import AnsweringPlan, cap_gpu_memory, kv_bytes_per_token, plan_answering
+from huatuo_study.model.memory_budget import (
+    AnsweringPlan,
+    cap_gpu_memory,
+    form_label,
+    kv_bytes_per_token,
+    plan_answering,
+)
 from huatuo_study.model.qlora import answering_model, load_quantized_model, load_tokenizer
 
 
@@ -62,7 +68,7 @@ def prepare_answering(
     log.info(
         "Answering %d questions as %s in batches of %d (weights %.1f GiB, %.3f GiB an answer)",
         len(questions),
-        plan.form,
+        form_label(plan.form, adapter_dir is not None),
         plan.batch_size,
         plan.weights_gib,
         plan.kv_gib_per_answer,
